@@ -1,0 +1,1 @@
+//! mountkit: the container storage model composed from the workspace's crates.

@@ -1,0 +1,2 @@
+//! The `mountkit` command.
+fn main() {}

@@ -1,0 +1,3 @@
+//! The volume registry: named and anonymous volumes, labels, `local` driver options, users, prune.
+//!
+//! (Being written.)
