@@ -1,0 +1,80 @@
+//! Test support shared by the mountkit crates (a dev-dependency only, never published).
+//!
+//! Privileged tests mount for real. To keep the host clean, every such test runs its body through
+//! [`in_mount_ns`]: the body runs in a forked child that has its own mount namespace with `/` made
+//! recursively private, so whatever it mounts disappears with the child, even if it panics or is killed.
+//!
+//! Dependencies: `nix` for fork/unshare/mount/waitpid, `libc` for `_exit`.
+
+use std::io::{Read, Write};
+
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork, pipe};
+
+/// True when the test process runs as root (uid 0), which privileged tests require.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Returns `true` when privileged tests can run; otherwise prints why the calling test skips.
+///
+/// Use as `if !mountkit_testutil::privileged("name") { return; }` at the top of a privileged test.
+pub fn privileged(test: &str) -> bool {
+    if is_root() {
+        true
+    } else {
+        eprintln!("SKIP {test}: needs root (privileged test)");
+        false
+    }
+}
+
+/// Runs `body` in a forked child with a new, recursively private mount namespace and panics (in the
+/// parent) with the child's panic message if the body panicked or the child died.
+///
+/// Nothing the body mounts is visible to the host: the namespace dies with the child.
+pub fn in_mount_ns<F: FnOnce()>(body: F) {
+    let (rd, wr) = pipe().expect("pipe");
+    // SAFETY: the child only runs the test body and then `_exit`s; tests run one per process under
+    // nextest, and the body is expected to be async-signal-safe enough for a test (no locks held).
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(rd);
+            let mut wr = std::fs::File::from(wr);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+                mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+                    .expect("make / rprivate");
+                body();
+            }));
+            let code = match result {
+                Ok(()) => 0,
+                Err(payload) => {
+                    let msg = payload
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panic with a non-string payload".into());
+                    let _ = wr.write_all(msg.as_bytes());
+                    1
+                }
+            };
+            let _ = wr.flush();
+            // SAFETY: `_exit` skips atexit handlers and destructors the parent owns.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(rd).read_to_string(&mut msg);
+            match waitpid(child, None).expect("waitpid") {
+                WaitStatus::Exited(_, 0) => {}
+                WaitStatus::Exited(_, code) => {
+                    panic!("test body failed in its mount namespace (exit {code}): {msg}")
+                }
+                other => panic!("test child ended abnormally: {other:?}: {msg}"),
+            }
+        }
+    }
+}
