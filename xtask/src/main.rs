@@ -1,2 +1,22 @@
-//! `cargo xtask`: project automation.
-fn main() {}
+//! `cargo xtask`: project automation (the rust-analyzer pattern).
+//!
+//! - `cargo xtask ci`: what CI runs (set-up checks, fmt, clippy, the whole test suite with nextest).
+//! - `cargo xtask vm-test`: the privileged suite inside QEMU guests on pinned kernels.
+//! - `cargo xtask bench`: criterion benchmarks, each figure beside its reference.
+//! - `cargo xtask demo`: the storage model on a built-in sample image.
+
+mod vm;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match cmd.as_str() {
+        "vm-test" => vm::main(&rest),
+        "" | "help" | "-h" | "--help" => {
+            eprintln!("usage: cargo xtask <ci|vm-test|bench|demo> [ARGS]");
+            Ok(())
+        }
+        other => anyhow::bail!("unknown xtask command {other:?}; try `cargo xtask help`"),
+    }
+}
