@@ -1,0 +1,223 @@
+//! Mount-aware, same-filesystem tree removal.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+
+use crate::{Error, Result};
+
+/// The mount points at or below `path` in the calling process's mount namespace, from
+/// `/proc/self/mountinfo`. `path` is made absolute and its symlinks resolved first when it exists.
+pub fn mounts_under(path: &Path) -> Result<Vec<PathBuf>> {
+    let base =
+        std::fs::canonicalize(path).unwrap_or_else(|_| std::path::absolute(path).unwrap_or(path.into()));
+    let infos = procfs::process::Process::myself()
+        .and_then(|p| p.mountinfo())
+        .map_err(|e| Error::io("read mountinfo for", &base, std::io::Error::other(e)))?;
+    Ok(infos
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|mp| mp.starts_with(&base))
+        .collect())
+}
+
+fn mnt_id(fd: impl AsFd, path: &Path) -> Result<u64> {
+    let st = rustix::fs::statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::MNT_ID,
+    )
+    .map_err(|e| Error::io("statx", path, e))?;
+    Ok(st.stx_mnt_id)
+}
+
+/// Removes the tree at `path`, safely for a process running as root.
+///
+/// - `Ok(())` when `path` does not exist.
+/// - Refuses ([`Error::MountedUnder`]) when anything is mounted at or below `path`, before deleting anything.
+/// - Never follows symlinks (a symlink is removed, not its target).
+/// - Refuses ([`Error::CrossesMount`]) to descend into a directory that sits on another mount (compared by
+///   mount ID, which also catches bind mounts of the same filesystem that appeared after the first check).
+pub fn remove_tree(path: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("stat", path, e)),
+    };
+    if !meta.is_dir() {
+        return std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e));
+    }
+    let mounts = mounts_under(path)?;
+    if !mounts.is_empty() {
+        return Err(Error::MountedUnder {
+            path: path.into(),
+            mounts,
+        });
+    }
+    tracing::debug!(path = %path.display(), "remove tree");
+    let top = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", path, e))?;
+    let id = mnt_id(&top, path)?;
+    empty_dir(top, path, id, path)?;
+    std::fs::remove_dir(path).map_err(|e| Error::io("remove directory", path, e))
+}
+
+/// Deletes everything inside the directory `dir` (at `dir_path`), depth first, with an explicit stack.
+fn empty_dir(dir: OwnedFd, dir_path: &Path, mount: u64, top: &Path) -> Result<()> {
+    // Each frame: a directory fd, its path (for messages), and the names still to delete in it.
+    let mut stack: Vec<(OwnedFd, PathBuf, Vec<OsString>)> = Vec::new();
+    let names = list(&dir, dir_path)?;
+    stack.push((dir, dir_path.to_path_buf(), names));
+    while let Some((fd, path, mut names)) = stack.pop() {
+        let Some(name) = names.pop() else {
+            // Finished this directory: remove it from its parent (the frame below), unless it is the top.
+            if let Some((parent, ppath, _)) = stack.last() {
+                let n = path.file_name().expect("child has a name");
+                rustix::fs::unlinkat(parent, n, AtFlags::REMOVEDIR)
+                    .map_err(|e| Error::io("remove directory", ppath.join(n), e))?;
+            }
+            continue;
+        };
+        let child = path.join(&name);
+        let st = rustix::fs::statat(&fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::io("stat", &child, e))?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            let cfd = rustix::fs::openat(
+                &fd,
+                name.as_os_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::io("open", &child, e))?;
+            if mnt_id(&cfd, &child)? != mount {
+                return Err(Error::CrossesMount {
+                    path: top.into(),
+                    at: child,
+                });
+            }
+            let cnames = list(&cfd, &child)?;
+            stack.push((fd, path, names));
+            stack.push((cfd, child, cnames));
+        } else {
+            rustix::fs::unlinkat(&fd, name.as_os_str(), AtFlags::empty())
+                .map_err(|e| Error::io("remove", &child, e))?;
+            stack.push((fd, path, names));
+        }
+    }
+    Ok(())
+}
+
+fn list(fd: &OwnedFd, path: &Path) -> Result<Vec<OsString>> {
+    let mut dir = rustix::fs::Dir::read_from(fd).map_err(|e| Error::io("read directory", path, e))?;
+    let mut out = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry.map_err(|e| Error::io("read directory", path, e))?;
+        let n = entry.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            out.push(OsString::from(std::ffi::OsStr::from_bytes(n)));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::mount::{MsFlags, mount};
+
+    fn tree(root: &Path) {
+        std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+        std::fs::write(root.join("a/f"), "x").unwrap();
+        std::fs::write(root.join("a/b/c/g"), "y").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("a/link")).unwrap();
+    }
+
+    #[test]
+    fn removes_a_tree_and_not_symlink_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "k").unwrap();
+        let t = dir.path().join("t");
+        tree(&t);
+        std::os::unix::fs::symlink(&outside, t.join("a/b/dirlink")).unwrap();
+        remove_tree(&t).unwrap();
+        assert!(!t.exists());
+        assert_eq!(std::fs::read_to_string(outside.join("keep")).unwrap(), "k");
+        remove_tree(&t).unwrap(); // missing is fine
+    }
+
+    #[test]
+    fn refuses_while_a_bind_mount_is_attached_below() {
+        if !mountkit_testutil::privileged("refuses_while_a_bind_mount_is_attached_below") {
+            return;
+        }
+        mountkit_testutil::in_mount_ns(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let canary = dir.path().join("canary");
+            std::fs::create_dir(&canary).unwrap();
+            std::fs::write(canary.join("precious"), "p").unwrap();
+            let t = dir.path().join("t");
+            tree(&t);
+            let target = t.join("a/b/mnt");
+            std::fs::create_dir(&target).unwrap();
+            mount(
+                Some(&canary),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .unwrap();
+            let err = remove_tree(&t).unwrap_err();
+            assert!(matches!(err, Error::MountedUnder { .. }), "{err}");
+            assert!(err.to_string().contains("a/b/mnt"), "{err}");
+            // Nothing was deleted, inside the mount or outside it.
+            assert_eq!(std::fs::read_to_string(canary.join("precious")).unwrap(), "p");
+            assert!(t.join("a/f").exists());
+            nix::mount::umount(&target).unwrap();
+            remove_tree(&t).unwrap();
+            assert!(!t.exists());
+            assert!(canary.join("precious").exists());
+        });
+    }
+
+    #[test]
+    fn empty_dir_refuses_to_cross_a_mount_it_meets() {
+        if !mountkit_testutil::privileged("empty_dir_refuses_to_cross_a_mount_it_meets") {
+            return;
+        }
+        // mounts_under is the first line of defence; this checks the second one (mount IDs while walking),
+        // which also covers a mount that appears after the first check.
+        mountkit_testutil::in_mount_ns(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let canary = dir.path().join("canary");
+            std::fs::create_dir(&canary).unwrap();
+            std::fs::write(canary.join("precious"), "p").unwrap();
+            let t = dir.path().join("t");
+            std::fs::create_dir_all(t.join("m")).unwrap();
+            mount(
+                Some(&canary),
+                &t.join("m"),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .unwrap();
+            let fd = rustix::fs::open(&t, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+            let id = mnt_id(&fd, &t).unwrap();
+            let err = empty_dir(fd, &t, id, &t).unwrap_err();
+            assert!(matches!(err, Error::CrossesMount { .. }), "{err}");
+            assert_eq!(std::fs::read_to_string(canary.join("precious")).unwrap(), "p");
+            nix::mount::umount(&t.join("m")).unwrap();
+        });
+    }
+}
