@@ -1,1 +1,58 @@
-//! mountkit: the container storage model composed from the workspace's crates.
+//! mountkit: the container storage model (image layers, one writable layer per container, volumes, bind
+//! mounts, tmpfs) done directly with the Linux kernel, with no daemon.
+//!
+//! This crate composes the workspace's small crates into the product and is what the `mountkit` binary
+//! calls; the binary itself only parses arguments and prints.
+//!
+//! | crate | role here |
+//! |---|---|
+//! | `mountkit-layer-store` | layers and images under `<root>/layers`, `<root>/images` |
+//! | `mountkit-overlay` | the container's rootfs: the image's layers + the container's writable layer |
+//! | `mountkit-binds` | `-v`, `--mount`, `--tmpfs`: parsing and mounting inside the container root |
+//! | `mountkit-volumes` | the volume registry under `<root>/volumes` |
+//! | `mountkit-ns-runner` | new namespaces, /proc /dev /sys, pivot_root, user, exec, exit status |
+//! | `mountkit-safefs` | atomic writes, locks, mount-aware removal, in-root resolution |
+//!
+//! # Where state lives
+//! Everything is under one root directory ([`Mountkit::open`]; the CLI takes `--root`, else
+//! `MOUNTKIT_ROOT`, else `/var/lib/mountkit`): `layers/`, `images/`, `tmp/` (the layer store),
+//! `volumes/` (the registry), `containers/<id>/` (this crate: `container.json`, the writable layer
+//! `upper/` and overlay's `work/`, the mount point `merged/`, lock files). On-disk metadata is JSON,
+//! written atomically (temp file, fsync, rename); a `--rm` container skips the fsyncs since nobody needs
+//! its state after a crash.
+//!
+//! # Decisions where Docker is the reference
+//! - A container's mounts live in its own mount namespace: nothing of a running container is mounted in
+//!   the host's namespace, and a killed runner leaks no mount. The runner supervises the container: when
+//!   the runner dies, the container is killed (there is no daemon to adopt it).
+//! - Container IDs are 64 random hex digits; names are Docker-style generated (`adjective_name`) when not
+//!   given, and may be `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 characters. Any unique ID prefix works.
+//! - The command is the image's entrypoint followed by the given arguments, or by the image's cmd when
+//!   none are given (Docker's rule). The environment is the image's, overridden key by key with `-e`;
+//!   `-e KEY` alone copies KEY from the caller's environment when it is set. The hostname is the ID's
+//!   first 12 digits.
+//!
+//! Dependencies: the workspace crates above; `serde`/`serde_json` for metadata and `--format json`;
+//! `thiserror` for [`Error`]; `tracing` for diagnostics; `toml` for image recipes.
+
+#![deny(missing_docs)]
+
+mod container;
+mod error;
+mod names;
+mod recipe;
+mod run;
+pub mod sample;
+mod store;
+
+pub use container::{Container, ContainerConfig, CreateOptions, MountRecord, State, Status};
+pub use error::{Error, Result};
+pub use names::{generate_name, validate_container_name};
+pub use recipe::Recipe;
+pub use store::Mountkit;
+
+pub use mountkit_binds as binds;
+pub use mountkit_layer_store as layer_store;
+pub use mountkit_ns_runner as ns_runner;
+pub use mountkit_overlay as overlay;
+pub use mountkit_volumes as volumes;

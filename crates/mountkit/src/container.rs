@@ -1,0 +1,136 @@
+//! Container records: what `container create` writes and `ls`/`inspect` show.
+
+use serde::{Deserialize, Serialize};
+
+use mountkit_binds::MountSpec;
+
+/// A container: its identity, the image it was made from, how its process runs, its mounts, its state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name (given or generated).
+    pub name: String,
+    /// The image's ID (`sha256:...`).
+    pub image: String,
+    /// The name the image was referred to by at creation, if any.
+    pub image_name: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// How the process runs.
+    pub config: ContainerConfig,
+    /// Volumes, binds and tmpfs, in the order given (mounting sorts them by depth).
+    pub mounts: Vec<MountRecord>,
+    /// Lifecycle state.
+    pub state: State,
+    /// Removed (with its anonymous volumes) when its process exits: `run --rm`.
+    #[serde(default)]
+    pub auto_remove: bool,
+}
+
+/// The process configuration, resolved at creation from the image and the flags.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// The command and its arguments (entrypoint + cmd).
+    pub args: Vec<String>,
+    /// `K=V` strings.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub workdir: String,
+    /// `user[:group]`, names or numbers, when not root.
+    pub user: Option<String>,
+    /// The UTS hostname.
+    pub hostname: String,
+    /// Mount the root filesystem read-only (`--read-only`).
+    #[serde(default)]
+    pub readonly_root: bool,
+}
+
+/// One mount of a container, as resolved at creation (an anonymous volume already has its name).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountRecord {
+    /// The specification.
+    pub spec: MountSpec,
+    /// The volume was created for this container (image `VOLUME` or `-v /path`).
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, never started.
+    Created,
+    /// Its process runs (a runner holds its lock).
+    Running,
+    /// Its process has exited.
+    Exited,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        })
+    }
+}
+
+/// The container's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// Created, running or exited.
+    pub status: Status,
+    /// The process ID (in the host's PID namespace) while running.
+    pub pid: Option<i32>,
+    /// The exit status of the last run (128+N for a signal).
+    pub exit_code: Option<i32>,
+    /// When the last run started.
+    pub started: Option<String>,
+    /// When the last run ended.
+    pub finished: Option<String>,
+    /// Why the last start failed, if it did.
+    pub error: Option<String>,
+}
+
+impl State {
+    pub(crate) fn created() -> State {
+        State { status: Status::Created, pid: None, exit_code: None, started: None, finished: None, error: None }
+    }
+}
+
+/// What `container create` (and `run`) take.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Name; generated when `None`.
+    pub name: Option<String>,
+    /// Image name, ID or ID prefix.
+    pub image: String,
+    /// Arguments after the image: replace the image's cmd.
+    pub cmd: Vec<String>,
+    /// Replaces the image's entrypoint when set (`--entrypoint`; an empty string clears it).
+    pub entrypoint: Option<String>,
+    /// `-e K=V` (or `-e K` to copy from the caller's environment).
+    pub env: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `-v`, `--mount`, `--tmpfs`, already parsed.
+    pub mounts: Vec<MountSpec>,
+    /// `--volumes-from C[:ro|:rw]`.
+    pub volumes_from: Vec<String>,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `--rm`.
+    pub auto_remove: bool,
+}
+
+/// When the process started, and how long ago, for listings.
+pub(crate) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

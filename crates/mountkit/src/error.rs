@@ -1,0 +1,120 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in mountkit, with the object and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// From the layer and image store.
+    #[error(transparent)]
+    Layers(#[from] mountkit_layer_store::Error),
+    /// From mounting the container's rootfs.
+    #[error("container rootfs: {0}")]
+    Overlay(#[from] mountkit_overlay::Error),
+    /// From a mount specification or its mounting.
+    #[error(transparent)]
+    Binds(#[from] mountkit_binds::Error),
+    /// From the volume registry.
+    #[error(transparent)]
+    Volumes(#[from] mountkit_volumes::Error),
+    /// From running the container's process.
+    #[error(transparent)]
+    Runner(#[from] mountkit_ns_runner::Error),
+    /// From a filesystem primitive.
+    #[error(transparent)]
+    Fs(#[from] mountkit_safefs::Error),
+    /// No container has this name, ID or ID prefix.
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    /// An ID prefix matches more than one container.
+    #[error("container reference {reference:?} is ambiguous: it matches {matches}")]
+    AmbiguousContainer {
+        /// What was given.
+        reference: String,
+        /// The IDs it matches.
+        matches: String,
+    },
+    /// The name is taken.
+    #[error("container name {name:?} is already in use by container {id}; remove it or choose another name")]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The container that has it.
+        id: String,
+    },
+    /// The name breaks the naming rule.
+    #[error("invalid container name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// The container is running and the operation needs it stopped.
+    #[error("container {0} is running; stop it first or use --force")]
+    Running(String),
+    /// The container is already running (start twice).
+    #[error("container {0} is already running")]
+    AlreadyRunning(String),
+    /// The container's rootfs is mounted in the host namespace (`container mount`).
+    #[error("container {0} is mounted at {1}; run `mountkit container unmount {0}` first or use --force")]
+    Mounted(String, PathBuf),
+    /// An image is used by containers.
+    #[error("image {image} is used by container(s) {containers}; remove them first")]
+    ImageInUse {
+        /// The image.
+        image: String,
+        /// The containers using it.
+        containers: String,
+    },
+    /// No command to run.
+    #[error("no command specified: image {0} has no entrypoint or cmd, and none was given")]
+    NoCommand(String),
+    /// An invalid `-e` value and the like.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidArgument {
+        /// Which argument.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// An image recipe could not be read.
+    #[error("image recipe {path}: {reason}")]
+    Recipe {
+        /// The recipe file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file operation of this crate failed.
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// To what.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The exit status `mountkit run` uses for this error: 126 when the command cannot be executed, 127
+    /// when it is not found, 125 for every failure of mountkit itself (as `docker run`).
+    pub fn run_exit_code(&self) -> i32 {
+        match self {
+            Error::Runner(e) => e.exit_code(),
+            _ => 125,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { op, path: path.into(), source }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,176 @@
+//! Starting a container: mount plan, namespaces, process, exit.
+//!
+//! The data flow of `run` (also in ARCHITECTURE.md):
+//! 1. `create`: resolve image, command, env, mounts; stage `containers/<id>/{upper,work,merged}` and the
+//!    record; create the anonymous volumes and take references on every volume.
+//! 2. `start`: take the container's `running.lock`; acquire its volumes (driver mounts happen here); build
+//!    the plan (the overlay stack, then binds and volumes by depth, then tmpfs).
+//! 3. `mountkit-ns-runner` forks into new mount/pid/uts/ipc namespaces; inside, the closure below mounts
+//!    the overlay on `merged/`, fills empty volumes from the image, mounts the plan; the runner adds /proc,
+//!    /dev, /sys, pivots into the root, drops to the user and execs.
+//! 4. The parent records the pid, waits (forwarding signals), releases the volumes, records the exit, and
+//!    with `--rm` removes the container and its anonymous volumes.
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use mountkit_binds::{MountSpec, Planned};
+use mountkit_ns_runner::{Exit, Spec};
+use mountkit_safefs::{Lock, inroot};
+
+use crate::container::{Container, CreateOptions, Status, now_rfc3339};
+use crate::{Error, Mountkit, Result};
+
+impl Mountkit {
+    /// Starts a created (or exited) container attached and waits for its process; returns its exit.
+    pub fn start(&self, reference: &str) -> Result<Exit> {
+        let lock = self.lock()?;
+        let c = self.container(reference)?;
+        self.start_locked(c, lock)
+    }
+
+    /// `run`: create, start, wait, and with `auto_remove` remove the container and its anonymous volumes.
+    pub fn run(&self, opts: &CreateOptions) -> Result<(Container, Exit)> {
+        let c = self.create(opts)?;
+        let result = self.start(&c.id);
+        if opts.auto_remove {
+            let removed = self.lock().and_then(|_l| self.remove_locked(&c, true, true));
+            if let Err(e) = removed {
+                tracing::warn!(container = %c.name, error = %e, "--rm: could not remove the container");
+            }
+        }
+        result.map(|exit| (c, exit))
+    }
+
+    fn start_locked(&self, mut c: Container, lock: Lock) -> Result<Exit> {
+        let dir = self.container_dir(&c.id);
+        let run_lock = Lock::try_exclusive(&dir.join("running.lock"))?
+            .ok_or_else(|| Error::AlreadyRunning(c.name.clone()))?;
+        let image = self.layers().image(&c.image)?;
+        let stack = self.stack(&c, &image);
+
+        let mut acquired: Vec<String> = Vec::new();
+        let planned = self.plan(&c, &mut acquired);
+        let (plan, populate) = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                self.release(&c, &acquired);
+                return Err(e);
+            }
+        };
+
+        let merged = dir.join("merged");
+        let method = Self::overlay_method();
+        let volumes_root = self.root().join("volumes");
+        let prepare: mountkit_ns_runner::Prepare = Box::new(move || {
+            mountkit_overlay::mount(&stack, &merged, method)?;
+            if !populate.is_empty() {
+                let registry = mountkit_volumes::Registry::open(&volumes_root)?;
+                let root = inroot::open_root(&merged)?;
+                for (name, target) in populate {
+                    // The image's content at the mount path, resolved inside the rootfs.
+                    if let Ok(src) = inroot::resolve(root.as_fd(), &target) {
+                        registry.populate(&name, &inroot::fd_path(src.as_fd()))?;
+                    }
+                }
+            }
+            mountkit_binds::mount_all(&merged, &plan)?;
+            Ok(merged)
+        });
+        let spec = Spec {
+            args: c.config.args.clone(),
+            env: c.config.env.clone(),
+            workdir: Some(c.config.workdir.clone()),
+            user: c.config.user.clone(),
+            groups: Vec::new(),
+            hostname: Some(c.config.hostname.clone()),
+            readonly_root: c.config.readonly_root,
+        };
+        c.state.started = Some(now_rfc3339());
+        c.state.error = None;
+        let running = match mountkit_ns_runner::spawn(&spec, prepare) {
+            Ok(r) => r,
+            Err(e) => {
+                self.release(&c, &acquired);
+                c.state.status = Status::Exited;
+                c.state.exit_code = Some(e.exit_code());
+                c.state.finished = Some(now_rfc3339());
+                c.state.error = Some(e.to_string());
+                self.save(&c)?;
+                return Err(e.into());
+            }
+        };
+        c.state.status = Status::Running;
+        c.state.pid = Some(running.pid());
+        self.save(&c)?;
+        drop(lock); // others may use the store while the container runs
+        tracing::info!(id = %c.id, pid = running.pid(), "container running");
+        let exit = running.wait();
+        let _lock = self.lock()?;
+        self.release(&c, &acquired);
+        c.state.status = Status::Exited;
+        c.state.pid = None;
+        c.state.finished = Some(now_rfc3339());
+        match &exit {
+            Ok(e) => c.state.exit_code = Some(e.code()),
+            Err(e) => c.state.error = Some(e.to_string()),
+        }
+        self.save(&c)?;
+        drop(run_lock);
+        Ok(exit?)
+    }
+
+    /// The mounts to make inside the rootfs, volumes turned into host paths (acquiring them), and the
+    /// volumes to fill from the image on first use.
+    #[allow(clippy::type_complexity)]
+    fn plan(&self, c: &Container, acquired: &mut Vec<String>) -> Result<(Vec<Planned>, Vec<(String, PathBuf)>)> {
+        let mut plan = Vec::new();
+        let mut populate = Vec::new();
+        for m in &c.mounts {
+            match &m.spec {
+                MountSpec::Volume { name: Some(name), target, readonly, nocopy, .. } => {
+                    let source = self.volumes().acquire(name, &c.id)?;
+                    acquired.push(name.clone());
+                    if !nocopy {
+                        populate.push((name.clone(), target.clone()));
+                    }
+                    plan.push(Planned::Bind {
+                        source,
+                        target: target.clone(),
+                        readonly: *readonly,
+                        propagation: Default::default(),
+                        recursive: Default::default(),
+                    });
+                }
+                MountSpec::Volume { name: None, target, .. } => {
+                    return Err(Error::InvalidArgument {
+                        what: "mount",
+                        value: target.display().to_string(),
+                        reason: "volume has no name (container record is damaged)".into(),
+                    });
+                }
+                MountSpec::Bind { source, target, readonly, propagation, recursive, .. } => {
+                    plan.push(Planned::Bind {
+                        source: source.clone(),
+                        target: target.clone(),
+                        readonly: *readonly,
+                        propagation: *propagation,
+                        recursive: *recursive,
+                    });
+                }
+                MountSpec::Tmpfs { target, options } => {
+                    plan.push(Planned::Tmpfs { target: target.clone(), options: options.clone() });
+                }
+            }
+        }
+        Ok((plan, populate))
+    }
+
+    fn release(&self, c: &Container, acquired: &[String]) {
+        for name in acquired {
+            if let Err(e) = self.volumes().release(name, &c.id) {
+                tracing::warn!(volume = %name, error = %e, "release");
+            }
+        }
+    }
+}

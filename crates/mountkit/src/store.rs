@@ -1,0 +1,519 @@
+//! The store: one root directory holding layers, images, volumes and containers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mountkit_binds::MountSpec;
+use mountkit_layer_store::{ImageInfo, Store as LayerStore};
+use mountkit_safefs::{Lock, remove_tree, write_atomic, write_atomic_nosync};
+use mountkit_volumes::{CreateOptions as VolumeOptions, Registry};
+
+use crate::container::{Container, ContainerConfig, CreateOptions, MountRecord, State, Status, now_rfc3339};
+use crate::names::{generate_name, validate_container_name};
+use crate::{Error, Result};
+
+/// Docker's default `PATH`, used when neither the image nor `-e` sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A mountkit store: the entry point of the library.
+///
+/// Every method that changes state takes the store's lock (`<root>/lock`), so concurrent `mountkit`
+/// processes are safe; a running container holds its own lock (`containers/<id>/running.lock`) for as long
+/// as its runner lives, which is how `ls` tells a running container from one whose runner was killed.
+pub struct Mountkit {
+    root: PathBuf,
+    layers: LayerStore,
+    volumes: Registry,
+}
+
+impl std::fmt::Debug for Mountkit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mountkit").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+impl Mountkit {
+    /// Opens (creating if needed) the store at `root`, sweeps stale staging and reconciles volume mounts
+    /// left by runners that died.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Mountkit> {
+        let root = root.into();
+        for d in [root.clone(), root.join("containers")] {
+            std::fs::create_dir_all(&d).map_err(|e| Error::io("create store directory", &d, e))?;
+        }
+        let layers = LayerStore::open(&root)?;
+        let volumes = Registry::open(root.join("volumes"))?;
+        let mk = Mountkit { root, layers, volumes };
+        Ok(mk)
+    }
+
+    /// Unmounts volume-driver mounts (tmpfs, nfs, bind volumes) whose users are all gone: the start-up
+    /// reconciliation that keeps a crash from leaving such a mount behind for good.
+    pub fn reconcile(&self) -> Result<()> {
+        let is_alive = |id: &str| self.is_running(id);
+        self.volumes.reconcile(&is_alive)?;
+        Ok(())
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The layer and image store.
+    pub fn layers(&self) -> &LayerStore {
+        &self.layers
+    }
+
+    /// The volume registry.
+    pub fn volumes(&self) -> &Registry {
+        &self.volumes
+    }
+
+    pub(crate) fn lock(&self) -> Result<Lock> {
+        Ok(Lock::exclusive(&self.root.join("lock"))?)
+    }
+
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        // The runner holds this lock while the container's process lives.
+        matches!(Lock::try_exclusive(&self.container_dir(id).join("running.lock")), Ok(None))
+    }
+
+    fn load(&self, id: &str) -> Result<Container> {
+        let path = self.container_dir(id).join("container.json");
+        let data = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let mut c: Container = serde_json::from_slice(&data).map_err(|e| Error::Io {
+            op: "parse",
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        if c.state.status == Status::Running && !self.is_running(id) {
+            // The runner died without recording the end (SIGKILL): its process is gone with it.
+            c.state.status = Status::Exited;
+            c.state.pid = None;
+            c.state.error.get_or_insert_with(|| "runner was killed; exit status unknown".into());
+        }
+        Ok(c)
+    }
+
+    pub(crate) fn save(&self, c: &Container) -> Result<()> {
+        let path = self.container_dir(&c.id).join("container.json");
+        let data = serde_json::to_vec_pretty(c).expect("container serializes");
+        if c.auto_remove { write_atomic_nosync(&path, &data)? } else { write_atomic(&path, &data)? }
+        Ok(())
+    }
+
+    fn ids(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("containers");
+        let mut ids = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))? {
+            let e = e.map_err(|e| Error::io("list", &dir, e))?;
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.len() == 64 && e.path().join("container.json").exists() {
+                ids.push(n);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every container, oldest first.
+    pub fn containers(&self) -> Result<Vec<Container>> {
+        let mut v = Vec::new();
+        for id in self.ids()? {
+            match self.load(&id) {
+                Ok(c) => v.push(c),
+                // Removed between listing and reading.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        v.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    /// The container named by `reference`: a name, a full ID or a unique ID prefix.
+    pub fn container(&self, reference: &str) -> Result<Container> {
+        let all = self.containers()?;
+        if let Some(c) = all.iter().find(|c| c.name == reference || c.id == reference) {
+            return Ok(c.clone());
+        }
+        let hits: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(reference)).collect();
+        match hits.as_slice() {
+            [one] if !reference.is_empty() => Ok((*one).clone()),
+            [] | [_] => Err(Error::NoSuchContainer(reference.to_string())),
+            many => Err(Error::AmbiguousContainer {
+                reference: reference.to_string(),
+                matches: many.iter().map(|c| &c.id[..12]).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// Resolves the image, the command, the environment and the mounts, and creates the container: its
+    /// record, its (empty) writable layer and its anonymous volumes. Nothing is left behind on error.
+    pub fn create(&self, opts: &CreateOptions) -> Result<Container> {
+        let _lock = self.lock()?;
+        let image = self.layers.image(&opts.image)?;
+        let all = self.containers()?;
+        let name = match &opts.name {
+            Some(n) => {
+                validate_container_name(n)?;
+                if let Some(c) = all.iter().find(|c| &c.name == n) {
+                    return Err(Error::NameInUse { name: n.clone(), id: c.id.clone() });
+                }
+                n.clone()
+            }
+            None => generate_name(&|n| all.iter().any(|c| c.name == n)),
+        };
+        let id = mountkit_safefs::random_hex(32);
+        let config = resolve_config(&image, opts, &id)?;
+        let mounts = self.resolve_mounts(&image, opts, &all)?;
+
+        let dir = self.container_dir(&id);
+        let c = Container {
+            id: id.clone(),
+            name,
+            image: image.id.clone(),
+            image_name: image.name.clone().filter(|n| n == &opts.image).or(image.name.clone()),
+            created: now_rfc3339(),
+            config,
+            mounts,
+            state: State::created(),
+            auto_remove: opts.auto_remove,
+        };
+        let made = (|| {
+            // Staged under tmp/ and renamed into containers/ so that a half-made container is never visible.
+            let stage = self.root.join("tmp").join(format!("container-{id}"));
+            for d in ["upper", "work", "merged"] {
+                std::fs::create_dir_all(stage.join(d)).map_err(|e| Error::io("create", stage.join(d), e))?;
+            }
+            let data = serde_json::to_vec_pretty(&c).expect("container serializes");
+            let meta = stage.join("container.json");
+            if c.auto_remove { write_atomic_nosync(&meta, &data)? } else { write_atomic(&meta, &data)? }
+            std::fs::rename(&stage, &dir).map_err(|e| Error::io("commit container", &dir, e))?;
+            self.create_volumes(&c)
+        })();
+        if let Err(e) = made {
+            tracing::debug!(error = %e, "create failed; cleaning up");
+            self.forget_volumes(&c, true);
+            let _ = remove_tree(&self.root.join("tmp").join(format!("container-{id}")));
+            let _ = remove_tree(&dir);
+            return Err(e);
+        }
+        tracing::info!(id = %c.id, name = %c.name, "container created");
+        Ok(c)
+    }
+
+    /// Works out the container's mounts: the image's `VOLUME`s become anonymous volumes unless something
+    /// else is mounted there, `--volumes-from` copies another container's volume mounts, `-v /path` (no
+    /// source) is an anonymous volume too.
+    fn resolve_mounts(&self, image: &ImageInfo, opts: &CreateOptions, all: &[Container]) -> Result<Vec<MountRecord>> {
+        let mut out: Vec<MountRecord> = Vec::new();
+        for spec in &opts.mounts {
+            let mut spec = spec.clone();
+            let mut anonymous = false;
+            if let MountSpec::Volume { name, .. } = &mut spec {
+                if name.is_none() {
+                    *name = Some(mountkit_safefs::random_hex(32));
+                    anonymous = true;
+                }
+            }
+            if taken(&out, spec.target()) {
+                return Err(Error::InvalidArgument {
+                    what: "mount",
+                    value: spec.target().display().to_string(),
+                    reason: "duplicate mount point".into(),
+                });
+            }
+            out.push(MountRecord { spec, anonymous });
+        }
+        mountkit_binds::prepare_sources(&opts.mounts)?;
+        for from in &opts.volumes_from {
+            let (reference, mode) = match from.rsplit_once(':') {
+                Some((r, m @ ("ro" | "rw"))) => (r, Some(m)),
+                _ => (from.as_str(), None),
+            };
+            let other = all
+                .iter()
+                .find(|c| c.name == reference || c.id == reference)
+                .cloned()
+                .map(Ok)
+                .unwrap_or_else(|| self.container(reference))?;
+            for m in other.mounts.iter() {
+                let MountSpec::Volume { .. } = &m.spec else { continue };
+                if taken(&out, m.spec.target()) {
+                    continue;
+                }
+                let mut spec = m.spec.clone();
+                if let (MountSpec::Volume { readonly, nocopy, .. }, Some(mode)) = (&mut spec, mode) {
+                    *readonly = mode == "ro";
+                    *nocopy = true;
+                } else if let MountSpec::Volume { nocopy, .. } = &mut spec {
+                    *nocopy = true;
+                }
+                // Shared, not owned: `rm -v` of this container must not remove the other's volume.
+                out.push(MountRecord { spec, anonymous: false });
+            }
+        }
+        for path in &image.config.volumes {
+            let target = PathBuf::from(path);
+            if taken(&out, &target) {
+                continue; // S10: what the user mounts there wins over the image's VOLUME.
+            }
+            out.push(MountRecord {
+                spec: MountSpec::Volume {
+                    name: Some(mountkit_safefs::random_hex(32)),
+                    target,
+                    readonly: false,
+                    nocopy: false,
+                    driver_opts: Vec::new(),
+                },
+                anonymous: true,
+            });
+        }
+        Ok(out)
+    }
+
+    fn create_volumes(&self, c: &Container) -> Result<()> {
+        for m in &c.mounts {
+            let MountSpec::Volume { name: Some(name), driver_opts, .. } = &m.spec else { continue };
+            let exists = self.volumes.get(name).is_ok();
+            if !exists {
+                let opts = VolumeOptions {
+                    driver: None,
+                    labels: BTreeMap::new(),
+                    options: driver_opts.iter().cloned().collect(),
+                    anonymous: m.anonymous,
+                };
+                self.volumes.create(Some(name), opts)?;
+            }
+            self.volumes.add_ref(name, &c.id)?;
+        }
+        Ok(())
+    }
+
+    /// Drops this container's references to its volumes and, when `anonymous_too`, removes the anonymous
+    /// volumes it owns that nobody else uses. Errors are logged: this runs on cleanup paths.
+    fn forget_volumes(&self, c: &Container, anonymous_too: bool) {
+        for m in &c.mounts {
+            let MountSpec::Volume { name: Some(name), .. } = &m.spec else { continue };
+            if let Err(e) = self.volumes.remove_ref(name, &c.id) {
+                tracing::debug!(volume = %name, error = %e, "remove_ref");
+            }
+            if anonymous_too && m.anonymous {
+                match self.volumes.remove(name, true) {
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(volume = %name, error = %e, "anonymous volume kept"),
+                }
+            }
+        }
+    }
+
+    /// Removes a container: its record and its writable layer (never through a mount that is still
+    /// attached), and with `volumes` its anonymous volumes. A running container needs `force`, which kills
+    /// it first; a container mounted with `container mount` is unmounted first with `force`.
+    pub fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<Container> {
+        let _lock = self.lock()?;
+        let c = self.container(reference)?;
+        self.remove_locked(&c, force, volumes)?;
+        Ok(c)
+    }
+
+    pub(crate) fn remove_locked(&self, c: &Container, force: bool, volumes: bool) -> Result<()> {
+        let dir = self.container_dir(&c.id);
+        if self.is_running(&c.id) {
+            if !force {
+                return Err(Error::Running(c.name.clone()));
+            }
+            if let Some(pid) = c.state.pid {
+                tracing::info!(pid, "killing running container");
+                let _ = nix_kill(pid);
+            }
+            // Wait for the runner to notice and release the lock.
+            let _wait = Lock::exclusive(&dir.join("running.lock"))?;
+        }
+        let merged = dir.join("merged");
+        if is_mount_point(&merged)? {
+            if !force {
+                return Err(Error::Mounted(c.name.clone(), merged));
+            }
+            mountkit_overlay::unmount(&merged)?;
+        }
+        // Unmounted or not, remove_tree checks mountinfo again and never crosses a mount.
+        let trash = self.root.join("tmp").join(format!("rm-{}", c.id));
+        std::fs::rename(&dir, &trash).map_err(|e| Error::io("move aside", &dir, e))?;
+        remove_tree(&trash)?;
+        self.forget_volumes(c, volumes);
+        tracing::info!(id = %c.id, "container removed");
+        Ok(())
+    }
+
+    /// Removes an image unless a container uses it.
+    pub fn remove_image(&self, reference: &str) -> Result<ImageInfo> {
+        let _lock = self.lock()?;
+        let image = self.layers.image(reference)?;
+        let users: Vec<String> =
+            self.containers()?.into_iter().filter(|c| c.image == image.id).map(|c| c.name).collect();
+        if !users.is_empty() {
+            return Err(Error::ImageInUse { image: reference.to_string(), containers: users.join(", ") });
+        }
+        Ok(self.layers.remove_image(reference)?)
+    }
+
+    /// Mounts the container's rootfs in the *host's* mount namespace at `containers/<id>/merged` and
+    /// returns that path (`container mount`, for inspection or copying from a script).
+    pub fn mount(&self, reference: &str) -> Result<PathBuf> {
+        let _lock = self.lock()?;
+        let c = self.container(reference)?;
+        let merged = self.container_dir(&c.id).join("merged");
+        if !is_mount_point(&merged)? {
+            let image = self.layers.image(&c.image)?;
+            let stack = self.stack(&c, &image);
+            mountkit_overlay::mount(&stack, &merged, Self::overlay_method())?;
+        }
+        Ok(merged)
+    }
+
+    /// Undoes [`Mountkit::mount`]. Unmounting a container that is not mounted is not an error.
+    pub fn unmount(&self, reference: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let c = self.container(reference)?;
+        let merged = self.container_dir(&c.id).join("merged");
+        if is_mount_point(&merged)? {
+            mountkit_overlay::unmount(&merged)?;
+        }
+        Ok(())
+    }
+
+    /// The overlay mount method: `Auto` unless `MOUNTKIT_OVERLAY_METHOD` says `new-api` or `classic` (a
+    /// knob for tests and for working around a kernel bug; `mountkit system info` shows what is detected).
+    pub(crate) fn overlay_method() -> mountkit_overlay::Method {
+        match std::env::var("MOUNTKIT_OVERLAY_METHOD").as_deref() {
+            Ok("new-api") => mountkit_overlay::Method::NewApi,
+            Ok("classic") => mountkit_overlay::Method::Classic,
+            _ => mountkit_overlay::Method::Auto,
+        }
+    }
+
+    pub(crate) fn stack(&self, c: &Container, image: &ImageInfo) -> mountkit_overlay::Stack {
+        let dir = self.container_dir(&c.id);
+        mountkit_overlay::Stack::new()
+            .lowers(image.layers.iter().map(|l| self.layers.layer_path(l)))
+            .upper(dir.join("upper"), dir.join("work"))
+    }
+}
+
+fn nix_kill(pid: i32) -> nix::Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+}
+
+fn taken(out: &[MountRecord], target: &Path) -> bool {
+    out.iter().any(|m| m.spec.target() == target)
+}
+
+/// Whether `path` is itself a mount point in this namespace.
+pub(crate) fn is_mount_point(path: &Path) -> Result<bool> {
+    let Ok(canon) = std::fs::canonicalize(path) else { return Ok(false) };
+    Ok(mountkit_safefs::mounts_under(&canon)?.iter().any(|m| m == &canon))
+}
+
+/// The process configuration from the image's config and the flags (Docker's rules; see the crate docs).
+fn resolve_config(image: &ImageInfo, opts: &CreateOptions, id: &str) -> Result<ContainerConfig> {
+    let cfg = &image.config;
+    let entrypoint: Vec<String> = match &opts.entrypoint {
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => cfg.entrypoint.clone().unwrap_or_default(),
+    };
+    let cmd: Vec<String> = if !opts.cmd.is_empty() {
+        opts.cmd.clone()
+    } else if opts.entrypoint.is_some() {
+        Vec::new() // Docker: --entrypoint resets the image's cmd.
+    } else {
+        cfg.cmd.clone().unwrap_or_default()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(Error::NoCommand(opts.image.clone()));
+    }
+    let env = merge_env(&cfg.env, &opts.env)?;
+    let workdir = opts.workdir.clone().or(cfg.workdir.clone()).filter(|w| !w.is_empty()).unwrap_or("/".into());
+    if !workdir.starts_with('/') {
+        return Err(Error::InvalidArgument {
+            what: "working directory",
+            value: workdir,
+            reason: "must be an absolute path".into(),
+        });
+    }
+    Ok(ContainerConfig {
+        args,
+        env,
+        workdir,
+        user: opts.user.clone().or(cfg.user.clone()).filter(|u| !u.is_empty()),
+        hostname: opts.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+        readonly_root: opts.read_only,
+    })
+}
+
+/// The image's environment overridden key by key by `-e` values; `-e KEY` copies KEY from the caller's
+/// environment (and is dropped when the caller has none, as Docker does); PATH defaults to Docker's.
+pub(crate) fn merge_env(image: &[String], flags: &[String]) -> Result<Vec<String>> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| {
+        if let Some(e) = env.iter_mut().find(|(ek, _)| ek == k) {
+            e.1 = v;
+        } else {
+            env.push((k.to_string(), v));
+        }
+    };
+    for kv in image {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        set(k, v.to_string());
+    }
+    for kv in flags {
+        let (k, v) = match kv.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (kv.as_str(), std::env::var(kv).ok()),
+        };
+        if k.is_empty() {
+            return Err(Error::InvalidArgument {
+                what: "environment variable",
+                value: kv.clone(),
+                reason: "the name is empty".into(),
+            });
+        }
+        if let Some(v) = v {
+            set(k, v);
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
+    }
+    Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_merges_by_key_and_defaults_path() {
+        let e = merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=".into()]).unwrap();
+        assert_eq!(e, vec![format!("PATH={DEFAULT_PATH}"), "A=1".into(), "B=3".into(), "C=".into()]);
+        let e = merge_env(&["PATH=/x".into()], &[]).unwrap();
+        assert_eq!(e, vec!["PATH=/x".to_string()]);
+        assert!(merge_env(&[], &["=v".into()]).is_err());
+    }
+
+    #[test]
+    fn env_key_alone_copies_from_the_caller_or_is_dropped() {
+        // SAFETY: this test owns the variable name; tests run one per process under nextest.
+        unsafe { std::env::set_var("MOUNTKIT_TEST_COPY_ME", "yes") };
+        let e = merge_env(&[], &["MOUNTKIT_TEST_COPY_ME".into(), "MOUNTKIT_TEST_UNSET_XYZ".into()]).unwrap();
+        assert!(e.contains(&"MOUNTKIT_TEST_COPY_ME=yes".to_string()));
+        assert!(!e.iter().any(|kv| kv.starts_with("MOUNTKIT_TEST_UNSET_XYZ")));
+    }
+}
