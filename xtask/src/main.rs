@@ -5,6 +5,8 @@
 //! - `cargo xtask bench`: criterion benchmarks, each figure beside its reference.
 //! - `cargo xtask demo`: the storage model on a built-in sample image.
 
+mod ci;
+mod demo;
 mod vm;
 
 fn main() -> anyhow::Result<()> {
@@ -12,6 +14,8 @@ fn main() -> anyhow::Result<()> {
     let cmd = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     match cmd.as_str() {
+        "ci" => ci::main(&rest),
+        "demo" => demo::main(&rest),
         "vm-test" => vm::main(&rest),
         "" | "help" | "-h" | "--help" => {
             eprintln!("usage: cargo xtask <ci|vm-test|bench|demo> [ARGS]");
