@@ -328,6 +328,7 @@ fn kernel_refusal_carries_kernel_reason_new_api() {
         assert!(matches!(err, Error::Config { .. }), "{msg}");
         assert!(msg.contains("\"index\""), "{msg}");
         assert!(msg.contains("kernel says"), "kernel reason missing: {msg}");
+        eprintln!("error as shown: {msg}");
         assert_nothing_mounted(tmp.path());
     });
 }
@@ -421,4 +422,69 @@ fn mount_detached_then_move_mount() {
         unmount(&d[2]).unwrap();
         assert_nothing_mounted(tmp.path());
     });
+}
+
+#[test]
+fn long_layer_paths_beyond_fsconfig_string_limit() {
+    if !privileged("long_layer_paths_beyond_fsconfig_string_limit") {
+        return;
+    }
+    for method in methods() {
+        in_mount_ns(|| {
+            let tmp = tempfile::tempdir().unwrap();
+            // Each path is > 255 bytes: fsconfig(FSCONFIG_SET_STRING) copies at most 256 with the NUL.
+            let deep = tmp
+                .path()
+                .join(["x".repeat(100), "y".repeat(100), "z".repeat(60)].join("/"));
+            let d = mkdirs(&deep, &["low,0", "low:1", "upper", "work"]);
+            for p in &d {
+                assert!(p.as_os_str().len() > 255, "{p:?}");
+            }
+            let merged = &mkdirs(tmp.path(), &["merged"])[0];
+            fs::write(d[0].join("f"), "0").unwrap();
+            fs::write(d[1].join("f"), "1").unwrap();
+            let stack = Stack::new().lowers(&d[..2]).upper(&d[2], &d[3]);
+            mount(&stack, merged, method).unwrap_or_else(|e| panic!("{method:?}: {e}"));
+            assert_eq!(fs::read_to_string(merged.join("f")).unwrap(), "1", "{method:?}");
+            fs::write(merged.join("g"), "new").unwrap();
+            assert!(
+                d[2].join("g").exists(),
+                "{method:?}: write did not land in the long upper"
+            );
+            unmount(merged).unwrap();
+            assert_nothing_mounted(tmp.path());
+        });
+    }
+}
+
+#[test]
+fn relative_layer_paths_resolve_against_cwd() {
+    if !privileged("relative_layer_paths_resolve_against_cwd") {
+        return;
+    }
+    for method in methods() {
+        in_mount_ns(|| {
+            let tmp = tempfile::tempdir().unwrap();
+            let d = mkdirs(tmp.path(), &["l0", "l1", "merged"]);
+            fs::write(d[1].join("rel"), "yes").unwrap();
+            std::env::set_current_dir(tmp.path()).unwrap();
+            let stack = Stack::new().lowers(["l0", "l1"]);
+            mount(&stack, Path::new("merged"), method).unwrap_or_else(|e| panic!("{method:?}: {e}"));
+            assert_eq!(fs::read_to_string(d[2].join("rel")).unwrap(), "yes");
+            unmount(Path::new("merged")).unwrap();
+            // Relative names too long for one page with full paths (40 x ~120 bytes): the classic
+            // method switches to fd-number names, which must still resolve against our cwd.
+            let rel: Vec<String> = (0..40).map(|i| format!("r{i:02}-{}", "n".repeat(116))).collect();
+            for (i, r) in rel.iter().enumerate() {
+                fs::create_dir(r).unwrap();
+                fs::write(Path::new(r).join("which"), i.to_string()).unwrap();
+            }
+            assert!(rel.iter().map(|r| r.len() + 1).sum::<usize>() > 4096);
+            mount(&Stack::new().lowers(&rel), Path::new("merged"), method)
+                .unwrap_or_else(|e| panic!("{method:?}: {e}"));
+            assert_eq!(fs::read_to_string(d[2].join("which")).unwrap(), "39");
+            unmount(Path::new("merged")).unwrap();
+            assert_nothing_mounted(tmp.path());
+        });
+    }
 }
