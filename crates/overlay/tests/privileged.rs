@@ -56,16 +56,13 @@ fn features_detected_and_nothing_left_mounted() {
         return;
     }
     in_mount_ns(|| {
-        let before = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .count();
+        let fds = || fs::read_dir("/proc/self/fd").unwrap().count();
+        let before = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let fds_before = fds();
         let f = features();
-        let after = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .count();
+        let after = fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert_eq!(before, after, "detection changed the mount table");
+        assert_eq!(fds_before, fds(), "detection leaked file descriptors");
         // This project's hosts run Linux 6.8+; on older kernels this documents what was found.
         let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         let mut it = release
