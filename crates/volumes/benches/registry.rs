@@ -1,0 +1,40 @@
+//! Registry speed: create+remove of one volume (target: under 2 ms) and list with 1,000 volumes
+//! (target: under 10 ms).
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mountkit_volumes::{CreateOptions, Registry};
+
+fn create_remove(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = Registry::open(dir.path().join("volumes")).expect("open registry");
+    c.bench_function("create+remove one volume", |b| {
+        b.iter(|| {
+            let v = reg
+                .create(Some("bench-vol"), CreateOptions::default())
+                .expect("create");
+            assert!(reg.remove(&v.name, false).expect("remove"));
+        })
+    });
+}
+
+fn list_1000(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = Registry::open(dir.path().join("volumes")).expect("open registry");
+    for i in 0..1000 {
+        let mut opts = CreateOptions::default();
+        opts.labels.insert("n".into(), i.to_string());
+        reg.create(Some(&format!("vol-{i:04}")), opts).expect("create");
+    }
+    c.bench_function("list 1000 volumes", |b| {
+        b.iter(|| {
+            let all = reg.list(&[]).expect("list");
+            assert_eq!(all.len(), 1000);
+        })
+    });
+}
+
+criterion_group!(benches, create_remove, list_1000);
+criterion_main!(benches);

@@ -1,0 +1,169 @@
+//! A faithful tree copy for `populate`: owners, modes, timestamps, xattrs, symlinks (not followed), hard
+//! links, device nodes and FIFOs; it does not descend into other mounts of the source.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, CWD, FileType, Mode, StatxFlags, Timespec, Timestamps, XattrFlags};
+use tracing::{trace, warn};
+
+use crate::{Error, Result};
+
+struct Copier {
+    root_mnt: u64,
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+fn mnt_id(path: &Path) -> Result<u64> {
+    let st = rustix::fs::statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::MNT_ID)
+        .map_err(|e| Error::io("statx", path, e))?;
+    Ok(st.stx_mnt_id)
+}
+
+/// Copies the content of directory `src` into the existing directory `dst`, then gives `dst` the owner,
+/// mode, xattrs and timestamps of `src`.
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(src).map_err(|e| Error::io("inspect", src, e))?;
+    let mut c = Copier {
+        root_mnt: mnt_id(src)?,
+        links: HashMap::new(),
+    };
+    c.copy_dir_contents(src, dst)?;
+    apply_meta(src, dst, &meta)
+}
+
+impl Copier {
+    fn copy_dir_contents(&mut self, src: &Path, dst: &Path) -> Result<()> {
+        let entries = fs::read_dir(src).map_err(|e| Error::io("read directory", src, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("read directory", src, e))?;
+            let s = entry.path();
+            let d = dst.join(entry.file_name());
+            let meta = fs::symlink_metadata(&s).map_err(|e| Error::io("inspect", &s, e))?;
+            self.copy_entry(&s, &d, &meta)?;
+        }
+        Ok(())
+    }
+
+    fn copy_entry(&mut self, s: &Path, d: &Path, meta: &Metadata) -> Result<()> {
+        let ft = meta.file_type();
+        trace!(src = %s.display(), dst = %d.display(), "copy");
+        if ft.is_dir() {
+            fs::create_dir(d).map_err(|e| Error::io("create directory", d, e))?;
+            if mnt_id(s)? == self.root_mnt {
+                self.copy_dir_contents(s, d)?;
+            } else {
+                warn!(path = %s.display(), "not copying into a mount inside the populate source");
+            }
+            return apply_meta(s, d, meta);
+        }
+        if ft.is_symlink() {
+            let target = fs::read_link(s).map_err(|e| Error::io("read link", s, e))?;
+            std::os::unix::fs::symlink(&target, d).map_err(|e| Error::io("create symlink", d, e))?;
+            return apply_meta(s, d, meta);
+        }
+        if meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key) {
+                return fs::hard_link(first, d).map_err(|e| Error::io("create hard link", d, e));
+            }
+            self.links.insert(key, d.to_path_buf());
+        }
+        if ft.is_file() {
+            copy_file(s, d)?;
+        } else {
+            // FIFOs, sockets, character and block devices.
+            rustix::fs::mknodat(
+                CWD,
+                d,
+                FileType::from_raw_mode(meta.mode()),
+                Mode::from_raw_mode(meta.mode() & 0o7777),
+                meta.rdev(),
+            )
+            .map_err(|e| Error::io("create node", d, e))?;
+        }
+        apply_meta(s, d, meta)
+    }
+}
+
+fn copy_file(s: &Path, d: &Path) -> Result<()> {
+    let mut from = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_nofollow())
+        .open(s)
+        .map_err(|e| Error::io("open", s, e))?;
+    let mut to: File = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc_nofollow())
+        .open(d)
+        .map_err(|e| Error::io("create", d, e))?;
+    io::copy(&mut from, &mut to).map_err(|e| Error::io("copy into", d, e))?;
+    Ok(())
+}
+
+fn libc_nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+/// Gives `d` the owner, mode (not for symlinks), xattrs and timestamps of `s`, in that order (chown
+/// clears set-id bits, and every change but the timestamps updates the ctime only).
+fn apply_meta(s: &Path, d: &Path, meta: &Metadata) -> Result<()> {
+    std::os::unix::fs::lchown(d, Some(meta.uid()), Some(meta.gid())).map_err(|e| Error::io("chown", d, e))?;
+    let is_link = meta.file_type().is_symlink();
+    if !is_link {
+        fs::set_permissions(d, fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(|e| Error::io("chmod", d, e))?;
+    }
+    copy_xattrs(s, d)?;
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec() as _,
+        },
+        last_modification: Timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec() as _,
+        },
+    };
+    rustix::fs::utimensat(CWD, d, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| Error::io("set times of", d, e))
+}
+
+fn copy_xattrs(s: &Path, d: &Path) -> Result<()> {
+    let size = match rustix::fs::llistxattr_query(s) {
+        Ok(0) => return Ok(()),
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(()),
+        Err(e) => return Err(Error::io("list xattrs of", s, e)),
+    };
+    let mut names = vec![0u8; size];
+    let n = rustix::fs::llistxattr(s, &mut names[..]).map_err(|e| Error::io("list xattrs of", s, e))?;
+    names.truncate(n);
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = OsStr::from_bytes(name);
+        let len = match rustix::fs::lgetxattr_query(s, name) {
+            Ok(l) => l,
+            Err(rustix::io::Errno::NODATA) => continue,
+            Err(e) => return Err(Error::io("read xattr of", s, e)),
+        };
+        let mut value = vec![0u8; len];
+        let got =
+            rustix::fs::lgetxattr(s, name, &mut value[..]).map_err(|e| Error::io("read xattr of", s, e))?;
+        value.truncate(got);
+        match rustix::fs::lsetxattr(d, name, &value, XattrFlags::empty()) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::NOTSUP) => {
+                warn!(path = %d.display(), xattr = ?name, "the volume's filesystem does not support this xattr; skipped");
+            }
+            Err(e) => return Err(Error::io("set xattr on", d, e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! Registry lifecycle, names, labels, filters, references and prune (no mounts, no privileges needed).
+
+use std::collections::BTreeMap;
+
+use mountkit_volumes::{CreateOptions, Error, Filter, Registry};
+
+fn registry() -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = Registry::open(dir.path().join("volumes")).expect("open registry");
+    (dir, reg)
+}
+
+fn labels(kv: &[(&str, &str)]) -> CreateOptions {
+    CreateOptions {
+        labels: kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
+    }
+}
+
+fn names(vols: Vec<mountkit_volumes::Volume>) -> Vec<String> {
+    vols.into_iter().map(|v| v.name).collect()
+}
+
+fn f(s: &str) -> Filter {
+    s.parse().expect("filter")
+}
+
+#[test]
+fn create_get_list_remove() {
+    let (_d, reg) = registry();
+    let v = reg.create(Some("todo-list"), labels(&[("app", "todo")])).unwrap();
+    assert_eq!(v.name, "todo-list");
+    assert_eq!(v.driver, "local");
+    assert_eq!(v.mountpoint, reg.root().join("todo-list/_data"));
+    assert!(v.mountpoint.is_dir());
+    assert!(reg.root().join("todo-list/volume.json").is_file());
+    assert!(
+        humantime::parse_rfc3339(&v.created).is_ok(),
+        "created {:?} is RFC 3339",
+        v.created
+    );
+    assert!(!v.anonymous && v.users.is_empty() && !v.populated);
+
+    let got = reg.get("todo-list").unwrap();
+    assert_eq!(got, v);
+    reg.create(Some("other"), CreateOptions::default()).unwrap();
+    assert_eq!(names(reg.list(&[]).unwrap()), ["other", "todo-list"]);
+
+    // Data survives a reopen (another mountkit command).
+    std::fs::write(v.mountpoint.join("db"), b"items").unwrap();
+    let reg2 = Registry::open(reg.root()).unwrap();
+    assert_eq!(
+        std::fs::read(reg2.get("todo-list").unwrap().mountpoint.join("db")).unwrap(),
+        b"items"
+    );
+
+    assert!(reg.remove("todo-list", false).unwrap());
+    assert!(!reg.root().join("todo-list").exists());
+    assert!(reg.get("todo-list").unwrap_err().is_not_found());
+    assert_eq!(names(reg.list(&[]).unwrap()), ["other"]);
+    // Unknown name: error, or Ok(false) with force.
+    assert!(matches!(
+        reg.remove("todo-list", false),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(!reg.remove("todo-list", true).unwrap());
+    // Nothing left behind in staging.
+    assert_eq!(std::fs::read_dir(reg.root().join(".tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn duplicate_name_same_options_returns_existing_differing_is_error() {
+    let (_d, reg) = registry();
+    let first = reg.create(Some("data"), labels(&[("a", "1")])).unwrap();
+    std::fs::write(first.mountpoint.join("keep"), b"x").unwrap();
+    // Same driver and options: the existing volume (labels of the second request ignored, as in Docker).
+    let again = reg.create(Some("data"), labels(&[("b", "2")])).unwrap();
+    assert_eq!(again, first);
+    assert!(first.mountpoint.join("keep").exists());
+    // Differing options or driver: error naming both.
+    let mut tmpfs = CreateOptions::default();
+    tmpfs.options.insert("type".into(), "tmpfs".into());
+    let err = reg.create(Some("data"), tmpfs).unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(
+        err.to_string().contains("\"data\"") && err.to_string().contains("type=tmpfs"),
+        "{err}"
+    );
+    let other_driver = CreateOptions {
+        driver: Some("nfs-plugin".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        reg.create(Some("data"), other_driver),
+        Err(Error::UnsupportedDriver { .. })
+    ));
+    assert_eq!(reg.list(&[]).unwrap().len(), 1);
+}
+
+#[test]
+fn invalid_name_error_quotes_the_name() {
+    let (_d, reg) = registry();
+    for bad in ["x", "../escape", "a/b", ".hidden", "-dash"] {
+        let err = reg.create(Some(bad), CreateOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }));
+        assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        assert!(reg.get(bad).is_err());
+    }
+    assert!(reg.list(&[]).unwrap().is_empty());
+    assert!(!reg.root().parent().unwrap().join("escape").exists());
+}
+
+#[test]
+fn invalid_options_create_nothing() {
+    let (_d, reg) = registry();
+    let mut o = CreateOptions::default();
+    o.options.insert("colour".into(), "red".into());
+    let err = reg.create(Some("bad-opts"), o).unwrap_err();
+    assert!(err.to_string().contains("\"colour\""), "{err}");
+    assert!(!reg.exists("bad-opts"));
+}
+
+#[test]
+fn generated_names_are_64_hex() {
+    let (_d, reg) = registry();
+    let a = reg.create(None, CreateOptions::default()).unwrap();
+    let b = reg
+        .create(
+            None,
+            CreateOptions {
+                anonymous: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    for v in [&a, &b] {
+        assert_eq!(v.name.len(), 64, "{}", v.name);
+        assert!(v.name.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+    assert_ne!(a.name, b.name);
+    assert!(!a.anonymous && b.anonymous);
+    assert!(reg.get(&b.name).unwrap().anonymous);
+}
+
+#[test]
+fn labels_and_every_filter_on_list() {
+    let (_d, reg) = registry();
+    reg.create(Some("web-data"), labels(&[("env", "prod"), ("team", "web")]))
+        .unwrap();
+    reg.create(Some("web-cache"), labels(&[("env", "dev"), ("team", "web")]))
+        .unwrap();
+    reg.create(Some("db"), labels(&[("env", "prod")])).unwrap();
+    reg.add_ref("db", "c1").unwrap();
+
+    let list = |fs: &[&str]| names(reg.list(&fs.iter().map(|s| f(s)).collect::<Vec<_>>()).unwrap());
+    assert_eq!(
+        reg.get("web-data").unwrap().labels,
+        BTreeMap::from([
+            ("env".to_string(), "prod".to_string()),
+            ("team".to_string(), "web".to_string())
+        ])
+    );
+    assert_eq!(list(&["label=team"]), ["web-cache", "web-data"]);
+    assert_eq!(list(&["label=env=prod"]), ["db", "web-data"]);
+    assert_eq!(list(&["label!=team"]), ["db"]);
+    assert_eq!(list(&["label!=env=prod"]), ["web-cache"]);
+    assert_eq!(list(&["label=env=prod", "label=team"]), ["web-data"]);
+    assert_eq!(list(&["dangling=true"]), ["web-cache", "web-data"]);
+    assert_eq!(list(&["dangling=false"]), ["db"]);
+    assert_eq!(list(&["name=web"]), ["web-cache", "web-data"]);
+    assert_eq!(list(&["name=cache", "name=db"]), ["db", "web-cache"]);
+    assert_eq!(list(&["name=web", "dangling=false"]), Vec::<String>::new());
+    assert_eq!(list(&["driver=local"]).len(), 3);
+}
+
+#[test]
+fn prune_anonymous_only_unless_all_and_keeps_referenced() {
+    let (_d, reg) = registry();
+    let anon = CreateOptions {
+        anonymous: true,
+        ..Default::default()
+    };
+    let a1 = reg.create(None, anon.clone()).unwrap().name;
+    let a2 = reg.create(None, anon.clone()).unwrap().name;
+    reg.create(Some("named-free"), CreateOptions::default()).unwrap();
+    reg.create(Some("named-used"), CreateOptions::default()).unwrap();
+    reg.add_ref(&a2, "c1").unwrap();
+    reg.add_ref("named-used", "c2").unwrap();
+
+    assert_eq!(reg.prune(false, &[]).unwrap(), [a1]);
+    let mut left = names(reg.list(&[]).unwrap());
+    left.sort();
+    let mut want = vec![a2.clone(), "named-free".to_string(), "named-used".to_string()];
+    want.sort();
+    assert_eq!(left, want);
+
+    assert_eq!(reg.prune(true, &[]).unwrap(), ["named-free"]);
+    let mut left = names(reg.list(&[]).unwrap());
+    left.sort();
+    let mut want = vec![a2.clone(), "named-used".to_string()];
+    want.sort();
+    assert_eq!(left, want);
+
+    // Once the references go, prune takes them.
+    reg.remove_ref(&a2, "c1").unwrap();
+    reg.remove_ref("named-used", "c2").unwrap();
+    assert_eq!(reg.prune(false, &[]).unwrap(), [a2]);
+    assert_eq!(reg.prune(true, &[]).unwrap(), ["named-used"]);
+    assert!(reg.list(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn prune_with_filters() {
+    let (_d, reg) = registry();
+    for (n, env) in [
+        ("keep-1", "prod"),
+        ("drop-1", "dev"),
+        ("drop-2", "dev"),
+        ("bare", ""),
+    ] {
+        let o = if env.is_empty() {
+            CreateOptions::default()
+        } else {
+            labels(&[("env", env)])
+        };
+        reg.create(Some(n), o).unwrap();
+    }
+    assert_eq!(
+        reg.prune(true, &[f("label=env=dev")]).unwrap(),
+        ["drop-1", "drop-2"]
+    );
+    assert_eq!(reg.prune(true, &[f("label!=env")]).unwrap(), ["bare"]);
+    assert!(reg.prune(true, &[f("name=nothing")]).unwrap().is_empty());
+    assert!(reg.prune(true, &[f("dangling=false")]).unwrap().is_empty());
+    assert_eq!(names(reg.list(&[]).unwrap()), ["keep-1"]);
+    assert_eq!(
+        reg.prune(true, &[f("label=env"), f("name=keep")]).unwrap(),
+        ["keep-1"]
+    );
+}
+
+#[test]
+fn referenced_volume_cannot_be_removed_even_with_force() {
+    let (_d, reg) = registry();
+    let v = reg.create(Some("todo-list"), CreateOptions::default()).unwrap();
+    std::fs::write(v.mountpoint.join("db"), b"x").unwrap();
+    reg.add_ref("todo-list", "c2").unwrap();
+    reg.add_ref("todo-list", "c1").unwrap();
+    reg.add_ref("todo-list", "c1").unwrap(); // idempotent
+    assert_eq!(reg.get("todo-list").unwrap().users, ["c1", "c2"]);
+    for force in [false, true] {
+        let err = reg.remove("todo-list", force).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "volume todo-list is in use by container(s) c1, c2; remove them first"
+        );
+    }
+    assert!(v.mountpoint.join("db").exists());
+    reg.remove_ref("todo-list", "c1").unwrap();
+    reg.remove_ref("todo-list", "c1").unwrap(); // idempotent
+    assert!(
+        reg.remove("todo-list", false)
+            .unwrap_err()
+            .to_string()
+            .contains("container(s) c2;")
+    );
+    reg.remove_ref("todo-list", "c2").unwrap();
+    assert!(reg.remove("todo-list", false).unwrap());
+    assert!(reg.add_ref("todo-list", "c3").unwrap_err().is_not_found());
+}
+
+#[test]
+fn active_users_block_removal_and_reconcile_forgets_dead_ones() {
+    let (_d, reg) = registry();
+    reg.create(Some("plain"), CreateOptions::default()).unwrap();
+    let path = reg.acquire("plain", "c1").unwrap();
+    assert_eq!(path, reg.data_path("plain"));
+    assert_eq!(reg.get("plain").unwrap().active, ["c1"]);
+    assert!(matches!(reg.remove("plain", true), Err(Error::Active { .. })));
+    assert!(reg.prune(true, &[]).unwrap().is_empty());
+    reg.reconcile(&|u| u != "c1").unwrap();
+    assert!(reg.get("plain").unwrap().active.is_empty());
+    assert!(reg.remove("plain", false).unwrap());
+}
+
+#[test]
+fn stale_staging_is_swept_on_open() {
+    let (_d, reg) = registry();
+    let stale = reg.root().join(".tmp/create-dead");
+    std::fs::create_dir_all(stale.join("_data")).unwrap();
+    std::fs::write(stale.join("_data/f"), b"x").unwrap();
+    let _reg2 = Registry::open(reg.root()).unwrap();
+    assert!(!stale.exists());
+}
+
+#[test]
+fn corrupt_metadata_is_reported_with_its_path() {
+    let (_d, reg) = registry();
+    reg.create(Some("broken"), CreateOptions::default()).unwrap();
+    std::fs::write(reg.root().join("broken/volume.json"), b"{not json").unwrap();
+    let err = reg.get("broken").unwrap_err();
+    assert!(err.to_string().contains("broken/volume.json"), "{err}");
+    // Reconcile must not be blocked by one bad record.
+    reg.reconcile(&|_| true).unwrap();
+}
