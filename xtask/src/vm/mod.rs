@@ -1,6 +1,430 @@
-//! `cargo xtask vm-test`: (being written) boots QEMU guests and runs the privileged suite in them.
+//! `cargo xtask vm-test`: the privileged test suite as root inside throwaway QEMU guests, on the
+//! pinned Debian kernels listed in `vm/kernels` (6.1: the classic mount(2) fallback; 6.12: the new
+//! mount API path), without touching the host's mounts and without network beyond the Debian archive.
+//!
+//! Steps: host set-up ([`ensure_host_packages`]); a static build of every test executable of the
+//! workspace (`cargo test --no-run`, `+crt-static`, explicit `--target`) and of the `mountkit` binary;
+//! the test list of each executable (`--list`, filtered on the host); a read-only ext4 test disk
+//! (binaries, plan, `vm/run`, a copy of the sources at the same path); per kernel: `apt-get download`
+//! (cached in `target/vm/debs/`), `dpkg-deb -x`, the module subset, an initramfs written in Rust
+//! (newc), and one QEMU run (TCG unless KVM is really usable) with its own timeout.
+//!
+//! Exit protocol: the guest prints `VMT-RESULT: <n>` and ends through isa-debug-exit (QEMU status
+//! 33 = pass, 35 = fail); a kernel panic ends QEMU through pvpanic (status 1); a timeout is a hang.
+//! A guest that panics, hangs or never reports is a failure, never a pass. Each test runs alone
+//! (`--exact NAME --test-threads=1 --nocapture`) so a `SKIP <name>: <why>` line is attributed to it.
+//!
+//! Decisions: test names are filtered by substring (of `NAME` or `binary::NAME`), like libtest's
+//! filter; `#[ignore]`d tests count as skipped; a test that never reported (the guest died) is failed;
+//! `MOUNTKIT_BIN` points at the static `mountkit` binary in the guest.
+//! Dependencies: `anyhow` (errors with context), `serde_json` (cargo's `--message-format=json`).
+
+mod cpio;
+mod host;
+mod image;
+mod kernel;
+mod qemu;
+mod results;
+mod suite;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub use host::ensure_host_packages;
+use results::{Console, GuestVerdict, Outcome, display_bin};
+
+const USAGE: &str = "usage: cargo xtask vm-test [--kernel 6.1|6.12|all] [--filter PATTERN] [--keep] [--verbose]
+                          [-p|--package PKG]... [--timeout SECS] [--self-test]
+  --kernel     which pinned kernel(s) of vm/kernels to boot (default: all)
+  --filter     run only tests whose name (or binary::name) contains PATTERN
+  --keep       keep this run's artefacts (initramfs, test disk, staging) under target/vm/
+  --verbose    show the guest console and the QEMU command
+  --package    build and run only these packages' tests (default: the workspace except xtask)
+  --timeout    kill a guest after SECS seconds (default: 300 + 5 per test)
+  --self-test  check the harness: a failing test, a guest panic and a guest hang must all be reported";
+
+#[derive(Debug, Default)]
+struct Options {
+    kernel: Option<String>,
+    filter: Option<String>,
+    keep: bool,
+    verbose: bool,
+    self_test: bool,
+    packages: Vec<String>,
+    timeout: Option<u64>,
+}
+
+fn parse_args(args: &[String]) -> Result<Options> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| it.next().cloned().with_context(|| format!("{flag} needs a value\n{USAGE}"));
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut val = |f: &str| -> Result<String> { inline.clone().map_or_else(|| value(f), Ok) };
+        match flag {
+            "--kernel" => o.kernel = Some(val(flag)?).filter(|k| k != "all"),
+            "--filter" => o.filter = Some(val(flag)?),
+            "-p" | "--package" => o.packages.push(val(flag)?),
+            "--timeout" => {
+                let v = val(flag)?;
+                o.timeout = Some(v.parse().with_context(|| format!("--timeout {v:?}: not a number of seconds"))?)
+            }
+            "--keep" => o.keep = true,
+            "--verbose" | "-v" => o.verbose = true,
+            "--self-test" => o.self_test = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("vm-test: unknown option {other:?}\n{USAGE}"),
+        }
+    }
+    Ok(o)
+}
+
+struct Paths {
+    root: PathBuf,
+    vm_src: PathBuf,
+    vm_dir: PathBuf,
+    work: PathBuf,
+}
+
+fn paths() -> Result<Paths> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask has no parent dir")?.to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let vm_dir = target.join("vm");
+    let work = vm_dir.join(format!("run-{}", std::process::id()));
+    Ok(Paths { vm_src: root.join("vm"), root, vm_dir, work })
+}
 
 /// Entry point of `cargo xtask vm-test`.
-pub fn main(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("vm-test is not written yet")
+pub fn main(args: &[String]) -> Result<()> {
+    let opts = parse_args(args)?;
+    ensure_host_packages()?;
+    let p = paths()?;
+    std::fs::create_dir_all(&p.work).with_context(|| format!("creating {:?}", p.work))?;
+    let result = run_all(&opts, &p);
+    if opts.keep {
+        eprintln!("vm-test: artefacts kept in {}", p.work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&p.work);
+    }
+    result
+}
+
+fn pins(opts: &Options, p: &Paths) -> Result<Vec<kernel::KernelPin>> {
+    let all = kernel::parse_pins(&std::fs::read_to_string(p.vm_src.join("kernels")).context("reading vm/kernels")?)?;
+    let chosen: Vec<_> = match &opts.kernel {
+        Some(k) => all.iter().filter(|x| &x.label == k).cloned().collect(),
+        None if opts.self_test => all.iter().take(1).cloned().collect(),
+        None => all.clone(),
+    };
+    if chosen.is_empty() {
+        let labels: Vec<_> = all.iter().map(|x| x.label.as_str()).collect();
+        bail!("no kernel {:?} in vm/kernels (have: {})", opts.kernel.as_deref().unwrap_or(""), labels.join(", "));
+    }
+    Ok(chosen)
+}
+
+fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    let r = f();
+    eprintln!("vm-test: {what}: {:.1} s", t.elapsed().as_secs_f64());
+    r
+}
+
+/// Builds the kernel-independent pieces: vmt-exit, busybox check.
+fn helpers(p: &Paths) -> Result<(PathBuf, PathBuf)> {
+    let vmt_exit = p.vm_dir.join("vmt-exit");
+    let src = p.vm_src.join("vmt-exit/main.rs");
+    let fresh = |out: &Path| {
+        let (Ok(a), Ok(b)) = (std::fs::metadata(out).and_then(|m| m.modified()), std::fs::metadata(&src).and_then(|m| m.modified())) else {
+            return false;
+        };
+        a >= b
+    };
+    if !fresh(&vmt_exit) {
+        suite::rustc_static(&src, &vmt_exit, false)?;
+    }
+    let busybox = PathBuf::from("/bin/busybox");
+    let o = std::process::Command::new("ldd").arg(&busybox).output();
+    let is_static = o.as_ref().map(|o| !o.status.success() || String::from_utf8_lossy(&o.stdout).contains("not a dynamic")).unwrap_or(false);
+    if !busybox.is_file() || !is_static {
+        bail!("{busybox:?} is missing or not static: install busybox-static (see ensure_host_packages)");
+    }
+    Ok((vmt_exit, busybox))
+}
+
+/// Stages the test disk contents and makes the ext4 image; returns the plan.
+fn test_disk(p: &Paths, bins: &[suite::TestBinary], mountkit_bin: Option<&Path>) -> Result<PathBuf> {
+    let stage = p.work.join("tests");
+    std::fs::create_dir_all(stage.join("bin"))?;
+    std::fs::copy(p.vm_src.join("run"), stage.join("run")).context("copying vm/run")?;
+    std::fs::write(stage.join("plan"), suite::plan_text(bins))?;
+    let src = p.root.to_string_lossy();
+    if src.contains('\'') {
+        bail!("workspace path {src:?} contains a quote; cannot pass it to the guest");
+    }
+    std::fs::write(stage.join("env"), format!("VMT_SRC='{src}'\n"))?;
+    for b in bins {
+        image::link_or_copy(&b.path, &stage.join("bin").join(&b.name))?;
+    }
+    if let Some(m) = mountkit_bin {
+        image::link_or_copy(m, &stage.join("bin/mountkit"))?;
+    }
+    image::copy_sources(&p.root, &stage.join("src"))?;
+    let img = p.work.join("tests.img");
+    image::ext4_image(&stage, &img)?;
+    Ok(img)
+}
+
+struct Prepared {
+    kernel: kernel::Kernel,
+    initrd: PathBuf,
+}
+
+fn prepare_kernel(p: &Paths, pin: &kernel::KernelPin, base: &image::BaseParts<'_>) -> Result<Prepared> {
+    let k = kernel::fetch(pin, &p.vm_dir)?;
+    let list = std::fs::read_to_string(p.vm_src.join(format!("modules-{}", pin.label)))
+        .with_context(|| format!("reading vm/modules-{}", pin.label))?;
+    let wanted: Vec<String> =
+        list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
+    let subset = kernel::select_modules(&k, &wanted)?;
+    let initrd = p.work.join(format!("initrd-{}.cpio", pin.label));
+    std::fs::write(&initrd, image::initramfs(base, &k, &subset)?)?;
+    Ok(Prepared { kernel: k, initrd })
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+fn boot(opts: &Options, prep: &Prepared, disk: Option<&Path>, extra: &str, timeout: Duration) -> Result<(qemu::QemuRun, Console, GuestVerdict)> {
+    let g = qemu::Guest {
+        kernel: &prep.kernel.vmlinuz,
+        initrd: &prep.initrd,
+        disk,
+        extra_cmdline: extra,
+        kvm: host::kvm_usable(),
+        timeout,
+        echo: opts.verbose.then(|| format!("[{} console] ", prep.kernel.pin.label)),
+    };
+    if opts.verbose {
+        eprintln!("vm-test: {:?}", qemu::command(&g));
+    }
+    let run = qemu::run(&g)?;
+    let console = results::parse_console(&run.lines);
+    let verdict = results::guest_verdict(run.rc, run.timed_out, console.sentinel);
+    Ok((run, console, verdict))
+}
+
+/// Prints one guest's results; returns its tally (guest-level problems count as one failure).
+fn report(label: &str, plan: &[(String, String)], run: &qemu::QemuRun, c: &Console, v: &GuestVerdict) -> Tally {
+    let mut t = Tally::default();
+    let release = c.kernel_release.as_deref().unwrap_or("release unknown");
+    for r in &c.results {
+        let name = format!("{}::{}", display_bin(&r.bin), r.name);
+        match &r.outcome {
+            Outcome::Passed => {
+                t.passed += 1;
+                println!("[{label}] ok      {name}");
+            }
+            Outcome::Skipped(why) => {
+                t.skipped += 1;
+                println!("[{label}] skipped {name}: {why}");
+            }
+            Outcome::Failed(why) => {
+                t.failed += 1;
+                println!("[{label}] FAILED  {name}: {why}");
+            }
+        }
+    }
+    for r in c.results.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_))) {
+        println!("---- [{label}] {}::{} output (last 60 lines) ----", display_bin(&r.bin), r.name);
+        for l in r.output.iter().skip(r.output.len().saturating_sub(60)) {
+            println!("    {l}");
+        }
+    }
+    let not_run: Vec<&(String, String)> =
+        plan.iter().filter(|(b, n)| !c.results.iter().any(|r| &r.bin == b && &r.name == n)).collect();
+    if !not_run.is_empty() {
+        t.failed += not_run.len();
+        println!("[{label}] FAILED  {} planned test(s) never ran, e.g.:", not_run.len());
+        for (b, n) in not_run.iter().take(10) {
+            println!("[{label}]           {}::{n}", display_bin(b));
+        }
+    }
+    let secs = run.elapsed.as_secs_f64();
+    match v {
+        GuestVerdict::Completed(n) => println!("[{label}] guest {release}: completed (VMT-RESULT {n}) in {secs:.1} s"),
+        GuestVerdict::Panicked => {
+            t.failed += 1;
+            println!("[{label}] FAILED  guest {release}: kernel PANIC after {secs:.1} s");
+            for l in &c.panic_lines {
+                println!("[{label}]         {l}");
+            }
+        }
+        GuestVerdict::Hung(s) => {
+            t.failed += 1;
+            println!("[{label}] FAILED  guest {release}: HUNG, no result within {s} s; QEMU killed");
+        }
+        GuestVerdict::Broken(why) => {
+            t.failed += 1;
+            println!("[{label}] FAILED  guest {release}: {why} (QEMU status {:?}, {secs:.1} s)", run.rc);
+        }
+    }
+    if !matches!(v, GuestVerdict::Completed(_)) {
+        if !run.stderr.trim().is_empty() {
+            println!("[{label}] QEMU stderr: {}", run.stderr.trim());
+        }
+        println!("[{label}] last console lines:");
+        for l in run.lines.iter().skip(run.lines.len().saturating_sub(15)) {
+            println!("    {l}");
+        }
+    }
+    t
+}
+
+fn run_all(opts: &Options, p: &Paths) -> Result<()> {
+    let pins = pins(opts, p)?;
+    let (vmt_exit, busybox) = helpers(p)?;
+    let bins = if opts.self_test {
+        let exe = p.work.join("vmt_selftest-0000000000000000");
+        suite::rustc_static(&p.vm_src.join("selftest/selftest.rs"), &exe, true)?;
+        suite::list(&[exe], None)?
+    } else {
+        let (tests, mountkit_bin) = timed("static build of the test binaries", || suite::build(&p.root, &opts.packages))?;
+        let bins = suite::list(&tests, opts.filter.as_deref())?;
+        if bins.is_empty() {
+            bail!("no test matches (filter {:?}, {} test executables)", opts.filter, tests.len());
+        }
+        let disk = timed("test disk", || test_disk(p, &bins, mountkit_bin.as_deref()))?;
+        return run_suite(opts, p, &pins, &bins, &disk, &vmt_exit, &busybox);
+    };
+    let disk = test_disk(p, &bins, None)?;
+    self_test(opts, p, &pins, &bins, &disk, &vmt_exit, &busybox)
+}
+
+fn plan_of(bins: &[suite::TestBinary]) -> Vec<(String, String)> {
+    bins.iter().flat_map(|b| b.tests.iter().map(|t| (b.name.clone(), t.clone()))).collect()
+}
+
+fn run_suite(
+    opts: &Options,
+    p: &Paths,
+    pins: &[kernel::KernelPin],
+    bins: &[suite::TestBinary],
+    disk: &Path,
+    vmt_exit: &Path,
+    busybox: &Path,
+) -> Result<()> {
+    let base = image::BaseParts { vm_src: &p.vm_src, busybox, vmt_exit };
+    let plan = plan_of(bins);
+    let timeout = Duration::from_secs(opts.timeout.unwrap_or(300 + 5 * plan.len() as u64));
+    let mut total = Tally::default();
+    for pin in pins {
+        let prep = timed(&format!("kernel {} and initramfs", pin.label), || prepare_kernel(p, pin, &base))?;
+        eprintln!("vm-test: booting {} ({}), {} tests, timeout {} s", pin.label, prep.kernel.release, plan.len(), timeout.as_secs());
+        let (run, console, verdict) = boot(opts, &prep, Some(disk), "", timeout)?;
+        let t = report(&pin.label, &plan, &run, &console, &verdict);
+        total.passed += t.passed;
+        total.failed += t.failed;
+        total.skipped += t.skipped;
+    }
+    println!("{} passed, {} failed, {} skipped", total.passed, total.failed, total.skipped);
+    if total.failed > 0 {
+        bail!("vm-test: {} failure(s) (see above)", total.failed);
+    }
+    Ok(())
+}
+
+fn self_test(
+    opts: &Options,
+    p: &Paths,
+    pins: &[kernel::KernelPin],
+    bins: &[suite::TestBinary],
+    disk: &Path,
+    vmt_exit: &Path,
+    busybox: &Path,
+) -> Result<()> {
+    let base = image::BaseParts { vm_src: &p.vm_src, busybox, vmt_exit };
+    let plan = plan_of(bins);
+    let mut problems = Vec::new();
+    for pin in pins {
+        let prep = prepare_kernel(p, pin, &base)?;
+        let l = &pin.label;
+        // 1. A failing test: the guest completes, the failure is named, the status is non-zero.
+        let (run, c, v) = boot(opts, &prep, Some(disk), "", Duration::from_secs(opts.timeout.unwrap_or(120)))?;
+        let t = report(l, &plan, &run, &c, &v);
+        let outcome = |n: &str| c.results.iter().find(|r| r.name == n).map(|r| r.outcome.clone());
+        if !matches!(v, GuestVerdict::Completed(n) if n != 0) {
+            problems.push(format!("[{l}] fail: expected a completed guest with a non-zero result, got {v:?}"));
+        }
+        if !matches!(outcome("deliberate_failure"), Some(Outcome::Failed(_))) || t.failed != 1 {
+            problems.push(format!("[{l}] fail: deliberate_failure not reported as the one failure ({:?})", outcome("deliberate_failure")));
+        }
+        if outcome("passes") != Some(Outcome::Passed) || !matches!(outcome("skips"), Some(Outcome::Skipped(_))) {
+            problems.push(format!("[{l}] fail: passes/skips misreported: {:?} {:?}", outcome("passes"), outcome("skips")));
+        }
+        // 2. A guest panic.
+        let (run, c, v) = boot(opts, &prep, Some(disk), "vmt.selftest=panic", Duration::from_secs(opts.timeout.unwrap_or(120)))?;
+        report(l, &[], &run, &c, &v);
+        if v != GuestVerdict::Panicked {
+            problems.push(format!("[{l}] panic: expected Panicked, got {v:?}"));
+        }
+        // 3. A hung guest (short timeout).
+        let (run, c, v) = boot(opts, &prep, Some(disk), "vmt.selftest=hang", Duration::from_secs(opts.timeout.unwrap_or(25)))?;
+        report(l, &[], &run, &c, &v);
+        if !matches!(v, GuestVerdict::Hung(_)) || !run.lines.iter().any(|x| x.contains("hanging on purpose")) {
+            problems.push(format!("[{l}] hang: expected Hung after the guest said so, got {v:?}"));
+        }
+    }
+    if problems.is_empty() {
+        println!("vm-test self-test: a failing test, a panic and a hang were each reported as such");
+        Ok(())
+    } else {
+        bail!("vm-test self-test FAILED:\n{}", problems.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn options() {
+        let o = parse_args(&s(&["--kernel", "6.12", "--filter=overlay", "--keep", "-p", "mountkit-overlay", "--timeout", "60"])).unwrap();
+        assert_eq!(o.kernel.as_deref(), Some("6.12"));
+        assert_eq!(o.filter.as_deref(), Some("overlay"));
+        assert!(o.keep && !o.verbose && !o.self_test);
+        assert_eq!(o.packages, ["mountkit-overlay"]);
+        assert_eq!(o.timeout, Some(60));
+        assert_eq!(parse_args(&s(&["--kernel=all"])).unwrap().kernel, None);
+        assert!(parse_args(&s(&["--bogus"])).unwrap_err().to_string().contains("\"--bogus\""));
+        assert!(parse_args(&s(&["--timeout", "soon"])).is_err());
+        assert!(parse_args(&s(&["--filter"])).is_err());
+    }
+
+    #[test]
+    fn pins_in_repository_parse() {
+        let p = paths().unwrap();
+        let pins = kernel::parse_pins(&std::fs::read_to_string(p.vm_src.join("kernels")).unwrap()).unwrap();
+        let labels: Vec<&str> = pins.iter().map(|x| x.label.as_str()).collect();
+        assert_eq!(labels, ["6.1", "6.12"]);
+        for l in labels {
+            assert!(p.vm_src.join(format!("modules-{l}")).is_file(), "vm/modules-{l} missing");
+        }
+    }
 }
