@@ -5,6 +5,7 @@
 //! - `cargo xtask bench`: criterion benchmarks, each figure beside its reference.
 //! - `cargo xtask demo`: the storage model on a built-in sample image.
 
+mod bench;
 mod ci;
 mod demo;
 mod vm;
@@ -14,6 +15,7 @@ fn main() -> anyhow::Result<()> {
     let cmd = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     match cmd.as_str() {
+        "bench" => bench::main(&rest),
         "ci" => ci::main(&rest),
         "demo" => demo::main(&rest),
         "vm-test" => vm::main(&rest),

@@ -1,0 +1,58 @@
+/* The floor for `mountkit run --rm IMAGE true`: the same kernel work with nothing else.
+ * A fresh upper/work, an overlay of the given lowers, new mount/pid/uts/ipc namespaces, /proc,
+ * pivot_root, exec, wait, remove the upper. Built and run by crates/mountkit/benches/run.rs.
+ * usage: floor LOWERDIR_OPTION SCRATCH_DIR CMD [ARGS...]
+ *        (LOWERDIR_OPTION is the top-first, colon-separated lowerdir string, as mount(2) wants it)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void die(const char *what) { perror(what); _exit(125); }
+
+static int rm_rf(const char *path) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "rm -rf --one-file-system '%s'", path);
+    return system(cmd);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) { fprintf(stderr, "usage: floor LOWERS SCRATCH CMD...\n"); return 2; }
+    char dir[4096], upper[4200], work[4200], merged[4200], opts[8192];
+    snprintf(dir, sizeof dir, "%s/floorXXXXXX", argv[2]);
+    if (!mkdtemp(dir)) die("mkdtemp");
+    snprintf(upper, sizeof upper, "%s/u", dir);
+    snprintf(work, sizeof work, "%s/w", dir);
+    snprintf(merged, sizeof merged, "%s/m", dir);
+    if (mkdir(upper, 0755) || mkdir(work, 0755) || mkdir(merged, 0755)) die("mkdir");
+    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", argv[1], upper, work);
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0) die("clone");
+    if (pid == 0) {
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) die("make-rprivate");
+        if (mount("overlay", merged, "overlay", 0, opts)) die("mount overlay");
+        char proc[4300];
+        snprintf(proc, sizeof proc, "%s/proc", merged);
+        if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) die("mount proc");
+        if (chdir(merged)) die("chdir");
+        if (syscall(SYS_pivot_root, ".", ".")) die("pivot_root");
+        if (umount2(".", MNT_DETACH)) die("umount old root");
+        if (chdir("/")) die("chdir /");
+        execvp(argv[3], argv + 3);
+        die("exec");
+    }
+    int status;
+    if (waitpid(pid, &status, 0) < 0) die("waitpid");
+    rm_rf(dir);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
