@@ -1,4 +1,546 @@
-//! Run a process in new namespaces over a root that the caller prepares.
+//! Run a command in new mount, PID, UTS and IPC namespaces over a root that the caller prepares.
 //!
-//! (Being written: private propagation, pivot_root, /proc /dev /sys, user and group, workdir, environment,
-//! signal forwarding, exit status.)
+//! `mountkit-ns-runner` knows nothing of overlays or volumes. The caller hands [`spawn`] (or [`run`]) a
+//! [`Spec`] (argv, environment, working directory, user, hostname, read-only root) and a [`Prepare`]
+//! closure. The closure runs in the container process once its new mount namespace exists and `/` has
+//! been made recursively private; it mounts whatever it wants and returns the path of the prepared root.
+//! Everything mounted there lives only in the container's mount namespace: when the container's last
+//! process exits, the kernel drops every mount, and a killed runner leaks nothing into the host.
+//!
+//! # The sequence (one step, one function in `child.rs`, traced with `tracing`)
+//! 1. The caller forks a **supervisor**, which arms `PR_SET_PDEATHSIG(SIGKILL)`, re-checks that the
+//!    caller is still alive, `unshare(CLONE_NEWPID)`s and forks the **container process**, which is
+//!    therefore PID 1 of the new PID namespace. The container process also dies with its supervisor
+//!    (PDEATHSIG, re-checked through a "lifeline" pipe) and then unshares mount, UTS and IPC namespaces.
+//! 2. `mount --make-rprivate /`.
+//! 3. The caller's `prepare()` returns the root; if it is not a mount point it is bind-mounted (`rbind`)
+//!    onto itself, since `pivot_root` needs one.
+//! 4. `/proc` (a new proc for the new PID namespace, `nosuid,nodev,noexec`); a minimal `/dev`: tmpfs
+//!    (`mode=755,nosuid`), the host's `null zero full random urandom tty` bind-mounted onto empty files,
+//!    a new devpts instance at `/dev/pts` (`newinstance,ptmxmode=0666,mode=0620,gid=5`, retried without
+//!    `gid=5`), `/dev/ptmx -> pts/ptmx`, `/dev/shm` (tmpfs 1777), `/dev/fd`, `stdin`, `stdout`,
+//!    `stderr` links, `/dev/mqueue` when the kernel allows it; `/sys`: sysfs read-only, or a recursive
+//!    read-only bind of the host's `/sys` when a new sysfs is refused. Every target is resolved *inside
+//!    the root* with [`mountkit_safefs::inroot`] and mounted through `/proc/self/fd/N`, so an image whose
+//!    `/proc` is a symlink to `/../../etc` gets proc on *its own* `/etc`, never the host's.
+//! 5. With `readonly_root`, the root mount (only it: volumes below keep their modes) is remounted
+//!    read-only, keeping its other flags.
+//! 6. The hostname, if given; `chdir(root)`, `pivot_root(".", ".")`, `umount2(".", MNT_DETACH)` of the
+//!    old root (runc's trick, no temporary directory needed), `chdir("/")`.
+//! 7. The user, resolved in the **container's** `/etc/passwd` and `/etc/group` (see [`resolve_user`]).
+//! 8. The working directory, created when missing (owned by root, mode 0755), as Docker does for
+//!    `WORKDIR`; then `chdir` (as root, before dropping privileges).
+//! 9. The environment: exactly [`Spec::env`], plus Docker's default `PATH`, `HOSTNAME` and `HOME` when
+//!    missing (see [`build_env`]).
+//! 10. `setgroups`, `setgid`, `setuid`; every descriptor above 2 marked close-on-exec
+//!     (`close_range(CLOSE_RANGE_CLOEXEC)`); signal dispositions reset and the mask emptied; `execve`
+//!     with `execvp` semantics over the container's `PATH`.
+//!
+//! A failure at any step reaches the caller over a close-on-exec pipe as a small framed message, so
+//! [`spawn`] returns once the exec succeeded (end of file) or failed: [`Error::Setup`] (125),
+//! [`Error::NotFound`] (127) or [`Error::CannotExecute`] (126), the exit codes of `docker run`.
+//!
+//! # Decisions (where the issue was silent)
+//! - **A supervisor process.** The container process must be PID 1 of its PID namespace. Rather than
+//!   a raw `clone(2)` from a possibly multi-threaded caller (glibc's `fork` is what makes `malloc` safe
+//!   in the child), the caller `fork`s a single-threaded supervisor that unshares the PID namespace and
+//!   forks again, like `unshare --fork --pid`. The supervisor stays in the caller's namespaces, forwards
+//!   signals and leaves with the container's status (it dies of the same signal, without a core dump).
+//!   [`Running::pid`] is the container process's PID as the caller sees it.
+//! - **No daemon: the runner is the container's supervisor.** Both processes have
+//!   `PR_SET_PDEATHSIG(SIGKILL)` (bubblewrap's `--die-with-parent`): if the runner is killed, the
+//!   supervisor dies, then PID 1 of the container, then the kernel kills the rest of the PID namespace
+//!   and drops its mount namespace. Note that PDEATHSIG follows the *thread* that called [`spawn`]:
+//!   call it from a thread that outlives the container.
+//! - **Signals.** [`spawn`] blocks SIGINT, SIGTERM and SIGHUP in the calling thread (before the fork,
+//!   so none is lost), [`Running::wait`] forwards
+//!   each one received to the container (through a `signalfd`; a `pidfd` tells when the supervisor
+//!   exited) and restores the mask afterwards; such signals still pending when the container has exited
+//!   were meant for it and are discarded. In a multi-threaded program, block these signals in every
+//!   other thread too, or the kernel may deliver them there. As with Docker without `--init`, the
+//!   container's PID 1 only receives a signal it has a handler for (the kernel's rule for namespace
+//!   init processes); SIGKILL always works.
+//! - **No user name** means root, with root's supplementary groups from the image's group file; the
+//!   home directory is the passwd entry's, else `/root` for uid 0, else `/`.
+//! - **Hostname** is left as the host's (in the container's own UTS namespace) when none is given.
+//! - **Not done here:** capability dropping, seccomp, masked `/proc` paths, cgroups, rlimits (inherited
+//!   unchanged: root here lacks `CAP_SYS_RESOURCE`; nothing is raised), user namespaces.
+//! - **The prepare closure** runs in the forked container process: it must not rely on other threads of
+//!   the caller (they do not exist there) or on locks they might have held at fork time. It runs as
+//!   root, before anything else is mounted, with `/` private.
+//!
+//! # Dependencies
+//! - `libc`: fork, unshare, mount, pivot_root, prctl, signals, execve; thin wrappers in `sys.rs`.
+//! - `mountkit-safefs`: in-root path resolution for every mount target (`inroot`).
+//! - `thiserror` for [`Error`]; `tracing` around every privileged step.
+//!
+//! # Example
+//! ```no_run
+//! use mountkit_ns_runner::{run, Exit, Spec};
+//! let spec = Spec::new(["/bin/sh", "-c", "echo hello from $(hostname)"]).hostname("box");
+//! let exit = run(&spec, Box::new(|| Ok("/srv/rootfs".into()))).unwrap();
+//! assert_eq!(exit, Exit::Code(0));
+//! ```
+#![deny(missing_docs)]
+
+mod child;
+mod sys;
+mod user;
+mod wire;
+
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use tracing::debug;
+
+pub use user::{
+    DEFAULT_PATH, GroupEntry, PasswdEntry, ResolvedUser, build_env, parse_group, parse_passwd,
+    resolve_additional_groups, resolve_user,
+};
+
+/// What to run and how (Docker's `run` flags that concern the process).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spec {
+    /// The command and its arguments; `args[0]` is looked up in the container's `PATH` unless it
+    /// contains a `/`.
+    pub args: Vec<String>,
+    /// The environment, as `KEY=VALUE` strings, passed exactly (plus defaults, see [`build_env`]).
+    pub env: Vec<String>,
+    /// Absolute working directory inside the container (created if missing); `/` when `None`.
+    pub workdir: Option<String>,
+    /// `user`, `uid`, `user:group` or `uid:gid`, resolved in the container's own passwd/group files;
+    /// root when `None`.
+    pub user: Option<String>,
+    /// Extra supplementary groups (names from the container's group file, or numeric gids).
+    pub groups: Vec<String>,
+    /// Hostname in the container's UTS namespace.
+    pub hostname: Option<String>,
+    /// Remount the root read-only after every mount under it is in place.
+    pub readonly_root: bool,
+}
+
+impl Spec {
+    /// A spec that runs `args` as root in `/`, with the default environment.
+    pub fn new<I, S>(args: I) -> Spec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Spec {
+            args: args.into_iter().map(Into::into).collect(),
+            ..Spec::default()
+        }
+    }
+
+    /// Adds one `KEY=VALUE` environment entry.
+    pub fn env(mut self, kv: impl Into<String>) -> Spec {
+        self.env.push(kv.into());
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn workdir(mut self, dir: impl Into<String>) -> Spec {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// Sets the user (`user[:group]`, numeric or by name).
+    pub fn user(mut self, user: impl Into<String>) -> Spec {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Adds a supplementary group.
+    pub fn group(mut self, group: impl Into<String>) -> Spec {
+        self.groups.push(group.into());
+        self
+    }
+
+    /// Sets the hostname.
+    pub fn hostname(mut self, name: impl Into<String>) -> Spec {
+        self.hostname = Some(name.into());
+        self
+    }
+
+    /// Makes the root read-only (or not).
+    pub fn readonly_root(mut self, yes: bool) -> Spec {
+        self.readonly_root = yes;
+        self
+    }
+
+    /// Checks what can be checked before forking: a command, no NUL bytes, `KEY=VALUE` entries, an
+    /// absolute working directory, a hostname the kernel accepts.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |cause: String| Err(Error::Setup { step: "spec", cause });
+        if self.args.is_empty() || self.args[0].is_empty() {
+            return bad("no command given".into());
+        }
+        let all = self
+            .args
+            .iter()
+            .chain(&self.env)
+            .chain(&self.groups)
+            .chain(self.workdir.iter())
+            .chain(self.user.iter())
+            .chain(self.hostname.iter());
+        for s in all {
+            if s.contains('\0') {
+                return bad(format!("{s:?} contains a NUL byte"));
+            }
+        }
+        for kv in &self.env {
+            if !kv.split_once('=').is_some_and(|(k, _)| !k.is_empty()) {
+                return bad(format!("environment entry {kv:?} is not KEY=VALUE"));
+            }
+        }
+        if let Some(w) = &self.workdir
+            && !w.starts_with('/')
+        {
+            return bad(format!(
+                "the working directory {w:?} is invalid, it needs to be an absolute path"
+            ));
+        }
+        if let Some(h) = &self.hostname
+            && (h.is_empty() || h.len() > 64)
+        {
+            return bad(format!("hostname {h:?} must be 1 to 64 bytes long"));
+        }
+        Ok(())
+    }
+}
+
+/// The caller's root preparation: runs in the container process, in its new mount namespace with `/`
+/// recursively private, and returns the path of the prepared root. Its error's text becomes the cause
+/// of [`Error::Setup`] (step `prepare`).
+pub type Prepare =
+    Box<dyn FnOnce() -> std::result::Result<PathBuf, Box<dyn std::error::Error + Send + Sync>>>;
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell's view: the status, or 128 + the signal number.
+    pub fn code(&self) -> i32 {
+        match *self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Why a run failed before (or instead of) the command running.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A step before exec failed; `step` names it ("prepare", "proc", "user", ...).
+    #[error("container setup failed ({step}): {cause}")]
+    Setup {
+        /// The step that failed.
+        step: &'static str,
+        /// What went wrong, naming the object.
+        cause: String,
+    },
+    /// The command was not found (in the container's `PATH` when it has no `/`).
+    #[error("exec: {command:?}: executable file not found in $PATH")]
+    NotFound {
+        /// `args[0]`.
+        command: String,
+    },
+    /// The command exists but cannot be executed (permission, format, directory...).
+    #[error("exec: {command:?}: cannot execute: {cause}")]
+    CannotExecute {
+        /// `args[0]`.
+        command: String,
+        /// Why.
+        cause: String,
+    },
+    /// A system call in the caller failed (pipe, fork, wait).
+    #[error("cannot {op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The exit status `docker run` would give: 125 (setup, or the runner itself), 126 (cannot
+    /// execute), 127 (not found).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Setup { .. } | Error::Io { .. } => 125,
+            Error::CannotExecute { .. } => 126,
+            Error::NotFound { .. } => 127,
+        }
+    }
+
+    fn io(op: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Io { op, source }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A container whose command was executed; [`Running::wait`] for it.
+///
+/// From [`spawn`] until [`Running::wait`] returns (or the `Running` is dropped), SIGINT, SIGTERM and
+/// SIGHUP stay blocked in the thread that called [`spawn`], so none is lost between the two calls;
+/// call `wait` on that same thread.
+pub struct Running {
+    supervisor: libc::pid_t,
+    pid: libc::pid_t,
+    /// The spawning thread's signal mask before [`spawn`], restored by `wait` or on drop.
+    old_mask: Option<MaskGuard>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("supervisor", &self.supervisor)
+            .field("pid", &self.pid)
+            .finish()
+    }
+}
+
+/// Restores a thread's signal mask on drop.
+struct MaskGuard(libc::sigset_t);
+
+impl Drop for MaskGuard {
+    fn drop(&mut self) {
+        let _ = sys::sigmask(libc::SIG_SETMASK, &self.0);
+    }
+}
+
+/// Starts `spec` over the root that `prepare` makes, and returns once the command was executed (or
+/// failed to be: then the error, after the processes were reaped).
+pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
+    spec.validate()?;
+    let (rd, wr) = sys::pipe().map_err(Error::io("create the status pipe"))?;
+    // SAFETY: getpid cannot fail.
+    let caller = unsafe { libc::getpid() };
+    let guard = MaskGuard(
+        sys::sigmask(libc::SIG_BLOCK, &sys::forwarded_signals()).map_err(Error::io("block signals"))?,
+    );
+    debug!(args = ?spec.args, "forking the supervisor");
+    // SAFETY: glibc's fork makes malloc usable in the child; the child only runs `supervisor`, which
+    // never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::io("fork the supervisor")(io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(rd);
+        std::mem::forget(guard); // the supervisor keeps the signals blocked
+        child::supervisor(spec, prepare, wr, caller);
+    }
+    drop(wr);
+    drop(prepare);
+    let mut buf = Vec::new();
+    let read = std::fs::File::from(rd).read_to_end(&mut buf);
+    let mut running = Running {
+        supervisor: pid,
+        pid,
+        old_mask: Some(guard),
+    };
+    let mut failure = read.err().map(Error::io("read the status pipe"));
+    for msg in wire::Msg::decode_all(&buf) {
+        match msg {
+            wire::Msg::Pid(p) => running.pid = p,
+            wire::Msg::Failed(e) => failure = failure.or(Some(e)),
+        }
+    }
+    match failure {
+        None => {
+            debug!(pid = running.pid, "command executed");
+            Ok(running)
+        }
+        Some(e) => {
+            debug!(error = %e, "container failed before exec");
+            let _ = running.wait();
+            Err(e)
+        }
+    }
+}
+
+/// [`spawn`] then [`Running::wait`].
+pub fn run(spec: &Spec, prepare: Prepare) -> Result<Exit> {
+    spawn(spec, prepare)?.wait()
+}
+
+impl Running {
+    /// The container process's PID, as the caller's PID namespace sees it (PID 1 inside).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The supervisor's PID (the caller's direct child).
+    pub fn supervisor_pid(&self) -> i32 {
+        self.supervisor
+    }
+
+    /// Sends `sig` to the container process (through the supervisor, which is not reaped before
+    /// [`Running::wait`], so the PID cannot have been reused).
+    pub fn signal(&self, sig: i32) -> Result<()> {
+        // SAFETY: kill with our own unreaped child.
+        sys::cvt(unsafe { libc::kill(self.supervisor, sig) })
+            .map_err(Error::io("send a signal to the supervisor"))?;
+        Ok(())
+    }
+
+    /// Waits for the command to end, forwarding SIGINT, SIGTERM and SIGHUP to it meanwhile; the
+    /// calling thread's signal mask is restored before returning.
+    pub fn wait(mut self) -> Result<Exit> {
+        let set = sys::forwarded_signals();
+        let _guard = match self.old_mask.take() {
+            Some(g) => g,
+            None => MaskGuard(sys::sigmask(libc::SIG_BLOCK, &set).map_err(Error::io("block signals"))?),
+        };
+        // SAFETY: signalfd over a live set; we own the returned descriptor.
+        let sfd = unsafe {
+            OwnedFd::from_raw_fd(
+                sys::cvt(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))
+                    .map_err(Error::io("create a signalfd"))?,
+            )
+        };
+        // SAFETY: pidfd_open of our own unreaped child.
+        let pidfd = match sys::cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, self.supervisor, 0) }) {
+            // SAFETY: a new descriptor that we own.
+            Ok(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+            Err(_) => None, // before Linux 5.3: poll with a timeout instead
+        };
+        let status = loop {
+            if let Some(st) = self.try_reap()? {
+                break st;
+            }
+            let mut fds = [
+                libc::pollfd {
+                    fd: sfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pidfd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let timeout = if pidfd.is_some() { -1 } else { 50 };
+            // SAFETY: poll over a live array of two pollfds.
+            unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+            self.forward_pending(&sfd);
+        };
+        // Signals still queued were meant for the container, which is gone: discard them.
+        drain(&sfd);
+        Ok(if libc::WIFEXITED(status) {
+            Exit::Code(libc::WEXITSTATUS(status))
+        } else {
+            Exit::Signal(libc::WTERMSIG(status))
+        })
+    }
+
+    fn try_reap(&self) -> Result<Option<libc::c_int>> {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a local status word.
+        let r = unsafe { libc::waitpid(self.supervisor, &mut status, libc::WNOHANG) };
+        match r {
+            0 => Ok(None),
+            r if r == self.supervisor => Ok(Some(status)),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(None)
+                } else {
+                    Err(Error::io("wait for the supervisor")(e))
+                }
+            }
+        }
+    }
+
+    fn forward_pending(&self, sfd: &OwnedFd) {
+        while let Some(sig) = read_signal(sfd) {
+            debug!(sig, pid = self.pid, "forwarding signal to the container");
+            // SAFETY: kill with our own unreaped child.
+            unsafe { libc::kill(self.supervisor, sig) };
+        }
+    }
+}
+
+fn read_signal(sfd: &OwnedFd) -> Option<i32> {
+    // SAFETY: reads one plain-data signalfd_siginfo from a non-blocking signalfd.
+    unsafe {
+        let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+        let n = libc::read(
+            sfd.as_raw_fd(),
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            std::mem::size_of::<libc::signalfd_siginfo>(),
+        );
+        (n == std::mem::size_of::<libc::signalfd_siginfo>() as isize).then_some(info.ssi_signo as i32)
+    }
+}
+
+fn drain(sfd: &OwnedFd) {
+    while read_signal(sfd).is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_shell_and_docker() {
+        assert_eq!(Exit::Code(7).code(), 7);
+        assert_eq!(Exit::Signal(15).code(), 143);
+        let setup = Error::Setup {
+            step: "prepare",
+            cause: "x".into(),
+        };
+        assert_eq!(setup.exit_code(), 125);
+        assert_eq!(Error::NotFound { command: "x".into() }.exit_code(), 127);
+        let ce = Error::CannotExecute {
+            command: "x".into(),
+            cause: "y".into(),
+        };
+        assert_eq!(ce.exit_code(), 126);
+    }
+
+    #[test]
+    fn spec_validation() {
+        assert!(Spec::new(["true"]).validate().is_ok());
+        assert!(Spec::default().validate().is_err());
+        assert!(Spec::new(["a\0b"]).validate().is_err());
+        assert!(Spec::new(["true"]).env("NOEQUALS").validate().is_err());
+        assert!(Spec::new(["true"]).env("=v").validate().is_err());
+        assert!(Spec::new(["true"]).env("K=").validate().is_ok());
+        let e = Spec::new(["true"]).workdir("rel").validate().unwrap_err();
+        assert!(e.to_string().contains("needs to be an absolute path"), "{e}");
+        assert!(Spec::new(["true"]).hostname("x".repeat(65)).validate().is_err());
+    }
+
+    #[test]
+    fn builder_sets_fields() {
+        let s = Spec::new(["sh", "-c", "x"])
+            .env("A=1")
+            .workdir("/w")
+            .user("app")
+            .group("audio")
+            .hostname("h")
+            .readonly_root(true);
+        assert_eq!(s.args, ["sh", "-c", "x"]);
+        assert_eq!(s.env, ["A=1"]);
+        assert_eq!(
+            (s.workdir.as_deref(), s.user.as_deref(), s.hostname.as_deref()),
+            (Some("/w"), Some("app"), Some("h"))
+        );
+        assert_eq!(s.groups, ["audio"]);
+        assert!(s.readonly_root);
+    }
+}

@@ -1,0 +1,686 @@
+//! What runs after `fork`: the supervisor (in the caller's namespaces) and the container process
+//! (PID 1 of the new PID namespace), one function per step, in the order the crate docs give.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use mountkit_safefs::inroot;
+use tracing::{debug, trace};
+
+use crate::sys::{self, cvt, cvt_long, mount};
+use crate::user::{self, ResolvedUser};
+use crate::wire::{self, Msg};
+use crate::{Error, Prepare, Spec};
+
+/// A failed step: which one and why (a message naming the object and the cause).
+fn fail(step: &'static str, cause: impl std::fmt::Display) -> Error {
+    Error::Setup {
+        step,
+        cause: cause.to_string(),
+    }
+}
+
+/// The supervisor: forked from the caller, stays in the caller's namespaces, forks the container process
+/// as PID 1 of a new PID namespace, forwards signals to it and leaves with its status.
+pub(crate) fn supervisor(spec: &Spec, prepare: Prepare, status: OwnedFd, caller: libc::pid_t) -> ! {
+    let st = status.as_raw_fd();
+    let report = |e: Error| -> ! {
+        let code = e.exit_code();
+        wire::send(st, &Msg::Failed(e));
+        sys::exit_now(code)
+    };
+    // SAFETY: prctl with integer arguments.
+    if let Err(e) = cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) }) {
+        report(fail("die-with-parent", format!("prctl(PR_SET_PDEATHSIG): {e}")));
+    }
+    // SAFETY: getppid cannot fail.
+    if unsafe { libc::getppid() } != caller {
+        // The caller died before PDEATHSIG was armed: nobody is left to report to.
+        sys::exit_now(125);
+    }
+    set_name(c"mk-supervisor");
+    // SIGCHLD joins the forwarded signals (already blocked by the caller) so sigwaitinfo sees both.
+    let mut waitset = sys::forwarded_signals();
+    // SAFETY: adds a signal to a local, initialised set.
+    unsafe { libc::sigaddset(&mut waitset, libc::SIGCHLD) };
+    if let Err(e) = sys::sigmask(libc::SIG_BLOCK, &waitset) {
+        report(fail("supervisor", format!("cannot block signals: {e}")));
+    }
+    debug!("unshare(CLONE_NEWPID) for the container process");
+    // SAFETY: unshare with a flag; affects only children forked after it.
+    if let Err(e) = cvt(unsafe { libc::unshare(libc::CLONE_NEWPID) }) {
+        report(fail("namespaces", format!("cannot create a PID namespace: {e}")));
+    }
+    let (life_r, life_w) = match sys::pipe() {
+        Ok(p) => p,
+        Err(e) => report(fail(
+            "supervisor",
+            format!("cannot create the lifeline pipe: {e}"),
+        )),
+    };
+    // SAFETY: this process is single-threaded (forked); the child only runs `container`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        report(fail(
+            "supervisor",
+            format!(
+                "cannot fork the container process: {}",
+                io::Error::last_os_error()
+            ),
+        ));
+    }
+    if pid == 0 {
+        drop(life_w);
+        let err = match container(spec, prepare, life_r) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        report(err);
+    }
+    drop(life_r);
+    drop(prepare);
+    wire::send(st, &Msg::Pid(pid));
+    drop(status);
+    debug!(pid, "container process started; supervising");
+    relay(pid, &waitset, life_w)
+}
+
+fn set_name(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}
+
+/// Waits for the container process, forwarding SIGINT/SIGTERM/SIGHUP, and leaves the way it left.
+fn relay(child: libc::pid_t, waitset: &libc::sigset_t, _lifeline: OwnedFd) -> ! {
+    loop {
+        // SAFETY: sigwaitinfo with a live set and a zeroed siginfo to fill.
+        let sig = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::sigwaitinfo(waitset, &mut info)
+        };
+        if sig < 0 {
+            continue; // EINTR
+        }
+        if sig != libc::SIGCHLD {
+            trace!(sig, "forwarding signal to the container process");
+            // SAFETY: kill with our own, not yet reaped, child.
+            unsafe { libc::kill(child, sig) };
+            continue;
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our child with a local status word.
+            let r = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
+            if r == child {
+                leave_like(status);
+            }
+            if r == 0 || r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+    }
+}
+
+/// Exits with the same code, or dies of the same signal (without a core dump), as the container did.
+fn leave_like(status: libc::c_int) -> ! {
+    if libc::WIFEXITED(status) {
+        sys::exit_now(libc::WEXITSTATUS(status));
+    }
+    let sig = libc::WTERMSIG(status);
+    // SAFETY: lowering our own core limit, restoring the default action, unmasking and self-signalling.
+    unsafe {
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let mut cur: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_CORE, &mut cur) == 0 {
+            let lowered = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: cur.rlim_max,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &lowered);
+        } else {
+            libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        }
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), sig);
+    }
+    sys::exit_now(128 + sig)
+}
+
+/// The container process: every step from "die with the supervisor" to exec. Returns only on failure.
+fn container(spec: &Spec, prepare: Prepare, lifeline: OwnedFd) -> Result<std::convert::Infallible, Error> {
+    die_with_parent(lifeline)?;
+    unshare_namespaces()?;
+    make_rprivate()?;
+    let root = run_prepare(prepare)?;
+    ensure_mount_point(&root)?;
+    let rootfd = inroot::open_root(&root).map_err(|e| fail("root-mount", e))?;
+    mount_proc(rootfd.as_fd())?;
+    mount_dev(rootfd.as_fd())?;
+    mount_sys(rootfd.as_fd())?;
+    if spec.readonly_root {
+        remount_root_readonly(rootfd.as_fd(), &root)?;
+    }
+    drop(rootfd);
+    if let Some(h) = &spec.hostname {
+        set_hostname(h)?;
+    }
+    pivot_root(&root)?;
+    let user = lookup_user(spec)?;
+    enter_workdir(spec.workdir.as_deref())?;
+    let env = user::build_env(&spec.env, spec.hostname.as_deref(), &user.home);
+    let path = user::env_get(&env, "PATH")
+        .unwrap_or(user::DEFAULT_PATH)
+        .to_string();
+    let argv = to_cstrings(&spec.args, "exec")?;
+    let envp = to_cstrings(&env, "environment")?;
+    drop_privileges(&user)?;
+    close_fds()?;
+    reset_signals();
+    Err(exec(&argv, &envp, &path))
+}
+
+/// Step 1: die with the supervisor (`PR_SET_PDEATHSIG`), then check it is still there: the lifeline
+/// pipe's write end lives only in the supervisor, so a hang-up means it is gone.
+fn die_with_parent(lifeline: OwnedFd) -> Result<(), Error> {
+    trace!("prctl(PR_SET_PDEATHSIG, SIGKILL)");
+    // SAFETY: prctl with integer arguments.
+    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })
+        .map_err(|e| fail("die-with-parent", format!("prctl(PR_SET_PDEATHSIG): {e}")))?;
+    let mut pfd = libc::pollfd {
+        fd: lifeline.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one live descriptor, no timeout.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if r > 0 && pfd.revents & (libc::POLLHUP | libc::POLLIN) != 0 {
+        sys::exit_now(125);
+    }
+    Ok(())
+}
+
+/// Step 1 (cont.): new mount, UTS and IPC namespaces (the PID namespace was made by the supervisor).
+fn unshare_namespaces() -> Result<(), Error> {
+    debug!("unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)");
+    // SAFETY: unshare with flags.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC) })
+        .map_err(|e| fail("namespaces", format!("unshare(mount, uts, ipc): {e}")))?;
+    Ok(())
+}
+
+/// Step 2: `mount --make-rprivate /`, so nothing mounted from here on propagates to the host.
+fn make_rprivate() -> Result<(), Error> {
+    debug!("mount --make-rprivate /");
+    mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(|e| fail("mount-private", format!("cannot make / recursively private: {e}")))
+}
+
+/// Step 3: the caller's preparation, which returns the root.
+fn run_prepare(prepare: Prepare) -> Result<PathBuf, Error> {
+    debug!("running the caller's root preparation");
+    let root = prepare().map_err(|e| fail("prepare", e))?;
+    let root = std::fs::canonicalize(&root)
+        .map_err(|e| fail("prepare", format!("root {} is not usable: {e}", root.display())))?;
+    if !root.is_dir() {
+        return Err(fail(
+            "prepare",
+            format!("root {} is not a directory", root.display()),
+        ));
+    }
+    debug!(root = %root.display(), "root prepared");
+    Ok(root)
+}
+
+/// Step 3 (cont.): pivot_root needs the new root to be a mount point; bind it onto itself if it is not.
+fn ensure_mount_point(root: &Path) -> Result<(), Error> {
+    let here = sys::mount_id(root);
+    let parent = sys::mount_id(&root.join(".."));
+    let is_mount = matches!((&here, &parent), (Ok(a), Ok(b)) if a != b);
+    if is_mount {
+        trace!(root = %root.display(), "root is a mount point already");
+        return Ok(());
+    }
+    debug!(root = %root.display(), "bind-mounting the root onto itself (rbind)");
+    mount(
+        Some(&root.to_string_lossy()),
+        root,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| {
+        fail(
+            "root-mount",
+            format!("cannot bind {} onto itself: {e}", root.display()),
+        )
+    })
+}
+
+fn mount_at(
+    step: &'static str,
+    what: &str,
+    target: BorrowedFd<'_>,
+    source: Option<&str>,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), Error> {
+    let path = inroot::fd_path(target);
+    debug!(step, what, target = %path.display(), fstype, data, "mount");
+    mount(source, &path, fstype, flags, data).map_err(|e| fail(step, format!("cannot mount {what}: {e}")))
+}
+
+fn in_root_dir(step: &'static str, root: BorrowedFd<'_>, path: &str, mode: u32) -> Result<OwnedFd, Error> {
+    inroot::mkdir_all(root, Path::new(path), mode).map_err(|e| fail(step, e))
+}
+
+/// Step 4a: a new proc for the new PID namespace at `/proc` (nosuid, nodev, noexec).
+fn mount_proc(root: BorrowedFd<'_>) -> Result<(), Error> {
+    let target = in_root_dir("proc", root, "proc", 0o555)?;
+    mount_at(
+        "proc",
+        "proc on /proc",
+        target.as_fd(),
+        Some("proc"),
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )
+}
+
+/// Host device nodes bind-mounted into the container's `/dev`.
+const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+/// Symlinks created in the container's `/dev`.
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// Step 4b: a minimal `/dev`: tmpfs, host device nodes bound onto empty files, a new devpts instance,
+/// `/dev/shm`, `/dev/mqueue` (optional), and the usual symlinks.
+fn mount_dev(root: BorrowedFd<'_>) -> Result<(), Error> {
+    let target = in_root_dir("dev", root, "dev", 0o755)?;
+    mount_at(
+        "dev",
+        "tmpfs on /dev",
+        target.as_fd(),
+        Some("tmpfs"),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    for node in DEV_NODES {
+        let host = format!("/dev/{node}");
+        if std::fs::metadata(&host).is_err() {
+            debug!(node, "host has no such device; skipped");
+            continue;
+        }
+        let f = inroot::create_file(root, Path::new(&format!("dev/{node}")), 0o666)
+            .map_err(|e| fail("dev", e))?;
+        mount_at(
+            "dev",
+            &format!("{host} on /dev/{node}"),
+            f.as_fd(),
+            Some(&host),
+            None,
+            libc::MS_BIND,
+            None,
+        )?;
+    }
+    let pts = in_root_dir("dev", root, "dev/pts", 0o755)?;
+    let pts_flags = libc::MS_NOSUID | libc::MS_NOEXEC;
+    let opts = "newinstance,ptmxmode=0666,mode=0620";
+    if mount_at(
+        "dev",
+        "devpts",
+        pts.as_fd(),
+        Some("devpts"),
+        Some("devpts"),
+        pts_flags,
+        Some(&format!("{opts},gid=5")),
+    )
+    .is_err()
+    {
+        mount_at(
+            "dev",
+            "devpts on /dev/pts",
+            pts.as_fd(),
+            Some("devpts"),
+            Some("devpts"),
+            pts_flags,
+            Some(opts),
+        )?;
+    }
+    let shm = in_root_dir("dev", root, "dev/shm", 0o1777)?;
+    mount_at(
+        "dev",
+        "tmpfs on /dev/shm",
+        shm.as_fd(),
+        Some("shm"),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )?;
+    let mq = in_root_dir("dev", root, "dev/mqueue", 0o755)?;
+    let mq_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    if let Err(e) = mount_at(
+        "dev",
+        "mqueue",
+        mq.as_fd(),
+        Some("mqueue"),
+        Some("mqueue"),
+        mq_flags,
+        None,
+    ) {
+        debug!(error = %e, "no /dev/mqueue (optional)");
+    }
+    let dev = inroot::resolve(root, Path::new("dev")).map_err(|e| fail("dev", e))?;
+    for (name, target) in DEV_LINKS {
+        let (n, t) = (
+            CString::new(*name).unwrap_or_default(),
+            CString::new(*target).unwrap_or_default(),
+        );
+        trace!(name, target, "symlink in /dev");
+        // SAFETY: symlinkat with NUL-terminated strings and a live directory descriptor.
+        match cvt(unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) }) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail("dev", format!("cannot create /dev/{name} -> {target}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// Step 4c: sysfs read-only at `/sys`; if the kernel refuses a new sysfs, a recursive read-only bind
+/// of the host's `/sys`.
+fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Error> {
+    let target = in_root_dir("sys", root, "sys", 0o555)?;
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let Err(e) = mount_at(
+        "sys",
+        "sysfs on /sys",
+        target.as_fd(),
+        Some("sysfs"),
+        Some("sysfs"),
+        flags,
+        None,
+    ) else {
+        return Ok(());
+    };
+    debug!(error = %e, "sysfs refused; falling back to a read-only rbind of the host's /sys");
+    mount_at(
+        "sys",
+        "/sys (rbind) on /sys",
+        target.as_fd(),
+        Some("/sys"),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+    let bound = inroot::resolve(root, Path::new("sys")).map_err(|e| fail("sys", e))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: mount_setattr on a live O_PATH descriptor with a properly sized attribute struct.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            bound.as_raw_fd(),
+            empty.as_ptr(),
+            (libc::AT_EMPTY_PATH as libc::c_uint) | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map_err(|e| fail("sys", format!("cannot make the /sys bind read-only: {e}")))?;
+    Ok(())
+}
+
+/// Step 5: the root mount (not the mounts under it) becomes read-only, keeping its other flags.
+fn remount_root_readonly(root: BorrowedFd<'_>, root_path: &Path) -> Result<(), Error> {
+    let path = inroot::fd_path(root);
+    let keep = sys::mount_flags(&path)
+        .map_err(|e| fail("readonly-root", format!("statvfs {}: {e}", root_path.display())))?;
+    debug!(root = %root_path.display(), "remounting the root read-only");
+    mount(
+        None,
+        &path,
+        None,
+        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
+        None,
+    )
+    .map_err(|e| {
+        fail(
+            "readonly-root",
+            format!("cannot remount {} read-only: {e}", root_path.display()),
+        )
+    })
+}
+
+/// Step 6a: the hostname, in the new UTS namespace.
+fn set_hostname(name: &str) -> Result<(), Error> {
+    debug!(hostname = name, "sethostname");
+    // SAFETY: sethostname reads `len` bytes from a live buffer.
+    cvt(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+        .map_err(|e| fail("hostname", format!("cannot set hostname {name:?}: {e}")))?;
+    Ok(())
+}
+
+/// Step 6b: `pivot_root(".", ".")` in the new root, then detach the old root stacked on top of it.
+fn pivot_root(root: &Path) -> Result<(), Error> {
+    let step = "pivot-root";
+    debug!(root = %root.display(), "pivot_root");
+    std::env::set_current_dir(root).map_err(|e| fail(step, format!("chdir {}: {e}", root.display())))?;
+    let dot = c".";
+    // SAFETY: pivot_root with two NUL-terminated paths.
+    cvt_long(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) })
+        .map_err(|e| fail(step, format!("pivot_root into {}: {e}", root.display())))?;
+    // SAFETY: umount2 of the old root, which now sits on top of ".".
+    cvt(unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) })
+        .map_err(|e| fail(step, format!("cannot detach the old root: {e}")))?;
+    std::env::set_current_dir("/").map_err(|e| fail(step, format!("chdir /: {e}")))?;
+    Ok(())
+}
+
+fn read_optional(path: &str) -> Result<String, Error> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(fail("user", format!("cannot read the container's {path}: {e}"))),
+    }
+}
+
+/// Step 7a: the user, from the container's own `/etc/passwd` and `/etc/group`.
+fn lookup_user(spec: &Spec) -> Result<ResolvedUser, Error> {
+    let passwd = user::parse_passwd(&read_optional("/etc/passwd")?);
+    let group = user::parse_group(&read_optional("/etc/group")?);
+    let mut u = user::resolve_user(spec.user.as_deref(), &passwd, &group)?;
+    for g in user::resolve_additional_groups(&spec.groups, &group)? {
+        if !u.supplementary.contains(&g) {
+            u.supplementary.push(g);
+        }
+    }
+    debug!(uid = u.uid, gid = u.gid, groups = ?u.supplementary, "user resolved");
+    Ok(u)
+}
+
+/// Step 8: the working directory, created (owned by root, mode 0755) when missing, as Docker does.
+fn enter_workdir(workdir: Option<&str>) -> Result<(), Error> {
+    let dir = workdir.unwrap_or("/");
+    debug!(workdir = dir, "chdir");
+    use std::os::unix::fs::DirBuilderExt;
+    if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir) {
+        return Err(fail(
+            "workdir",
+            format!("cannot create working directory {dir}: {e}"),
+        ));
+    }
+    std::env::set_current_dir(dir)
+        .map_err(|e| fail("workdir", format!("cannot enter working directory {dir}: {e}")))
+}
+
+fn to_cstrings(items: &[String], step: &'static str) -> Result<Vec<CString>, Error> {
+    items
+        .iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| fail(step, format!("{s:?} contains a NUL byte"))))
+        .collect()
+}
+
+/// Step 7b: setgroups, setgid, setuid, in that order.
+fn drop_privileges(u: &ResolvedUser) -> Result<(), Error> {
+    let step = "privileges";
+    debug!(uid = u.uid, gid = u.gid, "setgroups, setgid, setuid");
+    let groups: Vec<libc::gid_t> = u.supplementary.clone();
+    // SAFETY: setgroups reads `len` gids from a live vector; setgid/setuid take integers.
+    unsafe {
+        cvt(libc::setgroups(groups.len(), groups.as_ptr()))
+            .map_err(|e| fail(step, format!("setgroups {groups:?}: {e}")))?;
+        cvt(libc::setgid(u.gid)).map_err(|e| fail(step, format!("setgid {}: {e}", u.gid)))?;
+        cvt(libc::setuid(u.uid)).map_err(|e| fail(step, format!("setuid {}: {e}", u.uid)))?;
+    }
+    Ok(())
+}
+
+/// Step 10a: every descriptor above 2 is closed at exec (the status pipe included, which is how the
+/// caller learns that exec succeeded).
+fn close_fds() -> Result<(), Error> {
+    trace!("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)");
+    // SAFETY: close_range only flags descriptors; nothing is closed under our feet.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11: walk /proc/self/fd (the container's new /proc) instead.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| fail("fds", format!("cannot list /proc/self/fd: {e}")))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: sets FD_CLOEXEC; a descriptor closed meanwhile (the directory's) just fails.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+/// Step 10b: default dispositions for every signal, then an empty mask (Rust ignores SIGPIPE, and the
+/// forwarded signals were blocked: neither may leak into the command).
+fn reset_signals() {
+    trace!("resetting signal dispositions and mask");
+    // SAFETY: signal() and sigprocmask with valid arguments; errors for SIGKILL/SIGSTOP and the
+    // libc-reserved real-time signals are expected and ignored.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+fn exec_errno(path: &CString, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> io::Error {
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers into live CStrings.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Step 10c: execve with `execvp` semantics over the container's `PATH`.
+fn exec(argv: &[CString], envp: &[CString], path_var: &str) -> Error {
+    let Some(argv0) = argv.first() else {
+        return fail("exec", "no command given");
+    };
+    let command = String::from_utf8_lossy(argv0.as_bytes()).into_owned();
+    let mut av: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    av.push(std::ptr::null());
+    let mut ev: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    ev.push(std::ptr::null());
+    let candidates: Vec<PathBuf> = if command.contains('/') {
+        vec![PathBuf::from(&command)]
+    } else {
+        path_var
+            .split(':')
+            .map(|d| {
+                if d.is_empty() {
+                    Path::new(".").join(&command)
+                } else {
+                    Path::new(d).join(&command)
+                }
+            })
+            .collect()
+    };
+    let mut denied: Option<io::Error> = None;
+    for cand in &candidates {
+        let Ok(c) = sys::cpath(cand) else { continue };
+        let err = exec_errno(&c, &av, &ev);
+        match err.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
+                // ENOENT on a file that exists: its ELF interpreter (dynamic loader) is missing.
+                if std::fs::symlink_metadata(cand).is_ok_and(|m| m.is_file()) {
+                    return Error::CannotExecute {
+                        command,
+                        cause: format!(
+                            "{}: {err} (its interpreter or dynamic loader is missing)",
+                            cand.display()
+                        ),
+                    };
+                }
+            }
+            Some(libc::EACCES) => denied = Some(err),
+            _ => {
+                return Error::CannotExecute {
+                    command,
+                    cause: format!("{}: {err}", cand.display()),
+                };
+            }
+        }
+    }
+    match denied {
+        Some(err) => Error::CannotExecute {
+            command,
+            cause: err.to_string(),
+        },
+        None => Error::NotFound { command },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dev_layout_constants() {
+        assert!(super::DEV_NODES.contains(&"null") && super::DEV_NODES.contains(&"tty"));
+        assert!(
+            super::DEV_LINKS
+                .iter()
+                .any(|(n, t)| *n == "ptmx" && *t == "pts/ptmx")
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! Thin `libc` wrappers: each turns `-1` into an `io::Error` and nothing more.
+//!
+//! Kept separate so the unsafe surface is small and the steps in `child.rs` read like a script.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub(crate) fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+pub(crate) fn cvt_long(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+pub(crate) fn cpath(p: &Path) -> io::Result<CString> {
+    cstr(p.as_os_str())
+}
+
+pub(crate) fn cstr(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "contains a NUL byte"))
+}
+
+/// `mount(2)`.
+pub(crate) fn mount(
+    source: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(|s| cstr(OsStr::new(s))).transpose()?;
+    let target = cpath(target)?;
+    let fstype = fstype.map(|s| cstr(OsStr::new(s))).transpose()?;
+    let data = data.map(|s| cstr(OsStr::new(s))).transpose()?;
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is either null or a NUL-terminated string alive for the call.
+    cvt(unsafe {
+        libc::mount(
+            ptr(&source),
+            target.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data).cast(),
+        )
+    })?;
+    Ok(())
+}
+
+/// The mount ID of `path` (statx `STATX_MNT_ID`), following symlinks.
+pub(crate) fn mount_id(path: &Path) -> io::Result<u64> {
+    let c = cpath(path)?;
+    // SAFETY: statx fills a zeroed plain-data struct; the path is NUL-terminated.
+    unsafe {
+        let mut st: libc::statx = std::mem::zeroed();
+        cvt(libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            0,
+            libc::STATX_MNT_ID,
+            &mut st,
+        ))?;
+        if st.stx_mask & libc::STATX_MNT_ID == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "statx gave no mount ID",
+            ));
+        }
+        Ok(st.stx_mnt_id)
+    }
+}
+
+/// Per-mount flags of the mount holding `path`, as `MS_*` bits fit for a bind remount.
+pub(crate) fn mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
+    let c = cpath(path)?;
+    // SAFETY: statvfs fills a zeroed plain-data struct; the path is NUL-terminated.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        cvt(libc::statvfs(c.as_ptr(), &mut st))?;
+        st
+    };
+    let pairs = [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ];
+    Ok(pairs
+        .iter()
+        .filter(|(st_bit, _)| st.f_flag & *st_bit != 0)
+        .fold(0, |acc, (_, ms)| acc | ms))
+}
+
+/// The set {SIGINT, SIGTERM, SIGHUP}: the signals the caller forwards to the container.
+pub(crate) fn forwarded_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in FORWARDED {
+            libc::sigaddset(&mut set, *s);
+        }
+        set
+    }
+}
+
+/// The signals forwarded to the container.
+pub(crate) const FORWARDED: &[libc::c_int] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// `pthread_sigmask(how, set)`, returning the previous mask.
+pub(crate) fn sigmask(how: libc::c_int, set: &libc::sigset_t) -> io::Result<libc::sigset_t> {
+    // SAFETY: both pointers are to live sigset_t values.
+    unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        let r = libc::pthread_sigmask(how, set, &mut old);
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        Ok(old)
+    }
+}
+
+/// `pipe2(O_CLOEXEC)`: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array, which we then own.
+    unsafe {
+        cvt(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+        Ok((
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        ))
+    }
+}
+
+/// Leaves the process at once with `code`, skipping destructors and atexit handlers (after fork).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,663 @@
+//! Privileged tests: real namespaces, real mounts, real pivot_root.
+//!
+//! Each test builds its own root in a temp dir (copies of the host's `sh` and a few coreutils with the
+//! libraries `ldd` lists), runs the runner in a forked process (so the test can capture its stdout,
+//! signal it or kill it), and checks afterwards that no mount mentioning the temp dir appeared in the
+//! test's mount namespace.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mountkit_ns_runner::{DEFAULT_PATH, Prepare, Spec, spawn};
+
+const TOOLS: &[&str] = &["sh", "true", "cat", "ls", "id", "sleep", "env", "mkdir", "touch"];
+
+/// A temp dir `t` holding `t/root`, a minimal root filesystem.
+struct Rootfs {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn find_tool(name: &str) -> PathBuf {
+    for d in ["/bin", "/usr/bin", "/sbin", "/usr/sbin"] {
+        let p = Path::new(d).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("host has no {name}");
+}
+
+fn copy_with_libs(src: &Path, root: &Path, dest: &Path) {
+    let target = root.join(dest.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    if !target.exists() {
+        std::fs::copy(src, &target).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    }
+    let out = Command::new("ldd").arg(src).output().expect("ldd");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let lib = match line.split_once("=>") {
+            Some((_, rhs)) => rhs.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(lib) = lib.filter(|l| l.starts_with('/')) {
+            let t = root.join(&lib[1..]);
+            if !t.exists() {
+                std::fs::create_dir_all(t.parent().unwrap()).unwrap();
+                std::fs::copy(lib, &t).unwrap_or_else(|e| panic!("copy {lib}: {e}"));
+            }
+        }
+    }
+}
+
+fn rootfs() -> Rootfs {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    for d in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    for t in TOOLS {
+        copy_with_libs(&find_tool(t), &root, &Path::new("/bin").join(t));
+    }
+    Rootfs { dir, root }
+}
+
+impl Rootfs {
+    fn prepare(&self) -> Prepare {
+        let root = self.root.clone();
+        Box::new(move || Ok(root))
+    }
+    fn host_mounts(&self) -> Vec<String> {
+        let p = self.dir.path().to_string_lossy().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&p))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// How a forked runner ended.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Code(i32),
+    Signal(i32),
+    Failed(i32, String),
+}
+
+/// A runner in a forked process, its stdout going to a file.
+struct Forked {
+    pid: libc::pid_t,
+    lines: BufReader<std::fs::File>,
+    stdout: PathBuf,
+    container_pid: Option<i32>,
+}
+
+fn fork_runner(t: &Rootfs, spec: &Spec, prepare: Prepare, pre: impl FnOnce()) -> Forked {
+    let stdout = t.dir.path().join(format!("stdout-{}", std::process::id()));
+    let out = std::fs::File::create(&stdout).unwrap();
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        drop(rd);
+        unsafe { libc::dup2(out.as_raw_fd(), 1) };
+        pre();
+        let say = |s: String| unsafe {
+            libc::write(wr.as_raw_fd(), s.as_ptr().cast(), s.len());
+        };
+        let line = match spawn(spec, prepare) {
+            Ok(r) => {
+                say(format!("pid {}\n", r.pid()));
+                match r.wait() {
+                    Ok(mountkit_ns_runner::Exit::Code(c)) => format!("code {c}\n"),
+                    Ok(mountkit_ns_runner::Exit::Signal(s)) => format!("signal {s}\n"),
+                    Err(e) => format!("error {} {}\n", e.exit_code(), e.to_string().replace('\n', " ")),
+                }
+            }
+            Err(e) => format!("error {} {}\n", e.exit_code(), e.to_string().replace('\n', " ")),
+        };
+        say(line);
+        unsafe { libc::_exit(0) };
+    }
+    drop(wr);
+    let mut f = Forked {
+        pid,
+        lines: BufReader::new(std::fs::File::from(rd)),
+        stdout,
+        container_pid: None,
+    };
+    f.container_pid = None;
+    f
+}
+
+impl Forked {
+    fn next_line(&mut self) -> String {
+        let mut l = String::new();
+        self.lines.read_line(&mut l).unwrap();
+        l.trim_end().to_string()
+    }
+
+    /// Reads the "pid N" line (None when spawn failed; the failure line is kept for `finish`).
+    fn wait_spawned(&mut self) -> Option<i32> {
+        let l = self.next_line();
+        match l.strip_prefix("pid ") {
+            Some(p) => {
+                self.container_pid = Some(p.parse().unwrap());
+                self.container_pid
+            }
+            None => panic!("spawn failed: {l}"),
+        }
+    }
+
+    fn finish(mut self) -> (Outcome, String) {
+        let mut l = self.next_line();
+        if l.starts_with("pid ") {
+            l = self.next_line();
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        let outcome = if let Some(c) = l.strip_prefix("code ") {
+            Outcome::Code(c.parse().unwrap())
+        } else if let Some(s) = l.strip_prefix("signal ") {
+            Outcome::Signal(s.parse().unwrap())
+        } else if let Some(rest) = l.strip_prefix("error ") {
+            let (code, msg) = rest.split_once(' ').unwrap();
+            Outcome::Failed(code.parse().unwrap(), msg.to_string())
+        } else {
+            panic!("runner process gave no result (status {status:#x}): {l:?}");
+        };
+        let mut out = String::new();
+        std::fs::File::open(&self.stdout)
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        (outcome, out)
+    }
+}
+
+/// Runs `spec` over `t`'s root and returns the outcome and the command's stdout; checks no mount leaked.
+fn run_with(t: &Rootfs, spec: &Spec, prepare: Prepare, pre: impl FnOnce()) -> (Outcome, String) {
+    let before = t.host_mounts();
+    let res = fork_runner(t, spec, prepare, pre).finish();
+    assert_eq!(t.host_mounts(), before, "mounts leaked into the test's namespace");
+    assert!(before.is_empty(), "{before:?}");
+    res
+}
+
+fn run(t: &Rootfs, spec: &Spec) -> (Outcome, String) {
+    run_with(t, spec, t.prepare(), || {})
+}
+
+fn sh(script: &str) -> Spec {
+    Spec::new(["sh", "-c", script])
+}
+
+macro_rules! privileged {
+    ($name:expr) => {
+        if !mountkit_testutil::privileged($name) {
+            return;
+        }
+    };
+}
+
+#[test]
+fn true_exits_zero() {
+    privileged!("true_exits_zero");
+    let t = rootfs();
+    assert_eq!(run(&t, &Spec::new(["true"])).0, Outcome::Code(0));
+}
+
+#[test]
+fn exit_status_is_passed_through() {
+    privileged!("exit_status_is_passed_through");
+    let t = rootfs();
+    assert_eq!(run(&t, &sh("exit 7")).0, Outcome::Code(7));
+}
+
+#[test]
+fn killed_by_signal_is_reported_as_signal() {
+    privileged!("killed_by_signal_is_reported_as_signal");
+    let t = rootfs();
+    // Inside its namespace PID 1 cannot even be SIGKILLed; from the host it can.
+    let mut f = fork_runner(&t, &sh("touch /ready; sleep 1000"), t.prepare(), || {});
+    let pid = f.wait_spawned().unwrap();
+    wait_for(&t.root.join("ready"), "the container's ready file");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert_eq!(f.finish().0, Outcome::Signal(libc::SIGKILL));
+}
+
+#[test]
+fn missing_command_is_not_found_127() {
+    privileged!("missing_command_is_not_found_127");
+    let t = rootfs();
+    let (o, _) = run(&t, &Spec::new(["no-such-command"]));
+    match o {
+        Outcome::Failed(127, msg) => assert!(msg.contains("no-such-command"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    let (o, _) = run(&t, &Spec::new(["/bin/no-such-command"]));
+    assert!(matches!(o, Outcome::Failed(127, _)), "{o:?}");
+}
+
+#[test]
+fn non_executable_file_cannot_execute_126() {
+    privileged!("non_executable_file_cannot_execute_126");
+    let t = rootfs();
+    std::fs::write(t.root.join("bin/plain"), "not a program").unwrap();
+    std::fs::set_permissions(t.root.join("bin/plain"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    match run(&t, &Spec::new(["/bin/plain"])).0 {
+        Outcome::Failed(126, msg) => {
+            assert!(msg.contains("/bin/plain") && msg.contains("ermission"), "{msg}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Found through PATH but not executable: still 126, not 127.
+    assert!(matches!(
+        run(&t, &Spec::new(["plain"])).0,
+        Outcome::Failed(126, _)
+    ));
+    // An executable file with no valid format.
+    std::fs::set_permissions(t.root.join("bin/plain"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(t.root.join("bin/plain"), [0u8, 1, 2, 3]).unwrap();
+    assert!(matches!(
+        run(&t, &Spec::new(["/bin/plain"])).0,
+        Outcome::Failed(126, _)
+    ));
+    // A directory.
+    assert!(matches!(run(&t, &Spec::new(["/etc"])).0, Outcome::Failed(126, _)));
+}
+
+#[test]
+fn failing_prepare_is_setup_error_125() {
+    privileged!("failing_prepare_is_setup_error_125");
+    let t = rootfs();
+    let prepare: Prepare = Box::new(|| Err("volume todo-list: cannot mount: device busy".into()));
+    match run_with(&t, &Spec::new(["true"]), prepare, || {}).0 {
+        Outcome::Failed(125, msg) => {
+            assert!(
+                msg.contains("prepare") && msg.contains("volume todo-list: cannot mount: device busy"),
+                "{msg}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn prepare_runs_in_the_new_mount_namespace() {
+    privileged!("prepare_runs_in_the_new_mount_namespace");
+    let t = rootfs();
+    let data = t.root.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let prepare: Prepare = Box::new(move || {
+        let c = std::ffi::CString::new(data.to_str().unwrap()).unwrap();
+        let r = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                c.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            return Err(format!("mount tmpfs: {}", std::io::Error::last_os_error()).into());
+        }
+        std::fs::write(data.join("in-tmpfs"), "x")?;
+        Ok(data.parent().unwrap().to_path_buf())
+    });
+    let (o, out) = run_with(&t, &sh("ls /data"), prepare, || {});
+    assert_eq!(o, Outcome::Code(0));
+    assert_eq!(out.trim(), "in-tmpfs");
+    assert!(
+        !t.root.join("data/in-tmpfs").exists(),
+        "the tmpfs leaked to the host"
+    );
+}
+
+#[test]
+fn pid_1_and_own_proc() {
+    privileged!("pid_1_and_own_proc");
+    let t = rootfs();
+    let (o, out) = run(&t, &sh("echo $$; ls /proc"));
+    assert_eq!(o, Outcome::Code(0));
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("1"));
+    let pids: Vec<u32> = lines.filter_map(|l| l.parse().ok()).collect();
+    assert!(pids.contains(&1), "{pids:?}");
+    assert!(pids.iter().all(|p| *p <= 3), "host processes visible: {pids:?}");
+}
+
+#[test]
+fn hostname_is_set() {
+    privileged!("hostname_is_set");
+    let t = rootfs();
+    let (o, out) = run(
+        &t,
+        &sh("cat /proc/sys/kernel/hostname; echo $HOSTNAME").hostname("box-1"),
+    );
+    assert_eq!(o, Outcome::Code(0));
+    assert_eq!(out, "box-1\nbox-1\n");
+}
+
+fn mount_points(mountinfo: &str) -> Vec<(String, String, String)> {
+    // (mount point, options, fstype)
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            Some((f[4].to_string(), f[5].to_string(), f[sep + 1].to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn dev_and_sys_are_set_up() {
+    privileged!("dev_and_sys_are_set_up");
+    let t = rootfs();
+    let script = "ls -a /dev; echo data > /dev/null && echo null-ok; \
+                  mkdir /sys/x 2>/dev/null && echo sys-writable || echo sys-ro; \
+                  echo ===; cat /proc/self/mountinfo";
+    let (o, out) = run(&t, &sh(script));
+    assert_eq!(o, Outcome::Code(0));
+    let (ls, mi) = out.split_once("===\n").unwrap();
+    for n in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd", "stdin", "stdout",
+        "stderr", "null-ok", "sys-ro",
+    ] {
+        assert!(ls.lines().any(|l| l == n), "missing {n} in {ls}");
+    }
+    let mps = mount_points(mi);
+    let find = |mp: &str| {
+        mps.iter()
+            .find(|m| m.0 == mp)
+            .unwrap_or_else(|| panic!("no mount at {mp}: {mi}"))
+    };
+    assert_eq!(find("/proc").2, "proc");
+    assert_eq!(find("/dev").2, "tmpfs");
+    assert_eq!(find("/dev/pts").2, "devpts");
+    assert_eq!(find("/dev/shm").2, "tmpfs");
+    assert!(find("/sys").1.split(',').any(|o| o == "ro"), "{:?}", find("/sys"));
+    assert!(find("/proc").1.contains("nosuid"));
+}
+
+#[test]
+fn pivot_root_hides_the_host() {
+    privileged!("pivot_root_hides_the_host");
+    let t = rootfs();
+    let marker = t.dir.path().join("host-marker");
+    std::fs::write(&marker, "secret").unwrap();
+    let script = format!(
+        "cat {} 2>/dev/null && echo LEAK || echo hidden; ls /; echo ===; cat /proc/self/mountinfo",
+        marker.display()
+    );
+    let (o, out) = run(&t, &sh(&script));
+    assert_eq!(o, Outcome::Code(0));
+    let (head, mi) = out.split_once("===\n").unwrap();
+    assert!(head.starts_with("hidden\n"), "{head}");
+    assert!(
+        !head.contains("host-marker") && !head.contains("root\n"),
+        "{head}"
+    );
+    for (mp, _, fstype) in mount_points(mi) {
+        let ok = mp == "/"
+            || ["/proc", "/dev", "/sys"]
+                .iter()
+                .any(|p| mp == *p || mp.starts_with(&format!("{p}/")));
+        assert!(ok, "host mount visible in the container: {mp} ({fstype})\n{mi}");
+    }
+}
+
+#[test]
+fn numeric_user_and_group() {
+    privileged!("numeric_user_and_group");
+    let t = rootfs();
+    let (o, out) = run(&t, &sh("id -u; id -g; id -G; echo $HOME").user("1000:1000"));
+    assert_eq!(o, Outcome::Code(0));
+    assert_eq!(out, "1000\n1000\n1000\n/\n");
+}
+
+#[test]
+fn named_user_from_the_images_passwd() {
+    privileged!("named_user_from_the_images_passwd");
+    let t = rootfs();
+    std::fs::write(
+        t.root.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\napp:x:1234:2345::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.root.join("etc/group"),
+        "root:x:0:\napp:x:2345:\nextra:x:3000:app\n",
+    )
+    .unwrap();
+    let (o, out) = run(
+        &t,
+        &sh("id -u; id -g; id -G; echo $HOME").user("app").group("777"),
+    );
+    assert_eq!(o, Outcome::Code(0));
+    assert_eq!(out, "1234\n2345\n2345 777 3000\n/home/app\n");
+}
+
+#[test]
+fn unknown_user_is_a_clear_error() {
+    privileged!("unknown_user_is_a_clear_error");
+    let t = rootfs();
+    std::fs::write(t.root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    match run(&t, &Spec::new(["true"]).user("app")).0 {
+        Outcome::Failed(125, msg) => {
+            assert!(
+                msg.contains("unable to find user app: no matching entries in passwd file"),
+                "{msg}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn default_path_and_home() {
+    privileged!("default_path_and_home");
+    let t = rootfs();
+    let (o, out) = run(&t, &sh("echo $PATH; echo $HOME"));
+    assert_eq!(o, Outcome::Code(0));
+    assert_eq!(out, format!("{DEFAULT_PATH}\n/root\n"));
+}
+
+#[test]
+fn given_environment_is_passed_exactly() {
+    privileged!("given_environment_is_passed_exactly");
+    let t = rootfs();
+    let spec = Spec::new(["env"])
+        .env("A=1")
+        .env("PATH=/bin")
+        .env("HOME=/x")
+        .env("EMPTY=");
+    let (o, out) = run(&t, &spec);
+    assert_eq!(o, Outcome::Code(0));
+    assert_eq!(out, "A=1\nPATH=/bin\nHOME=/x\nEMPTY=\n");
+}
+
+#[test]
+fn workdir_is_created_and_entered() {
+    privileged!("workdir_is_created_and_entered");
+    let t = rootfs();
+    let (o, out) = run(&t, &sh("pwd").workdir("/work/here").user("1000"));
+    assert_eq!(o, Outcome::Code(0));
+    assert_eq!(out, "/work/here\n");
+    let md = std::fs::metadata(t.root.join("work/here")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&md),
+        0,
+        "workdir must be owned by root"
+    );
+}
+
+#[test]
+fn readonly_root_keeps_dev_writable() {
+    privileged!("readonly_root_keeps_dev_writable");
+    let t = rootfs();
+    let script = "touch /x 2>/dev/null && echo rw || echo ro; touch /dev/shm/y && echo shm-ok";
+    let (o, out) = run(&t, &sh(script).readonly_root(true));
+    assert_eq!(o, Outcome::Code(0));
+    assert_eq!(out, "ro\nshm-ok\n");
+    assert!(!t.root.join("x").exists());
+    let (_, out) = run(&t, &sh("touch /x && echo rw"));
+    assert_eq!(out, "rw\n", "without readonly_root the root is writable");
+}
+
+#[test]
+fn parent_fds_are_not_inherited() {
+    privileged!("parent_fds_are_not_inherited");
+    let t = rootfs();
+    let leak = t.dir.path().join("leak");
+    std::fs::write(&leak, "x").unwrap();
+    let pre = move || {
+        let c = std::ffi::CString::new(leak.to_str().unwrap()).unwrap();
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) }; // no O_CLOEXEC
+        assert!(fd >= 0 && unsafe { libc::dup2(fd, 77) } == 77);
+        assert_eq!(unsafe { libc::fcntl(77, libc::F_GETFD) } & libc::FD_CLOEXEC, 0);
+    };
+    let (o, out) = run_with(&t, &Spec::new(["ls", "/proc/self/fd"]), t.prepare(), pre);
+    assert_eq!(o, Outcome::Code(0));
+    let fds: Vec<&str> = out.lines().collect();
+    assert!(fds.contains(&"0") && fds.contains(&"1"), "{fds:?}");
+    assert!(!fds.contains(&"77"), "fd 77 leaked into the container: {fds:?}");
+    assert!(fds.iter().all(|f| f.parse::<u32>().unwrap() <= 3), "{fds:?}");
+}
+
+fn wait_for(path: &Path, what: &str) {
+    for _ in 0..6000 {
+        if path.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{what} never appeared at {}", path.display());
+}
+
+#[test]
+fn sigterm_to_the_runner_reaches_the_command() {
+    privileged!("sigterm_to_the_runner_reaches_the_command");
+    let t = rootfs();
+    let spec = sh("trap 'exit 42' TERM; touch /ready; sleep 1000 & wait");
+    let before = t.host_mounts();
+    let mut f = fork_runner(&t, &spec, t.prepare(), || {});
+    f.wait_spawned();
+    wait_for(&t.root.join("ready"), "the container's ready file");
+    assert_eq!(unsafe { libc::kill(f.pid, libc::SIGTERM) }, 0);
+    let (o, _) = f.finish();
+    assert_eq!(o, Outcome::Code(42));
+    assert_eq!(t.host_mounts(), before);
+}
+
+fn ns_of(pid: i32, ns: &str) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok()
+}
+
+fn processes_in(ns: &str, link: &Path) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| ns_of(*p, ns).as_deref() == Some(link))
+        .collect()
+}
+
+#[test]
+fn sigkill_of_the_runner_kills_the_container_and_leaks_no_mount() {
+    privileged!("sigkill_of_the_runner_kills_the_container_and_leaks_no_mount");
+    let t = rootfs();
+    let spec = sh("touch /ready; sleep 1000");
+    let before = t.host_mounts();
+    let mut f = fork_runner(&t, &spec, t.prepare(), || {});
+    let pid = f.wait_spawned().unwrap();
+    wait_for(&t.root.join("ready"), "the container's ready file");
+    let pidns = ns_of(pid, "pid").expect("container pid ns");
+    let mntns = ns_of(pid, "mnt").expect("container mount ns");
+    assert_ne!(Some(&mntns), ns_of(std::process::id() as i32, "mnt").as_ref());
+    assert!(processes_in("pid", &pidns).len() >= 2, "sh and sleep should run");
+    assert_eq!(unsafe { libc::kill(f.pid, libc::SIGKILL) }, 0);
+    let mut status = 0;
+    unsafe { libc::waitpid(f.pid, &mut status, 0) };
+    assert!(libc::WIFSIGNALED(status));
+    let mut left = Vec::new();
+    for _ in 0..3000 {
+        left = processes_in("pid", &pidns);
+        left.extend(processes_in("mnt", &mntns));
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        left.is_empty(),
+        "container processes survived the runner: {left:?}"
+    );
+    assert_eq!(t.host_mounts(), before);
+}
+
+#[test]
+fn hostile_symlinks_keep_mounts_inside_the_root() {
+    privileged!("hostile_symlinks_keep_mounts_inside_the_root");
+    let t = rootfs();
+    // Targets outside the root that a naive resolution would reach.
+    let outside = t.dir.path().join("outside");
+    let outside_abs = t.dir.path().join("outside-abs");
+    for d in [&outside, &outside_abs] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("marker"), "host").unwrap();
+    }
+    std::os::unix::fs::symlink("/../../etc", t.root.join("proc")).unwrap();
+    std::os::unix::fs::symlink("../outside", t.root.join("dev")).unwrap();
+    std::os::unix::fs::symlink(&outside_abs, t.root.join("sys")).unwrap();
+    // Their in-root meanings exist, so the run proceeds and the mounts land there.
+    std::fs::create_dir(t.root.join("outside")).unwrap();
+    let abs_in_root = t.root.join(outside_abs.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&abs_in_root).unwrap();
+    let (o, out) = run(&t, &sh("cat /proc/self/mountinfo"));
+    assert_eq!(o, Outcome::Code(0), "{out}");
+    let mps = mount_points(&out);
+    let fstype_at = |mp: &str| mps.iter().find(|m| m.0 == mp).map(|m| m.2.clone());
+    assert_eq!(fstype_at("/etc").as_deref(), Some("proc"), "{out}");
+    assert_eq!(fstype_at("/outside").as_deref(), Some("tmpfs"), "{out}");
+    assert_eq!(
+        fstype_at(&outside_abs.to_string_lossy()).as_deref(),
+        Some("sysfs"),
+        "{out}"
+    );
+    for d in [&outside, &outside_abs] {
+        let names: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["marker"],
+            "something was created outside the root in {}",
+            d.display()
+        );
+    }
+}
+
+#[test]
+fn dangling_hostile_symlink_fails_setup_without_mounting() {
+    privileged!("dangling_hostile_symlink_fails_setup_without_mounting");
+    let t = rootfs();
+    let outside = t.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink("../outside", t.root.join("proc")).unwrap();
+    match run(&t, &Spec::new(["true"])).0 {
+        Outcome::Failed(125, msg) => assert!(msg.contains("proc"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}
