@@ -1,4 +1,118 @@
-//! Content-addressed image layers and images on disk.
+//! Content-addressed image layers and images on disk, for overlayfs.
 //!
-//! (Being written: import of a directory, a tar, a gzip/zstd tar or a stream; OCI whiteouts turned into
-//! overlay whiteouts; staging and atomic commit; images as ordered layer lists plus a config.)
+//! A [`Store`] owns one directory:
+//!
+//! ```text
+//! <root>/layers/<hex>/diff/        the unpacked layer (an overlay lowerdir; never written after commit)
+//! <root>/layers/<hex>/layer.json   its LayerInfo
+//! <root>/images/<key>.json         one ImageInfo per image (key: sha256 of the name, or the ID if unnamed)
+//! <root>/tmp/<rand>/ + <rand>.lock staging, owned by whoever holds the flock on the .lock file
+//! <root>/store.lock, tmp.lock      store-wide locks (commits/removals; staging creation vs. sweep)
+//! ```
+//!
+//! Metadata is JSON (pretty-printed, written with `mountkit_safefs::write_atomic`).
+//!
+//! # Layers
+//!
+//! A layer's ID is the sha256 of its *uncompressed* tar stream (OCI `diff_id`), shown `sha256:<hex>`.
+//! [`Store::import_layer`] takes a directory, a tar file (plain, gzip or zstd, detected by magic
+//! bytes) or a one-shot stream. A directory is first turned into a canonical tar stream (see below),
+//! so the same tree always gets the same ID. Importing a layer that is already stored costs one hash
+//! pass for directories and tar files; a stream is unpacked while hashed and the staged copy is
+//! thrown away if the layer turns out to be there.
+//!
+//! Extraction streams (memory does not grow with file sizes; it grows only with the number of
+//! directories, whose mode and times are fixed up at the end). It preserves modes, numeric owners
+//! (lchown), mtimes (whole seconds; PAX sub-second mtimes too), xattrs (PAX `SCHILY.xattr.*`), symlinks,
+//! device nodes, fifos and hard links inside the layer. There is one `syncfs` before the commit rename,
+//! no fsync per file. Every entry is created relative to a directory descriptor with `O_NOFOLLOW`.
+//!
+//! OCI whiteouts become overlay whiteouts: `.wh.NAME` becomes a 0/0 character device `NAME`, and
+//! `DIR/.wh..wh..opq` sets `trusted.overlay.opaque=y` on `DIR`. Other `.wh..wh.*` names (AUFS
+//! internals) are skipped. `trusted.overlay.*` xattrs in an archive are dropped: overlayfs' own
+//! bookkeeping (redirects, metacopy) must never come from an image.
+//!
+//! ## Entries that are refused (decisions)
+//!
+//! A refused archive leaves nothing in the store; [`Error::Rejected`] names the entry and the reason.
+//!
+//! - A `..` component anywhere in a member name or a hard-link target.
+//! - Absolute names are *not* refused: leading `/` are removed, as GNU tar and Docker do, so `/etc/x`
+//!   lands at `etc/x` inside the layer. Leading `./`, `.` components and repeated `/` are dropped too.
+//! - A member whose parent path goes through a symlink (or a non-directory) extracted earlier.
+//! - A hard link whose target is outside the layer, not extracted (yet), a directory, or itself.
+//! - A non-directory member naming the layer root (`.`, `./`, `/`; umoci CVE-2021-29136). A *directory*
+//!   member naming the root (as `tar -C dir -cf - .` writes) is accepted and sets the root's metadata.
+//! - Conflicting duplicates: the same path twice with different types. A later directory over an
+//!   earlier directory merges (the later metadata wins); a later non-directory over an earlier one of
+//!   the *same* type replaces it (as tar does); anything else (file over directory, directory over
+//!   symlink, file over fifo, a whiteout and a file of the same name...) is refused.
+//! - Unsupported member types, bad header fields, ids above 2^32-1, empty or invalid streams.
+//!
+//! ## The canonical tar stream
+//!
+//! The same writer serves directory import and [`Store::export_layer`], so a directory-imported layer
+//! exports to a stream whose sha256 is its ID. Depth-first, children sorted by member name (bytes);
+//! no entry for the root; ustar headers with numeric owners, empty uname/gname, whole-second mtime and
+//! no atime; PAX `path`/`linkpath` when a name exceeds 100 bytes and `SCHILY.xattr.*` records sorted by
+//! name. Overlay whiteouts (0/0 char devices) and `.wh.*` files export as empty `.wh.NAME` members with
+//! their own mode/owner/mtime; opaque directories (xattr or a `.wh..wh..opq` file) get a `.wh..wh..opq`
+//! member with fixed metadata (mode 0644, 0:0, mtime 0). Sockets are skipped.
+//!
+//! # Images
+//!
+//! An image is an ordered list of layer IDs (bottom first) plus an [`ImageConfig`], with an optional
+//! name. Its ID is the sha256 of the canonical JSON of `{layers, config}`, so two names may share an ID
+//! (like two Docker tags); looking such an ID up is ambiguous and asks for a name. Names follow Docker
+//! references loosely: `[a-z0-9._-/:]`, starting with a letter or digit, no `..`, no empty component,
+//! nothing that reads as an ID (see [`validate_image_name`]). Lookups accept a name, a full ID, or a
+//! unique ID prefix of at least 4 hex digits (layers alike). A layer used by an image cannot be
+//! removed; [`Store::remove_image`] leaves its layers for [`Store::gc`], which removes every layer no
+//! image references (including one imported a moment ago for an image not yet created: do not run
+//! gc concurrently with an import-then-create sequence).
+//!
+//! # Concurrency and crashes
+//!
+//! Imports stage under `tmp/` and commit with one rename under `store.lock`; two imports of the same
+//! layer both succeed (the second discards its copy). [`Store::open`] sweeps staging whose lock file
+//! nobody holds (left by a crashed process).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use mountkit_layer_store::{ImageConfig, LayerSource, Store};
+//! # fn main() -> Result<(), mountkit_layer_store::Error> {
+//! let store = Store::open("/var/lib/mountkit")?;
+//! let layer = store.import_layer(LayerSource::Tar("rootfs.tar.gz".into()))?;
+//! let image = store.create_image(Some("app:1"), &[layer.id.clone()], ImageConfig::default())?;
+//! assert_eq!(store.image("app:1")?.id, image.id);
+//! println!("lowerdir: {}", store.layer_path(&layer.id).display());
+//! # Ok(()) }
+//! ```
+//!
+//! # Dependencies
+//!
+//! `mountkit-safefs` (atomic metadata writes, flock locks, mount-aware tree removal, `/proc/self/fd`
+//! paths); `rustix` (typed `*at` syscalls, xattrs, `mknodat`, `syncfs`); `tar` (>= 0.4.45) to *parse*
+//! archives (headers, PAX, GNU long names; it never touches the filesystem here: extraction is ours);
+//! `flate2` and `zstd` to decompress; `sha2`/`hex` for IDs; `serde`/`serde_json` for metadata;
+//! `humantime` for RFC 3339 timestamps; `thiserror`, `tracing`.
+
+#![deny(missing_docs)]
+
+mod canon;
+mod error;
+mod id;
+pub mod rules;
+mod store;
+mod unpack;
+
+pub use error::{Error, Result};
+pub use id::LayerId;
+pub use store::{ImageConfig, ImageInfo, LayerInfo, LayerSource, Store, validate_image_name};
+
+/// Writes the canonical tar stream of the directory `root` to `out` (see the crate docs); returns
+/// the number of members. This is what a directory import hashes, and what an export writes.
+pub fn canonical_tar(root: &std::path::Path, out: impl std::io::Write) -> Result<u64> {
+    canon::write_canonical(root, out)
+}

@@ -1,0 +1,752 @@
+//! The store: layers and images under one directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mountkit_safefs::{Lock, random_hex, remove_tree, write_atomic};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::canon::write_canonical;
+use crate::error::{Error, Result};
+use crate::id::{LayerId, hex_prefix, is_lower_hex, pick_by_prefix};
+use crate::unpack::{HashReader, HashWriter, unpack};
+
+/// Where a layer comes from.
+pub enum LayerSource {
+    /// A directory tree, archived canonically (see the crate docs).
+    Dir(PathBuf),
+    /// A tar file, plain or gzip/zstd-compressed (detected by magic bytes). Read twice: once to hash,
+    /// once more to unpack only when the layer is not in the store yet.
+    Tar(PathBuf),
+    /// A one-shot stream (stdin), plain or compressed: unpacked while hashed; the staging copy is
+    /// discarded when the layer turns out to be in the store already.
+    Reader(Box<dyn Read + Send>),
+}
+
+/// What the store knows about a layer (`layers/<hex>/layer.json`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// The layer's ID: sha256 of its uncompressed tar stream.
+    pub id: LayerId,
+    /// Bytes of the uncompressed tar stream.
+    pub size: u64,
+    /// `sha256:<hex>` of the compressed blob, when the layer was imported compressed.
+    pub compressed_digest: Option<String>,
+    /// When the layer was imported (RFC 3339, UTC).
+    pub created: String,
+    /// Members of the tar stream (extension headers not counted).
+    pub entries: u64,
+}
+
+/// An image's configuration: what a container made from it starts with.
+#[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct ImageConfig {
+    /// Paths that get an anonymous volume in each container (Dockerfile `VOLUME`).
+    pub volumes: Vec<String>,
+    /// The user (`name`, `uid`, `uid:gid`) the process runs as.
+    pub user: Option<String>,
+    /// The working directory of the process.
+    pub workdir: Option<String>,
+    /// Environment, as `KEY=VALUE` strings.
+    pub env: Vec<String>,
+    /// The entrypoint (argv prefix).
+    pub entrypoint: Option<Vec<String>>,
+    /// The default command (arguments after the entrypoint).
+    pub cmd: Option<Vec<String>>,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An image: an ordered list of layers (bottom first) plus a config, under an optional name.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// `sha256:<hex>` of the canonical JSON of `{layers, config}`.
+    pub id: String,
+    /// The image's name (tag), if any.
+    pub name: Option<String>,
+    /// Layer IDs, bottom first.
+    pub layers: Vec<LayerId>,
+    /// The configuration.
+    pub config: ImageConfig,
+    /// When the image was created (RFC 3339, UTC).
+    pub created: String,
+}
+
+impl ImageInfo {
+    /// The name if there is one, else the ID: how an image is named in messages.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.id.clone())
+    }
+}
+
+/// The content an image ID is computed from.
+#[derive(Serialize)]
+struct ImageContent<'a> {
+    layers: &'a [LayerId],
+    config: &'a ImageConfig,
+}
+
+/// A directory of layers and images: `<root>/{layers,images,tmp}`.
+///
+/// Safe to use from several processes at once: staging directories are private to their creator,
+/// commits and removals take a store-wide lock (`<root>/store.lock`).
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    unpacks: AtomicU64,
+}
+
+/// A staging directory under `<root>/tmp/`, owned by this process through an flock on its lock
+/// file; removed on drop unless committed.
+struct Staging {
+    dir: PathBuf,
+    lock_path: PathBuf,
+    lock: Option<Lock>,
+    done: bool,
+}
+
+impl Staging {
+    fn tree(&self) -> PathBuf {
+        self.dir.join("diff")
+    }
+
+    fn discard(mut self) -> Result<()> {
+        self.done = true;
+        let r = remove_tree(&self.dir);
+        if r.is_ok() {
+            let _ = std::fs::remove_file(&self.lock_path);
+        }
+        self.lock = None;
+        Ok(r?)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(e) = remove_tree(&self.dir) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove staging directory; the next start sweeps it");
+                return;
+            }
+        }
+        if !self.dir.exists() {
+            let _ = std::fs::remove_file(&self.lock_path);
+        }
+    }
+}
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
+const BZIP2_MAGIC: &[u8] = b"BZh";
+
+/// Detects gzip/zstd by magic bytes and returns a reader of the uncompressed stream, and whether
+/// it was compressed.
+pub(crate) fn decompress<'a>(mut r: impl Read + 'a) -> Result<(Box<dyn Read + 'a>, bool)> {
+    let mut head = [0u8; 6];
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", "layer stream", e)),
+        }
+    }
+    let head_vec = head[..n].to_vec();
+    let whole = io::Cursor::new(head_vec).chain(r);
+    let h = &head[..n];
+    if h.starts_with(GZIP_MAGIC) {
+        tracing::debug!("layer stream is gzip-compressed");
+        Ok((Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, whole))), true))
+    } else if h.starts_with(ZSTD_MAGIC) {
+        tracing::debug!("layer stream is zstd-compressed");
+        let d = zstd::stream::read::Decoder::new(whole).map_err(|e| Error::io("start zstd decoder for", "layer stream", e))?;
+        Ok((Box::new(d), true))
+    } else if h.starts_with(XZ_MAGIC) || h.starts_with(BZIP2_MAGIC) {
+        Err(Error::Corrupt {
+            what: "layer stream".into(),
+            reason: "is xz- or bzip2-compressed; only plain, gzip and zstd tar streams are supported".into(),
+        })
+    } else {
+        Ok((Box::new(whole), false))
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let data = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    serde_json::from_slice(&data).map_err(|e| Error::Corrupt {
+        what: format!("metadata file {}", path.display()),
+        reason: e.to_string(),
+    })
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).expect("metadata serialises");
+    out.push(b'\n');
+    out
+}
+
+/// Checks an image name: `[a-z0-9._-/:]`, starting with a letter or digit, at most 255 bytes, no `..`,
+/// no `//`, no trailing `/`, not `sha256:`-prefixed and not 64 hex digits (those read as IDs).
+pub fn validate_image_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidName {
+            name: name.into(),
+            reason: reason.into(),
+        })
+    };
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name.len() > 255 {
+        return bad("is longer than 255 bytes");
+    }
+    if !name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'/' | b':')) {
+        return bad("may only contain lowercase letters, digits and . _ - / :");
+    }
+    if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        return bad("must start with a letter or a digit");
+    }
+    if name.contains("..") {
+        return bad("must not contain `..`");
+    }
+    if name.contains("//") || name.ends_with('/') {
+        return bad("must not contain an empty path component");
+    }
+    if name.starts_with("sha256:") || (name.len() == 64 && is_lower_hex(name)) {
+        return bad("looks like an image ID");
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`, and sweeps staging directories that no live
+    /// process holds (left by a crash).
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        for d in ["", "layers", "images", "tmp"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(|e| Error::io("create store directory", &p, e))?;
+        }
+        let store = Store {
+            root,
+            unpacks: AtomicU64::new(0),
+        };
+        store.sweep()?;
+        Ok(store)
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// How many times this `Store` value unpacked a layer (an import that found its layer already
+    /// present from a re-readable source does not count). For tests and diagnostics.
+    pub fn unpack_count(&self) -> u64 {
+        self.unpacks.load(Ordering::Relaxed)
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn layer_dir(&self, id: &LayerId) -> PathBuf {
+        self.root.join("layers").join(id.hex())
+    }
+
+    fn store_lock(&self) -> Result<Lock> {
+        Ok(Lock::exclusive(&self.root.join("store.lock"))?)
+    }
+
+    /// Removes staging left by dead processes: every `tmp/<name>` whose `tmp/<name>.lock` nobody holds.
+    fn sweep(&self) -> Result<()> {
+        let _g = Lock::exclusive(&self.root.join("tmp.lock"))?;
+        let tmp = self.tmp();
+        let rd = std::fs::read_dir(&tmp).map_err(|e| Error::io("read directory", &tmp, e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io("read directory", &tmp, e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let base = name.strip_suffix(".lock").unwrap_or(&name).to_string();
+            let lock_path = tmp.join(format!("{base}.lock"));
+            let Some(held) = Lock::try_exclusive(&lock_path)? else { continue };
+            let dir = tmp.join(&base);
+            tracing::debug!(dir = %dir.display(), "sweeping stale staging");
+            match remove_tree(&dir) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&lock_path);
+                }
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot sweep stale staging"),
+            }
+            drop(held);
+        }
+        Ok(())
+    }
+
+    /// Makes a staging directory (`mkdir` = true) or reserves a staging name (for a rename into it).
+    fn staging(&self, mkdir: bool) -> Result<Staging> {
+        let _g = Lock::shared(&self.root.join("tmp.lock"))?;
+        let name = random_hex(12);
+        let lock_path = self.tmp().join(format!("{name}.lock"));
+        let lock = Lock::exclusive(&lock_path)?;
+        let dir = self.tmp().join(&name);
+        let st = Staging {
+            dir,
+            lock_path,
+            lock: Some(lock),
+            done: false,
+        };
+        if mkdir {
+            std::fs::create_dir(&st.dir).map_err(|e| Error::io("create staging directory", &st.dir, e))?;
+            std::fs::create_dir(st.tree()).map_err(|e| Error::io("create staging directory", st.tree(), e))?;
+        }
+        Ok(st)
+    }
+
+    fn existing(&self, id: &LayerId) -> Result<Option<LayerInfo>> {
+        let p = self.layer_dir(id).join("layer.json");
+        match std::fs::symlink_metadata(&p) {
+            Ok(_) => Ok(Some(read_json(&p)?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", &p, e)),
+        }
+    }
+
+    /// Imports a layer; returns the existing layer's info when the same content is already stored.
+    pub fn import_layer(&self, src: LayerSource) -> Result<LayerInfo> {
+        match src {
+            LayerSource::Dir(path) => self.import_dir(&path),
+            LayerSource::Tar(path) => self.import_tar(&path),
+            LayerSource::Reader(r) => self.import_reader(r),
+        }
+    }
+
+    fn import_dir(&self, path: &Path) -> Result<LayerInfo> {
+        let _span = tracing::debug_span!("import_dir", path = %path.display()).entered();
+        let mut hw = HashWriter::new();
+        write_canonical(path, &mut hw)?;
+        let (id, _) = hw.finish();
+        if let Some(info) = self.existing(&id)? {
+            tracing::debug!(%id, "layer already stored");
+            return Ok(info);
+        }
+        let staging = self.staging(true)?;
+        let tree = staging.tree();
+        let (r, w) = io::pipe().map_err(|e| Error::io("create pipe for", path, e))?;
+        self.unpacks.fetch_add(1, Ordering::Relaxed);
+        let unpacked = std::thread::scope(|s| {
+            let writer = s.spawn(move || write_canonical(path, BufWriter::with_capacity(1 << 18, w)));
+            let u = unpack(BufReader::with_capacity(1 << 18, r), &tree);
+            let w = writer.join().unwrap_or_else(|_| {
+                Err(Error::Corrupt {
+                    what: format!("layer source {}", path.display()),
+                    reason: "archiving thread panicked".into(),
+                })
+            });
+            match (w, u) {
+                (Err(we), Err(ue)) => Err(if is_broken_pipe(&we) { ue } else { we }),
+                (Err(we), Ok(_)) => Err(we),
+                (Ok(_), u) => u,
+            }
+        })?;
+        if unpacked.id != id {
+            return Err(Error::Corrupt {
+                what: format!("layer source {}", path.display()),
+                reason: "changed while it was being imported".into(),
+            });
+        }
+        self.commit(staging, &unpacked.id, unpacked.size, unpacked.entries, None)
+    }
+
+    fn import_tar(&self, path: &Path) -> Result<LayerInfo> {
+        let _span = tracing::debug_span!("import_tar", path = %path.display()).entered();
+        let open = || File::open(path).map_err(|e| Error::io("open", path, e));
+        // Pass 1: hash only.
+        let mut raw = HashReader::new(BufReader::with_capacity(1 << 18, open()?));
+        let (id, size, compressed) = {
+            let (r, compressed) = decompress(&mut raw)?;
+            let (id, size) = HashReader::new(r).finish().map_err(|e| read_err(path, e))?;
+            (id, size, compressed)
+        };
+        let (blob, _) = raw.finish().map_err(|e| read_err(path, e))?;
+        if let Some(info) = self.existing(&id)? {
+            tracing::debug!(%id, "layer already stored");
+            return Ok(info);
+        }
+        // Pass 2: unpack.
+        let staging = self.staging(true)?;
+        let (r, _) = decompress(BufReader::with_capacity(1 << 18, open()?))?;
+        self.unpacks.fetch_add(1, Ordering::Relaxed);
+        let unpacked = unpack(r, &staging.tree())?;
+        if unpacked.id != id || unpacked.size != size {
+            return Err(Error::Corrupt {
+                what: format!("layer archive {}", path.display()),
+                reason: "changed while it was being imported".into(),
+            });
+        }
+        let digest = compressed.then(|| blob.to_string());
+        self.commit(staging, &id, size, unpacked.entries, digest)
+    }
+
+    fn import_reader(&self, r: Box<dyn Read + Send>) -> Result<LayerInfo> {
+        let _span = tracing::debug_span!("import_stream").entered();
+        let staging = self.staging(true)?;
+        let mut raw = HashReader::new(BufReader::with_capacity(1 << 18, r));
+        let (unpacked, compressed) = {
+            let (r, compressed) = decompress(&mut raw)?;
+            self.unpacks.fetch_add(1, Ordering::Relaxed);
+            (unpack(r, &staging.tree())?, compressed)
+        };
+        let (blob, _) = raw.finish().map_err(|e| read_err("layer stream", e))?;
+        if let Some(info) = self.existing(&unpacked.id)? {
+            tracing::debug!(id = %unpacked.id, "layer already stored; discarding the staged copy");
+            staging.discard()?;
+            return Ok(info);
+        }
+        let digest = compressed.then(|| blob.to_string());
+        self.commit(staging, &unpacked.id, unpacked.size, unpacked.entries, digest)
+    }
+
+    /// Writes the metadata into the staging directory and renames it into `layers/` (one rename),
+    /// unless another process committed the same layer first.
+    fn commit(&self, mut staging: Staging, id: &LayerId, size: u64, entries: u64, compressed_digest: Option<String>) -> Result<LayerInfo> {
+        let info = LayerInfo {
+            id: id.clone(),
+            size,
+            compressed_digest,
+            created: now_rfc3339(),
+            entries,
+        };
+        write_atomic(&staging.dir.join("layer.json"), &to_json(&info))?;
+        let _g = self.store_lock()?;
+        if let Some(info) = self.existing(id)? {
+            tracing::debug!(%id, "layer committed meanwhile by another import; discarding ours");
+            drop(_g);
+            staging.discard()?;
+            return Ok(info);
+        }
+        let dest = self.layer_dir(id);
+        tracing::debug!(%id, from = %staging.dir.display(), to = %dest.display(), "commit layer");
+        std::fs::rename(&staging.dir, &dest).map_err(|e| Error::io("commit layer into", &dest, e))?;
+        staging.done = true;
+        let layers = self.root.join("layers");
+        File::open(&layers)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("fsync", &layers, e))?;
+        Ok(info)
+    }
+
+    fn layer_hexes(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("layers");
+        let mut out = Vec::new();
+        for ent in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
+            let ent = ent.map_err(|e| Error::io("read directory", &dir, e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if name.len() == 64 && is_lower_hex(&name) {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn resolve_layer(&self, input: &str) -> Result<LayerId> {
+        let prefix = hex_prefix(input).ok_or_else(|| Error::InvalidId {
+            what: "layer ID",
+            input: input.into(),
+            reason: "expected sha256:<hex>, <hex>, or a unique prefix of at least 4 hex digits".into(),
+        })?;
+        let hexes = self.layer_hexes()?;
+        match pick_by_prefix(prefix, hexes.iter().map(String::as_str)) {
+            Ok(Some(hex)) => hex.parse(),
+            Ok(None) => Err(Error::NotFound {
+                what: "layer",
+                id: input.into(),
+            }),
+            Err(matches) => Err(Error::Ambiguous {
+                what: "layer",
+                id: input.into(),
+                matches: matches.iter().map(|h| format!("sha256:{h}")).collect(),
+            }),
+        }
+    }
+
+    /// Looks a layer up by `sha256:<hex>`, `<hex>` or a unique hex prefix (4 digits or more).
+    pub fn layer(&self, id_or_prefix: &str) -> Result<LayerInfo> {
+        let id = self.resolve_layer(id_or_prefix)?;
+        self.existing(&id)?.ok_or_else(|| Error::NotFound {
+            what: "layer",
+            id: id_or_prefix.into(),
+        })
+    }
+
+    /// Every layer in the store, ordered by ID.
+    pub fn layers(&self) -> Result<Vec<LayerInfo>> {
+        let mut out = Vec::new();
+        for hex in self.layer_hexes()? {
+            let id: LayerId = hex.parse()?;
+            if let Some(info) = self.existing(&id)? {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The unpacked tree of a layer: what an overlay mount takes as a lowerdir. Never write to it.
+    pub fn layer_path(&self, id: &LayerId) -> PathBuf {
+        self.layer_dir(id).join("diff")
+    }
+
+    fn images_using(&self, id: &LayerId) -> Result<Vec<String>> {
+        Ok(self
+            .images()?
+            .into_iter()
+            .filter(|i| i.layers.contains(id))
+            .map(|i| i.display_name())
+            .collect())
+    }
+
+    /// Removes a layer that no image uses; returns its ID.
+    pub fn remove_layer(&self, id_or_prefix: &str) -> Result<LayerId> {
+        let _g = self.store_lock()?;
+        let id = self.resolve_layer(id_or_prefix)?;
+        let users = self.images_using(&id)?;
+        if !users.is_empty() {
+            return Err(Error::InUse {
+                layer: id.to_string(),
+                images: users,
+            });
+        }
+        self.remove_layer_locked(&id)?;
+        Ok(id)
+    }
+
+    /// Moves the layer out of `layers/` (one rename: it disappears at once), then deletes it.
+    fn remove_layer_locked(&self, id: &LayerId) -> Result<()> {
+        let staging = self.staging(false)?;
+        let src = self.layer_dir(id);
+        tracing::debug!(%id, "remove layer");
+        std::fs::rename(&src, &staging.dir).map_err(|e| Error::io("move out of the store", &src, e))?;
+        staging.discard()
+    }
+
+    /// Writes the layer as a canonical tar stream (overlay whiteouts become `.wh.` members).
+    pub fn export_layer(&self, id: &LayerId, out: &mut dyn Write) -> Result<()> {
+        if self.existing(id)?.is_none() {
+            return Err(Error::NotFound {
+                what: "layer",
+                id: id.to_string(),
+            });
+        }
+        let mut w = BufWriter::with_capacity(1 << 18, out);
+        write_canonical(&self.layer_path(id), &mut w)?;
+        w.flush().map_err(|e| Error::io("write", "exported layer stream", e))
+    }
+
+    fn image_file(&self, key: &str) -> PathBuf {
+        self.root.join("images").join(format!("{key}.json"))
+    }
+
+    /// Creates an image from stored layers (bottom first) and a config.
+    ///
+    /// The ID is the sha256 of `{layers, config}`: several names may share one ID (as Docker tags do).
+    /// A name already used is refused; creating the same unnamed image twice returns the first.
+    pub fn create_image(&self, name: Option<&str>, layers: &[LayerId], config: ImageConfig) -> Result<ImageInfo> {
+        if let Some(n) = name {
+            validate_image_name(n)?;
+        }
+        let id = format!(
+            "sha256:{}",
+            sha256_hex(&serde_json::to_vec(&ImageContent { layers, config: &config }).expect("serialises"))
+        );
+        let key = match name {
+            Some(n) => sha256_hex(format!("name:{n}").as_bytes()),
+            None => id.trim_start_matches("sha256:").to_string(),
+        };
+        let _g = self.store_lock()?;
+        for l in layers {
+            if self.existing(l)?.is_none() {
+                return Err(Error::MissingLayer { layer: l.to_string() });
+            }
+        }
+        let path = self.image_file(&key);
+        if path.exists() {
+            let old: ImageInfo = read_json(&path)?;
+            return match name {
+                Some(n) => Err(Error::NameTaken {
+                    name: n.into(),
+                    id: old.id,
+                }),
+                None => Ok(old),
+            };
+        }
+        let info = ImageInfo {
+            id,
+            name: name.map(str::to_string),
+            layers: layers.to_vec(),
+            config,
+            created: now_rfc3339(),
+        };
+        tracing::debug!(id = %info.id, name = ?info.name, "create image");
+        write_atomic(&path, &to_json(&info))?;
+        Ok(info)
+    }
+
+    fn image_entries(&self) -> Result<Vec<(PathBuf, ImageInfo)>> {
+        let dir = self.root.join("images");
+        let mut out = Vec::new();
+        for ent in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
+            let ent = ent.map_err(|e| Error::io("read directory", &dir, e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue; // temp files of atomic writes
+            }
+            let p = ent.path();
+            out.push((p.clone(), read_json::<ImageInfo>(&p)?));
+        }
+        out.sort_by(|a, b| (&a.1.name, &a.1.id).cmp(&(&b.1.name, &b.1.id)));
+        Ok(out)
+    }
+
+    fn resolve_image(&self, input: &str) -> Result<(PathBuf, ImageInfo)> {
+        let all = self.image_entries()?;
+        if let Some(found) = all.iter().find(|(_, i)| i.name.as_deref() == Some(input)) {
+            return Ok(found.clone());
+        }
+        let not_found = || Error::NotFound {
+            what: "image",
+            id: input.into(),
+        };
+        let Some(prefix) = hex_prefix(input) else { return Err(not_found()) };
+        let ids: BTreeSet<&str> = all.iter().map(|(_, i)| i.id.trim_start_matches("sha256:")).collect();
+        let hex = match pick_by_prefix(prefix, ids.iter().copied()) {
+            Ok(Some(h)) => h.to_string(),
+            Ok(None) => return Err(not_found()),
+            Err(m) => {
+                return Err(Error::Ambiguous {
+                    what: "image",
+                    id: input.into(),
+                    matches: m.iter().map(|h| format!("sha256:{h}")).collect(),
+                });
+            }
+        };
+        let mut hits: Vec<_> = all.into_iter().filter(|(_, i)| i.id.trim_start_matches("sha256:") == hex).collect();
+        if hits.len() > 1 {
+            return Err(Error::Ambiguous {
+                what: "image",
+                id: input.into(),
+                matches: hits.iter().map(|(_, i)| i.display_name()).collect(),
+            });
+        }
+        hits.pop().ok_or_else(not_found)
+    }
+
+    /// Looks an image up by name, full ID, or unique ID prefix (4 hex digits or more).
+    pub fn image(&self, name_or_id: &str) -> Result<ImageInfo> {
+        Ok(self.resolve_image(name_or_id)?.1)
+    }
+
+    /// Every image, ordered by name (unnamed first) then ID.
+    pub fn images(&self) -> Result<Vec<ImageInfo>> {
+        Ok(self.image_entries()?.into_iter().map(|(_, i)| i).collect())
+    }
+
+    /// Removes an image (its layers stay until [`Store::gc`]). The caller checks containers first.
+    pub fn remove_image(&self, name_or_id: &str) -> Result<ImageInfo> {
+        let _g = self.store_lock()?;
+        let (path, info) = self.resolve_image(name_or_id)?;
+        tracing::debug!(id = %info.id, name = ?info.name, "remove image");
+        std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        let images = self.root.join("images");
+        File::open(&images)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("fsync", &images, e))?;
+        Ok(info)
+    }
+
+    /// Removes every layer that no image uses; returns their IDs.
+    pub fn gc(&self) -> Result<Vec<LayerId>> {
+        let _g = self.store_lock()?;
+        let used: BTreeSet<LayerId> = self.images()?.into_iter().flat_map(|i| i.layers).collect();
+        let mut removed = Vec::new();
+        for hex in self.layer_hexes()? {
+            let id: LayerId = hex.parse()?;
+            if !used.contains(&id) {
+                self.remove_layer_locked(&id)?;
+                removed.push(id);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn is_broken_pipe(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn read_err(what: impl Into<PathBuf>, e: io::Error) -> Error {
+    Error::io("read", what, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names() {
+        for good in ["app", "app:1.0", "registry.example/team/app:v2", "a_b-c.d", "0x"] {
+            validate_image_name(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in ["", "/app", "App", "a..b", "a//b", "a/", "-a", ".a", "a b", &"f".repeat(64), "sha256:abcd", &"a".repeat(256)] {
+            let err = validate_image_name(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidName { .. }), "{bad}");
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn sniffing() {
+        let plain = b"hello tar".to_vec();
+        let (mut r, c) = decompress(&plain[..]).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert!(!c);
+        assert_eq!(out, plain);
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let (mut r, c) = decompress(&gz[..]).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert!(c);
+        assert_eq!(out, plain);
+
+        let zs = zstd::encode_all(&plain[..], 1).unwrap();
+        let (mut r, c) = decompress(&zs[..]).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert!(c);
+        assert_eq!(out, plain);
+
+        assert!(decompress(&b"\xfd7zXZ\0rest"[..]).is_err());
+        let (mut r, c) = decompress(&b"ab"[..]).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!((out.as_slice(), c), (&b"ab"[..], false), "short streams pass through");
+    }
+}
