@@ -1,0 +1,490 @@
+//! Privileged tests: real mounts in a fake container root (a temp directory), each in its own mount
+//! namespace (`mountkit_testutil::in_mount_ns`), so nothing outlives the test. They skip, saying so,
+//! when not run as root.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use mountkit_binds::{
+    BindRecursive, MountSpec, Planned, Propagation, TmpfsOptions, TmpfsSize, mount_all, parse_mount_flag,
+    parse_tmpfs_flag, parse_volume_flag, prepare_sources,
+};
+use mountkit_testutil::{in_mount_ns, privileged};
+
+/// A fake container root with a few image directories and files, and a host area beside it.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_path_buf();
+        let root = base.join("root");
+        for d in ["etc", "usr/share/app", "var/lib"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("etc/hostname"), "image").unwrap();
+        std::fs::write(root.join("etc/os-release"), "ID=test").unwrap();
+        std::fs::write(root.join("usr/share/app/index.html"), "from the image").unwrap();
+        std::fs::create_dir_all(base.join("host")).unwrap();
+        Fixture { _dir: dir, base }
+    }
+    fn root(&self) -> PathBuf {
+        self.base.join("root")
+    }
+    fn host(&self, p: &str) -> PathBuf {
+        self.base.join("host").join(p)
+    }
+}
+
+fn bind(source: &Path, target: &str) -> Planned {
+    Planned::Bind {
+        source: source.to_path_buf(),
+        target: target.into(),
+        readonly: false,
+        propagation: Propagation::RPrivate,
+        recursive: BindRecursive::Enabled,
+    }
+}
+
+fn planned(spec: &MountSpec) -> Planned {
+    spec.to_planned(None).unwrap()
+}
+
+fn errno_of_write(path: &Path) -> Option<i32> {
+    std::fs::write(path, b"x").err().and_then(|e| e.raw_os_error())
+}
+
+/// The mountinfo line (fields split) whose mount point is exactly `path`, the last one if stacked.
+fn mountinfo_at(path: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let p = path.to_str().unwrap();
+    text.lines()
+        .rev()
+        .map(|l| l.split(' ').map(String::from).collect::<Vec<_>>())
+        .find(|f| f.len() > 4 && f[4] == p)
+}
+
+fn mount_tmpfs(path: &Path) {
+    nix::mount::mount(
+        Some("tmpfs"),
+        path,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+}
+
+#[test]
+fn s11_bind_is_shared_both_ways() {
+    if !privileged("s11_bind_is_shared_both_ways") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.host("src")).unwrap();
+    in_mount_ns(|| {
+        let spec = parse_mount_flag(&format!(
+            "type=bind,source={},target=/src",
+            fx.host("src").display()
+        ))
+        .unwrap();
+        prepare_sources(std::slice::from_ref(&spec)).unwrap();
+        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
+        std::fs::write(fx.root().join("src/from-container"), "c").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(fx.host("src/from-container")).unwrap(),
+            "c"
+        );
+        std::fs::write(fx.host("src/from-host"), "h").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(fx.root().join("src/from-host")).unwrap(),
+            "h"
+        );
+        std::fs::write(fx.root().join("src/from-host"), "edited in the container").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(fx.host("src/from-host")).unwrap(),
+            "edited in the container"
+        );
+    });
+}
+
+#[test]
+fn readonly_bind_is_recursively_readonly() {
+    if !privileged("readonly_bind_is_recursively_readonly") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.host("src/sub")).unwrap();
+    in_mount_ns(|| {
+        mount_tmpfs(&fx.host("src/sub"));
+        std::fs::write(fx.host("src/sub/inner"), "submount").unwrap();
+        let spec = parse_volume_flag(&format!("{}:/data:ro", fx.host("src").display())).unwrap();
+        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
+        assert_eq!(errno_of_write(&fx.root().join("data/f")), Some(libc::EROFS));
+        // The submount is carried and read-only through the bind...
+        assert_eq!(
+            std::fs::read_to_string(fx.root().join("data/sub/inner")).unwrap(),
+            "submount"
+        );
+        assert_eq!(errno_of_write(&fx.root().join("data/sub/f")), Some(libc::EROFS));
+        // ...while the host side stays writable.
+        std::fs::write(fx.host("src/sub/f"), "host").unwrap();
+        std::fs::write(fx.host("src/f"), "host").unwrap();
+        let opts = mountinfo_at(&fx.root().join("data/sub")).expect("submount carried into the bind");
+        assert!(opts[5].split(',').any(|o| o == "ro"), "mount options {}", opts[5]);
+    });
+}
+
+#[test]
+fn readonly_writable_leaves_submounts_writable() {
+    if !privileged("readonly_writable_leaves_submounts_writable") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.host("src/sub")).unwrap();
+    in_mount_ns(|| {
+        mount_tmpfs(&fx.host("src/sub"));
+        let spec = parse_mount_flag(&format!(
+            "type=bind,src={},dst=/data,readonly,bind-recursive=writable",
+            fx.host("src").display()
+        ))
+        .unwrap();
+        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
+        assert_eq!(errno_of_write(&fx.root().join("data/f")), Some(libc::EROFS));
+        std::fs::write(fx.root().join("data/sub/f"), "ok").unwrap();
+    });
+}
+
+#[test]
+fn bind_recursive_disabled_does_not_carry_submounts() {
+    if !privileged("bind_recursive_disabled_does_not_carry_submounts") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.host("src/sub")).unwrap();
+    in_mount_ns(|| {
+        mount_tmpfs(&fx.host("src/sub"));
+        std::fs::write(fx.host("src/sub/inner"), "submount").unwrap();
+        let spec = parse_mount_flag(&format!(
+            "type=bind,src={},dst=/data,bind-recursive=disabled",
+            fx.host("src").display()
+        ))
+        .unwrap();
+        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
+        assert!(fx.root().join("data/sub").is_dir());
+        assert!(!fx.root().join("data/sub/inner").exists(), "submount was carried");
+        assert!(mountinfo_at(&fx.root().join("data/sub")).is_none());
+        assert!(mountinfo_at(&fx.root().join("data")).is_some());
+    });
+}
+
+#[test]
+fn s12_directory_bind_hides_the_image_directory() {
+    if !privileged("s12_directory_bind_hides_the_image_directory") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.host("site")).unwrap();
+    std::fs::write(fx.host("site/about.html"), "from the host").unwrap();
+    in_mount_ns(|| {
+        let spec = parse_volume_flag(&format!("{}:/usr/share/app", fx.host("site").display())).unwrap();
+        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
+        let names: Vec<_> = std::fs::read_dir(fx.root().join("usr/share/app"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["about.html"]);
+    });
+}
+
+#[test]
+fn s13_single_file_bind_keeps_the_other_files() {
+    if !privileged("s13_single_file_bind_keeps_the_other_files") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::write(fx.host("app.conf"), "conf from host").unwrap();
+    std::fs::write(fx.host("hostname"), "host-name").unwrap();
+    in_mount_ns(|| {
+        let plan = [
+            bind(&fx.host("app.conf"), "/etc/app.conf"), // a new file in an image directory
+            bind(&fx.host("hostname"), "/etc/hostname"), // over an existing image file
+            bind(&fx.host("app.conf"), "/opt/new/dir/app.conf"), // missing parents are created
+        ];
+        mount_all(&fx.root(), &plan).unwrap();
+        let etc = fx.root().join("etc");
+        assert_eq!(
+            std::fs::read_to_string(etc.join("app.conf")).unwrap(),
+            "conf from host"
+        );
+        assert_eq!(
+            std::fs::read_to_string(etc.join("hostname")).unwrap(),
+            "host-name"
+        );
+        assert_eq!(
+            std::fs::read_to_string(etc.join("os-release")).unwrap(),
+            "ID=test"
+        );
+        assert_eq!(
+            std::fs::read_to_string(fx.root().join("opt/new/dir/app.conf")).unwrap(),
+            "conf from host"
+        );
+        std::fs::write(etc.join("app.conf"), "edited").unwrap();
+        assert_eq!(std::fs::read_to_string(fx.host("app.conf")).unwrap(), "edited");
+    });
+}
+
+#[test]
+fn tmpfs_size_mode_owner_and_flags_are_honoured() {
+    if !privileged("tmpfs_size_mode_owner_and_flags_are_honoured") {
+        return;
+    }
+    let fx = Fixture::new();
+    in_mount_ns(|| {
+        let spec = parse_tmpfs_flag("/run:size=8m,mode=1770,uid=1234,gid=5678").unwrap();
+        let spec2 =
+            parse_mount_flag("type=tmpfs,dst=/scratch,tmpfs-size=4MiB,tmpfs-mode=700,readonly").unwrap();
+        mount_all(&fx.root(), &[planned(&spec), planned(&spec2)]).unwrap();
+        let run = fx.root().join("run");
+        let st = nix::sys::statvfs::statvfs(&run).unwrap();
+        assert_eq!(st.blocks() as u64 * st.fragment_size() as u64, 8 << 20);
+        let meta = std::fs::metadata(&run).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o1770);
+        assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
+        use nix::sys::statvfs::FsFlags;
+        let flags = st.flags();
+        assert!(
+            flags.contains(FsFlags::ST_NOEXEC | FsFlags::ST_NOSUID | FsFlags::ST_NODEV),
+            "{flags:?}"
+        );
+        std::fs::write(run.join("f"), "ok").unwrap();
+
+        let scratch = fx.root().join("scratch");
+        let st = nix::sys::statvfs::statvfs(&scratch).unwrap();
+        assert_eq!(st.blocks() as u64 * st.fragment_size() as u64, 4 << 20);
+        assert_eq!(
+            std::fs::metadata(&scratch).unwrap().permissions().mode() & 0o7777,
+            0o700
+        );
+        assert_eq!(errno_of_write(&scratch.join("f")), Some(libc::EROFS));
+    });
+}
+
+#[test]
+fn tmpfs_exec_overrides_the_default_noexec() {
+    if !privileged("tmpfs_exec_overrides_the_default_noexec") {
+        return;
+    }
+    let fx = Fixture::new();
+    in_mount_ns(|| {
+        let options = TmpfsOptions {
+            size: Some(TmpfsSize::Bytes(1 << 20)),
+            noexec: false,
+            ..TmpfsOptions::default()
+        };
+        mount_all(
+            &fx.root(),
+            &[Planned::Tmpfs {
+                target: "/x".into(),
+                options,
+            }],
+        )
+        .unwrap();
+        let flags = nix::sys::statvfs::statvfs(&fx.root().join("x")).unwrap().flags();
+        assert!(
+            !flags.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC),
+            "{flags:?}"
+        );
+        assert!(flags.contains(nix::sys::statvfs::FsFlags::ST_NOSUID), "{flags:?}");
+    });
+}
+
+#[test]
+fn hostile_symlinks_in_the_root_cannot_reach_the_host() {
+    if !privileged("hostile_symlinks_in_the_root_cannot_reach_the_host") {
+        return;
+    }
+    let fx = Fixture::new();
+    let root = fx.root();
+    symlink("/../../../etc", root.join("data")).unwrap();
+    symlink("/etc", root.join("abs")).unwrap();
+    symlink("../../../../../../usr/share/app/index.html", root.join("hn")).unwrap();
+    std::fs::create_dir_all(fx.host("vol")).unwrap();
+    std::fs::write(fx.host("vol/marker-9f1c"), "volume").unwrap();
+    std::fs::write(fx.host("file"), "host file").unwrap();
+    let host_etc_mounts_before = mountkit_safefs::mounts_under(Path::new("/etc")).unwrap();
+    let host_hostname_before = std::fs::read("/etc/hostname").ok();
+    in_mount_ns(|| {
+        let plan = [
+            bind(&fx.host("vol"), "/data"),
+            Planned::Tmpfs {
+                target: "/abs/tmp".into(),
+                options: TmpfsOptions::default(),
+            },
+            bind(&fx.host("file"), "/hn"),
+        ];
+        mount_all(&root, &plan).unwrap();
+        // Everything landed inside the root.
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/marker-9f1c")).unwrap(),
+            "volume"
+        );
+        assert!(mountinfo_at(&root.join("etc")).is_some());
+        assert!(mountinfo_at(&root.join("etc/tmp")).is_some());
+        assert_eq!(
+            std::fs::read_to_string(root.join("usr/share/app/index.html")).unwrap(),
+            "host file"
+        );
+        // The host's /etc is untouched, in this namespace too.
+        assert!(!Path::new("/etc/marker-9f1c").exists());
+        assert!(!Path::new("/etc/tmp").exists() || mountinfo_at(Path::new("/etc/tmp")).is_none());
+        assert_eq!(
+            mountkit_safefs::mounts_under(Path::new("/etc")).unwrap(),
+            host_etc_mounts_before
+        );
+        assert_eq!(std::fs::read("/etc/hostname").ok(), host_hostname_before);
+    });
+    assert!(!Path::new("/etc/marker-9f1c").exists());
+}
+
+#[test]
+fn nested_targets_in_either_order() {
+    if !privileged("nested_targets_in_either_order") {
+        return;
+    }
+    for reversed in [false, true] {
+        let fx = Fixture::new();
+        for d in ["a", "b"] {
+            std::fs::create_dir_all(fx.host(d)).unwrap();
+            std::fs::write(fx.host(d).join("which"), d).unwrap();
+        }
+        in_mount_ns(|| {
+            let mut plan = vec![bind(&fx.host("a"), "/a"), bind(&fx.host("b"), "/a/b")];
+            if reversed {
+                plan.reverse();
+            }
+            mount_all(&fx.root(), &plan).unwrap();
+            assert_eq!(std::fs::read_to_string(fx.root().join("a/which")).unwrap(), "a");
+            assert_eq!(
+                std::fs::read_to_string(fx.root().join("a/b/which")).unwrap(),
+                "b",
+                "reversed={reversed}"
+            );
+        });
+    }
+}
+
+#[test]
+fn bind_inside_a_tmpfs_is_visible() {
+    if !privileged("bind_inside_a_tmpfs_is_visible") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.host("app")).unwrap();
+    std::fs::write(fx.host("app/sock"), "s").unwrap();
+    in_mount_ns(|| {
+        let plan = [
+            planned(&parse_volume_flag(&format!("{}:/run/app", fx.host("app").display())).unwrap()),
+            planned(&parse_tmpfs_flag("/run").unwrap()),
+        ];
+        mount_all(&fx.root(), &plan).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(fx.root().join("run/app/sock")).unwrap(),
+            "s"
+        );
+    });
+}
+
+#[test]
+fn propagation_is_applied() {
+    if !privileged("propagation_is_applied") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.host("s")).unwrap();
+    std::fs::create_dir_all(fx.host("p")).unwrap();
+    in_mount_ns(|| {
+        let shared = parse_volume_flag(&format!("{}:/shared:rshared", fx.host("s").display())).unwrap();
+        let private = parse_volume_flag(&format!("{}:/private", fx.host("p").display())).unwrap();
+        mount_all(&fx.root(), &[planned(&shared), planned(&private)]).unwrap();
+        let s = mountinfo_at(&fx.root().join("shared")).unwrap();
+        assert!(s[6..].iter().any(|f| f.starts_with("shared:")), "{s:?}");
+        let p = mountinfo_at(&fx.root().join("private")).unwrap();
+        assert!(
+            !p[6..]
+                .iter()
+                .any(|f| f.starts_with("shared:") || f.starts_with("master:")),
+            "{p:?}"
+        );
+    });
+}
+
+#[test]
+fn mount_refuses_a_missing_source_with_dockers_error() {
+    if !privileged("mount_refuses_a_missing_source_with_dockers_error") {
+        return;
+    }
+    let fx = Fixture::new();
+    let missing = fx.host("does/not/exist");
+    let spec = parse_mount_flag(&format!("type=bind,source={},target=/x", missing.display())).unwrap();
+    let err = prepare_sources(&[spec]).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "invalid mount config for type \"bind\": bind source path does not exist: {}",
+            missing.display()
+        )
+    );
+    assert!(!missing.exists());
+}
+
+#[test]
+fn volume_flag_creates_a_missing_source_directory() {
+    if !privileged("volume_flag_creates_a_missing_source_directory") {
+        return;
+    }
+    let fx = Fixture::new();
+    let missing = fx.host("made/by/v");
+    let spec = parse_volume_flag(&format!("{}:/x", missing.display())).unwrap();
+    prepare_sources(std::slice::from_ref(&spec)).unwrap();
+    let meta = std::fs::metadata(&missing).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o755 & !current_umask());
+    in_mount_ns(|| {
+        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
+        assert!(mountinfo_at(&fx.root().join("x")).is_some());
+    });
+}
+
+fn current_umask() -> u32 {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(old);
+    old.bits()
+}
+
+#[test]
+fn errors_name_the_target_and_the_cause() {
+    if !privileged("errors_name_the_target_and_the_cause") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.host("dir")).unwrap();
+    in_mount_ns(|| {
+        // A directory source onto an image file.
+        let err = mount_all(&fx.root(), &[bind(&fx.host("dir"), "/etc/hostname")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("etc/hostname") && err.contains("not a directory"),
+            "{err}"
+        );
+        // A missing source at mount time.
+        let err = mount_all(&fx.root(), &[bind(&fx.host("gone"), "/g")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("host/gone") && err.contains("cannot open"), "{err}");
+    });
+}
