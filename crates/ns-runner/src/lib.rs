@@ -190,7 +190,7 @@ impl Spec {
             }
         }
         for kv in &self.env {
-            if !kv.split_once('=').is_some_and(|(k, _)| !k.is_empty()) {
+            if kv.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
                 return bad(format!("environment entry {kv:?} is not KEY=VALUE"));
             }
         }

@@ -165,7 +165,7 @@ pub fn resolve_user(
             }
         };
     } else if let Some(e) = entry {
-        for g in group.iter().filter(|g| g.members.iter().any(|m| *m == e.name)) {
+        for g in group.iter().filter(|g| g.members.contains(&e.name)) {
             if !supplementary.contains(&g.gid) {
                 supplementary.push(g.gid);
             }
