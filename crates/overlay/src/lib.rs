@@ -39,6 +39,9 @@
 //!   short `l/XXXX` symlinks, which need a writable directory and clean-up; fd numbers need
 //!   neither.) The price: mountinfo shows the numbers, not the paths, for such mounts.
 //!
+//! A stack without an upper is a read-only overlay; overlayfs then needs at least two lowers
+//! ([`Error::SingleLowerWithoutUpper`] otherwise; a single read-only layer is a bind-mount job).
+//!
 //! Both reach the kernel's limit of [`MAX_LOWER_LAYERS`] (500). Above it, [`mount`] fails with
 //! [`Error::TooManyLayers`] before any system call; flattening layers is the caller's job for now.
 //!
