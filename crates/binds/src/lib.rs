@@ -34,7 +34,8 @@
 //!   ignored: mountkit does no SELinux labelling.
 //! - `-v` creates a missing bind source directory (mode 0755, owned by root) in [`prepare_sources`];
 //!   `--mount` refuses it with Docker's "bind source path does not exist: <path>".
-//! - `--mount` accepts only the `local` volume driver and no `volume-subpath` (clear errors).
+//! - `--mount` accepts only the `local` volume driver, and no `volume-subpath` or `volume-label`
+//!   (labels belong to `volume create --label`; the spec has no field for them): clear errors.
 //! - `--tmpfs` options are checked up front (Docker hands unknown ones to the kernel, which fails with
 //!   a bare EINVAL); Docker's defaults `noexec,nosuid,nodev` apply to `--tmpfs` and
 //!   `--mount type=tmpfs` alike, later options override them (`--tmpfs /run:exec`).

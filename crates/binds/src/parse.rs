@@ -31,8 +31,10 @@ pub fn parse_volume_flag(s: &str) -> Result<MountSpec> {
 /// `type=bind|volume|tmpfs` (default `volume`), `source`/`src`, `target`/`destination`/`dst`,
 /// `readonly`/`ro[=bool]`, `consistency` (ignored), `bind-propagation`, `bind-recursive=enabled|
 /// disabled|writable|readonly`, `bind-nonrecursive[=bool]` (deprecated), `volume-nocopy[=bool]`,
-/// `volume-label=k=v`, `volume-driver=local`, `volume-opt=k=v`, `tmpfs-size` (`64m`, `1.5GiB`,
-/// bytes), `tmpfs-mode` (octal). A bind source must exist ([`crate::prepare_sources`] checks).
+/// `volume-driver=local`, `volume-opt=k=v` (last one wins), `tmpfs-size` (`64m`, `1.5GiB`, bytes),
+/// `tmpfs-mode` (octal). A bind source must exist ([`crate::prepare_sources`] checks).
+/// `volume-label` is refused (label volumes with `volume create --label`), as are `volume-subpath`
+/// and drivers other than `local`.
 ///
 /// ```
 /// use mountkit_binds::{parse_mount_flag, MountSpec};
@@ -154,7 +156,6 @@ fn parse_volume_in(raw: &str, cwd: Option<&Path>) -> Result<MountSpec> {
             readonly: modes.readonly,
             nocopy: modes.nocopy,
             driver_opts: Vec::new(),
-            labels: Vec::new(),
         })
     }
 }
@@ -256,7 +257,6 @@ struct BindOpts {
 #[derive(Default)]
 struct VolumeOpts {
     nocopy: bool,
-    labels: Vec<(String, String)>,
     driver_opts: Vec<(String, String)>,
 }
 
@@ -315,7 +315,12 @@ fn parse_mount_in(raw: &str, cwd: Option<&Path>) -> Result<MountSpec> {
             "volume-nocopy" => {
                 volume.get_or_insert_default().nocopy = parse_bool(val).ok_or_else(|| invalid_value(val))?
             }
-            "volume-label" => set_kv(&mut volume.get_or_insert_default().labels, val),
+            "volume-label" => {
+                return Err(Error::Unsupported {
+                    field: field.clone(),
+                    why: "label the volume with `mountkit volume create --label` instead",
+                });
+            }
             "volume-opt" => set_kv(&mut volume.get_or_insert_default().driver_opts, val),
             "volume-driver" => {
                 volume.get_or_insert_default();
@@ -439,7 +444,6 @@ fn parse_mount_in(raw: &str, cwd: Option<&Path>) -> Result<MountSpec> {
                 readonly,
                 nocopy: v.nocopy,
                 driver_opts: v.driver_opts,
-                labels: v.labels,
             })
         }
         "tmpfs" => {
@@ -718,7 +722,6 @@ mod tests {
             readonly,
             nocopy,
             driver_opts: vec![],
-            labels: vec![],
         }
     }
     use BindRecursive as R;
@@ -918,12 +921,9 @@ mod tests {
             m("src=todo-list,dst=/data,volume-nocopy=false").unwrap(),
             volume(Some("todo-list"), "/data", false, false)
         );
-        let spec = m("type=volume,src=nfs1,dst=/d,volume-driver=local,volume-opt=type=nfs,\"volume-opt=o=addr=10.0.0.1,rw\",volume-opt=device=:/x,volume-label=a=1,volume-label=a=2,volume-label=b")
+        let spec = m("type=volume,src=nfs1,dst=/d,volume-driver=local,volume-opt=type=nfs,\"volume-opt=o=addr=10.0.0.1,rw\",volume-opt=device=:/x,volume-opt=type=nfs4")
             .unwrap();
-        let MountSpec::Volume {
-            driver_opts, labels, ..
-        } = spec
-        else {
+        let MountSpec::Volume { driver_opts, .. } = spec else {
             panic!()
         };
         let kv = |v: &[(&str, &str)]| {
@@ -933,9 +933,8 @@ mod tests {
         };
         assert_eq!(
             driver_opts,
-            kv(&[("type", "nfs"), ("o", "addr=10.0.0.1,rw"), ("device", ":/x")])
+            kv(&[("type", "nfs4"), ("o", "addr=10.0.0.1,rw"), ("device", ":/x")])
         );
-        assert_eq!(labels, kv(&[("a", "2"), ("b", "")]));
     }
 
     #[test]

@@ -224,8 +224,6 @@ pub enum MountSpec {
         nocopy: bool,
         /// `volume-opt=k=v` options for the `local` driver (type, device, o), in order, last one wins.
         driver_opts: Vec<(String, String)>,
-        /// `volume-label=k=v` labels to give the volume if this creates it.
-        labels: Vec<(String, String)>,
     },
     /// A fresh tmpfs.
     Tmpfs {
@@ -502,7 +500,6 @@ mod tests {
             readonly: true,
             nocopy: false,
             driver_opts: vec![],
-            labels: vec![],
         };
         let err = v.to_planned(None).unwrap_err().to_string();
         assert!(err.contains("todo-list") && err.contains("/data"), "{err}");
