@@ -83,8 +83,33 @@ pub(crate) fn supervisor(spec: &Spec, prepare: Prepare, status: OwnedFd, caller:
     drop(prepare);
     wire::send(st, &Msg::Pid(pid));
     drop(status);
+    close_inherited_fds(life_w.as_raw_fd());
     debug!(pid, "container process started; supervising");
     relay(pid, &waitset, life_w)
+}
+
+/// The supervisor keeps nothing of the caller's but stdio: a lock or pipe the caller closes must not
+/// stay open in a process that lives as long as the container.
+fn close_inherited_fds(keep: RawFd) {
+    trace!(keep, "supervisor: closing inherited descriptors");
+    let close = |lo: RawFd, hi: u32| {
+        // SAFETY: closes descriptors of this single-threaded process that nothing here uses.
+        unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi, 0u32) }
+    };
+    let ok = (keep <= 3 || close(3, (keep - 1) as u32) == 0) && close(keep + 1, u32::MAX) == 0;
+    if !ok {
+        // Kernels before 5.8: close what /proc/self/fd lists.
+        let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for fd in fds.into_iter().filter(|fd| *fd > 2 && *fd != keep) {
+            // SAFETY: as above; closing the directory's own descriptor just fails harmlessly.
+            unsafe { libc::close(fd) };
+        }
+    }
 }
 
 fn set_name(name: &std::ffi::CStr) {

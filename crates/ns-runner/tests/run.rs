@@ -661,3 +661,82 @@ fn dangling_hostile_symlink_fails_setup_without_mounting() {
     }
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
+
+fn ppid_of(pid: i32) -> i32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn supervisor_does_not_hold_the_callers_fds() {
+    privileged!("supervisor_does_not_hold_the_callers_fds");
+    let t = rootfs();
+    let leak = t.dir.path().join("leak");
+    std::fs::write(&leak, "x").unwrap();
+    let pre = move || {
+        let c = std::ffi::CString::new(leak.to_str().unwrap()).unwrap();
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+        assert!(fd >= 0 && unsafe { libc::dup2(fd, 77) } == 77);
+    };
+    let mut f = fork_runner(&t, &sh("touch /ready; sleep 1000"), t.prepare(), pre);
+    let pid = f.wait_spawned().unwrap();
+    wait_for(&t.root.join("ready"), "the container's ready file");
+    let supervisor = ppid_of(pid);
+    assert_eq!(ppid_of(supervisor), f.pid, "the supervisor is the runner's child");
+    assert!(
+        std::fs::read_link(format!("/proc/{}/fd/77", f.pid)).is_ok(),
+        "the runner has fd 77"
+    );
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{supervisor}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !fds.contains(&"77".to_string()),
+        "supervisor holds the caller's fd 77: {fds:?}"
+    );
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(f.finish().0, Outcome::Signal(libc::SIGKILL));
+}
+
+fn current_mask() -> libc::sigset_t {
+    unsafe {
+        let mut m: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut m);
+        m
+    }
+}
+
+fn blocked(m: &libc::sigset_t, sig: i32) -> bool {
+    unsafe { libc::sigismember(m, sig) == 1 }
+}
+
+#[test]
+fn signal_mask_is_restored_after_wait_and_drop() {
+    privileged!("signal_mask_is_restored_after_wait_and_drop");
+    let t = rootfs();
+    assert!(!blocked(&current_mask(), libc::SIGTERM));
+    let r = spawn(&Spec::new(["true"]), t.prepare()).unwrap();
+    assert!(
+        blocked(&current_mask(), libc::SIGTERM),
+        "blocked between spawn and wait"
+    );
+    assert_eq!(r.wait().unwrap(), mountkit_ns_runner::Exit::Code(0));
+    let m = current_mask();
+    assert!(!blocked(&m, libc::SIGTERM) && !blocked(&m, libc::SIGINT) && !blocked(&m, libc::SIGHUP));
+    let r = spawn(&Spec::new(["true"]), t.prepare()).unwrap();
+    let sup = r.supervisor_pid();
+    drop(r);
+    assert!(!blocked(&current_mask(), libc::SIGTERM), "restored on drop");
+    unsafe { libc::waitpid(sup, std::ptr::null_mut(), 0) };
+    // A failed spawn restores it too.
+    assert!(spawn(&Spec::new(["no-such"]), t.prepare()).is_err());
+    assert!(!blocked(&current_mask(), libc::SIGTERM));
+    assert!(t.host_mounts().is_empty());
+}
