@@ -488,3 +488,41 @@ fn errors_name_the_target_and_the_cause() {
         assert!(err.contains("host/gone") && err.contains("cannot open"), "{err}");
     });
 }
+
+#[test]
+fn readonly_single_file_bind() {
+    if !privileged("readonly_single_file_bind") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::write(fx.host("conf"), "c").unwrap();
+    in_mount_ns(|| {
+        let spec = parse_mount_flag(&format!(
+            "type=bind,src={},dst=/etc/conf,readonly,bind-recursive=readonly,bind-propagation=rprivate",
+            fx.host("conf").display()
+        ))
+        .unwrap();
+        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
+        assert_eq!(std::fs::read_to_string(fx.root().join("etc/conf")).unwrap(), "c");
+        assert_eq!(errno_of_write(&fx.root().join("etc/conf")), Some(libc::EROFS));
+        // The image directory around it stays writable.
+        std::fs::write(fx.root().join("etc/other"), "w").unwrap();
+    });
+}
+
+#[test]
+fn host_symlink_source_is_followed_on_the_host() {
+    if !privileged("host_symlink_source_is_followed_on_the_host") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.host("real")).unwrap();
+    std::fs::write(fx.host("real/f"), "real").unwrap();
+    symlink(fx.host("real"), fx.host("link")).unwrap();
+    in_mount_ns(|| {
+        mount_all(&fx.root(), &[bind(&fx.host("link"), "/data")]).unwrap();
+        // The symlink's target directory is bound (a directory, not a file mount point).
+        assert!(fx.root().join("data").is_dir());
+        assert_eq!(std::fs::read_to_string(fx.root().join("data/f")).unwrap(), "real");
+    });
+}
