@@ -41,6 +41,9 @@ pub(crate) fn supervisor(spec: &Spec, prepare: Prepare, status: OwnedFd, caller:
         sys::exit_now(125);
     }
     set_name(c"mk-supervisor");
+    // A caller that ignores SIGCHLD would make the container auto-reaped and its status lost.
+    // SAFETY: restoring the default disposition of one signal.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     // SIGCHLD joins the forwarded signals (already blocked by the caller) so sigwaitinfo sees both.
     let mut waitset = sys::forwarded_signals();
     // SAFETY: adds a signal to a local, initialised set.
@@ -73,9 +76,11 @@ pub(crate) fn supervisor(spec: &Spec, prepare: Prepare, status: OwnedFd, caller:
     }
     if pid == 0 {
         drop(life_w);
-        let err = match container(spec, prepare, life_r) {
-            Err(e) => e,
-            Ok(never) => match never {},
+        let run = std::panic::AssertUnwindSafe(|| container(spec, prepare, life_r));
+        let err = match std::panic::catch_unwind(run) {
+            Ok(Err(e)) => e,
+            Ok(Ok(never)) => match never {},
+            Err(payload) => fail("panic", panic_text(payload.as_ref())),
         };
         report(err);
     }
@@ -110,6 +115,15 @@ fn close_inherited_fds(keep: RawFd) {
             unsafe { libc::close(fd) };
         }
     }
+}
+
+/// The text of a panic payload (`panic!` with a string or a format).
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic with a non-string payload".into())
 }
 
 fn set_name(name: &std::ffi::CStr) {
@@ -183,6 +197,7 @@ fn leave_like(status: libc::c_int) -> ! {
 /// The container process: every step from "die with the supervisor" to exec. Returns only on failure.
 fn container(spec: &Spec, prepare: Prepare, lifeline: OwnedFd) -> Result<std::convert::Infallible, Error> {
     die_with_parent(lifeline)?;
+    set_umask();
     unshare_namespaces()?;
     make_rprivate()?;
     let root = run_prepare(prepare)?;
@@ -233,6 +248,13 @@ fn die_with_parent(lifeline: OwnedFd) -> Result<(), Error> {
     Ok(())
 }
 
+/// Docker's (runc's) default umask, 022, whatever the caller's is.
+fn set_umask() {
+    trace!("umask 022");
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(0o022) };
+}
+
 /// Step 1 (cont.): new mount, UTS and IPC namespaces (the PID namespace was made by the supervisor).
 fn unshare_namespaces() -> Result<(), Error> {
     debug!("unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)");
@@ -252,7 +274,15 @@ fn make_rprivate() -> Result<(), Error> {
 /// Step 3: the caller's preparation, which returns the root.
 fn run_prepare(prepare: Prepare) -> Result<PathBuf, Error> {
     debug!("running the caller's root preparation");
-    let root = prepare().map_err(|e| fail("prepare", e))?;
+    let root = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(prepare)) {
+        Ok(r) => r.map_err(|e| fail("prepare", e))?,
+        Err(p) => {
+            return Err(fail(
+                "prepare",
+                format!("the preparation panicked: {}", panic_text(p.as_ref())),
+            ));
+        }
+    };
     let root = std::fs::canonicalize(&root)
         .map_err(|e| fail("prepare", format!("root {} is not usable: {e}", root.display())))?;
     if !root.is_dir() {

@@ -28,6 +28,7 @@
 //! 6. The hostname, if given; `chdir(root)`, `pivot_root(".", ".")`, `umount2(".", MNT_DETACH)` of the
 //!    old root (runc's trick, no temporary directory needed), `chdir("/")`.
 //! 7. The user, resolved in the **container's** `/etc/passwd` and `/etc/group` (see [`resolve_user`]).
+//!    The umask is set to 022 (runc's default) early in the container process.
 //! 8. The working directory, created when missing (owned by root, mode 0755), as Docker does for
 //!    `WORKDIR`; then `chdir` (as root, before dropping privileges).
 //! 9. The environment: exactly [`Spec::env`], plus Docker's default `PATH`, `HOSTNAME` and `HOME` when
@@ -247,7 +248,7 @@ pub enum Error {
         cause: String,
     },
     /// The command was not found (in the container's `PATH` when it has no `/`).
-    #[error("exec: {command:?}: executable file not found in $PATH")]
+    #[error("exec: {command:?}: {}", if command.contains('/') { "no such file or directory" } else { "executable file not found in $PATH" })]
     NotFound {
         /// `args[0]`.
         command: String,
@@ -340,7 +341,11 @@ pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
     if pid == 0 {
         drop(rd);
         std::mem::forget(guard); // the supervisor keeps the signals blocked
-        child::supervisor(spec, prepare, wr, caller);
+        // A panic must never unwind into the caller's code in a forked copy of the caller.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            child::supervisor(spec, prepare, wr, caller)
+        }));
+        sys::exit_now(125);
     }
     drop(wr);
     drop(prepare);

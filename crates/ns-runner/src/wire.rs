@@ -31,6 +31,7 @@ pub(crate) const STEPS: &[&str] = &[
     "fds",
     "signals",
     "exec",
+    "panic",
 ];
 
 const TAG_PID: u8 = b'P';

@@ -243,8 +243,10 @@ fn missing_command_is_not_found_127() {
         Outcome::Failed(127, msg) => assert!(msg.contains("no-such-command"), "{msg}"),
         other => panic!("{other:?}"),
     }
-    let (o, _) = run(&t, &Spec::new(["/bin/no-such-command"]));
-    assert!(matches!(o, Outcome::Failed(127, _)), "{o:?}");
+    match run(&t, &Spec::new(["/bin/no-such-command"])).0 {
+        Outcome::Failed(127, msg) => assert!(msg.contains("no such file or directory"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -739,4 +741,27 @@ fn signal_mask_is_restored_after_wait_and_drop() {
     assert!(spawn(&Spec::new(["no-such"]), t.prepare()).is_err());
     assert!(!blocked(&current_mask(), libc::SIGTERM));
     assert!(t.host_mounts().is_empty());
+}
+
+#[test]
+fn panicking_prepare_is_a_setup_error() {
+    privileged!("panicking_prepare_is_a_setup_error");
+    let t = rootfs();
+    let prepare: Prepare = Box::new(|| panic!("overlay exploded"));
+    match run_with(&t, &Spec::new(["true"]), prepare, || {}).0 {
+        Outcome::Failed(125, msg) => assert!(msg.contains("panicked: overlay exploded"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn umask_is_022() {
+    privileged!("umask_is_022");
+    let t = rootfs();
+    let pre = || {
+        unsafe { libc::umask(0o077) };
+    };
+    let (o, out) = run_with(&t, &sh("umask"), t.prepare(), pre);
+    assert_eq!(o, Outcome::Code(0));
+    assert_eq!(out.trim(), "0022");
 }
