@@ -1,6 +1,5 @@
 //! Host set-up: the Debian packages vm-test needs, the bookworm-backports apt source, KVM detection.
 
-use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -273,7 +272,7 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|d| Path::new(d).join(name))
+        .map(|d| std::path::Path::new(d).join(name))
         .find(|p| p.is_file())
 }
 

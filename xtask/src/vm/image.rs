@@ -18,7 +18,11 @@ pub fn add_usr_merge_links(tree: &mut Tree) -> Result<()> {
     for d in ["bin", "sbin", "lib", "lib64"] {
         let host = Path::new("/").join(d);
         if let Ok(t) = std::fs::read_link(&host) {
-            tree.add(d, Entry::Symlink(t.to_string_lossy().into_owned()))?;
+            let t = t.to_string_lossy().into_owned();
+            if !t.starts_with('/') {
+                tree.add(&t, Entry::Dir(0o755))?;
+            }
+            tree.add(d, Entry::Symlink(t))?;
         } else {
             tree.add(d, Entry::Dir(0o755))?;
         }

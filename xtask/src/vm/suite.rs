@@ -139,6 +139,8 @@ pub fn rustc_static(src: &Path, out: &Path, test: bool) -> Result<()> {
     c.args(["--edition", "2024", "-O", "-C", "target-feature=+crt-static", "--target", TARGET]);
     if test {
         c.arg("--test");
+    } else {
+        c.args(["-C", "strip=debuginfo"]);
     }
     c.arg("-o").arg(out).arg(src);
     let o = c.output().with_context(|| format!("starting rustc for {src:?}"))?;
