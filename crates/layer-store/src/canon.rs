@@ -79,7 +79,9 @@ impl<W: Write> TarWriter<W> {
         self.out
             .write_all(&[0u8; 2 * BLOCK])
             .map_err(|e| Error::io("write", "tar stream", e))?;
-        self.out.flush().map_err(|e| Error::io("flush", "tar stream", e))?;
+        self.out
+            .flush()
+            .map_err(|e| Error::io("flush", "tar stream", e))?;
         Ok(self.out)
     }
 
@@ -95,7 +97,9 @@ impl<W: Write> TarWriter<W> {
             let ft = meta.file_type();
             match decode_whiteout(name.as_bytes()) {
                 Ok(Whiteout::Opaque) => opaque = true,
-                Ok(Whiteout::Internal) => tracing::debug!(path = %path.display(), "skipping AUFS-internal name"),
+                Ok(Whiteout::Internal) => {
+                    tracing::debug!(path = %path.display(), "skipping AUFS-internal name")
+                }
                 Ok(Whiteout::Delete(_)) => items.push((name.as_bytes().to_vec(), Item::Whiteout(meta))),
                 Err(reason) => {
                     return Err(Error::Corrupt {
@@ -146,7 +150,11 @@ impl<W: Write> TarWriter<W> {
 
     fn plain(&mut self, path: &Path, rel: &mut Vec<u8>, meta: &Metadata) -> Result<()> {
         let ft = meta.file_type();
-        let xattrs = if ft.is_symlink() { xattrs_of(path, true)? } else { xattrs_of(path, false)? };
+        let xattrs = if ft.is_symlink() {
+            xattrs_of(path, true)?
+        } else {
+            xattrs_of(path, false)?
+        };
         if ft.is_dir() {
             let mut h = new_header(EntryType::Directory);
             set_common(&mut h, meta);
@@ -174,19 +182,28 @@ impl<W: Write> TarWriter<W> {
                 .custom_flags(libc_o_nofollow())
                 .open(path)
                 .map_err(|e| Error::io("open", path, e))?;
-            return self.emit(h, rel, None, &xattrs, f, meta.len()).map_err(|e| match e {
-                Error::Corrupt { reason, .. } => Error::Corrupt {
-                    what: format!("file {}", path.display()),
-                    reason,
-                },
-                e => e,
-            });
+            return self
+                .emit(h, rel, None, &xattrs, f, meta.len())
+                .map_err(|e| match e {
+                    Error::Corrupt { reason, .. } => Error::Corrupt {
+                        what: format!("file {}", path.display()),
+                        reason,
+                    },
+                    e => e,
+                });
         }
         if ft.is_symlink() {
             let target = std::fs::read_link(path).map_err(|e| Error::io("read link", path, e))?;
             let mut h = new_header(EntryType::Symlink);
             set_common(&mut h, meta);
-            return self.emit(h, rel, Some(target.as_os_str().as_bytes()), &xattrs, io::empty(), 0);
+            return self.emit(
+                h,
+                rel,
+                Some(target.as_os_str().as_bytes()),
+                &xattrs,
+                io::empty(),
+                0,
+            );
         }
         let ty = if ft.is_char_device() {
             EntryType::Char
@@ -251,7 +268,8 @@ impl<W: Write> TarWriter<W> {
         }
         h.set_cksum();
         self.write(h.as_bytes())?;
-        let copied = io::copy(&mut data.take(size), &mut self.out).map_err(|e| Error::io("copy", String::from_utf8_lossy(name).into_owned(), e))?;
+        let copied = io::copy(&mut data.take(size), &mut self.out)
+            .map_err(|e| Error::io("copy", String::from_utf8_lossy(name).into_owned(), e))?;
         if copied != size {
             return Err(Error::Corrupt {
                 what: String::from_utf8_lossy(name).into_owned(),
@@ -264,7 +282,9 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes).map_err(|e| Error::io("write", "tar stream", e))
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io("write", "tar stream", e))
     }
 
     fn pad(&mut self, size: u64) -> Result<()> {
@@ -347,7 +367,7 @@ fn xattr_get(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
 /// All xattrs of `path` worth archiving (not `trusted.overlay.*`), sorted by name.
 fn xattrs_of(path: &Path, _symlink: bool) -> Result<Vec<(String, Vec<u8>)>> {
     let names = loop {
-        let size = match rustix::fs::llistxattr(path, &mut [0u8; 0][..]) {
+        let size = match rustix::fs::llistxattr_query(path) {
             Ok(0) | Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
             Ok(n) => n,
             Err(e) => return Err(Error::io("list xattrs of", path, e)),

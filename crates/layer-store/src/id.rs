@@ -110,7 +110,14 @@ mod tests {
         let b: LayerId = format!("sha256:{hex}").parse().unwrap();
         assert_eq!(a, b);
         assert_eq!(a.to_string(), format!("sha256:{hex}"));
-        for bad in ["", "sha256:", "xyz", &hex[..63], &hex.to_uppercase(), &format!("sha512:{hex}")] {
+        for bad in [
+            "",
+            "sha256:",
+            "xyz",
+            &hex[..63],
+            &hex.to_uppercase(),
+            &format!("sha512:{hex}"),
+        ] {
             let err = bad.parse::<LayerId>().unwrap_err().to_string();
             assert!(err.contains("layer ID"), "{bad}: {err}");
         }
@@ -135,6 +142,10 @@ mod tests {
         assert_eq!(pick_by_prefix("abcd1", ids), Ok(Some("abcd1111")));
         assert_eq!(pick_by_prefix("abcd", ids), Err(vec!["abcd1111", "abcd2222"]));
         assert_eq!(pick_by_prefix("9999", ids), Ok(None));
-        assert_eq!(pick_by_prefix("abcd", ["abcd", "abcd11"]), Ok(Some("abcd")), "exact wins");
+        assert_eq!(
+            pick_by_prefix("abcd", ["abcd", "abcd11"]),
+            Ok(Some("abcd")),
+            "exact wins"
+        );
     }
 }

@@ -88,12 +88,26 @@ mod tests {
 
     #[test]
     fn normalisation_and_rejection() {
-        let n = |s: &str| normalise(s.as_bytes()).map(|v| v.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>());
+        let n = |s: &str| {
+            normalise(s.as_bytes()).map(|v| {
+                v.iter()
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
         assert_eq!(n("a/b/c").unwrap(), ["a", "b", "c"]);
         assert_eq!(n("./a/b/").unwrap(), ["a", "b"]);
-        assert_eq!(n("/abs/x").unwrap(), ["abs", "x"], "absolute names are made relative, as tar does");
+        assert_eq!(
+            n("/abs/x").unwrap(),
+            ["abs", "x"],
+            "absolute names are made relative, as tar does"
+        );
         assert_eq!(n("//a//./b").unwrap(), ["a", "b"]);
-        assert_eq!(n("a/..b/c..").unwrap(), ["a", "..b", "c.."], "only a whole `..` component is refused");
+        assert_eq!(
+            n("a/..b/c..").unwrap(),
+            ["a", "..b", "c.."],
+            "only a whole `..` component is refused"
+        );
         assert!(n(".").unwrap().is_empty());
         assert!(n("./").unwrap().is_empty());
         assert!(n("/").unwrap().is_empty());

@@ -163,10 +163,17 @@ pub(crate) fn decompress<'a>(mut r: impl Read + 'a) -> Result<(Box<dyn Read + 'a
     let h = &head[..n];
     if h.starts_with(GZIP_MAGIC) {
         tracing::debug!("layer stream is gzip-compressed");
-        Ok((Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, whole))), true))
+        Ok((
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                1 << 16,
+                whole,
+            ))),
+            true,
+        ))
     } else if h.starts_with(ZSTD_MAGIC) {
         tracing::debug!("layer stream is zstd-compressed");
-        let d = zstd::stream::read::Decoder::new(whole).map_err(|e| Error::io("start zstd decoder for", "layer stream", e))?;
+        let d = zstd::stream::read::Decoder::new(whole)
+            .map_err(|e| Error::io("start zstd decoder for", "layer stream", e))?;
         Ok((Box::new(d), true))
     } else if h.starts_with(XZ_MAGIC) || h.starts_with(BZIP2_MAGIC) {
         Err(Error::Corrupt {
@@ -215,7 +222,10 @@ pub fn validate_image_name(name: &str) -> Result<()> {
     if name.len() > 255 {
         return bad("is longer than 255 bytes");
     }
-    if !name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'/' | b':')) {
+    if !name
+        .bytes()
+        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'/' | b':'))
+    {
         return bad("may only contain lowercase letters, digits and . _ - / :");
     }
     if !name.as_bytes()[0].is_ascii_alphanumeric() {
@@ -283,7 +293,9 @@ impl Store {
             let name = ent.file_name().to_string_lossy().into_owned();
             let base = name.strip_suffix(".lock").unwrap_or(&name).to_string();
             let lock_path = tmp.join(format!("{base}.lock"));
-            let Some(held) = Lock::try_exclusive(&lock_path)? else { continue };
+            let Some(held) = Lock::try_exclusive(&lock_path)? else {
+                continue;
+            };
             let dir = tmp.join(&base);
             tracing::debug!(dir = %dir.display(), "sweeping stale staging");
             match remove_tree(&dir) {
@@ -312,7 +324,8 @@ impl Store {
         };
         if mkdir {
             std::fs::create_dir(&st.dir).map_err(|e| Error::io("create staging directory", &st.dir, e))?;
-            std::fs::create_dir(st.tree()).map_err(|e| Error::io("create staging directory", st.tree(), e))?;
+            std::fs::create_dir(st.tree())
+                .map_err(|e| Error::io("create staging directory", st.tree(), e))?;
         }
         Ok(st)
     }
@@ -346,7 +359,9 @@ impl Store {
         }
         let staging = self.staging(true)?;
         let tree = staging.tree();
-        let (r, w) = io::pipe().map_err(|e| Error::io("create pipe for", path, e))?;
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("create pipe for", path, e))?;
+        let (r, w) = (File::from(r), File::from(w));
         self.unpacks.fetch_add(1, Ordering::Relaxed);
         let unpacked = std::thread::scope(|s| {
             let writer = s.spawn(move || write_canonical(path, BufWriter::with_capacity(1 << 18, w)));
@@ -423,7 +438,14 @@ impl Store {
 
     /// Writes the metadata into the staging directory and renames it into `layers/` (one rename),
     /// unless another process committed the same layer first.
-    fn commit(&self, mut staging: Staging, id: &LayerId, size: u64, entries: u64, compressed_digest: Option<String>) -> Result<LayerInfo> {
+    fn commit(
+        &self,
+        mut staging: Staging,
+        id: &LayerId,
+        size: u64,
+        entries: u64,
+        compressed_digest: Option<String>,
+    ) -> Result<LayerInfo> {
         let info = LayerInfo {
             id: id.clone(),
             size,
@@ -554,7 +576,8 @@ impl Store {
         }
         let mut w = BufWriter::with_capacity(1 << 18, out);
         write_canonical(&self.layer_path(id), &mut w)?;
-        w.flush().map_err(|e| Error::io("write", "exported layer stream", e))
+        w.flush()
+            .map_err(|e| Error::io("write", "exported layer stream", e))
     }
 
     fn image_file(&self, key: &str) -> PathBuf {
@@ -565,13 +588,24 @@ impl Store {
     ///
     /// The ID is the sha256 of `{layers, config}`: several names may share one ID (as Docker tags do).
     /// A name already used is refused; creating the same unnamed image twice returns the first.
-    pub fn create_image(&self, name: Option<&str>, layers: &[LayerId], config: ImageConfig) -> Result<ImageInfo> {
+    pub fn create_image(
+        &self,
+        name: Option<&str>,
+        layers: &[LayerId],
+        config: ImageConfig,
+    ) -> Result<ImageInfo> {
         if let Some(n) = name {
             validate_image_name(n)?;
         }
         let id = format!(
             "sha256:{}",
-            sha256_hex(&serde_json::to_vec(&ImageContent { layers, config: &config }).expect("serialises"))
+            sha256_hex(
+                &serde_json::to_vec(&ImageContent {
+                    layers,
+                    config: &config
+                })
+                .expect("serialises")
+            )
         );
         let key = match name {
             Some(n) => sha256_hex(format!("name:{n}").as_bytes()),
@@ -631,8 +665,13 @@ impl Store {
             what: "image",
             id: input.into(),
         };
-        let Some(prefix) = hex_prefix(input) else { return Err(not_found()) };
-        let ids: BTreeSet<&str> = all.iter().map(|(_, i)| i.id.trim_start_matches("sha256:")).collect();
+        let Some(prefix) = hex_prefix(input) else {
+            return Err(not_found());
+        };
+        let ids: BTreeSet<&str> = all
+            .iter()
+            .map(|(_, i)| i.id.trim_start_matches("sha256:"))
+            .collect();
         let hex = match pick_by_prefix(prefix, ids.iter().copied()) {
             Ok(Some(h)) => h.to_string(),
             Ok(None) => return Err(not_found()),
@@ -644,7 +683,10 @@ impl Store {
                 });
             }
         };
-        let mut hits: Vec<_> = all.into_iter().filter(|(_, i)| i.id.trim_start_matches("sha256:") == hex).collect();
+        let mut hits: Vec<_> = all
+            .into_iter()
+            .filter(|(_, i)| i.id.trim_start_matches("sha256:") == hex)
+            .collect();
         if hits.len() > 1 {
             return Err(Error::Ambiguous {
                 what: "image",
@@ -711,7 +753,20 @@ mod tests {
         for good in ["app", "app:1.0", "registry.example/team/app:v2", "a_b-c.d", "0x"] {
             validate_image_name(good).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
-        for bad in ["", "/app", "App", "a..b", "a//b", "a/", "-a", ".a", "a b", &"f".repeat(64), "sha256:abcd", &"a".repeat(256)] {
+        for bad in [
+            "",
+            "/app",
+            "App",
+            "a..b",
+            "a//b",
+            "a/",
+            "-a",
+            ".a",
+            "a b",
+            &"f".repeat(64),
+            "sha256:abcd",
+            &"a".repeat(256),
+        ] {
             let err = validate_image_name(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidName { .. }), "{bad}");
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
@@ -747,6 +802,10 @@ mod tests {
         let (mut r, c) = decompress(&b"ab"[..]).unwrap();
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
-        assert_eq!((out.as_slice(), c), (&b"ab"[..], false), "short streams pass through");
+        assert_eq!(
+            (out.as_slice(), c),
+            (&b"ab"[..], false),
+            "short streams pass through"
+        );
     }
 }

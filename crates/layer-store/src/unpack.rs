@@ -205,7 +205,10 @@ impl Unpacker {
         let ty = e.header().entry_type();
         let raw = e.path_bytes().into_owned();
         let shown = show(&raw);
-        if matches!(ty, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+        if matches!(
+            ty,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        ) {
             tracing::trace!(entry = %shown, "skipping extension header");
             return Ok(());
         }
@@ -221,17 +224,26 @@ impl Unpacker {
             EntryType::Fifo => Some(Kind::Fifo),
             EntryType::Link => None,
             other => {
-                return Err(Error::rejected(&shown, format!("unsupported entry type {:?}", other.as_byte() as char)));
+                return Err(Error::rejected(
+                    &shown,
+                    format!("unsupported entry type {:?}", other.as_byte() as char),
+                ));
             }
         };
         let Some((last, parent)) = comps.split_last() else {
             if kind == Some(Kind::Dir) {
                 // `./` (or `/`): the layer root's own metadata.
-                let fd = self.root.try_clone().map_err(|e| Error::io("dup", "layer root", e))?;
+                let fd = self
+                    .root
+                    .try_clone()
+                    .map_err(|e| Error::io("dup", "layer root", e))?;
                 self.set_dir_meta(&shown, &fd, Vec::new(), &meta)?;
                 return Ok(());
             }
-            return Err(Error::rejected(&shown, "names the layer root (`.` or `/`); only a directory entry may"));
+            return Err(Error::rejected(
+                &shown,
+                "names the layer root (`.` or `/`); only a directory entry may",
+            ));
         };
         let whiteout = decode_whiteout(last).map_err(|r| Error::rejected(&shown, r))?;
         let dir = self.parent(&shown, parent, true)?;
@@ -247,8 +259,14 @@ impl Unpacker {
             }
             Whiteout::Delete(name) => {
                 self.make_room(&shown, &dir, name, Kind::Char)?;
-                rustix::fs::mknodat(&*dir, name, FileType::CharacterDevice, Mode::from_raw_mode(0o600), 0)
-                    .map_err(|e| Error::io("create whiteout for", &shown, e))?;
+                rustix::fs::mknodat(
+                    &*dir,
+                    name,
+                    FileType::CharacterDevice,
+                    Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .map_err(|e| Error::io("create whiteout for", &shown, e))?;
                 self.set_node_meta(&shown, &dir, name, &meta, false)
             }
             Whiteout::None => match kind {
@@ -262,10 +280,10 @@ impl Unpacker {
     /// never following a symlink.
     fn parent(&mut self, shown: &str, comps: &[&[u8]], create: bool) -> Result<Rc<OwnedFd>> {
         let key = join(comps);
-        if let Some((k, fd)) = &self.cache
-            && *k == key
-        {
-            return Ok(fd.clone());
+        if let Some((k, fd)) = &self.cache {
+            if *k == key {
+                return Ok(fd.clone());
+            }
         }
         let mut cur: Option<OwnedFd> = None;
         for (i, c) in comps.iter().enumerate() {
@@ -273,14 +291,15 @@ impl Unpacker {
             let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let next = match rustix::fs::openat(at, *c, flags, Mode::empty()) {
                 Ok(fd) => fd,
-                Err(Errno::NOENT) if create => {
-                    rustix::fs::mkdirat(at, *c, Mode::from_raw_mode(0o755))
-                        .and_then(|()| rustix::fs::chmodat(at, *c, Mode::from_raw_mode(0o755), AtFlags::empty()))
-                        .and_then(|()| rustix::fs::openat(at, *c, flags, Mode::empty()))
-                        .map_err(|e| Error::io("create parent directory for", shown, e))?
-                }
+                Err(Errno::NOENT) if create => rustix::fs::mkdirat(at, *c, Mode::from_raw_mode(0o755))
+                    .and_then(|()| rustix::fs::chmodat(at, *c, Mode::from_raw_mode(0o755), AtFlags::empty()))
+                    .and_then(|()| rustix::fs::openat(at, *c, flags, Mode::empty()))
+                    .map_err(|e| Error::io("create parent directory for", shown, e))?,
                 Err(Errno::NOENT) => {
-                    return Err(Error::rejected(shown, format!("`{}` does not exist in this layer", show(&join(&comps[..=i])))));
+                    return Err(Error::rejected(
+                        shown,
+                        format!("`{}` does not exist in this layer", show(&join(&comps[..=i]))),
+                    ));
                 }
                 Err(Errno::NOTDIR | Errno::LOOP) => {
                     let prefix = show(&join(&comps[..=i]));
@@ -290,7 +309,9 @@ impl Unpacker {
                     return Err(Error::rejected(
                         shown,
                         if is_link {
-                            format!("its path goes through `{prefix}`, a symlink extracted earlier in this layer")
+                            format!(
+                                "its path goes through `{prefix}`, a symlink extracted earlier in this layer"
+                            )
                         } else {
                             format!("its path goes through `{prefix}`, which is not a directory")
                         },
@@ -302,7 +323,10 @@ impl Unpacker {
         }
         let fd = Rc::new(match cur {
             Some(fd) => fd,
-            None => self.root.try_clone().map_err(|e| Error::io("dup", "layer root", e))?,
+            None => self
+                .root
+                .try_clone()
+                .map_err(|e| Error::io("dup", "layer root", e))?,
         });
         if create {
             self.cache = Some((key, fd.clone()));
@@ -322,14 +346,22 @@ impl Unpacker {
             Some(Kind::Dir) if kind == Kind::Dir => Ok(true),
             Some(old) if old == kind => {
                 tracing::trace!(entry = %shown, "later entry replaces an earlier one of the same type");
-                rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(|e| Error::io("replace", shown, e))?;
+                rustix::fs::unlinkat(dir, name, AtFlags::empty())
+                    .map_err(|e| Error::io("replace", shown, e))?;
                 Ok(false)
             }
             Some(old) => Err(Error::rejected(
                 shown,
-                format!("conflicts with an earlier entry of the same name: {} then {}", old.noun(), kind.noun()),
+                format!(
+                    "conflicts with an earlier entry of the same name: {} then {}",
+                    old.noun(),
+                    kind.noun()
+                ),
             )),
-            None => Err(Error::rejected(shown, "an earlier entry of the same name has an unexpected type")),
+            None => Err(Error::rejected(
+                shown,
+                "an earlier entry of the same name has an unexpected type",
+            )),
         }
     }
 
@@ -349,10 +381,16 @@ impl Unpacker {
         match kind {
             Kind::Dir => {
                 if !exists {
-                    rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)).map_err(|e| Error::io("create directory", shown, e))?;
+                    rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+                        .map_err(|e| Error::io("create directory", shown, e))?;
                 }
-                let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| Error::io("open directory", shown, e))?;
+                let fd = rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| Error::io("open directory", shown, e))?;
                 let mut path = join(parent);
                 if !path.is_empty() {
                     path.push(b'/');
@@ -371,8 +409,10 @@ impl Unpacker {
                 let mut f = std::fs::File::from(fd);
                 io::copy(e, &mut f).map_err(|err| Error::io("write file", shown, err))?;
                 let fd = OwnedFd::from(f);
-                rustix::fs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid))).map_err(|e| Error::io("chown", shown, e))?;
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(|e| Error::io("chmod", shown, e))?;
+                rustix::fs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
+                    .map_err(|e| Error::io("chown", shown, e))?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
+                    .map_err(|e| Error::io("chmod", shown, e))?;
                 for (k, v) in &meta.xattrs {
                     rustix::fs::fsetxattr(&fd, k.as_str(), v, XattrFlags::empty())
                         .map_err(|e| Error::io(xattr_op(k), shown, e))?;
@@ -385,9 +425,13 @@ impl Unpacker {
                     .ok_or_else(|| Error::rejected(shown, "symlink without a target"))?
                     .into_owned();
                 if target.is_empty() || target.contains(&0) {
-                    return Err(Error::rejected(shown, "symlink target is empty or contains a NUL byte"));
+                    return Err(Error::rejected(
+                        shown,
+                        "symlink target is empty or contains a NUL byte",
+                    ));
                 }
-                rustix::fs::symlinkat(target.as_slice(), dir, name).map_err(|e| Error::io("create symlink", shown, e))?;
+                rustix::fs::symlinkat(target.as_slice(), dir, name)
+                    .map_err(|e| Error::io("create symlink", shown, e))?;
                 self.set_node_meta(shown, dir, name, meta, true)
             }
             Kind::Char | Kind::Block | Kind::Fifo => {
@@ -405,7 +449,8 @@ impl Unpacker {
                     _ => FileType::Fifo,
                 };
                 tracing::trace!(entry = %shown, ?ft, "mknodat");
-                rustix::fs::mknodat(dir, name, ft, mode, dev).map_err(|e| Error::io("create node", shown, e))?;
+                rustix::fs::mknodat(dir, name, ft, mode, dev)
+                    .map_err(|e| Error::io("create node", shown, e))?;
                 self.set_node_meta(shown, dir, name, meta, false)
             }
         }
@@ -423,12 +468,24 @@ impl Unpacker {
             .link_name_bytes()
             .ok_or_else(|| Error::rejected(shown, "hard link without a target"))?
             .into_owned();
-        let tcomps = normalise(&target)
-            .map_err(|r| Error::rejected(shown, format!("hard link target `{}` leaves the layer: {r}", show(&target))))?;
+        let tcomps = normalise(&target).map_err(|r| {
+            Error::rejected(
+                shown,
+                format!("hard link target `{}` leaves the layer: {r}", show(&target)),
+            )
+        })?;
         let Some((tname, tparent)) = tcomps.split_last() else {
             return Err(Error::rejected(shown, "hard link to the layer root"));
         };
-        let missing = || Error::rejected(shown, format!("hard link target `{}` was not extracted (earlier) in this layer", show(&target)));
+        let missing = || {
+            Error::rejected(
+                shown,
+                format!(
+                    "hard link target `{}` was not extracted (earlier) in this layer",
+                    show(&target)
+                ),
+            )
+        };
         let tdir = match self.parent(shown, tparent, false) {
             Ok(d) => d,
             Err(Error::Rejected { reason, .. }) if reason.contains("does not exist") => return Err(missing()),
@@ -441,7 +498,10 @@ impl Unpacker {
         };
         let kind = match Kind::of(FileType::from_raw_mode(st.st_mode)) {
             Some(Kind::Dir) | None => {
-                return Err(Error::rejected(shown, format!("hard link target `{}` is a directory", show(&target))));
+                return Err(Error::rejected(
+                    shown,
+                    format!("hard link target `{}` is a directory", show(&target)),
+                ));
             }
             Some(k) => k,
         };
@@ -449,28 +509,46 @@ impl Unpacker {
             return Err(Error::rejected(shown, "hard link to itself"));
         }
         self.make_room(shown, dir, name, kind)?;
-        rustix::fs::linkat(&*tdir, *tname, dir, name, AtFlags::empty()).map_err(|e| Error::io("create hard link", shown, e))
+        rustix::fs::linkat(&*tdir, *tname, dir, name, AtFlags::empty())
+            .map_err(|e| Error::io("create hard link", shown, e))
     }
 
     fn set_dir_meta(&mut self, shown: &str, fd: &OwnedFd, path: Vec<u8>, meta: &Meta) -> Result<()> {
-        rustix::fs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid))).map_err(|e| Error::io("chown", shown, e))?;
+        rustix::fs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
+            .map_err(|e| Error::io("chown", shown, e))?;
         for (k, v) in &meta.xattrs {
-            rustix::fs::fsetxattr(fd, k.as_str(), v, XattrFlags::empty()).map_err(|e| Error::io(xattr_op(k), shown, e))?;
+            rustix::fs::fsetxattr(fd, k.as_str(), v, XattrFlags::empty())
+                .map_err(|e| Error::io(xattr_op(k), shown, e))?;
         }
         self.dirs.push((path, meta.mode, meta.mtime));
         Ok(())
     }
 
-    fn set_node_meta(&self, shown: &str, dir: &OwnedFd, name: &[u8], meta: &Meta, symlink: bool) -> Result<()> {
-        rustix::fs::chownat(dir, name, Some(uid(meta.uid)), Some(gid(meta.gid)), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| Error::io("chown", shown, e))?;
+    fn set_node_meta(
+        &self,
+        shown: &str,
+        dir: &OwnedFd,
+        name: &[u8],
+        meta: &Meta,
+        symlink: bool,
+    ) -> Result<()> {
+        rustix::fs::chownat(
+            dir,
+            name,
+            Some(uid(meta.uid)),
+            Some(gid(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| Error::io("chown", shown, e))?;
         if !symlink {
             // Not a symlink (we just created it in a directory only we write to): chmodat cannot follow.
             rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
                 .map_err(|e| Error::io("chmod", shown, e))?;
         }
         if !meta.xattrs.is_empty() {
-            let mut p = mountkit_safefs::inroot::fd_path(dir.as_fd()).into_os_string().into_encoded_bytes();
+            let mut p = mountkit_safefs::inroot::fd_path(dir.as_fd())
+                .into_os_string()
+                .into_encoded_bytes();
             p.push(b'/');
             p.extend_from_slice(name);
             for (k, v) in &meta.xattrs {
@@ -488,13 +566,20 @@ impl Unpacker {
         for (path, mode, mtime) in std::mem::take(&mut self.dirs) {
             let shown = show(&path);
             let fd = if path.is_empty() {
-                self.root.try_clone().map_err(|e| Error::io("dup", "layer root", e))?
+                self.root
+                    .try_clone()
+                    .map_err(|e| Error::io("dup", "layer root", e))?
             } else {
                 let comps: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
                 let (last, parent) = comps.split_last().expect("non-empty path");
                 let dir = self.parent(&shown, parent, false)?;
-                rustix::fs::openat(&*dir, *last, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| Error::io("open directory", &shown, e))?
+                rustix::fs::openat(
+                    &*dir,
+                    *last,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| Error::io("open directory", &shown, e))?
             };
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| Error::io("chmod", &shown, e))?;
             rustix::fs::futimens(&fd, &times(mtime)).map_err(|e| Error::io("set times of", &shown, e))?;
@@ -551,7 +636,10 @@ fn read_meta<R: Read>(e: &mut tar::Entry<'_, R>, shown: &str) -> Result<Meta> {
     let mode = h.mode().map_err(|err| bad("mode", err))? & 0o7777;
     let mut uid64 = h.uid().map_err(|err| bad("uid", err))?;
     let mut gid64 = h.gid().map_err(|err| bad("gid", err))?;
-    let mut mtime = (h.mtime().map_err(|err| bad("mtime", err))?.min(i64::MAX as u64) as i64, 0);
+    let mut mtime = (
+        h.mtime().map_err(|err| bad("mtime", err))?.min(i64::MAX as u64) as i64,
+        0,
+    );
     let mut xattrs = Vec::new();
     if let Some(exts) = e.pax_extensions().map_err(|err| bad("PAX header", err))? {
         for ext in exts {
@@ -568,16 +656,29 @@ fn read_meta<R: Read>(e: &mut tar::Entry<'_, R>, shown: &str) -> Result<Meta> {
                 xattrs.push((name.to_string(), value.to_vec()));
             } else {
                 match key {
-                    "mtime" => mtime = parse_pax_time(text).ok_or_else(|| Error::rejected(shown, format!("bad PAX mtime {text:?}")))?,
-                    "uid" => uid64 = text.parse().map_err(|_| Error::rejected(shown, format!("bad PAX uid {text:?}")))?,
-                    "gid" => gid64 = text.parse().map_err(|_| Error::rejected(shown, format!("bad PAX gid {text:?}")))?,
+                    "mtime" => {
+                        mtime = parse_pax_time(text)
+                            .ok_or_else(|| Error::rejected(shown, format!("bad PAX mtime {text:?}")))?
+                    }
+                    "uid" => {
+                        uid64 = text
+                            .parse()
+                            .map_err(|_| Error::rejected(shown, format!("bad PAX uid {text:?}")))?
+                    }
+                    "gid" => {
+                        gid64 = text
+                            .parse()
+                            .map_err(|_| Error::rejected(shown, format!("bad PAX gid {text:?}")))?
+                    }
                     _ => {}
                 }
             }
         }
     }
-    let uid = u32::try_from(uid64).map_err(|_| Error::rejected(shown, format!("uid {uid64} is out of range")))?;
-    let gid = u32::try_from(gid64).map_err(|_| Error::rejected(shown, format!("gid {gid64} is out of range")))?;
+    let uid =
+        u32::try_from(uid64).map_err(|_| Error::rejected(shown, format!("uid {uid64} is out of range")))?;
+    let gid =
+        u32::try_from(gid64).map_err(|_| Error::rejected(shown, format!("gid {gid64} is out of range")))?;
     Ok(Meta {
         mode,
         uid,

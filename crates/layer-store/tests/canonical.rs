@@ -1,0 +1,92 @@
+//! Canonical tar determinism (no privileges needed).
+
+mod common;
+
+use std::fs;
+
+use mountkit_layer_store::canonical_tar;
+
+fn id_of(dir: &std::path::Path) -> String {
+    let mut out = Vec::new();
+    canonical_tar(dir, &mut out).unwrap();
+    common::sha256_id(&out)
+}
+
+fn make_tree(root: &std::path::Path) {
+    fs::create_dir_all(root.join("b/c")).unwrap();
+    fs::write(root.join("b/c/file"), b"content").unwrap();
+    fs::write(root.join("a"), b"aaa").unwrap();
+    fs::write(root.join(format!("long-{}", "n".repeat(150))), b"long name").unwrap();
+    std::os::unix::fs::symlink("b/c/file", root.join("link")).unwrap();
+    fs::hard_link(root.join("a"), root.join("z-hard")).unwrap();
+    let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    for p in ["a", "b/c/file", "b/c", "b", &format!("long-{}", "n".repeat(150))] {
+        fs::File::options()
+            .read(true)
+            .open(root.join(p))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+}
+
+#[test]
+fn same_tree_same_stream_and_content_change_changes_it() {
+    let t1 = tempfile::tempdir().unwrap();
+    let t2 = tempfile::tempdir().unwrap();
+    make_tree(t1.path());
+    make_tree(t2.path());
+    let id1 = id_of(t1.path());
+    assert_eq!(id1, id_of(t1.path()), "same tree twice");
+    assert_eq!(id1, id_of(t2.path()), "an identical tree made separately");
+
+    let mut out = Vec::new();
+    canonical_tar(t1.path(), &mut out).unwrap();
+    let names = common::member_names(&out);
+    let long = format!("long-{}", "n".repeat(150));
+    assert_eq!(
+        names,
+        ["a", "b/", "b/c/", "b/c/file", "link", long.as_str(), "z-hard"],
+        "sorted, parents first"
+    );
+    let mut ar = tar::Archive::new(&out[..]);
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        let h = e.header();
+        assert_eq!(h.username_bytes(), Some(&b""[..]), "uname empty");
+        if e.path_bytes().as_ref() == b"z-hard" {
+            assert_eq!(h.entry_type(), tar::EntryType::Link);
+            assert_eq!(e.link_name_bytes().unwrap().as_ref(), b"a");
+        }
+    }
+
+    // Same size, same mtime, different content: a different ID.
+    let f = t2.path().join("b/c/file");
+    let m = fs::metadata(&f).unwrap().modified().unwrap();
+    fs::write(&f, b"CONTENT").unwrap();
+    fs::File::options()
+        .read(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(m)
+        .unwrap();
+    assert_ne!(id1, id_of(t2.path()));
+}
+
+#[test]
+fn whiteout_files_in_a_directory_become_whiteout_members() {
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir(t.path().join("d")).unwrap();
+    fs::write(t.path().join("d/.wh..wh..opq"), b"").unwrap();
+    fs::write(t.path().join(".wh.gone"), b"ignored content").unwrap();
+    let mut out = Vec::new();
+    canonical_tar(t.path(), &mut out).unwrap();
+    assert_eq!(common::member_names(&out), [".wh.gone", "d/", "d/.wh..wh..opq"]);
+    let mut ar = tar::Archive::new(&out[..]);
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        if e.path_bytes().starts_with(b".wh.") || e.path_bytes().ends_with(b".opq") {
+            assert_eq!(e.size(), 0, "whiteouts carry no data");
+        }
+    }
+}

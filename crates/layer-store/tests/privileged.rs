@@ -1,0 +1,552 @@
+//! Privileged tests: real imports into a temporary store, as root, in a private mount namespace.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use common::*;
+use mountkit_layer_store::{Error, ImageConfig, LayerSource, Store};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
+
+fn set_mtime(p: &Path, sec: i64) {
+    let t = Timespec {
+        tv_sec: sec,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        CWD,
+        p,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    match rustix::fs::lgetxattr(p, name, &mut buf[..]) {
+        Ok(n) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+/// A source tree with every kind of file and metadata a layer must keep.
+fn rich_tree(root: &Path) {
+    fs::create_dir_all(root.join("etc/sub")).unwrap();
+    fs::write(root.join("etc/conf"), b"key=value\n").unwrap();
+    fs::write(root.join("bin-suid"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(root.join("bin-suid"), fs::Permissions::from_mode(0o4755)).unwrap();
+    std::os::unix::fs::lchown(root.join("etc/conf"), Some(1234), Some(5678)).unwrap();
+    std::os::unix::fs::symlink("/etc/conf", root.join("abs-link")).unwrap();
+    std::os::unix::fs::lchown(root.join("abs-link"), Some(42), Some(43)).unwrap();
+    fs::hard_link(root.join("etc/conf"), root.join("etc/conf-hard")).unwrap();
+    rustix::fs::mknodat(
+        CWD,
+        root.join("null"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    rustix::fs::mknodat(
+        CWD,
+        root.join("fifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
+    // mknod applies the umask: set the modes explicitly.
+    fs::set_permissions(root.join("null"), fs::Permissions::from_mode(0o666)).unwrap();
+    fs::set_permissions(root.join("fifo"), fs::Permissions::from_mode(0o640)).unwrap();
+    rustix::fs::lsetxattr(root.join("etc/conf"), "user.note", b"hello", XattrFlags::empty()).unwrap();
+    rustix::fs::lsetxattr(root.join("etc"), "trusted.tag", b"t", XattrFlags::empty()).unwrap();
+    fs::set_permissions(root.join("etc/sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    for (p, t) in [
+        ("etc/conf", 1_500_000_000),
+        ("abs-link", 1_400_000_000),
+        ("null", 1_300_000_000),
+        ("etc/sub", 1_200_000_000),
+        ("etc", 1_100_000_000),
+    ] {
+        set_mtime(&root.join(p), t);
+    }
+}
+
+#[test]
+fn every_source_of_the_same_content_gives_the_same_id_and_no_second_unpack() {
+    if !mountkit_testutil::privileged(
+        "every_source_of_the_same_content_gives_the_same_id_and_no_second_unpack",
+    ) {
+        return;
+    }
+    mountkit_testutil::in_mount_ns(|| {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir(&src).unwrap();
+        rich_tree(&src);
+        let store = Store::open(t.path().join("store")).unwrap();
+        let info = store.import_layer(LayerSource::Dir(src.clone())).unwrap();
+        assert_eq!(store.unpack_count(), 1);
+
+        // The export is canonical: its sha256 is the ID.
+        let mut tar = Vec::new();
+        store.export_layer(&info.id, &mut tar).unwrap();
+        assert_eq!(sha256_id(&tar), info.id.to_string());
+        assert_eq!(info.size, tar.len() as u64);
+
+        let layer_dir = store.layer_path(&info.id);
+        let ino_before = ino(&layer_dir);
+        let tar_path = t.path().join("l.tar");
+        fs::write(&tar_path, &tar).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let gz_path = t.path().join("l.tar.gz");
+        fs::write(&gz_path, &gz).unwrap();
+        let zst_path = t.path().join("l.tar.zst");
+        fs::write(&zst_path, zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
+
+        for src in [
+            LayerSource::Dir(src.clone()),
+            LayerSource::Tar(tar_path.clone()),
+            LayerSource::Tar(gz_path.clone()),
+            LayerSource::Tar(zst_path),
+        ] {
+            assert_eq!(store.import_layer(src).unwrap().id, info.id);
+        }
+        assert_eq!(
+            store.unpack_count(),
+            1,
+            "re-readable sources are hashed, not unpacked again"
+        );
+        assert_eq!(ino(&layer_dir), ino_before, "the stored layer was not replaced");
+
+        // A one-shot stream is unpacked while hashed, then the copy is discarded.
+        let again = store
+            .import_layer(LayerSource::Reader(Box::new(std::io::Cursor::new(gz.clone()))))
+            .unwrap();
+        assert_eq!(again.id, info.id);
+        assert_eq!(ino(&layer_dir), ino_before);
+        assert_eq!(store.layers().unwrap().len(), 1);
+        assert!(
+            listing(&store.root().join("tmp")).is_empty(),
+            "no staging left: {:?}",
+            listing(&store.root().join("tmp"))
+        );
+
+        // A fresh store importing the gzip first records the compressed digest.
+        let store2 = Store::open(t.path().join("store2")).unwrap();
+        let i2 = store2.import_layer(LayerSource::Tar(gz_path)).unwrap();
+        assert_eq!(i2.id, info.id);
+        assert_eq!(i2.compressed_digest, Some(sha256_id(&gz)));
+        assert!(matches!(store2.layer("sha256:"), Err(Error::InvalidId { .. })));
+        assert_eq!(store2.layer(&info.id.hex()[..8]).unwrap(), i2);
+    });
+}
+
+#[test]
+fn metadata_devices_links_and_xattrs_are_preserved() {
+    if !mountkit_testutil::privileged("metadata_devices_links_and_xattrs_are_preserved") {
+        return;
+    }
+    mountkit_testutil::in_mount_ns(|| {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir(&src).unwrap();
+        rich_tree(&src);
+        let store = Store::open(t.path().join("store")).unwrap();
+        // Through a tar stream, so the tar parser and the extractor are what is tested.
+        let mut tar = Vec::new();
+        mountkit_layer_store::canonical_tar(&src, &mut tar).unwrap();
+        let info = store
+            .import_layer(LayerSource::Reader(Box::new(std::io::Cursor::new(tar))))
+            .unwrap();
+        let l = store.layer_path(&info.id);
+        let m = |p: &str| fs::symlink_metadata(l.join(p)).unwrap();
+
+        assert_eq!(fs::read(l.join("etc/conf")).unwrap(), b"key=value\n");
+        assert_eq!((m("etc/conf").uid(), m("etc/conf").gid()), (1234, 5678));
+        assert_eq!(m("etc/conf").mtime(), 1_500_000_000);
+        assert_eq!(
+            m("bin-suid").mode() & 0o7777,
+            0o4755,
+            "setuid kept (chmod after chown)"
+        );
+        assert_eq!(fs::read_link(l.join("abs-link")).unwrap(), Path::new("/etc/conf"));
+        assert_eq!(
+            (m("abs-link").uid(), m("abs-link").gid(), m("abs-link").mtime()),
+            (42, 43, 1_400_000_000)
+        );
+        assert_eq!(
+            m("etc/conf-hard").ino(),
+            m("etc/conf").ino(),
+            "hard link is the same inode"
+        );
+        assert_eq!(m("etc/conf").nlink(), 2);
+        assert!(m("null").file_type().is_char_device());
+        assert_eq!(m("null").rdev(), rustix::fs::makedev(1, 3));
+        assert_eq!(m("null").mode() & 0o7777, 0o666);
+        assert_eq!(m("null").mtime(), 1_300_000_000);
+        assert!(m("fifo").file_type().is_fifo());
+        assert_eq!(m("fifo").mode() & 0o7777, 0o640);
+        assert_eq!(
+            xattr(&l.join("etc/conf"), "user.note").as_deref(),
+            Some(&b"hello"[..])
+        );
+        assert_eq!(xattr(&l.join("etc"), "trusted.tag").as_deref(), Some(&b"t"[..]));
+        assert_eq!(m("etc/sub").mode() & 0o7777, 0o700);
+        assert_eq!(
+            m("etc/sub").mtime(),
+            1_200_000_000,
+            "dir times fixed after its contents were written"
+        );
+        assert_eq!(m("etc").mtime(), 1_100_000_000);
+        assert_eq!(
+            info.entries, 8,
+            "abs-link bin-suid etc/ etc/conf etc/conf-hard etc/sub/ fifo null"
+        );
+    });
+}
+
+#[test]
+fn whiteouts_become_overlay_whiteouts_and_export_back() {
+    if !mountkit_testutil::privileged("whiteouts_become_overlay_whiteouts_and_export_back") {
+        return;
+    }
+    mountkit_testutil::in_mount_ns(|| {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path().join("store")).unwrap();
+        let tar = tar_bytes(&[
+            dir("a/"),
+            file("a/.wh.x", b""),
+            dir("b/"),
+            file("b/.wh..wh..opq", b""),
+            file("b/keep", b"k"),
+        ]);
+        let info = store
+            .import_layer(LayerSource::Reader(Box::new(std::io::Cursor::new(tar.clone()))))
+            .unwrap();
+        assert_eq!(
+            info.id.to_string(),
+            sha256_id(&tar),
+            "the ID is the sha256 of the stream as given"
+        );
+        let l = store.layer_path(&info.id);
+        let wh = fs::symlink_metadata(l.join("a/x")).unwrap();
+        assert!(wh.file_type().is_char_device());
+        assert_eq!(wh.rdev(), 0);
+        assert!(!l.join("a/.wh.x").exists());
+        assert_eq!(
+            xattr(&l.join("b"), "trusted.overlay.opaque").as_deref(),
+            Some(&b"y"[..])
+        );
+        assert_eq!(listing(&l.join("b")), ["keep"]);
+
+        let mut out = Vec::new();
+        store.export_layer(&info.id, &mut out).unwrap();
+        assert_eq!(
+            member_names(&out),
+            ["a/", "a/.wh.x", "b/", "b/.wh..wh..opq", "b/keep"]
+        );
+
+        // Re-importing the export as a directory tree of the unpacked layer gives the export's ID.
+        let again = store.import_layer(LayerSource::Dir(l.clone())).unwrap();
+        assert_eq!(again.id.to_string(), sha256_id(&out));
+    });
+}
+
+/// Imports `tar` (as a stream and as a file) and checks that it is refused naming `entry`, and that
+/// the store's `layers/` and `tmp/` are exactly as before.
+fn assert_refused(store: &Store, dir: &Path, tar: &[u8], entry: &str, why: &str) {
+    let before = (
+        listing(&store.root().join("layers")),
+        listing(&store.root().join("tmp")),
+    );
+    let path = dir.join("hostile.tar");
+    fs::write(&path, tar).unwrap();
+    for src in [
+        LayerSource::Reader(Box::new(std::io::Cursor::new(tar.to_vec()))),
+        LayerSource::Tar(path),
+    ] {
+        match store.import_layer(src) {
+            Err(Error::Rejected { entry: e, reason }) => {
+                assert_eq!(e, entry, "{why}: wrong entry named ({reason})");
+                let msg = Error::Rejected {
+                    entry: e,
+                    reason: reason.clone(),
+                }
+                .to_string();
+                assert!(msg.contains(entry), "{msg}");
+            }
+            other => panic!("{why}: expected a rejection naming {entry:?}, got {other:?}"),
+        }
+        let after = (
+            listing(&store.root().join("layers")),
+            listing(&store.root().join("tmp")),
+        );
+        assert_eq!(before, after, "{why}: the store changed");
+    }
+}
+
+#[test]
+fn hostile_tars_are_refused_and_leave_nothing() {
+    if !mountkit_testutil::privileged("hostile_tars_are_refused_and_leave_nothing") {
+        return;
+    }
+    mountkit_testutil::in_mount_ns(|| {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let store = Store::open(t.path().join("store")).unwrap();
+        let out = outside.to_str().unwrap();
+
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[file("../x", b"evil")]),
+            "../x",
+            "dot-dot",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[dir("a/"), file("a/../../x", b"evil")]),
+            "a/../../x",
+            "nested dot-dot",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[symlink("link", out), file("link/f", b"evil")]),
+            "link/f",
+            "through a symlink",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[symlink("link", out), dir("link/")]),
+            "link/",
+            "dir over symlink",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[file("ok", b"1"), hardlink("h", "../../etc/passwd")]),
+            "h",
+            "hard link out",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[hardlink("h", "later"), file("later", b"1")]),
+            "h",
+            "hard link forward",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[symlink(".", out)]),
+            ".",
+            "symlink named .",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[symlink("/", out)]),
+            "/",
+            "symlink named /",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[file("./", b"x")]),
+            "./",
+            "file named ./",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[dir("d/"), file("d/in", b"1"), file("d", b"x")]),
+            "d",
+            "file over dir",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[file("f", b"x"), dir("f/")]),
+            "f/",
+            "dir over file",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[file("f", b"x"), symlink("f", "y")]),
+            "f",
+            "symlink over file",
+        );
+        assert_refused(
+            &store,
+            t.path(),
+            &tar_bytes(&[file("x", b"x"), file(".wh.x", b"")]),
+            ".wh.x",
+            "whiteout over file",
+        );
+        assert!(
+            listing(&outside).is_empty(),
+            "nothing was written outside the layer"
+        );
+        assert!(!Path::new("/etc/passwd-").exists() || fs::read("/etc/passwd").is_ok());
+
+        // Not refused, by decision: absolute names land inside the layer; same-type duplicates replace;
+        // dir over dir merges; the root directory entry is fine.
+        let tar = tar_bytes(&[
+            dir("./"),
+            file("/abs", b"1"),
+            file("dup", b"old"),
+            file("dup", b"new"),
+            dir("m/"),
+            dir("m/"),
+        ]);
+        let info = store
+            .import_layer(LayerSource::Reader(Box::new(std::io::Cursor::new(tar))))
+            .unwrap();
+        let l = store.layer_path(&info.id);
+        assert_eq!(fs::read(l.join("abs")).unwrap(), b"1");
+        assert_eq!(fs::read(l.join("dup")).unwrap(), b"new");
+        assert!(l.join("m").is_dir());
+        assert_eq!(listing(&store.root().join("tmp")), Vec::<String>::new());
+    });
+}
+
+#[test]
+fn images_protect_their_layers_and_gc_removes_the_rest() {
+    if !mountkit_testutil::privileged("images_protect_their_layers_and_gc_removes_the_rest") {
+        return;
+    }
+    mountkit_testutil::in_mount_ns(|| {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path().join("store")).unwrap();
+        let imp = |name: &str| {
+            let tar = tar_bytes(&[file(name, name.as_bytes())]);
+            store
+                .import_layer(LayerSource::Reader(Box::new(std::io::Cursor::new(tar))))
+                .unwrap()
+                .id
+        };
+        let (l1, l2, l3) = (imp("one"), imp("two"), imp("three"));
+        let config = ImageConfig {
+            env: vec!["A=1".into()],
+            volumes: vec!["/data".into()],
+            cmd: Some(vec!["sh".into()]),
+            ..Default::default()
+        };
+        let img = store
+            .create_image(Some("app:1"), &[l1.clone(), l2.clone()], config.clone())
+            .unwrap();
+        assert!(img.id.starts_with("sha256:"));
+        assert_eq!(store.image("app:1").unwrap(), img);
+        assert_eq!(store.image(&img.id).unwrap(), img);
+        assert_eq!(store.image(&img.id["sha256:".len()..][..6]).unwrap(), img);
+        assert!(matches!(
+            store.create_image(Some("app:1"), std::slice::from_ref(&l3), ImageConfig::default()),
+            Err(Error::NameTaken { .. })
+        ));
+        assert!(matches!(
+            store.create_image(Some("../x"), std::slice::from_ref(&l3), ImageConfig::default()),
+            Err(Error::InvalidName { .. })
+        ));
+        assert!(matches!(store.image("nope"), Err(Error::NotFound { .. })));
+
+        // Same content under a second name: the ID is shared, so looking it up by ID is ambiguous.
+        let twin = store
+            .create_image(Some("app:latest"), &[l1.clone(), l2.clone()], config)
+            .unwrap();
+        assert_eq!(twin.id, img.id);
+        assert!(matches!(store.image(&img.id), Err(Error::Ambiguous { .. })));
+
+        match store.remove_layer(&l1.hex()[..12]) {
+            Err(Error::InUse { layer, images }) => {
+                assert_eq!(layer, l1.to_string());
+                assert_eq!(images, ["app:1", "app:latest"]);
+            }
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        assert_eq!(store.remove_layer(&l3.to_string()).unwrap(), l3);
+        assert!(matches!(
+            store.layer(&l3.to_string()),
+            Err(Error::NotFound { .. })
+        ));
+        assert!(!store.root().join("layers").join(l3.hex()).exists());
+
+        assert_eq!(
+            store.remove_image("app:1").unwrap().name.as_deref(),
+            Some("app:1")
+        );
+        assert!(
+            store.gc().unwrap().is_empty(),
+            "app:latest still uses both layers"
+        );
+        store.remove_image("app:latest").unwrap();
+        let mut removed = store.gc().unwrap();
+        removed.sort();
+        let mut want = vec![l1.clone(), l2.clone()];
+        want.sort();
+        assert_eq!(removed, want);
+        assert!(store.layers().unwrap().is_empty());
+        assert!(listing(&store.root().join("tmp")).is_empty());
+    });
+}
+
+#[test]
+fn concurrent_imports_of_one_layer_both_succeed_and_stale_staging_is_swept() {
+    if !mountkit_testutil::privileged(
+        "concurrent_imports_of_one_layer_both_succeed_and_stale_staging_is_swept",
+    ) {
+        return;
+    }
+    mountkit_testutil::in_mount_ns(|| {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("store");
+        let mut entries = Vec::new();
+        let names: Vec<String> = (0..200).map(|i| format!("f{i:03}")).collect();
+        for n in &names {
+            entries.push(file(n, b"some data"));
+        }
+        let tar = tar_bytes(&entries);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let (root, tar) = (root.clone(), tar.clone());
+                    s.spawn(move || {
+                        let store = Store::open(&root).unwrap();
+                        store.import_layer(LayerSource::Reader(Box::new(std::io::Cursor::new(tar))))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ids: Vec<_> = results.into_iter().map(|r| r.unwrap().id).collect();
+        assert_eq!(ids[0], ids[1]);
+        let store = Store::open(&root).unwrap();
+        assert_eq!(store.layers().unwrap().len(), 1);
+        assert_eq!(listing(&store.layer_path(&ids[0])).len(), 200);
+
+        // Stale staging (nobody holds its lock) is swept; staging someone holds stays.
+        let tmp = root.join("tmp");
+        fs::create_dir_all(tmp.join("dead/diff/x")).unwrap();
+        fs::write(tmp.join("dead.lock"), b"").unwrap();
+        fs::create_dir_all(tmp.join("orphan")).unwrap();
+        fs::create_dir_all(tmp.join("live")).unwrap();
+        let held = mountkit_safefs::Lock::exclusive(&tmp.join("live.lock")).unwrap();
+        let _store = Store::open(&root).unwrap();
+        assert_eq!(listing(&tmp), ["live", "live.lock"]);
+        drop(held);
+    });
+}
