@@ -485,10 +485,16 @@ fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Error> {
         return Ok(());
     };
     debug!(error = %e, "sysfs refused; falling back to a read-only rbind of the host's /sys");
+    bind_host_sys_readonly(root, target.as_fd())
+}
+
+/// The fallback for `/sys`: the host's `/sys` bound recursively onto `target`, then made read-only
+/// recursively with `mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`.
+fn bind_host_sys_readonly(root: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Error> {
     mount_at(
         "sys",
         "/sys (rbind) on /sys",
-        target.as_fd(),
+        target,
         Some("/sys"),
         None,
         libc::MS_BIND | libc::MS_REC,
@@ -729,6 +735,33 @@ fn exec(argv: &[CString], envp: &[CString], path_var: &str) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn sys_fallback_is_a_recursive_read_only_bind() {
+        if !mountkit_testutil::privileged("sys_fallback_is_a_recursive_read_only_bind") {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        mountkit_testutil::in_mount_ns(|| {
+            let rootfd = inroot::open_root(&root).unwrap();
+            let target = in_root_dir("sys", rootfd.as_fd(), "sys", 0o555).unwrap();
+            bind_host_sys_readonly(rootfd.as_fd(), target.as_fd()).unwrap();
+            assert!(root.join("sys/kernel").is_dir(), "host /sys content is visible");
+            let e = std::fs::create_dir(root.join("sys/x")).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+            let mine = format!(" {}/sys", root.display());
+            let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            let lines: Vec<&str> = mi.lines().filter(|l| l.contains(&mine)).collect();
+            assert!(!lines.is_empty());
+            for l in &lines {
+                let opts = l.split(' ').nth(5).unwrap();
+                assert!(opts.split(',').any(|o| o == "ro"), "submount not read-only: {l}");
+            }
+        });
+    }
+
     #[test]
     fn dev_layout_constants() {
         assert!(super::DEV_NODES.contains(&"null") && super::DEV_NODES.contains(&"tty"));

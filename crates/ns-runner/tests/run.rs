@@ -765,3 +765,41 @@ fn umask_is_022() {
     assert_eq!(o, Outcome::Code(0));
     assert_eq!(out.trim(), "0022");
 }
+
+#[test]
+fn root_that_is_already_a_mount_point_is_used_as_is() {
+    privileged!("root_that_is_already_a_mount_point_is_used_as_is");
+    let t = rootfs();
+    let mnt = t.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let (src, dst) = (t.root.clone(), mnt.clone());
+    let prepare: Prepare = Box::new(move || {
+        let s = std::ffi::CString::new(src.to_str().unwrap()).unwrap();
+        let d = std::ffi::CString::new(dst.to_str().unwrap()).unwrap();
+        let r = unsafe {
+            libc::mount(
+                s.as_ptr(),
+                d.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            return Err(format!("bind: {}", std::io::Error::last_os_error()).into());
+        }
+        Ok(dst)
+    });
+    let script = "touch /x 2>/dev/null && echo rw || echo ro; cat /proc/self/mountinfo";
+    let (o, out) = run_with(&t, &sh(script).readonly_root(true), prepare, || {});
+    assert_eq!(o, Outcome::Code(0));
+    let (first, mi) = out.split_once('\n').unwrap();
+    assert_eq!(first, "ro");
+    let roots: Vec<_> = mount_points(mi).into_iter().filter(|m| m.0 == "/").collect();
+    assert_eq!(roots.len(), 1, "{mi}");
+    assert!(roots[0].1.split(',').any(|o| o == "ro"), "{roots:?}");
+    assert!(
+        std::fs::read_dir(&mnt).unwrap().next().is_none(),
+        "the bind stayed in the container's namespace"
+    );
+}
