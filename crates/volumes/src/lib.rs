@@ -8,6 +8,8 @@
 //! ```text
 //! <root>/.lock                 flock(2)ed by every command that changes the registry
 //! <root>/.tmp/                 staging: volumes are created here and renamed in; removed ones renamed out
+//! <root>/.generation           bumped (under the lock) before every change
+//! <root>/.list-cache.json      every record at one generation: `list` reads one file, not one per volume
 //! <root>/<name>/volume.json    the metadata (JSON, written atomically through mountkit-safefs)
 //! <root>/<name>/_data/         the data; a container gets it bind-mounted (the `mountpoint`)
 //! ```
@@ -77,8 +79,18 @@
 //!   Docker), but once a volume has had content it is never filled again, even if emptied (Docker would
 //!   fill an emptied volume again; mountkit prefers not to resurrect data the user deleted).
 //! - **Locking**: one exclusive `flock` on `<root>/.lock` around every change (including populate and driver
-//!   mounts). Reads ([`get`](Registry::get), [`list`](Registry::list)) take no lock: every record is
-//!   replaced atomically and volumes appear and disappear by rename, so a reader sees whole volumes.
+//!   mounts). [`get`](Registry::get) takes no lock: every record is replaced atomically and volumes appear
+//!   and disappear by rename, so a reader sees whole volumes.
+//! - **The list cache**: reading 1,000 small files costs more than a CLI should spend on `volume ls` (and
+//!   `reconcile` runs before every command), so `list`, `prune` and `reconcile` read `.list-cache.json`
+//!   when its generation equals `.generation` and it was written in this boot; otherwise they read every
+//!   record (under the shared lock) and rewrite the cache. Every change bumps the generation first, so a
+//!   change that dies halfway still invalidates the cache. Both files are written without fsync; the boot
+//!   ID guards against a power loss reverting them. The `volume.json` records stay the truth: deleting the
+//!   two files is always safe. Records edited by hand are seen by `get` at once, by `list` after the next
+//!   change.
+//! - **Durability**: a create is fsynced (record, staging directory, registry directory) before it
+//!   returns. A removal is not (as in Docker): after a power loss a removed volume may reappear, whole.
 //! - **Metadata format**: JSON (`volume.json`), the same shape as [`Volume`]'s serde form.
 //!
 //! # Dependencies

@@ -1,5 +1,6 @@
 //! The registry: volume records on disk, their lifecycle, references, acquire/release and prune.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
@@ -20,6 +21,29 @@ const META: &str = "volume.json";
 const DATA: &str = "_data";
 const TMP: &str = ".tmp";
 const LOCK: &str = ".lock";
+const GENERATION: &str = ".generation";
+const CACHE: &str = ".list-cache.json";
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The registry lock, held for one change; the first write under it bumps the generation.
+struct Held {
+    _lock: Lock,
+    bumped: Cell<bool>,
+}
+
+/// The list cache: every volume at one generation of the registry, in one file.
+#[derive(Serialize, Deserialize)]
+struct Cache {
+    boot_id: String,
+    generation: u64,
+    volumes: Vec<Volume>,
+}
+
+fn boot_id() -> String {
+    fs::read_to_string(BOOT_ID)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
 
 /// What to create: the driver (only `local`), labels, driver options, and whether the volume is anonymous.
 #[derive(Debug, Clone, Default)]
@@ -148,8 +172,92 @@ impl Registry {
         &self.root
     }
 
-    fn lock(&self) -> Result<Lock> {
-        Ok(Lock::exclusive(&self.root.join(LOCK))?)
+    fn lock(&self) -> Result<Held> {
+        Ok(Held {
+            _lock: Lock::exclusive(&self.root.join(LOCK))?,
+            bumped: Cell::new(false),
+        })
+    }
+
+    fn generation(&self) -> u64 {
+        fs::read_to_string(self.root.join(GENERATION))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Called (with the lock held) before the first change on disk: invalidates the list cache, even if
+    /// the process dies halfway through the change.
+    fn touch(&self, held: &Held) -> Result<()> {
+        if !held.bumped.get() {
+            let next = self.generation().wrapping_add(1);
+            mountkit_safefs::write_atomic_nosync(&self.root.join(GENERATION), next.to_string().as_bytes())?;
+            held.bumped.set(true);
+        }
+        Ok(())
+    }
+
+    /// Every volume, from the cache when it is current, else from the records (then the cache is rebuilt).
+    /// The caller holds the registry lock (shared or exclusive). With `lenient`, corrupt records are
+    /// skipped with a warning (and the cache is not written); otherwise they are an error.
+    fn snapshot_locked(&self, lenient: bool) -> Result<Vec<Volume>> {
+        let generation = self.generation();
+        let boot = boot_id();
+        if let Some(vols) = self.read_cache(generation, &boot) {
+            return Ok(vols);
+        }
+        let mut vols = Vec::new();
+        let mut complete = true;
+        for name in self.names()? {
+            match self.load(&name) {
+                Ok(v) => vols.push(v),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) if lenient => {
+                    warn!("skipping a volume: {e}");
+                    complete = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if complete {
+            let cache = Cache {
+                boot_id: boot,
+                generation,
+                volumes: vols,
+            };
+            match serde_json::to_vec(&cache) {
+                Ok(json) => {
+                    if let Err(e) = mountkit_safefs::write_atomic_nosync(&self.root.join(CACHE), &json) {
+                        debug!("cannot write the volume list cache: {e}");
+                    }
+                }
+                Err(e) => debug!("cannot encode the volume list cache: {e}"),
+            }
+            vols = cache.volumes;
+        }
+        Ok(vols)
+    }
+
+    fn read_cache(&self, generation: u64, boot: &str) -> Option<Vec<Volume>> {
+        let bytes = fs::read(self.root.join(CACHE)).ok()?;
+        let cache: Cache = serde_json::from_slice(&bytes).ok()?;
+        if cache.generation != generation || cache.boot_id != boot || boot.is_empty() {
+            return None;
+        }
+        let mut vols = cache.volumes;
+        for v in &mut vols {
+            v.mountpoint = self.data_path(&v.name);
+        }
+        Some(vols)
+    }
+
+    /// Every volume, without waiting for a lock when the cache is current.
+    fn snapshot(&self) -> Result<Vec<Volume>> {
+        if let Some(vols) = self.read_cache(self.generation(), &boot_id()) {
+            return Ok(vols);
+        }
+        let _shared = Lock::shared(&self.root.join(LOCK))?;
+        self.snapshot_locked(false)
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -197,7 +305,8 @@ impl Registry {
         Ok(())
     }
 
-    fn save(&self, vol: &Volume) -> Result<()> {
+    fn save(&self, held: &Held, vol: &Volume) -> Result<()> {
+        self.touch(held)?;
         Self::save_to(&self.dir(&vol.name), vol)
     }
 
@@ -215,7 +324,7 @@ impl Registry {
             }
             None => generate(),
         };
-        let _lock = self.lock()?;
+        let held = self.lock()?;
         match self.load(&name) {
             Ok(existing) => {
                 if existing.driver != driver || existing.options != opts.options {
@@ -252,6 +361,7 @@ impl Registry {
         mkdir(&stage.join(DATA), 0o755)?;
         Self::save_to(&stage, &vol)?;
         let dest = self.dir(&name);
+        self.touch(&held)?;
         fs::rename(&stage, &dest).map_err(|e| Error::io("move staged volume into place at", &dest, e))?;
         sync_dir(&self.root)?;
         info!(volume = %name, "created volume");
@@ -285,15 +395,9 @@ impl Registry {
 
     /// The volumes that pass `filters` (all of them when empty), sorted by name.
     pub fn list(&self, filters: &[Filter]) -> Result<Vec<Volume>> {
-        let mut out = Vec::new();
-        for name in self.names()? {
-            match self.load(&name) {
-                Ok(v) if matches_all(filters, &v) => out.push(v),
-                Ok(_) | Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        let mut all = self.snapshot()?;
+        all.retain(|v| matches_all(filters, v));
+        Ok(all)
     }
 
     /// Removes the volume `name`; `Ok(false)` when it does not exist and `force` is set.
@@ -302,17 +406,17 @@ impl Registry {
     /// anything is mounted under its directory; nothing is deleted then.
     pub fn remove(&self, name: &str, force: bool) -> Result<bool> {
         validate_name(name)?;
-        let _lock = self.lock()?;
+        let held = self.lock()?;
         let vol = match self.load(name) {
             Ok(v) => v,
             Err(Error::NotFound { .. }) if force => return Ok(false),
             Err(e) => return Err(e),
         };
-        self.remove_locked(&vol)?;
+        self.remove_locked(&held, &vol)?;
         Ok(true)
     }
 
-    fn remove_locked(&self, vol: &Volume) -> Result<()> {
+    fn remove_locked(&self, held: &Held, vol: &Volume) -> Result<()> {
         if !vol.users.is_empty() {
             return Err(Error::InUse {
                 name: vol.name.clone(),
@@ -338,8 +442,8 @@ impl Registry {
             .join(TMP)
             .join(format!("rm-{}", mountkit_safefs::random_hex(8)));
         debug!(volume = %vol.name, "moving volume out of the registry for removal");
+        self.touch(held)?;
         fs::rename(&dir, &grave).map_err(|e| Error::io("move out for removal", &dir, e))?;
-        sync_dir(&self.root)?;
         mountkit_safefs::remove_tree(&grave)?;
         info!(volume = %vol.name, "removed volume");
         Ok(())
@@ -348,24 +452,17 @@ impl Registry {
     /// Removes unreferenced, inactive volumes that pass `filters`: anonymous ones only, or named ones too
     /// with `all`. Returns the names removed.
     pub fn prune(&self, all: bool, filters: &[Filter]) -> Result<Vec<String>> {
-        let _lock = self.lock()?;
+        let held = self.lock()?;
         let mut removed = Vec::new();
-        for name in self.names()? {
-            let vol = match self.load(&name) {
-                Ok(v) => v,
-                Err(Error::NotFound { .. }) => continue,
-                Err(e) => {
-                    warn!("prune skips a volume: {e}");
-                    continue;
-                }
-            };
+        for vol in self.snapshot_locked(true)? {
+            let name = vol.name.clone();
             if !vol.users.is_empty() || !vol.active.is_empty() || (!all && !vol.anonymous) {
                 continue;
             }
             if !matches_all(filters, &vol) {
                 continue;
             }
-            match self.remove_locked(&vol) {
+            match self.remove_locked(&held, &vol) {
                 Ok(()) => removed.push(name),
                 Err(e) => warn!("prune skips a volume: {e}"),
             }
@@ -376,11 +473,11 @@ impl Registry {
     /// Records that `container` references the volume (at container create). Idempotent.
     pub fn add_ref(&self, name: &str, container: &str) -> Result<()> {
         validate_name(name)?;
-        let _lock = self.lock()?;
+        let held = self.lock()?;
         let mut vol = self.load(name)?;
         if insert_sorted(&mut vol.users, container) {
             debug!(volume = name, container, "volume referenced");
-            self.save(&vol)?;
+            self.save(&held, &vol)?;
         }
         Ok(())
     }
@@ -388,11 +485,11 @@ impl Registry {
     /// Drops `container`'s reference (at container rm). Idempotent; [`Error::NotFound`] if the volume is gone.
     pub fn remove_ref(&self, name: &str, container: &str) -> Result<()> {
         validate_name(name)?;
-        let _lock = self.lock()?;
+        let held = self.lock()?;
         let mut vol = self.load(name)?;
         if remove_item(&mut vol.users, container) {
             debug!(volume = name, container, "volume reference dropped");
-            self.save(&vol)?;
+            self.save(&held, &vol)?;
         }
         Ok(())
     }
@@ -403,7 +500,7 @@ impl Registry {
     /// namespace; later users share it. Idempotent per user.
     pub fn acquire(&self, name: &str, user: &str) -> Result<PathBuf> {
         validate_name(name)?;
-        let _lock = self.lock()?;
+        let held = self.lock()?;
         let mut vol = self.load(name)?;
         let data = vol.mountpoint.clone();
         if let Backing::Mount(plan) = driver::parse(&vol.options)? {
@@ -417,24 +514,24 @@ impl Registry {
             if !attached {
                 // Record the intent first: a crash after the mount leaves a record reconcile can act on.
                 vol.mounted = true;
-                self.save(&vol)?;
+                self.save(&held, &vol)?;
                 if let Err(e) = driver::mount(name, &plan, &data) {
                     vol.mounted = false;
-                    self.save(&vol)?;
+                    self.save(&held, &vol)?;
                     return Err(e);
                 }
                 info!(volume = name, what = %plan.describe(), "volume mounted");
             }
         }
         insert_sorted(&mut vol.active, user);
-        self.save(&vol)?;
+        self.save(&held, &vol)?;
         Ok(data)
     }
 
     /// Ends `user`'s use of the volume; the last user out unmounts a driver mount. Idempotent per user.
     pub fn release(&self, name: &str, user: &str) -> Result<()> {
         validate_name(name)?;
-        let _lock = self.lock()?;
+        let held = self.lock()?;
         let mut vol = self.load(name)?;
         let changed = remove_item(&mut vol.active, user);
         if vol.active.is_empty() && vol.mounted {
@@ -442,7 +539,7 @@ impl Registry {
         } else if !changed {
             return Ok(());
         }
-        self.save(&vol)
+        self.save(&held, &vol)
     }
 
     /// Unmounts the volume's driver mount if it is attached; clears `mounted`. The caller saves.
@@ -463,17 +560,13 @@ impl Registry {
     /// Forgets active users for whom `is_alive` is false, and unmounts driver mounts left with no live user
     /// (after a crash). Also clears stale staging. Call it at the start of every command.
     pub fn reconcile(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<()> {
-        let _lock = self.lock()?;
+        let held = self.lock()?;
         self.sweep_tmp();
-        for name in self.names()? {
-            let mut vol = match self.load(&name) {
-                Ok(v) => v,
-                Err(Error::NotFound { .. }) => continue,
-                Err(e) => {
-                    warn!("reconcile skips a volume: {e}");
-                    continue;
-                }
-            };
+        for mut vol in self.snapshot_locked(true)? {
+            if vol.active.is_empty() && !vol.mounted {
+                continue;
+            }
+            let name = vol.name.clone();
             let before = vol.active.len();
             vol.active.retain(|u| {
                 let alive = is_alive(u);
@@ -488,7 +581,7 @@ impl Registry {
                 changed = true;
             }
             if changed {
-                self.save(&vol)?;
+                self.save(&held, &vol)?;
             }
         }
         Ok(())
@@ -501,7 +594,7 @@ impl Registry {
     /// the mount and not in the directory under it.
     pub fn populate(&self, name: &str, source: &Path) -> Result<bool> {
         validate_name(name)?;
-        let _lock = self.lock()?;
+        let held = self.lock()?;
         let mut vol = self.load(name)?;
         if vol.populated {
             return Ok(false);
@@ -517,7 +610,7 @@ impl Registry {
         }
         if !dir_is_empty(&data)? {
             vol.populated = true;
-            self.save(&vol)?;
+            self.save(&held, &vol)?;
             return Ok(false);
         }
         let meta = match fs::symlink_metadata(source) {
@@ -537,7 +630,7 @@ impl Registry {
         debug!(volume = name, source = %source.display(), "populating volume from image content");
         crate::copy::copy_tree(source, &data)?;
         vol.populated = true;
-        self.save(&vol)?;
+        self.save(&held, &vol)?;
         info!(volume = name, "volume populated");
         Ok(true)
     }

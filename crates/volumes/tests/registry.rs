@@ -303,3 +303,51 @@ fn corrupt_metadata_is_reported_with_its_path() {
     // Reconcile must not be blocked by one bad record.
     reg.reconcile(&|_| true).unwrap();
 }
+
+#[test]
+fn list_cache_follows_every_change() {
+    let (_d, reg) = registry();
+    let dangling = |reg: &Registry| names(reg.list(&[f("dangling=true")]).unwrap());
+    assert!(reg.list(&[]).unwrap().is_empty());
+    reg.create(Some("a1"), CreateOptions::default()).unwrap();
+    assert_eq!(dangling(&reg), ["a1"]);
+    reg.add_ref("a1", "c1").unwrap();
+    assert!(dangling(&reg).is_empty());
+    reg.acquire("a1", "c1").unwrap();
+    assert_eq!(reg.list(&[]).unwrap()[0].active, ["c1"]);
+    reg.release("a1", "c1").unwrap();
+    assert!(reg.list(&[]).unwrap()[0].active.is_empty());
+    reg.remove_ref("a1", "c1").unwrap();
+    assert_eq!(dangling(&reg), ["a1"]);
+    // Another Registry handle (another process) sees the same.
+    let other = Registry::open(reg.root()).unwrap();
+    other.remove("a1", false).unwrap();
+    assert!(reg.list(&[]).unwrap().is_empty());
+    reg.create(Some("b2"), CreateOptions::default()).unwrap();
+    assert_eq!(names(other.list(&[]).unwrap()), ["b2"]);
+}
+
+#[test]
+fn list_cache_is_used_only_for_its_generation_and_boot() {
+    let (_d, reg) = registry();
+    reg.create(Some("real"), CreateOptions::default()).unwrap();
+    assert_eq!(names(reg.list(&[]).unwrap()), ["real"]); // builds the cache
+    let cache_path = reg.root().join(".list-cache.json");
+    let mut cache: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache_path).unwrap()).unwrap();
+    // A doctored cache of the current generation and boot is what list serves: the cache is really used.
+    cache["volumes"][0]["name"] = "from-cache".into();
+    std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
+    assert_eq!(names(reg.list(&[]).unwrap()), ["from-cache"]);
+    // From another boot (a power loss may have dropped unsynced writes), it is ignored.
+    cache["boot_id"] = "00000000-0000-0000-0000-000000000000".into();
+    std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
+    assert_eq!(names(reg.list(&[]).unwrap()), ["real"]);
+    // From an older generation, too.
+    cache["boot_id"] = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .into();
+    cache["generation"] = 0.into();
+    std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
+    assert_eq!(names(reg.list(&[]).unwrap()), ["real"]);
+}
