@@ -135,12 +135,16 @@ fn set_name(name: &std::ffi::CStr) {
 fn relay(child: libc::pid_t, waitset: &libc::sigset_t, _lifeline: OwnedFd) -> ! {
     loop {
         // SAFETY: sigwaitinfo with a live set and a zeroed siginfo to fill.
-        let sig = unsafe {
+        let (sig, code) = unsafe {
             let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::sigwaitinfo(waitset, &mut info)
+            (libc::sigwaitinfo(waitset, &mut info), info.si_code)
         };
         if sig < 0 {
             continue; // EINTR
+        }
+        if sig != libc::SIGCHLD && code == sys::SI_KERNEL {
+            trace!(sig, "terminal-generated signal: the container got it directly");
+            continue;
         }
         if sig != libc::SIGCHLD {
             trace!(sig, "forwarding signal to the container process");

@@ -54,13 +54,15 @@
 //!   and drops its mount namespace. Note that PDEATHSIG follows the *thread* that called [`spawn`]:
 //!   call it from a thread that outlives the container.
 //! - **Signals.** [`spawn`] blocks SIGINT, SIGTERM and SIGHUP in the calling thread (before the fork,
-//!   so none is lost), [`Running::wait`] forwards
-//!   each one received to the container (through a `signalfd`; a `pidfd` tells when the supervisor
-//!   exited) and restores the mask afterwards; such signals still pending when the container has exited
-//!   were meant for it and are discarded. In a multi-threaded program, block these signals in every
+//!   so none is lost); [`Running::wait`] forwards each one received to the container (through a
+//!   `signalfd`; a `pidfd` tells when the supervisor exited) and restores the mask afterwards. Such
+//!   signals still pending when the container has exited were meant for it and are discarded. Signals
+//!   the *kernel* generated (`SI_KERNEL`: Ctrl-C or a hang-up on the terminal) are not forwarded: they
+//!   went to the whole foreground process group, which the container process is part of, so
+//!   forwarding would deliver them twice. In a multi-threaded program, block these signals in every
 //!   other thread too, or the kernel may deliver them there. As with Docker without `--init`, the
 //!   container's PID 1 only receives a signal it has a handler for (the kernel's rule for namespace
-//!   init processes); SIGKILL always works.
+//!   init processes); SIGKILL from outside always works.
 //! - **No user name** means root, with root's supplementary groups from the image's group file; the
 //!   home directory is the passwd entry's, else `/root` for uid 0, else `/`.
 //! - **Hostname** is left as the host's (in the container's own UTS namespace) when none is given.
@@ -471,7 +473,14 @@ impl Running {
     }
 
     fn forward_pending(&self, sfd: &OwnedFd) {
-        while let Some(sig) = read_signal(sfd) {
+        while let Some((sig, code)) = read_signal(sfd) {
+            if code == sys::SI_KERNEL {
+                debug!(
+                    sig,
+                    "terminal-generated signal: the container got it from the terminal too"
+                );
+                continue;
+            }
             debug!(sig, pid = self.pid, "forwarding signal to the container");
             // SAFETY: kill with our own unreaped child.
             unsafe { libc::kill(self.supervisor, sig) };
@@ -479,7 +488,8 @@ impl Running {
     }
 }
 
-fn read_signal(sfd: &OwnedFd) -> Option<i32> {
+/// One queued signal: (number, `si_code`).
+fn read_signal(sfd: &OwnedFd) -> Option<(i32, i32)> {
     // SAFETY: reads one plain-data signalfd_siginfo from a non-blocking signalfd.
     unsafe {
         let mut info: libc::signalfd_siginfo = std::mem::zeroed();
@@ -488,7 +498,8 @@ fn read_signal(sfd: &OwnedFd) -> Option<i32> {
             (&mut info as *mut libc::signalfd_siginfo).cast(),
             std::mem::size_of::<libc::signalfd_siginfo>(),
         );
-        (n == std::mem::size_of::<libc::signalfd_siginfo>() as isize).then_some(info.ssi_signo as i32)
+        (n == std::mem::size_of::<libc::signalfd_siginfo>() as isize)
+            .then_some((info.ssi_signo as i32, info.ssi_code))
     }
 }
 

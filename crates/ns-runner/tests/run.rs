@@ -803,3 +803,38 @@ fn root_that_is_already_a_mount_point_is_used_as_is() {
         "the bind stayed in the container's namespace"
     );
 }
+
+#[test]
+fn terminal_ctrl_c_reaches_the_command_once() {
+    privileged!("terminal_ctrl_c_reaches_the_command_once");
+    let t = rootfs();
+    // A pseudo-terminal that the runner process takes as its controlling terminal.
+    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+    assert!(master >= 0);
+    assert_eq!(unsafe { libc::grantpt(master) }, 0);
+    assert_eq!(unsafe { libc::unlockpt(master) }, 0);
+    let slave = unsafe { std::ffi::CStr::from_ptr(libc::ptsname(master)) }.to_owned();
+    let pre = move || unsafe {
+        assert!(libc::setsid() > 0);
+        let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
+        assert!(fd >= 0);
+        assert_eq!(libc::ioctl(fd, libc::TIOCSCTTY, 0), 0);
+    };
+    let script = "trap 'echo int >> /ints' INT; touch /ready; \
+                  while :; do sleep 0.05 & wait; [ -f /stop ] && exit 5; done";
+    let mut f = fork_runner(&t, &sh(script), t.prepare(), pre);
+    f.wait_spawned();
+    wait_for(&t.root.join("ready"), "the container's ready file");
+    // Ctrl-C typed on the terminal: the kernel signals the foreground process group.
+    assert_eq!(unsafe { libc::write(master, b"\x03".as_ptr().cast(), 1) }, 1);
+    wait_for(&t.root.join("ints"), "the trap's output");
+    std::fs::write(t.root.join("stop"), "").unwrap();
+    let (o, _) = f.finish();
+    assert_eq!(o, Outcome::Code(5));
+    assert_eq!(
+        std::fs::read_to_string(t.root.join("ints")).unwrap(),
+        "int\n",
+        "SIGINT delivered twice"
+    );
+    unsafe { libc::close(master) };
+}
