@@ -838,3 +838,16 @@ fn terminal_ctrl_c_reaches_the_command_once() {
     );
     unsafe { libc::close(master) };
 }
+
+#[test]
+fn running_signal_reaches_the_command() {
+    privileged!("running_signal_reaches_the_command");
+    let t = rootfs();
+    let spec = sh("trap 'exit 3' HUP; touch /ready; sleep 1000 & wait");
+    let r = spawn(&spec, t.prepare()).unwrap();
+    assert_ne!(r.pid(), r.supervisor_pid());
+    wait_for(&t.root.join("ready"), "the container's ready file");
+    r.signal(libc::SIGHUP).unwrap();
+    assert_eq!(r.wait().unwrap(), mountkit_ns_runner::Exit::Code(3));
+    assert!(t.host_mounts().is_empty());
+}
