@@ -105,6 +105,7 @@ pub(crate) fn unpack(src: impl Read, dest: &Path) -> Result<Unpacked> {
         cache: None,
         dirs: Vec::new(),
         entries: 0,
+        buf: vec![0u8; 1 << 18],
     };
     let mut hr = HashReader::new(src);
     {
@@ -190,6 +191,8 @@ struct Unpacker {
     /// Directories whose mode and times are set at the end: (path, mode, mtime).
     dirs: Vec<(Vec<u8>, u32, (i64, u32))>,
     entries: u64,
+    /// The copy buffer for file contents (one per unpack: memory stays flat).
+    buf: Vec<u8>,
 }
 
 fn join(comps: &[&[u8]]) -> Vec<u8> {
@@ -213,6 +216,7 @@ impl Unpacker {
             return Ok(());
         }
         self.entries += 1;
+        tracing::trace!(entry = %shown, ty = ?ty, "extract");
         let meta = read_meta(e, &shown)?;
         let comps = normalise(&raw).map_err(|r| Error::rejected(&shown, r))?;
         let kind = match ty {
@@ -407,7 +411,16 @@ impl Unpacker {
                 )
                 .map_err(|e| Error::io("create file", shown, e))?;
                 let mut f = std::fs::File::from(fd);
-                io::copy(e, &mut f).map_err(|err| Error::io("write file", shown, err))?;
+                loop {
+                    let n = match e.read(&mut self.buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(err) => return Err(bad_stream(err)),
+                    };
+                    f.write_all(&self.buf[..n])
+                        .map_err(|err| Error::io("write file", shown, err))?;
+                }
                 let fd = OwnedFd::from(f);
                 rustix::fs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
                     .map_err(|e| Error::io("chown", shown, e))?;
