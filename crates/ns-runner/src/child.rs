@@ -210,6 +210,7 @@ fn container(spec: &Spec, prepare: Prepare, lifeline: OwnedFd) -> Result<std::co
     mount_proc(rootfd.as_fd())?;
     mount_dev(rootfd.as_fd())?;
     mount_sys(rootfd.as_fd())?;
+    mask_paths(rootfd.as_fd())?;
     if spec.readonly_root {
         remount_root_readonly(rootfd.as_fd(), &root)?;
     }
@@ -524,6 +525,110 @@ fn bind_host_sys_readonly(root: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Resul
         )
     })
     .map_err(|e| fail("sys", format!("cannot make the /sys bind read-only: {e}")))?;
+    Ok(())
+}
+
+/// Docker's default read-only paths (bound onto themselves, read-only).
+const READONLY_PATHS: &[&str] = &[
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+/// Docker's default masked paths (a read-only empty tmpfs over directories, `/dev/null` over files).
+const MASKED_PATHS: &[&str] = &[
+    "proc/acpi",
+    "proc/asound",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "sys/devices/virtual/powercap",
+    "sys/firmware",
+];
+
+/// Step 4d: Docker's masked and read-only paths under `/proc` and `/sys`, so that the container does
+/// not change host-wide kernel settings by accident. (Defense in depth only: the container keeps root's
+/// capabilities and could undo it.) Paths this kernel does not have are skipped.
+fn mask_paths(root: BorrowedFd<'_>) -> Result<(), Error> {
+    let step = "masked-paths";
+    let ro = libc::MS_REMOUNT
+        | libc::MS_BIND
+        | libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC;
+    for p in READONLY_PATHS {
+        let Ok(fd) = inroot::resolve(root, Path::new(p)) else {
+            trace!(path = p, "absent; not made read-only");
+            continue;
+        };
+        let path = inroot::fd_path(fd.as_fd());
+        let src = path.to_string_lossy().into_owned();
+        mount_at(
+            step,
+            &format!("/{p} onto itself"),
+            fd.as_fd(),
+            Some(&src),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?;
+        // The descriptor still names the mount below; the new bind is found by resolving again.
+        let top = inroot::resolve(root, Path::new(p)).map_err(|e| fail(step, e))?;
+        mount_at(
+            step,
+            &format!("/{p} read-only"),
+            top.as_fd(),
+            None,
+            None,
+            ro,
+            None,
+        )?;
+    }
+    for p in MASKED_PATHS {
+        let Ok(fd) = inroot::resolve(root, Path::new(p)) else {
+            trace!(path = p, "absent; not masked");
+            continue;
+        };
+        let is_dir = std::fs::metadata(inroot::fd_path(fd.as_fd())).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            mount_at(
+                step,
+                &format!("empty tmpfs over /{p}"),
+                fd.as_fd(),
+                Some("tmpfs"),
+                Some("tmpfs"),
+                flags,
+                Some("size=0"),
+            )?;
+        } else {
+            mount_at(
+                step,
+                &format!("/dev/null over /{p}"),
+                fd.as_fd(),
+                Some("/dev/null"),
+                None,
+                libc::MS_BIND,
+                None,
+            )?;
+            let top = inroot::resolve(root, Path::new(p)).map_err(|e| fail(step, e))?;
+            mount_at(
+                step,
+                &format!("/{p} read-only"),
+                top.as_fd(),
+                None,
+                None,
+                ro,
+                None,
+            )?;
+        }
+    }
     Ok(())
 }
 

@@ -23,6 +23,9 @@
 //!    read-only bind of the host's `/sys` when a new sysfs is refused. Every target is resolved *inside
 //!    the root* with [`mountkit_safefs::inroot`] and mounted through `/proc/self/fd/N`, so an image whose
 //!    `/proc` is a symlink to `/../../etc` gets proc on *its own* `/etc`, never the host's.
+//!    Then Docker's masked paths (`/proc/kcore`, `/proc/keys`, `/proc/timer_list`, `/sys/firmware`,
+//!    ...: `/dev/null` or an empty read-only tmpfs over them) and read-only paths (`/proc/sys`,
+//!    `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus`, `/proc/fs`).
 //! 5. With `readonly_root`, the root mount (only it: volumes below keep their modes) is remounted
 //!    read-only, keeping its other flags.
 //! 6. The hostname, if given; `chdir(root)`, `pivot_root(".", ".")`, `umount2(".", MNT_DETACH)` of the
@@ -66,7 +69,7 @@
 //! - **No user name** means root, with root's supplementary groups from the image's group file; the
 //!   home directory is the passwd entry's, else `/root` for uid 0, else `/`.
 //! - **Hostname** is left as the host's (in the container's own UTS namespace) when none is given.
-//! - **Not done here:** capability dropping, seccomp, masked `/proc` paths, cgroups, rlimits (inherited
+//! - **Not done here:** capability dropping, seccomp, cgroups, rlimits (inherited
 //!   unchanged: root here lacks `CAP_SYS_RESOURCE`; nothing is raised), user namespaces.
 //! - **The prepare closure** runs in the forked container process: it must not rely on other threads of
 //!   the caller (they do not exist there) or on locks they might have held at fork time. It runs as

@@ -21,6 +21,7 @@ pub(crate) const STEPS: &[&str] = &[
     "proc",
     "dev",
     "sys",
+    "masked-paths",
     "readonly-root",
     "hostname",
     "pivot-root",

@@ -390,6 +390,43 @@ fn dev_and_sys_are_set_up() {
     assert_eq!(find("/dev/shm").2, "tmpfs");
     assert!(find("/sys").1.split(',').any(|o| o == "ro"), "{:?}", find("/sys"));
     assert!(find("/proc").1.contains("nosuid"));
+    // Docker's read-only and masked paths.
+    assert!(
+        find("/proc/sys").1.split(',').any(|o| o == "ro"),
+        "{:?}",
+        find("/proc/sys")
+    );
+    for p in [
+        "/proc/sysrq-trigger",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/timer_list",
+    ] {
+        if Path::new(p).exists() {
+            assert!(find(p).1.split(',').any(|o| o == "ro"), "{:?}", find(p));
+        }
+    }
+    if Path::new("/sys/firmware").is_dir() {
+        assert_eq!(find("/sys/firmware").2, "tmpfs");
+    }
+}
+
+#[test]
+fn proc_sys_is_read_only_and_timer_list_masked() {
+    privileged!("proc_sys_is_read_only_and_timer_list_masked");
+    let t = rootfs();
+    std::fs::copy(find_tool("wc"), t.root.join("bin/wc")).unwrap();
+    assert!(
+        std::fs::read("/proc/timer_list").is_ok_and(|b| !b.is_empty()),
+        "host has a /proc/timer_list"
+    );
+    // The hostname is the container's own (UTS namespace): without the read-only bind, this write
+    // would succeed, harmlessly.
+    let script = "(echo other > /proc/sys/kernel/hostname) 2>/dev/null && echo sys-writable || echo sys-ro; \
+                  cat /proc/timer_list 2>/dev/null | wc -c; ls /proc/self/ns >/dev/null && echo proc-ok";
+    let (o, out) = run(&t, &sh(script));
+    assert_eq!(o, Outcome::Code(0));
+    assert_eq!(out, "sys-ro\n0\nproc-ok\n");
 }
 
 #[test]
