@@ -19,18 +19,24 @@ struct Copier {
     links: HashMap<(u64, u64), PathBuf>,
 }
 
-fn mnt_id(path: &Path) -> Result<u64> {
-    let st = rustix::fs::statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::MNT_ID)
-        .map_err(|e| Error::io("statx", path, e))?;
+fn mnt_id(path: &Path, follow: bool) -> Result<u64> {
+    let flags = if follow {
+        AtFlags::empty()
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
+    let st =
+        rustix::fs::statx(CWD, path, flags, StatxFlags::MNT_ID).map_err(|e| Error::io("statx", path, e))?;
     Ok(st.stx_mnt_id)
 }
 
 /// Copies the content of directory `src` into the existing directory `dst`, then gives `dst` the owner,
 /// mode, xattrs and timestamps of `src`.
 pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
-    let meta = fs::symlink_metadata(src).map_err(|e| Error::io("inspect", src, e))?;
+    // `src` itself may be a link to the directory (a `/proc/self/fd/N` path): follow it, and only it.
+    let meta = fs::metadata(src).map_err(|e| Error::io("inspect", src, e))?;
     let mut c = Copier {
-        root_mnt: mnt_id(src)?,
+        root_mnt: mnt_id(src, true)?,
         links: HashMap::new(),
     };
     c.copy_dir_contents(src, dst)?;
@@ -55,7 +61,7 @@ impl Copier {
         trace!(src = %s.display(), dst = %d.display(), "copy");
         if ft.is_dir() {
             fs::create_dir(d).map_err(|e| Error::io("create directory", d, e))?;
-            if mnt_id(s)? == self.root_mnt {
+            if mnt_id(s, false)? == self.root_mnt {
                 self.copy_dir_contents(s, d)?;
             } else {
                 warn!(path = %s.display(), "not copying into a mount inside the populate source");

@@ -591,7 +591,9 @@ impl Registry {
     /// copied. See the crate docs for when it copies.
     ///
     /// A volume with driver options must be acquired first (its mount attached), so the content lands in
-    /// the mount and not in the directory under it.
+    /// the mount and not in the directory under it. `source` should be resolved by the caller inside the
+    /// image's root (for example with `mountkit_safefs::inroot`; a `/proc/self/fd/N` path is fine): it is
+    /// followed if it is a link, but nothing under it is.
     pub fn populate(&self, name: &str, source: &Path) -> Result<bool> {
         validate_name(name)?;
         let held = self.lock()?;
@@ -613,7 +615,9 @@ impl Registry {
             self.save(&held, &vol)?;
             return Ok(false);
         }
-        let meta = match fs::symlink_metadata(source) {
+        // The source itself may be reached through a link (a `/proc/self/fd/N` path of a directory the
+        // caller resolved inside the image root); nothing below it is followed.
+        let meta = match fs::metadata(source) {
             Ok(m) => m,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(Error::io("inspect", source, e)),

@@ -419,6 +419,27 @@ fn populate_copies_owners_modes_links_xattrs_once() {
         assert!(!reg.get("fresh").unwrap().populated);
         assert!(reg.populate("fresh", &src).unwrap());
 
+        // A source resolved inside the image root and passed as /proc/self/fd/N (what the lead does).
+        let image_root = mountkit_safefs::inroot::open_root(&base.join("image")).unwrap();
+        let fd = mountkit_safefs::inroot::resolve(
+            std::os::fd::AsFd::as_fd(&image_root),
+            Path::new("/var/lib/app"),
+        )
+        .unwrap();
+        let fd_src = mountkit_safefs::inroot::fd_path(std::os::fd::AsFd::as_fd(&fd));
+        reg.create(Some("via-fd"), CreateOptions::default()).unwrap();
+        assert!(reg.populate("via-fd", &fd_src).unwrap());
+        let got = reg.data_path("via-fd");
+        assert_eq!(fs::read(got.join("conf/app.toml")).unwrap(), b"port = 80");
+        assert!(
+            fs::symlink_metadata(got.join("passwd"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(got.join("mnt").is_dir() && !got.join("mnt/other-fs").exists());
+        assert_eq!(fs::metadata(&got).unwrap().uid(), 999);
+
         umount2(&src.join("mnt"), MntFlags::empty()).unwrap();
     });
 }
