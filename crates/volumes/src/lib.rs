@@ -77,7 +77,8 @@
 //!   source has content (Docker's rule), and then sets `populated`; a volume found non-empty is marked
 //!   `populated` too. So a missing or empty image directory leaves the volume open to a later image (as in
 //!   Docker), but once a volume has had content it is never filled again, even if emptied (Docker would
-//!   fill an emptied volume again; mountkit prefers not to resurrect data the user deleted).
+//!   fill an emptied volume again; mountkit prefers not to resurrect data the user deleted). A tmpfs
+//!   volume loses its content with its mount, so its `populated` flag is cleared when it is unmounted.
 //! - **Locking**: one exclusive `flock` on `<root>/.lock` around every change (including populate and driver
 //!   mounts). [`get`](Registry::get) takes no lock: every record is replaced atomically and volumes appear
 //!   and disappear by rename, so a reader sees whole volumes.

@@ -554,6 +554,10 @@ impl Registry {
             info!(volume = %vol.name, "volume unmounted");
         }
         vol.mounted = false;
+        // A tmpfs keeps nothing once unmounted: the next mount is empty, and may be populated again.
+        if vol.options.get("type").map(String::as_str) == Some("tmpfs") {
+            vol.populated = false;
+        }
         Ok(())
     }
 

@@ -471,10 +471,22 @@ fn populate_of_a_tmpfs_volume_needs_it_acquired() {
         let p = reg.acquire("shm", "c1").unwrap();
         assert!(reg.populate("shm", &src).unwrap());
         assert_eq!(fs::read(p.join("seed")).unwrap(), b"seed");
+        assert!(!reg.populate("shm", &src).unwrap(), "once per mount");
         reg.release("shm", "c1").unwrap();
         assert!(
             !reg.data_path("shm").join("seed").exists(),
             "the copy lived in the tmpfs"
         );
+        assert!(
+            !reg.get("shm").unwrap().populated,
+            "an unmounted tmpfs keeps nothing"
+        );
+        let p = reg.acquire("shm", "c2").unwrap();
+        assert!(
+            reg.populate("shm", &src).unwrap(),
+            "the next mount is filled again"
+        );
+        assert_eq!(fs::read(p.join("seed")).unwrap(), b"seed");
+        reg.release("shm", "c2").unwrap();
     });
 }

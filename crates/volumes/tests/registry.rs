@@ -351,3 +351,30 @@ fn list_cache_is_used_only_for_its_generation_and_boot() {
     std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
     assert_eq!(names(reg.list(&[]).unwrap()), ["real"]);
 }
+
+#[test]
+fn concurrent_changes_are_not_lost() {
+    let (_d, reg) = registry();
+    reg.create(Some("shared"), CreateOptions::default()).unwrap();
+    let root = reg.root().to_path_buf();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                // Each thread is its own "process": its own Registry and its own lock descriptor.
+                let reg = Registry::open(&root).unwrap();
+                for i in 0..5 {
+                    reg.add_ref("shared", &format!("c{t}-{i}")).unwrap();
+                    reg.create(Some(&format!("v{t}-{i}")), CreateOptions::default())
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(reg.get("shared").unwrap().users.len(), 40);
+    assert_eq!(reg.list(&[]).unwrap().len(), 41);
+    assert_eq!(reg.list(&[f("dangling=true")]).unwrap().len(), 40);
+}
