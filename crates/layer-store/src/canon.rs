@@ -64,7 +64,9 @@ impl<W: Write> TarWriter<W> {
 
     /// Writes every entry of the tree at `root` (not the root itself).
     pub(crate) fn write_tree(&mut self, root: &Path) -> Result<()> {
-        let meta = std::fs::symlink_metadata(root).map_err(|e| Error::io("stat", root, e))?;
+        // The root itself may be a symlink to a directory (as `tar -C link` follows it); nothing below it
+        // is ever followed.
+        let meta = std::fs::metadata(root).map_err(|e| Error::io("stat", root, e))?;
         if !meta.is_dir() {
             return Err(Error::Corrupt {
                 what: format!("layer source {}", root.display()),

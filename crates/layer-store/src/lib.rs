@@ -27,6 +27,10 @@
 //! device nodes, fifos and hard links inside the layer. There is one `syncfs` before the commit rename,
 //! no fsync per file. Every entry is created relative to a directory descriptor with `O_NOFOLLOW`.
 //!
+//! Sparse files are written out in full (holes become zeros). Foreign owners and device nodes need
+//! root (CAP_CHOWN, CAP_MKNOD); an import that cannot set them fails rather than silently dropping
+//! them. [`Store::unpack_count`] tells how many unpacks a `Store` value did (for tests).
+//!
 //! OCI whiteouts become overlay whiteouts: `.wh.NAME` becomes a 0/0 character device `NAME`, and
 //! `DIR/.wh..wh..opq` sets `trusted.overlay.opaque=y` on `DIR`. Other `.wh..wh.*` names (AUFS
 //! internals) are skipped. `trusted.overlay.*` xattrs in an archive are dropped: overlayfs' own

@@ -68,6 +68,10 @@ fn rich_tree(root: &Path) {
     rustix::fs::lsetxattr(root.join("etc/conf"), "user.note", b"hello", XattrFlags::empty()).unwrap();
     rustix::fs::lsetxattr(root.join("etc"), "trusted.tag", b"t", XattrFlags::empty()).unwrap();
     fs::set_permissions(root.join("etc/sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    // Names and link targets longer than a ustar header holds travel in PAX records.
+    let long = format!("etc/sub/{}", "l".repeat(120));
+    fs::write(root.join(&long), b"long").unwrap();
+    std::os::unix::fs::symlink(format!("/{}", "t".repeat(150)), root.join("etc/long-target")).unwrap();
     for (p, t) in [
         ("etc/conf", 1_500_000_000),
         ("abs-link", 1_400_000_000),
@@ -209,9 +213,15 @@ fn metadata_devices_links_and_xattrs_are_preserved() {
         );
         assert_eq!(m("etc").mtime(), 1_100_000_000);
         assert_eq!(
-            info.entries, 8,
-            "abs-link bin-suid etc/ etc/conf etc/conf-hard etc/sub/ fifo null"
+            fs::read(l.join(format!("etc/sub/{}", "l".repeat(120)))).unwrap(),
+            b"long"
         );
+        assert_eq!(
+            fs::read_link(l.join("etc/long-target")).unwrap(),
+            Path::new(&format!("/{}", "t".repeat(150)))
+        );
+        // abs-link bin-suid etc/ etc/conf etc/conf-hard etc/long-target etc/sub/ etc/sub/lll.. fifo null
+        assert_eq!(info.entries, 10);
     });
 }
 
