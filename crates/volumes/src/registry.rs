@@ -444,7 +444,11 @@ impl Registry {
         debug!(volume = %vol.name, "moving volume out of the registry for removal");
         self.touch(held)?;
         fs::rename(&dir, &grave).map_err(|e| Error::io("move out for removal", &dir, e))?;
-        mountkit_safefs::remove_tree(&grave)?;
+        // The volume is gone from the registry now; if its files cannot all be deleted (something was
+        // mounted there in between), they stay in staging, and the next sweep tries again.
+        if let Err(e) = mountkit_safefs::remove_tree(&grave) {
+            warn!(volume = %vol.name, "volume removed, but some of its files are left in staging: {e}");
+        }
         info!(volume = %vol.name, "removed volume");
         Ok(())
     }
