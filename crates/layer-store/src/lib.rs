@@ -83,14 +83,28 @@
 //!
 //! # Example
 //!
-//! ```no_run
+//! ```
 //! use mountkit_layer_store::{ImageConfig, LayerSource, Store};
-//! # fn main() -> Result<(), mountkit_layer_store::Error> {
-//! let store = Store::open("/var/lib/mountkit")?;
-//! let layer = store.import_layer(LayerSource::Tar("rootfs.tar.gz".into()))?;
-//! let image = store.create_image(Some("app:1"), &[layer.id.clone()], ImageConfig::default())?;
-//! assert_eq!(store.image("app:1")?.id, image.id);
-//! println!("lowerdir: {}", store.layer_path(&layer.id).display());
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let src = tmp.path().join("rootfs");
+//! std::fs::create_dir_all(src.join("etc"))?;
+//! std::fs::write(src.join("etc/motd"), "hello\n")?;
+//!
+//! let store = Store::open(tmp.path().join("store"))?;
+//! let layer = store.import_layer(LayerSource::Dir(src.clone()))?;
+//! assert!(layer.id.to_string().starts_with("sha256:"));
+//! // The unpacked tree is an overlay lowerdir.
+//! assert_eq!(std::fs::read(store.layer_path(&layer.id).join("etc/motd"))?, b"hello\n");
+//! // Importing the same tree again only hashes it.
+//! assert_eq!(store.import_layer(LayerSource::Dir(src))?.id, layer.id);
+//!
+//! let config = ImageConfig { cmd: Some(vec!["/bin/sh".into()]), ..Default::default() };
+//! let image = store.create_image(Some("motd:1"), &[layer.id.clone()], config)?;
+//! assert_eq!(store.image("motd:1")?.id, image.id);
+//! assert!(store.remove_layer(layer.id.hex()).is_err()); // used by motd:1
+//! store.remove_image("motd:1")?;
+//! assert_eq!(store.gc()?, vec![layer.id]);
 //! # Ok(()) }
 //! ```
 //!

@@ -27,6 +27,16 @@ pub enum LayerSource {
     Reader(Box<dyn Read + Send>),
 }
 
+impl std::fmt::Debug for LayerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LayerSource::Dir(p) => f.debug_tuple("Dir").field(p).finish(),
+            LayerSource::Tar(p) => f.debug_tuple("Tar").field(p).finish(),
+            LayerSource::Reader(_) => f.write_str("Reader(..)"),
+        }
+    }
+}
+
 /// What the store knows about a layer (`layers/<hex>/layer.json`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct LayerInfo {
