@@ -126,6 +126,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// [`crate::changes`] met a directory renamed with `redirect_dir=on`: its lower content lives
+    /// at another path, so the upper layer alone cannot tell what the container changed.
+    #[error(
+        "upper-layer directory {path:?} carries the overlay xattr {xattr:?} (a directory renamed \
+         with redirect_dir=on); changes cannot be listed from the upper layer alone"
+    )]
+    RedirectedDir {
+        /// The directory in the upper layer.
+        path: PathBuf,
+        /// The xattr found (`trusted.overlay.redirect` or `user.overlay.redirect`).
+        xattr: &'static str,
+    },
     /// `unmount` was asked to unmount something that is not a mount point.
     #[error("{target:?} is not a mount point; nothing to unmount")]
     NotMounted {
