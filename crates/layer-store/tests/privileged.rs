@@ -362,6 +362,13 @@ fn hostile_tars_are_refused_and_leave_nothing() {
         assert_refused(
             &store,
             t.path(),
+            &tar_bytes(&[symlink("etc-link", "/etc"), hardlink("h", "etc-link/passwd")]),
+            "h",
+            "hard link through a symlink",
+        );
+        assert_refused(
+            &store,
+            t.path(),
             &tar_bytes(&[symlink(".", out)]),
             ".",
             "symlink named .",
