@@ -615,7 +615,7 @@ fn processes_in(ns: &str, link: &Path) -> Vec<i32> {
 fn sigkill_of_the_runner_kills_the_container_and_leaks_no_mount() {
     privileged!("sigkill_of_the_runner_kills_the_container_and_leaks_no_mount");
     let t = rootfs();
-    let spec = sh("touch /ready; sleep 1000");
+    let spec = sh("sleep 1000 & touch /ready; wait");
     let before = t.host_mounts();
     let mut f = fork_runner(&t, &spec, t.prepare(), || {});
     let pid = f.wait_spawned().unwrap();
