@@ -25,7 +25,10 @@ pub struct Tree {
 }
 
 fn norm(path: &str) -> String {
-    path.split('/').filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/")
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl Tree {
@@ -50,7 +53,9 @@ impl Tree {
                     self.entries.insert(parent, Entry::Dir(0o755));
                 }
                 Some(Entry::Dir(_)) => {}
-                Some(other) => bail!("cpio: cannot add {path:?}: parent {parent:?} is {other:?}, not a directory"),
+                Some(other) => {
+                    bail!("cpio: cannot add {path:?}: parent {parent:?} is {other:?}, not a directory")
+                }
             }
         }
         self.entries.insert(path, entry);
@@ -79,13 +84,27 @@ impl Tree {
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
 
 fn write_member(out: &mut Vec<u8>, ino: u32, mode: u32, nlink: u32, name: &str, data: &[u8]) {
-    let fields = [ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
+    let fields = [
+        ino,
+        mode,
+        0,
+        0,
+        nlink,
+        0,
+        data.len() as u32,
+        0,
+        0,
+        0,
+        0,
+        name.len() as u32 + 1,
+        0,
+    ];
     out.extend_from_slice(b"070701");
     for f in fields {
         out.extend_from_slice(format!("{f:08x}").as_bytes());
@@ -145,10 +164,13 @@ mod tests {
 
     fn sample() -> Tree {
         let mut t = Tree::new();
-        t.add("/init", Entry::File(0o755, b"#!/bin/sh\necho hi\n".to_vec())).unwrap();
-        t.add("usr/bin/busybox", Entry::File(0o755, vec![7; 1001])).unwrap();
+        t.add("/init", Entry::File(0o755, b"#!/bin/sh\necho hi\n".to_vec()))
+            .unwrap();
+        t.add("usr/bin/busybox", Entry::File(0o755, vec![7; 1001]))
+            .unwrap();
         t.add("bin", Entry::Symlink("usr/bin".into())).unwrap();
-        t.add("etc/vmt-modules", Entry::File(0o644, b"loop\n".to_vec())).unwrap();
+        t.add("etc/vmt-modules", Entry::File(0o644, b"loop\n".to_vec()))
+            .unwrap();
         t.add("tmp", Entry::Dir(0o1777)).unwrap();
         t
     }
@@ -158,7 +180,19 @@ mod tests {
         let t = sample();
         let parsed = parse_newc(&t.to_newc()).unwrap();
         let names: Vec<&str> = parsed.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["bin", "etc", "etc/vmt-modules", "init", "tmp", "usr", "usr/bin", "usr/bin/busybox"]);
+        assert_eq!(
+            names,
+            [
+                "bin",
+                "etc",
+                "etc/vmt-modules",
+                "init",
+                "tmp",
+                "usr",
+                "usr/bin",
+                "usr/bin/busybox"
+            ]
+        );
         assert_eq!(parsed[0].1, Entry::Symlink("usr/bin".into()));
         assert_eq!(parsed[4].1, Entry::Dir(0o1777));
         assert_eq!(parsed[7].1, Entry::File(0o755, vec![7; 1001]));
@@ -188,11 +222,24 @@ mod tests {
             .output()
             .unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(out.status.success(), "busybox cpio -t: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "busybox cpio -t: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let listed = String::from_utf8(out.stdout).unwrap();
         assert_eq!(
             listed.lines().collect::<Vec<_>>(),
-            ["bin", "etc", "etc/vmt-modules", "init", "tmp", "usr", "usr/bin", "usr/bin/busybox"]
+            [
+                "bin",
+                "etc",
+                "etc/vmt-modules",
+                "init",
+                "tmp",
+                "usr",
+                "usr/bin",
+                "usr/bin/busybox"
+            ]
         );
     }
 }

@@ -26,8 +26,11 @@ pub const BACKPORTS_SOURCE_FILE: &str = "/etc/apt/sources.list.d/mountkit-vm-bac
 /// As another user, fails with the exact commands to run.
 pub fn ensure_host_packages() -> Result<()> {
     let codename = debian_codename()?;
-    let missing: Vec<&str> =
-        HOST_PACKAGES.iter().map(|(p, _)| *p).filter(|p| !package_installed(p)).collect();
+    let missing: Vec<&str> = HOST_PACKAGES
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| !package_installed(p))
+        .collect();
     let backports = format!("{codename}-backports");
     let need_backports_source = !backports_source_present(&backports);
     if missing.is_empty() && !need_backports_source {
@@ -134,10 +137,10 @@ fn apt_source_texts() -> Vec<(String, String)> {
         paths.sort();
         for p in paths {
             let name = p.to_string_lossy().to_string();
-            if name.ends_with(".list") || name.ends_with(".sources") {
-                if let Ok(t) = std::fs::read_to_string(&p) {
-                    out.push((name, t));
-                }
+            if (name.ends_with(".list") || name.ends_with(".sources"))
+                && let Ok(t) = std::fs::read_to_string(&p)
+            {
+                out.push((name, t));
             }
         }
     }
@@ -146,15 +149,26 @@ fn apt_source_texts() -> Vec<(String, String)> {
 
 fn backports_source_present(suite: &str) -> bool {
     apt_source_texts().iter().any(|(name, text)| {
-        let sources = if name.ends_with(".sources") { parse_deb822(text) } else { parse_one_line(text) };
+        let sources = if name.ends_with(".sources") {
+            parse_deb822(text)
+        } else {
+            parse_one_line(text)
+        };
         sources.iter().any(|s| s.suites.iter().any(|x| x == suite))
     })
 }
 
 fn existing_debian_source(codename: &str) -> Result<(String, Option<String>)> {
     for (name, text) in apt_source_texts() {
-        let sources = if name.ends_with(".sources") { parse_deb822(&text) } else { parse_one_line(&text) };
-        if let Some(s) = sources.into_iter().find(|s| s.suites.iter().any(|x| x == codename)) {
+        let sources = if name.ends_with(".sources") {
+            parse_deb822(&text)
+        } else {
+            parse_one_line(&text)
+        };
+        if let Some(s) = sources
+            .into_iter()
+            .find(|s| s.suites.iter().any(|x| x == codename))
+        {
             return Ok((s.uri, s.signed_by));
         }
     }
@@ -188,7 +202,9 @@ pub fn parse_deb822(text: &str) -> Vec<AptSource> {
             if line.starts_with('#') {
                 continue;
             }
-            let Some((k, v)) = line.split_once(':') else { continue };
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
             let v = v.trim();
             match k.trim().to_ascii_lowercase().as_str() {
                 "types" => types = v.to_string(),
@@ -199,10 +215,15 @@ pub fn parse_deb822(text: &str) -> Vec<AptSource> {
                 _ => {}
             }
         }
-        if enabled && types.split_whitespace().any(|t| t == "deb") {
-            if let Some(uri) = uri {
-                out.push(AptSource { uri, suites, signed_by });
-            }
+        if enabled
+            && types.split_whitespace().any(|t| t == "deb")
+            && let Some(uri) = uri
+        {
+            out.push(AptSource {
+                uri,
+                suites,
+                signed_by,
+            });
         }
     }
     out
@@ -229,8 +250,14 @@ pub fn parse_one_line(text: &str) -> Vec<AptSource> {
                 }
             }
         }
-        let (Some(uri), Some(suite)) = (words.next(), words.next()) else { continue };
-        out.push(AptSource { uri: uri.to_string(), suites: vec![suite.to_string()], signed_by });
+        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
+            continue;
+        };
+        out.push(AptSource {
+            uri: uri.to_string(),
+            suites: vec![suite.to_string()],
+            signed_by,
+        });
     }
     out
 }
@@ -252,7 +279,11 @@ pub fn backports_stanza(uri: &str, suite: &str, signed_by: Option<&str>) -> Stri
 /// On PVM hosts `/dev/kvm` exists but stock kernels do not boot under it (see vm-notes.md), and
 /// those hosts show neither flag.
 pub fn kvm_usable() -> bool {
-    let dev_ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    let dev_ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
     let cpu_ok = std::fs::read_to_string("/proc/cpuinfo")
         .map(|c| cpuinfo_has_virt(&c))
         .unwrap_or(false);
@@ -262,7 +293,8 @@ pub fn kvm_usable() -> bool {
 /// True when a `/proc/cpuinfo` text lists `vmx` or `svm` in a `flags` line.
 pub fn cpuinfo_has_virt(cpuinfo: &str) -> bool {
     cpuinfo.lines().filter(|l| l.starts_with("flags")).any(|l| {
-        l.split_once(':').is_some_and(|(_, f)| f.split_whitespace().any(|w| w == "vmx" || w == "svm"))
+        l.split_once(':')
+            .is_some_and(|(_, f)| f.split_whitespace().any(|w| w == "vmx" || w == "svm"))
     })
 }
 
@@ -319,6 +351,8 @@ mod tests {
     #[test]
     fn virt_flags() {
         assert!(cpuinfo_has_virt("processor: 0\nflags\t\t: fpu vme vmx sse\n"));
-        assert!(!cpuinfo_has_virt("flags\t\t: fpu vme sse svmx\nmodel name: svm\n"));
+        assert!(!cpuinfo_has_virt(
+            "flags\t\t: fpu vme sse svmx\nmodel name: svm\n"
+        ));
     }
 }

@@ -37,8 +37,12 @@ pub fn add_host_path(tree: &mut Tree, path: &Path, depth: u32) -> Result<()> {
         bail!("too many symlinks at {path:?}");
     }
     let parent = path.parent().with_context(|| format!("{path:?} has no parent"))?;
-    let name = path.file_name().with_context(|| format!("{path:?} has no file name"))?;
-    let real = std::fs::canonicalize(parent).with_context(|| format!("resolving {parent:?}"))?.join(name);
+    let name = path
+        .file_name()
+        .with_context(|| format!("{path:?} has no file name"))?;
+    let real = std::fs::canonicalize(parent)
+        .with_context(|| format!("resolving {parent:?}"))?
+        .join(name);
     let key = real.to_string_lossy().into_owned();
     if tree.contains(&key) {
         return Ok(());
@@ -47,7 +51,11 @@ pub fn add_host_path(tree: &mut Tree, path: &Path, depth: u32) -> Result<()> {
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(&real)?;
         tree.add(&key, Entry::Symlink(target.to_string_lossy().into_owned()))?;
-        let next = if target.is_absolute() { target } else { real.parent().unwrap_or(Path::new("/")).join(target) };
+        let next = if target.is_absolute() {
+            target
+        } else {
+            real.parent().unwrap_or(Path::new("/")).join(target)
+        };
         add_host_path(tree, &next, depth + 1)
     } else if meta.is_file() {
         let data = std::fs::read(&real).with_context(|| format!("reading {real:?}"))?;
@@ -95,7 +103,10 @@ fn add_dir_recursive(tree: &mut Tree, src: &Path, dest: &str) -> Result<()> {
             tree.add(&d, Entry::Dir(mode_of(&meta)))?;
             add_dir_recursive(tree, &p, &d)?;
         } else if meta.file_type().is_symlink() {
-            tree.add(&d, Entry::Symlink(std::fs::read_link(&p)?.to_string_lossy().into_owned()))?;
+            tree.add(
+                &d,
+                Entry::Symlink(std::fs::read_link(&p)?.to_string_lossy().into_owned()),
+            )?;
         } else {
             tree.add(&d, Entry::File(mode_of(&meta), std::fs::read(&p)?))?;
         }
@@ -118,12 +129,32 @@ pub struct BaseParts<'a> {
 pub fn initramfs(base: &BaseParts<'_>, kernel: &Kernel, modules: &ModuleSubset) -> Result<Vec<u8>> {
     let mut t = Tree::new();
     add_usr_merge_links(&mut t)?;
-    let usr_bin = if std::fs::read_link("/bin").is_ok() { "usr/bin" } else { "bin" };
-    t.add("init", Entry::File(0o755, std::fs::read(base.vm_src.join("init")).context("reading vm/init")?))?;
-    t.add(&format!("{usr_bin}/busybox"), Entry::File(0o755, std::fs::read(base.busybox)?))?;
-    t.add(&format!("{usr_bin}/vmt-exit"), Entry::File(0o755, std::fs::read(base.vmt_exit)?))?;
+    let usr_bin = if std::fs::read_link("/bin").is_ok() {
+        "usr/bin"
+    } else {
+        "bin"
+    };
+    t.add(
+        "init",
+        Entry::File(
+            0o755,
+            std::fs::read(base.vm_src.join("init")).context("reading vm/init")?,
+        ),
+    )?;
+    t.add(
+        &format!("{usr_bin}/busybox"),
+        Entry::File(0o755, std::fs::read(base.busybox)?),
+    )?;
+    t.add(
+        &format!("{usr_bin}/vmt-exit"),
+        Entry::File(0o755, std::fs::read(base.vmt_exit)?),
+    )?;
     let tools = std::fs::read_to_string(base.vm_src.join("host-tools")).context("reading vm/host-tools")?;
-    for line in tools.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in tools
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let p = Path::new(line);
         if std::fs::symlink_metadata(p).is_err() {
             eprintln!("vm-test: note: host tool {line} is missing; the guest uses busybox's applet if any");
@@ -139,11 +170,18 @@ pub fn initramfs(base: &BaseParts<'_>, kernel: &Kernel, modules: &ModuleSubset) 
         t.add(d, Entry::Dir(if d == "tmp" { 0o1777 } else { 0o755 }))?;
     }
     let mdir = format!("lib/modules/{}", kernel.release);
-    let mdir = if std::fs::read_link("/lib").is_ok() { format!("usr/{mdir}") } else { mdir };
+    let mdir = if std::fs::read_link("/lib").is_ok() {
+        format!("usr/{mdir}")
+    } else {
+        mdir
+    };
     for (rel, data) in &modules.files {
         t.add(&format!("{mdir}/{rel}"), Entry::File(0o644, data.clone()))?;
     }
-    t.add(&format!("{mdir}/modules.dep"), Entry::File(0o644, modules.modules_dep.clone().into_bytes()))?;
+    t.add(
+        &format!("{mdir}/modules.dep"),
+        Entry::File(0o644, modules.modules_dep.clone().into_bytes()),
+    )?;
     let order: String = modules.load_order.iter().map(|m| format!("{m}\n")).collect();
     t.add("etc/vmt-modules", Entry::File(0o644, order.into_bytes()))?;
     Ok(t.to_newc())
@@ -163,7 +201,10 @@ pub fn ext4_image(dir: &Path, img: &Path) -> Result<()> {
         .output()
         .context("starting mkfs.ext4 (package e2fsprogs)")?;
     if !o.status.success() {
-        bail!("mkfs.ext4 -d {dir:?} {img:?} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+        bail!(
+            "mkfs.ext4 -d {dir:?} {img:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -224,7 +265,10 @@ mod tests {
                     \t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n\tlibgone.so => not found\n";
         assert_eq!(
             parse_ldd(text),
-            [PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"), PathBuf::from("/lib64/ld-linux-x86-64.so.2")]
+            [
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
         );
     }
 

@@ -30,7 +30,10 @@ pub fn parse_pins(text: &str) -> Result<Vec<KernelPin>> {
         }
         let w: Vec<&str> = line.split_whitespace().collect();
         let [label, package, version, suite] = w[..] else {
-            bail!("vm/kernels line {}: expected `label package version suite`, got {line:?}", i + 1);
+            bail!(
+                "vm/kernels line {}: expected `label package version suite`, got {line:?}",
+                i + 1
+            );
         };
         pins.push(KernelPin {
             label: label.into(),
@@ -65,7 +68,10 @@ pub fn fetch(pin: &KernelPin, vm_dir: &Path) -> Result<Kernel> {
     std::fs::create_dir_all(&debs).with_context(|| format!("creating {debs:?}"))?;
     let deb = debs.join(deb_file_name(pin));
     if !deb.is_file() {
-        eprintln!("vm-test: downloading {}={} ({})", pin.package, pin.version, pin.suite);
+        eprintln!(
+            "vm-test: downloading {}={} ({})",
+            pin.package, pin.version, pin.suite
+        );
         let st = Command::new("apt-get")
             .current_dir(&debs)
             .args(["download", "-q", &format!("{}={}", pin.package, pin.version)])
@@ -89,7 +95,12 @@ pub fn fetch(pin: &KernelPin, vm_dir: &Path) -> Result<Kernel> {
             std::fs::remove_dir_all(&tree).with_context(|| format!("removing stale {tree:?}"))?;
         }
         std::fs::create_dir_all(&tree)?;
-        let st = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree).status().context("starting dpkg-deb")?;
+        let st = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&tree)
+            .status()
+            .context("starting dpkg-deb")?;
         if !st.success() {
             bail!("dpkg-deb -x {deb:?} failed ({st})");
         }
@@ -100,14 +111,22 @@ pub fn fetch(pin: &KernelPin, vm_dir: &Path) -> Result<Kernel> {
         .with_context(|| format!("reading {boot:?}"))?
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
         .with_context(|| format!("no boot/vmlinuz-* in {}", deb.display()))?;
     let release = vmlinuz.file_name().unwrap_or_default().to_string_lossy()["vmlinuz-".len()..].to_string();
     let modules_dir = tree.join("lib/modules").join(&release);
     if !modules_dir.is_dir() {
         bail!("{} has no lib/modules/{release}", deb.display());
     }
-    Ok(Kernel { pin: pin.clone(), vmlinuz, release, modules_dir })
+    Ok(Kernel {
+        pin: pin.clone(),
+        vmlinuz,
+        release,
+        modules_dir,
+    })
 }
 
 /// Module name as the kernel knows it: file stem without `.ko`/`.ko.xz`/..., `-` folded to `_`.
@@ -165,7 +184,9 @@ pub fn closure(
         if stack.contains(&name) {
             bail!("module dependency cycle through {name:?}: {}", stack.join(" -> "));
         }
-        let info = index.get(&name).with_context(|| format!("module {name:?} is neither in the kernel's module tree nor built in"))?;
+        let info = index.get(&name).with_context(|| {
+            format!("module {name:?} is neither in the kernel's module tree nor built in")
+        })?;
         stack.push(name.clone());
         for d in &info.depends {
             visit(d, index, builtin, done, stack)?;
@@ -184,9 +205,16 @@ pub fn closure(
 /// Reads a module's bytes, decompressing `.ko.xz` with `xz -dc`.
 pub fn read_module(path: &Path) -> Result<Vec<u8>> {
     if path.extension().is_some_and(|e| e == "xz") {
-        let out = Command::new("xz").arg("-dc").arg(path).output().context("starting xz (package xz-utils)")?;
+        let out = Command::new("xz")
+            .arg("-dc")
+            .arg(path)
+            .output()
+            .context("starting xz (package xz-utils)")?;
         if !out.status.success() {
-            bail!("xz -dc {path:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "xz -dc {path:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(out.stdout)
     } else {
@@ -225,7 +253,11 @@ pub struct ModuleSubset {
 /// depmod runs in its postinst). Only the modules on a dependency path are read.
 pub fn select_modules(kernel: &Kernel, wanted: &[String]) -> Result<ModuleSubset> {
     let mut paths = BTreeMap::new();
-    walk_modules(&kernel.modules_dir.join("kernel"), &kernel.modules_dir, &mut paths)?;
+    walk_modules(
+        &kernel.modules_dir.join("kernel"),
+        &kernel.modules_dir,
+        &mut paths,
+    )?;
     let builtin: BTreeSet<String> = std::fs::read_to_string(kernel.modules_dir.join("modules.builtin"))
         .unwrap_or_default()
         .lines()
@@ -243,11 +275,23 @@ pub fn select_modules(kernel: &Kernel, wanted: &[String]) -> Result<ModuleSubset
         let data = read_module(&kernel.modules_dir.join(rel))?;
         let depends = modinfo_depends(&data);
         todo.extend(depends.iter().cloned());
-        index.insert(name.clone(), ModuleInfo { rel_path: rel.to_string_lossy().into_owned(), depends });
+        index.insert(
+            name.clone(),
+            ModuleInfo {
+                rel_path: rel.to_string_lossy().into_owned(),
+                depends,
+            },
+        );
         bytes.insert(name, data);
     }
     let load_order = closure(wanted, &index, &builtin)?;
-    let staged = |n: &str| index[n].rel_path.trim_end_matches(".xz").trim_end_matches(".zst").to_string();
+    let staged = |n: &str| {
+        index[n]
+            .rel_path
+            .trim_end_matches(".xz")
+            .trim_end_matches(".zst")
+            .to_string()
+    };
     let mut modules_dep = String::new();
     let mut files = Vec::new();
     for n in &load_order {
@@ -257,7 +301,11 @@ pub fn select_modules(kernel: &Kernel, wanted: &[String]) -> Result<ModuleSubset
         modules_dep.push_str(&format!("{}: {}\n", staged(n), list.join(" ")).replace(": \n", ":\n"));
         files.push((staged(n), bytes.remove(n).unwrap_or_default()));
     }
-    Ok(ModuleSubset { files, modules_dep, load_order })
+    Ok(ModuleSubset {
+        files,
+        modules_dep,
+        load_order,
+    })
 }
 
 #[cfg(test)]
@@ -266,12 +314,24 @@ mod tests {
 
     #[test]
     fn pins_parse() {
-        let p = parse_pins("# c\n6.1 linux-image-6.1.0-56-cloud-amd64 6.1.192-2 bookworm # tail\n\n").unwrap();
+        let p =
+            parse_pins("# c\n6.1 linux-image-6.1.0-56-cloud-amd64 6.1.192-2 bookworm # tail\n\n").unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].label, "6.1");
         assert_eq!(p[0].version, "6.1.192-2");
-        assert!(parse_pins("6.1 pkg\n").unwrap_err().to_string().contains("line 1"));
-        assert_eq!(deb_file_name(&KernelPin { version: "1:2".into(), ..p[0].clone() }), "linux-image-6.1.0-56-cloud-amd64_1%3a2_amd64.deb");
+        assert!(
+            parse_pins("6.1 pkg\n")
+                .unwrap_err()
+                .to_string()
+                .contains("line 1")
+        );
+        assert_eq!(
+            deb_file_name(&KernelPin {
+                version: "1:2".into(),
+                ..p[0].clone()
+            }),
+            "linux-image-6.1.0-56-cloud-amd64_1%3a2_amd64.deb"
+        );
     }
 
     #[test]
@@ -283,20 +343,33 @@ mod tests {
 
     #[test]
     fn depends_from_modinfo() {
-        let ko = b"\x7fELF junk\0license=GPL\0depends=virtio,virtio_ring,virtio-pci-modern-dev\0name=virtio_pci\0";
-        assert_eq!(modinfo_depends(ko), ["virtio", "virtio_ring", "virtio_pci_modern_dev"]);
+        let ko =
+            b"\x7fELF junk\0license=GPL\0depends=virtio,virtio_ring,virtio-pci-modern-dev\0name=virtio_pci\0";
+        assert_eq!(
+            modinfo_depends(ko),
+            ["virtio", "virtio_ring", "virtio_pci_modern_dev"]
+        );
         assert!(modinfo_depends(b"\0depends=\0name=loop\0").is_empty());
     }
 
     fn info(path: &str, deps: &[&str]) -> ModuleInfo {
-        ModuleInfo { rel_path: path.into(), depends: deps.iter().map(|s| s.to_string()).collect() }
+        ModuleInfo {
+            rel_path: path.into(),
+            depends: deps.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     #[test]
     fn closure_orders_dependencies_first_and_skips_builtins() {
         let mut idx = BTreeMap::new();
-        idx.insert("virtio_blk".into(), info("kernel/drivers/block/virtio_blk.ko", &["virtio", "virtio_ring"]));
-        idx.insert("virtio_pci".into(), info("a", &["virtio", "virtio_ring", "virtio_pci_modern_dev"]));
+        idx.insert(
+            "virtio_blk".into(),
+            info("kernel/drivers/block/virtio_blk.ko", &["virtio", "virtio_ring"]),
+        );
+        idx.insert(
+            "virtio_pci".into(),
+            info("a", &["virtio", "virtio_ring", "virtio_pci_modern_dev"]),
+        );
         idx.insert("virtio_pci_modern_dev".into(), info("b", &["virtio"]));
         idx.insert("virtio".into(), info("c", &["virtio_ring"]));
         idx.insert("virtio_ring".into(), info("d", &[]));
@@ -305,7 +378,18 @@ mod tests {
         let none = BTreeSet::new();
         let want = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let order = closure(&want(&["pvpanic-mmio", "virtio_pci", "virtio_blk"]), &idx, &none).unwrap();
-        assert_eq!(order, ["pvpanic", "pvpanic_mmio", "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk"]);
+        assert_eq!(
+            order,
+            [
+                "pvpanic",
+                "pvpanic_mmio",
+                "virtio_ring",
+                "virtio",
+                "virtio_pci_modern_dev",
+                "virtio_pci",
+                "virtio_blk"
+            ]
+        );
         let builtin: BTreeSet<String> = ["virtio".to_string(), "virtio_ring".to_string()].into();
         let order = closure(&want(&["virtio_blk"]), &idx, &builtin).unwrap();
         assert_eq!(order, ["virtio_blk"]);

@@ -35,15 +35,17 @@ use anyhow::{Context, Result, bail};
 pub use host::ensure_host_packages;
 use results::{Console, GuestVerdict, Outcome, display_bin};
 
-const USAGE: &str = "usage: cargo xtask vm-test [--kernel 6.1|6.12|all] [--filter PATTERN] [--keep] [--verbose]
-                          [-p|--package PKG]... [--timeout SECS] [--self-test]
+const USAGE: &str =
+    "usage: cargo xtask vm-test [--kernel 6.1|6.12|all] [--filter PATTERN] [--keep] [--verbose]
+                          [-p|--package PKG]... [--timeout SECS] [--self-test] [--setup-only]
   --kernel     which pinned kernel(s) of vm/kernels to boot (default: all)
   --filter     run only tests whose name (or binary::name) contains PATTERN
   --keep       keep this run's artefacts (initramfs, test disk, staging) under target/vm/
   --verbose    show the guest console and the QEMU command
   --package    build and run only these packages' tests (default: the workspace except xtask)
   --timeout    kill a guest after SECS seconds (default: 300 + 5 per test)
-  --self-test  check the harness: a failing test, a guest panic and a guest hang must all be reported";
+  --self-test  check the harness: a failing test, a guest panic and a guest hang must all be reported
+  --setup-only install the host packages (root) and fetch the pinned kernels, then stop";
 
 #[derive(Debug, Default)]
 struct Options {
@@ -54,13 +56,18 @@ struct Options {
     self_test: bool,
     packages: Vec<String>,
     timeout: Option<u64>,
+    setup_only: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Options> {
     let mut o = Options::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |flag: &str| it.next().cloned().with_context(|| format!("{flag} needs a value\n{USAGE}"));
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         let (flag, inline) = match a.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
             _ => (a.as_str(), None),
@@ -72,11 +79,15 @@ fn parse_args(args: &[String]) -> Result<Options> {
             "-p" | "--package" => o.packages.push(val(flag)?),
             "--timeout" => {
                 let v = val(flag)?;
-                o.timeout = Some(v.parse().with_context(|| format!("--timeout {v:?}: not a number of seconds"))?)
+                o.timeout = Some(
+                    v.parse()
+                        .with_context(|| format!("--timeout {v:?}: not a number of seconds"))?,
+                )
             }
             "--keep" => o.keep = true,
             "--verbose" | "-v" => o.verbose = true,
             "--self-test" => o.self_test = true,
+            "--setup-only" => o.setup_only = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -95,18 +106,37 @@ struct Paths {
 }
 
 fn paths() -> Result<Paths> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask has no parent dir")?.to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent dir")?
+        .to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     let vm_dir = target.join("vm");
     let work = vm_dir.join(format!("run-{}", std::process::id()));
-    Ok(Paths { vm_src: root.join("vm"), root, vm_dir, work })
+    Ok(Paths {
+        vm_src: root.join("vm"),
+        root,
+        vm_dir,
+        work,
+    })
 }
 
 /// Entry point of `cargo xtask vm-test`.
 pub fn main(args: &[String]) -> Result<()> {
     let opts = parse_args(args)?;
-    ensure_host_packages()?;
+    timed("host set-up", ensure_host_packages)?;
     let p = paths()?;
+    if opts.setup_only {
+        for pin in pins(&opts, &p)? {
+            let k = timed(&format!("kernel {}", pin.label), || {
+                kernel::fetch(&pin, &p.vm_dir)
+            })?;
+            eprintln!("vm-test: kernel {} ready: {}", pin.label, k.vmlinuz.display());
+        }
+        return Ok(());
+    }
     std::fs::create_dir_all(&p.work).with_context(|| format!("creating {:?}", p.work))?;
     let result = run_all(&opts, &p);
     if opts.keep {
@@ -118,7 +148,9 @@ pub fn main(args: &[String]) -> Result<()> {
 }
 
 fn pins(opts: &Options, p: &Paths) -> Result<Vec<kernel::KernelPin>> {
-    let all = kernel::parse_pins(&std::fs::read_to_string(p.vm_src.join("kernels")).context("reading vm/kernels")?)?;
+    let all = kernel::parse_pins(
+        &std::fs::read_to_string(p.vm_src.join("kernels")).context("reading vm/kernels")?,
+    )?;
     let chosen: Vec<_> = match &opts.kernel {
         Some(k) => all.iter().filter(|x| &x.label == k).cloned().collect(),
         None if opts.self_test => all.iter().take(1).cloned().collect(),
@@ -126,7 +158,11 @@ fn pins(opts: &Options, p: &Paths) -> Result<Vec<kernel::KernelPin>> {
     };
     if chosen.is_empty() {
         let labels: Vec<_> = all.iter().map(|x| x.label.as_str()).collect();
-        bail!("no kernel {:?} in vm/kernels (have: {})", opts.kernel.as_deref().unwrap_or(""), labels.join(", "));
+        bail!(
+            "no kernel {:?} in vm/kernels (have: {})",
+            opts.kernel.as_deref().unwrap_or(""),
+            labels.join(", ")
+        );
     }
     Ok(chosen)
 }
@@ -143,7 +179,10 @@ fn helpers(p: &Paths) -> Result<(PathBuf, PathBuf)> {
     let vmt_exit = p.vm_dir.join("vmt-exit");
     let src = p.vm_src.join("vmt-exit/main.rs");
     let fresh = |out: &Path| {
-        let (Ok(a), Ok(b)) = (std::fs::metadata(out).and_then(|m| m.modified()), std::fs::metadata(&src).and_then(|m| m.modified())) else {
+        let (Ok(a), Ok(b)) = (
+            std::fs::metadata(out).and_then(|m| m.modified()),
+            std::fs::metadata(&src).and_then(|m| m.modified()),
+        ) else {
             return false;
         };
         a >= b
@@ -153,7 +192,10 @@ fn helpers(p: &Paths) -> Result<(PathBuf, PathBuf)> {
     }
     let busybox = PathBuf::from("/bin/busybox");
     let o = std::process::Command::new("ldd").arg(&busybox).output();
-    let is_static = o.as_ref().map(|o| !o.status.success() || String::from_utf8_lossy(&o.stdout).contains("not a dynamic")).unwrap_or(false);
+    let is_static = o
+        .as_ref()
+        .map(|o| !o.status.success() || String::from_utf8_lossy(&o.stdout).contains("not a dynamic"))
+        .unwrap_or(false);
     if !busybox.is_file() || !is_static {
         bail!("{busybox:?} is missing or not static: install busybox-static (see ensure_host_packages)");
     }
@@ -192,8 +234,12 @@ fn prepare_kernel(p: &Paths, pin: &kernel::KernelPin, base: &image::BaseParts<'_
     let k = kernel::fetch(pin, &p.vm_dir)?;
     let list = std::fs::read_to_string(p.vm_src.join(format!("modules-{}", pin.label)))
         .with_context(|| format!("reading vm/modules-{}", pin.label))?;
-    let wanted: Vec<String> =
-        list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
+    let wanted: Vec<String> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
     let subset = kernel::select_modules(&k, &wanted)?;
     let initrd = p.work.join(format!("initrd-{}.cpio", pin.label));
     std::fs::write(&initrd, image::initramfs(base, &k, &subset)?)?;
@@ -207,7 +253,14 @@ struct Tally {
     skipped: usize,
 }
 
-fn boot(opts: &Options, prep: &Prepared, disk: Option<&Path>, extra: &str, timeout: Duration) -> Result<(qemu::QemuRun, Console, GuestVerdict)> {
+fn boot(
+    opts: &Options,
+    prep: &Prepared,
+    disk: Option<&Path>,
+    planned: usize,
+    extra: &str,
+    timeout: Duration,
+) -> Result<(qemu::QemuRun, Console, GuestVerdict)> {
     let g = qemu::Guest {
         kernel: &prep.kernel.vmlinuz,
         initrd: &prep.initrd,
@@ -215,19 +268,51 @@ fn boot(opts: &Options, prep: &Prepared, disk: Option<&Path>, extra: &str, timeo
         extra_cmdline: extra,
         kvm: host::kvm_usable(),
         timeout,
-        echo: opts.verbose.then(|| format!("[{} console] ", prep.kernel.pin.label)),
     };
     if opts.verbose {
         eprintln!("vm-test: {:?}", qemu::command(&g));
     }
-    let run = qemu::run(&g)?;
+    let label = &prep.kernel.pin.label;
+    let (mut done, mut began) = (0usize, Instant::now());
+    let mut progress = |line: &str| {
+        if opts.verbose {
+            eprintln!("[{label} console] {line}");
+        }
+        if line.starts_with("VMT-BEGIN ") {
+            began = Instant::now();
+        } else if let Some(rest) = line.strip_prefix("VMT-END ") {
+            done += 1;
+            if !opts.verbose {
+                let mut w = rest.split(' ');
+                let (bin, name, rc) = (
+                    w.next().unwrap_or(""),
+                    w.next().unwrap_or(""),
+                    w.next().unwrap_or(""),
+                );
+                let status = if rc == "0" { "done" } else { "exit " };
+                eprintln!(
+                    "[{label}] {done}/{planned} {status}{} {:5.1} s  {}::{name}",
+                    if rc == "0" { String::new() } else { rc.to_string() },
+                    began.elapsed().as_secs_f64(),
+                    display_bin(bin)
+                );
+            }
+        }
+    };
+    let run = qemu::run(&g, &mut progress)?;
     let console = results::parse_console(&run.lines);
     let verdict = results::guest_verdict(run.rc, run.timed_out, console.sentinel);
     Ok((run, console, verdict))
 }
 
 /// Prints one guest's results; returns its tally (guest-level problems count as one failure).
-fn report(label: &str, plan: &[(String, String)], run: &qemu::QemuRun, c: &Console, v: &GuestVerdict) -> Tally {
+fn report(
+    label: &str,
+    plan: &[(String, String)],
+    run: &qemu::QemuRun,
+    c: &Console,
+    v: &GuestVerdict,
+) -> Tally {
     let mut t = Tally::default();
     let release = c.kernel_release.as_deref().unwrap_or("release unknown");
     for r in &c.results {
@@ -247,24 +332,39 @@ fn report(label: &str, plan: &[(String, String)], run: &qemu::QemuRun, c: &Conso
             }
         }
     }
-    for r in c.results.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_))) {
-        println!("---- [{label}] {}::{} output (last 60 lines) ----", display_bin(&r.bin), r.name);
+    for r in c
+        .results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
+    {
+        println!(
+            "---- [{label}] {}::{} output (last 60 lines) ----",
+            display_bin(&r.bin),
+            r.name
+        );
         for l in r.output.iter().skip(r.output.len().saturating_sub(60)) {
             println!("    {l}");
         }
     }
-    let not_run: Vec<&(String, String)> =
-        plan.iter().filter(|(b, n)| !c.results.iter().any(|r| &r.bin == b && &r.name == n)).collect();
+    let not_run: Vec<&(String, String)> = plan
+        .iter()
+        .filter(|(b, n)| !c.results.iter().any(|r| &r.bin == b && &r.name == n))
+        .collect();
     if !not_run.is_empty() {
         t.failed += not_run.len();
-        println!("[{label}] FAILED  {} planned test(s) never ran, e.g.:", not_run.len());
+        println!(
+            "[{label}] FAILED  {} planned test(s) never ran, e.g.:",
+            not_run.len()
+        );
         for (b, n) in not_run.iter().take(10) {
             println!("[{label}]           {}::{n}", display_bin(b));
         }
     }
     let secs = run.elapsed.as_secs_f64();
     match v {
-        GuestVerdict::Completed(n) => println!("[{label}] guest {release}: completed (VMT-RESULT {n}) in {secs:.1} s"),
+        GuestVerdict::Completed(n) => {
+            println!("[{label}] guest {release}: completed (VMT-RESULT {n}) in {secs:.1} s")
+        }
         GuestVerdict::Panicked => {
             t.failed += 1;
             println!("[{label}] FAILED  guest {release}: kernel PANIC after {secs:.1} s");
@@ -278,7 +378,10 @@ fn report(label: &str, plan: &[(String, String)], run: &qemu::QemuRun, c: &Conso
         }
         GuestVerdict::Broken(why) => {
             t.failed += 1;
-            println!("[{label}] FAILED  guest {release}: {why} (QEMU status {:?}, {secs:.1} s)", run.rc);
+            println!(
+                "[{label}] FAILED  guest {release}: {why} (QEMU status {:?}, {secs:.1} s)",
+                run.rc
+            );
         }
     }
     if !matches!(v, GuestVerdict::Completed(_)) {
@@ -301,10 +404,16 @@ fn run_all(opts: &Options, p: &Paths) -> Result<()> {
         suite::rustc_static(&p.vm_src.join("selftest/selftest.rs"), &exe, true)?;
         suite::list(&[exe], None)?
     } else {
-        let (tests, mountkit_bin) = timed("static build of the test binaries", || suite::build(&p.root, &opts.packages))?;
+        let (tests, mountkit_bin) = timed("static build of the test binaries", || {
+            suite::build(&p.root, &opts.packages)
+        })?;
         let bins = suite::list(&tests, opts.filter.as_deref())?;
         if bins.is_empty() {
-            bail!("no test matches (filter {:?}, {} test executables)", opts.filter, tests.len());
+            bail!(
+                "no test matches (filter {:?}, {} test executables)",
+                opts.filter,
+                tests.len()
+            );
         }
         let disk = timed("test disk", || test_disk(p, &bins, mountkit_bin.as_deref()))?;
         return run_suite(opts, p, &pins, &bins, &disk, &vmt_exit, &busybox);
@@ -314,7 +423,9 @@ fn run_all(opts: &Options, p: &Paths) -> Result<()> {
 }
 
 fn plan_of(bins: &[suite::TestBinary]) -> Vec<(String, String)> {
-    bins.iter().flat_map(|b| b.tests.iter().map(|t| (b.name.clone(), t.clone()))).collect()
+    bins.iter()
+        .flat_map(|b| b.tests.iter().map(|t| (b.name.clone(), t.clone())))
+        .collect()
 }
 
 fn run_suite(
@@ -326,20 +437,35 @@ fn run_suite(
     vmt_exit: &Path,
     busybox: &Path,
 ) -> Result<()> {
-    let base = image::BaseParts { vm_src: &p.vm_src, busybox, vmt_exit };
+    let base = image::BaseParts {
+        vm_src: &p.vm_src,
+        busybox,
+        vmt_exit,
+    };
     let plan = plan_of(bins);
     let timeout = Duration::from_secs(opts.timeout.unwrap_or(300 + 5 * plan.len() as u64));
     let mut total = Tally::default();
     for pin in pins {
-        let prep = timed(&format!("kernel {} and initramfs", pin.label), || prepare_kernel(p, pin, &base))?;
-        eprintln!("vm-test: booting {} ({}), {} tests, timeout {} s", pin.label, prep.kernel.release, plan.len(), timeout.as_secs());
-        let (run, console, verdict) = boot(opts, &prep, Some(disk), "", timeout)?;
+        let prep = timed(&format!("kernel {} and initramfs", pin.label), || {
+            prepare_kernel(p, pin, &base)
+        })?;
+        eprintln!(
+            "vm-test: booting {} ({}), {} tests, timeout {} s",
+            pin.label,
+            prep.kernel.release,
+            plan.len(),
+            timeout.as_secs()
+        );
+        let (run, console, verdict) = boot(opts, &prep, Some(disk), plan.len(), "", timeout)?;
         let t = report(&pin.label, &plan, &run, &console, &verdict);
         total.passed += t.passed;
         total.failed += t.failed;
         total.skipped += t.skipped;
     }
-    println!("{} passed, {} failed, {} skipped", total.passed, total.failed, total.skipped);
+    println!(
+        "{} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.skipped
+    );
     if total.failed > 0 {
         bail!("vm-test: {} failure(s) (see above)", total.failed);
     }
@@ -355,36 +481,78 @@ fn self_test(
     vmt_exit: &Path,
     busybox: &Path,
 ) -> Result<()> {
-    let base = image::BaseParts { vm_src: &p.vm_src, busybox, vmt_exit };
+    let base = image::BaseParts {
+        vm_src: &p.vm_src,
+        busybox,
+        vmt_exit,
+    };
     let plan = plan_of(bins);
     let mut problems = Vec::new();
     for pin in pins {
         let prep = prepare_kernel(p, pin, &base)?;
         let l = &pin.label;
         // 1. A failing test: the guest completes, the failure is named, the status is non-zero.
-        let (run, c, v) = boot(opts, &prep, Some(disk), "", Duration::from_secs(opts.timeout.unwrap_or(120)))?;
+        println!("[{l}] self-test 1/3: a guest with one passing, one skipping and one failing test");
+        let (run, c, v) = boot(
+            opts,
+            &prep,
+            Some(disk),
+            plan.len(),
+            "",
+            Duration::from_secs(opts.timeout.unwrap_or(120)),
+        )?;
         let t = report(l, &plan, &run, &c, &v);
         let outcome = |n: &str| c.results.iter().find(|r| r.name == n).map(|r| r.outcome.clone());
         if !matches!(v, GuestVerdict::Completed(n) if n != 0) {
-            problems.push(format!("[{l}] fail: expected a completed guest with a non-zero result, got {v:?}"));
+            problems.push(format!(
+                "[{l}] fail: expected a completed guest with a non-zero result, got {v:?}"
+            ));
         }
         if !matches!(outcome("deliberate_failure"), Some(Outcome::Failed(_))) || t.failed != 1 {
-            problems.push(format!("[{l}] fail: deliberate_failure not reported as the one failure ({:?})", outcome("deliberate_failure")));
+            problems.push(format!(
+                "[{l}] fail: deliberate_failure not reported as the one failure ({:?})",
+                outcome("deliberate_failure")
+            ));
         }
-        if outcome("passes") != Some(Outcome::Passed) || !matches!(outcome("skips"), Some(Outcome::Skipped(_))) {
-            problems.push(format!("[{l}] fail: passes/skips misreported: {:?} {:?}", outcome("passes"), outcome("skips")));
+        if outcome("passes") != Some(Outcome::Passed)
+            || !matches!(outcome("skips"), Some(Outcome::Skipped(_)))
+        {
+            problems.push(format!(
+                "[{l}] fail: passes/skips misreported: {:?} {:?}",
+                outcome("passes"),
+                outcome("skips")
+            ));
         }
         // 2. A guest panic.
-        let (run, c, v) = boot(opts, &prep, Some(disk), "vmt.selftest=panic", Duration::from_secs(opts.timeout.unwrap_or(120)))?;
+        println!("[{l}] self-test 2/3: a guest whose kernel panics (expect PANIC)");
+        let (run, c, v) = boot(
+            opts,
+            &prep,
+            Some(disk),
+            0,
+            "vmt.selftest=panic",
+            Duration::from_secs(opts.timeout.unwrap_or(120)),
+        )?;
         report(l, &[], &run, &c, &v);
         if v != GuestVerdict::Panicked {
             problems.push(format!("[{l}] panic: expected Panicked, got {v:?}"));
         }
         // 3. A hung guest (short timeout).
-        let (run, c, v) = boot(opts, &prep, Some(disk), "vmt.selftest=hang", Duration::from_secs(opts.timeout.unwrap_or(25)))?;
+        println!("[{l}] self-test 3/3: a guest that hangs (expect HUNG after the timeout)");
+        let (run, c, v) = boot(
+            opts,
+            &prep,
+            Some(disk),
+            0,
+            "vmt.selftest=hang",
+            Duration::from_secs(opts.timeout.unwrap_or(25)),
+        )?;
         report(l, &[], &run, &c, &v);
-        if !matches!(v, GuestVerdict::Hung(_)) || !run.lines.iter().any(|x| x.contains("hanging on purpose")) {
-            problems.push(format!("[{l}] hang: expected Hung after the guest said so, got {v:?}"));
+        if !matches!(v, GuestVerdict::Hung(_)) || !run.lines.iter().any(|x| x.contains("hanging on purpose"))
+        {
+            problems.push(format!(
+                "[{l}] hang: expected Hung after the guest said so, got {v:?}"
+            ));
         }
     }
     if problems.is_empty() {
@@ -405,14 +573,29 @@ mod tests {
 
     #[test]
     fn options() {
-        let o = parse_args(&s(&["--kernel", "6.12", "--filter=overlay", "--keep", "-p", "mountkit-overlay", "--timeout", "60"])).unwrap();
+        let o = parse_args(&s(&[
+            "--kernel",
+            "6.12",
+            "--filter=overlay",
+            "--keep",
+            "-p",
+            "mountkit-overlay",
+            "--timeout",
+            "60",
+        ]))
+        .unwrap();
         assert_eq!(o.kernel.as_deref(), Some("6.12"));
         assert_eq!(o.filter.as_deref(), Some("overlay"));
         assert!(o.keep && !o.verbose && !o.self_test);
         assert_eq!(o.packages, ["mountkit-overlay"]);
         assert_eq!(o.timeout, Some(60));
         assert_eq!(parse_args(&s(&["--kernel=all"])).unwrap().kernel, None);
-        assert!(parse_args(&s(&["--bogus"])).unwrap_err().to_string().contains("\"--bogus\""));
+        assert!(
+            parse_args(&s(&["--bogus"]))
+                .unwrap_err()
+                .to_string()
+                .contains("\"--bogus\"")
+        );
         assert!(parse_args(&s(&["--timeout", "soon"])).is_err());
         assert!(parse_args(&s(&["--filter"])).is_err());
     }
@@ -424,7 +607,10 @@ mod tests {
         let labels: Vec<&str> = pins.iter().map(|x| x.label.as_str()).collect();
         assert_eq!(labels, ["6.1", "6.12"]);
         for l in labels {
-            assert!(p.vm_src.join(format!("modules-{l}")).is_file(), "vm/modules-{l} missing");
+            assert!(
+                p.vm_src.join(format!("modules-{l}")).is_file(),
+                "vm/modules-{l} missing"
+            );
         }
     }
 }

@@ -37,8 +37,6 @@ pub struct Guest<'a> {
     pub kvm: bool,
     /// Kill QEMU after this long.
     pub timeout: Duration,
-    /// Echo console lines to stderr with this prefix as they arrive.
-    pub echo: Option<String>,
 }
 
 /// The QEMU command line for `g` (exposed for `--verbose` and tests).
@@ -49,7 +47,18 @@ pub fn command(g: &Guest<'_>) -> Command {
     } else {
         c.args(["-accel", "tcg", "-cpu", "max"]);
     }
-    c.args(["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot", "-m", "2048", "-smp", "2"]);
+    c.args([
+        "-nodefaults",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-m",
+        "2048",
+        "-smp",
+        "2",
+    ]);
     c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     c.args(["-device", "pvpanic", "-action", "panic=exit-failure"]);
     c.arg("-kernel").arg(g.kernel).arg("-initrd").arg(g.initrd);
@@ -59,12 +68,14 @@ pub fn command(g: &Guest<'_>) -> Command {
         spec.push(",format=raw,if=virtio,readonly=on");
         c.arg("-drive").arg(spec);
     }
-    c.arg("-append").arg(format!("console=ttyS0 quiet panic=-1 {}", g.extra_cmdline).trim_end());
+    c.arg("-append")
+        .arg(format!("console=ttyS0 quiet panic=-1 {}", g.extra_cmdline).trim_end());
     c
 }
 
 /// Runs the guest to its end or to the timeout (then kills QEMU by its PID and reaps it).
-pub fn run(g: &Guest<'_>) -> Result<QemuRun> {
+/// `on_line` sees each console line as it arrives (live progress, `--verbose`).
+pub fn run(g: &Guest<'_>, on_line: &mut dyn FnMut(&str)) -> Result<QemuRun> {
     let start = Instant::now();
     let mut child = command(g)
         .stdin(Stdio::null())
@@ -88,7 +99,9 @@ pub fn run(g: &Guest<'_>) -> Result<QemuRun> {
             match r.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                    let line = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string();
                     if tx.send(line).is_err() {
                         break;
                     }
@@ -107,9 +120,7 @@ pub fn run(g: &Guest<'_>) -> Result<QemuRun> {
         }
         match rx.recv_timeout(deadline - now) {
             Ok(line) => {
-                if let Some(p) = &g.echo {
-                    eprintln!("{p}{line}");
-                }
+                on_line(&line);
                 lines.push(line);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -127,5 +138,11 @@ pub fn run(g: &Guest<'_>) -> Result<QemuRun> {
     let _ = out_thread.join();
     lines.extend(rx.try_iter());
     let stderr = err_thread.join().unwrap_or_default();
-    Ok(QemuRun { lines, rc: status.code(), timed_out, stderr, elapsed: start.elapsed() })
+    Ok(QemuRun {
+        lines,
+        rc: status.code(),
+        timed_out,
+        stderr,
+        elapsed: start.elapsed(),
+    })
 }

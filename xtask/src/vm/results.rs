@@ -51,10 +51,14 @@ pub fn classify(name: &str, body: &[String], rc: i32) -> Outcome {
         t.strip_prefix("SKIP ").map(|s| s.trim().to_string())
     });
     let summary_ok = body.iter().any(|l| l.contains("test result: ok. 1 passed"));
-    let ignored = body.iter().any(|l| l.contains("test result: ok. 0 passed; 0 failed; 1 ignored"))
+    let ignored = body
+        .iter()
+        .any(|l| l.contains("test result: ok. 0 passed; 0 failed; 1 ignored"))
         || libtest.is_some_and(|s| s.ends_with("ignored") || s.contains("ignored,"));
     if rc != 0 {
-        let why = if libtest.is_some_and(|s| s.ends_with("FAILED")) || body.iter().any(|l| l.contains("test result: FAILED")) {
+        let why = if libtest.is_some_and(|s| s.ends_with("FAILED"))
+            || body.iter().any(|l| l.contains("test result: FAILED"))
+        {
             "test failed".to_string()
         } else {
             format!("test process exited with status {rc}")
@@ -81,7 +85,8 @@ pub fn parse_console<S: AsRef<str>>(lines: &[S]) -> Console {
         let line = line.as_ref().trim_end_matches('\r');
         if let Some(rest) = line.strip_prefix("VMT-BEGIN ") {
             if let Some((bin, name, body)) = current.take() {
-                c.results.push(unfinished(bin, name, body, "its END marker is missing"));
+                c.results
+                    .push(unfinished(bin, name, body, "its END marker is missing"));
             }
             let (bin, name) = rest.split_once(' ').unwrap_or((rest, ""));
             current = Some((bin.to_string(), name.to_string(), Vec::new()));
@@ -90,7 +95,12 @@ pub fn parse_console<S: AsRef<str>>(lines: &[S]) -> Console {
             let rc = w.next().and_then(|s| s.parse::<i32>().ok()).unwrap_or(-1);
             if let Some((bin, name, body)) = current.take() {
                 let outcome = classify(&name, &body, rc);
-                c.results.push(TestResult { bin, name, outcome, output: body });
+                c.results.push(TestResult {
+                    bin,
+                    name,
+                    outcome,
+                    output: body,
+                });
             }
         } else if let Some(rc) = line.strip_prefix("VMT-RESULT: ") {
             c.sentinel = rc.trim().parse().ok();
@@ -106,13 +116,19 @@ pub fn parse_console<S: AsRef<str>>(lines: &[S]) -> Console {
         }
     }
     if let Some((bin, name, body)) = current.take() {
-        c.results.push(unfinished(bin, name, body, "the guest stopped while it ran"));
+        c.results
+            .push(unfinished(bin, name, body, "the guest stopped while it ran"));
     }
     c
 }
 
 fn unfinished(bin: String, name: String, body: Vec<String>, why: &str) -> TestResult {
-    TestResult { bin, name, outcome: Outcome::Failed(format!("no result: {why}")), output: body }
+    TestResult {
+        bin,
+        name,
+        outcome: Outcome::Failed(format!("no result: {why}")),
+        output: body,
+    }
 }
 
 /// How the guest as a whole ended.
@@ -136,9 +152,9 @@ pub fn guest_verdict(qemu_rc: Option<i32>, timed_out: Option<u64>, sentinel: Opt
     match (qemu_rc, sentinel) {
         (Some(33), Some(0)) => GuestVerdict::Completed(0),
         (Some(35), Some(n)) if n != 0 => GuestVerdict::Completed(n),
-        (Some(33 | 35), Some(n)) => {
-            GuestVerdict::Broken(format!("exit device status {qemu_rc:?} disagrees with VMT-RESULT {n}"))
-        }
+        (Some(33 | 35), Some(n)) => GuestVerdict::Broken(format!(
+            "exit device status {qemu_rc:?} disagrees with VMT-RESULT {n}"
+        )),
         (Some(33 | 35), None) => GuestVerdict::Broken("exit device used but no VMT-RESULT line".into()),
         (Some(1), _) => GuestVerdict::Panicked,
         (Some(0), _) => GuestVerdict::Broken("the guest powered off without reporting a result".into()),
@@ -165,19 +181,42 @@ mod tests {
 
     #[test]
     fn classifies_libtest_output() {
-        let ok = v("\nrunning 1 test\ntest a::b ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 9 filtered out; finished in 0.01s\n");
+        let ok = v(
+            "\nrunning 1 test\ntest a::b ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 9 filtered out; finished in 0.01s\n",
+        );
         assert_eq!(classify("a::b", &ok, 0), Outcome::Passed);
         // --nocapture with one thread: the test's stderr lands after "test NAME ... ".
-        let skip = v("running 1 test\ntest a::c ... SKIP c: overlay lowerdir+ needs Linux 6.8\nok\ntest result: ok. 1 passed; 0 failed\n");
-        assert_eq!(classify("a::c", &skip, 0), Outcome::Skipped("c: overlay lowerdir+ needs Linux 6.8".into()));
+        let skip = v(
+            "running 1 test\ntest a::c ... SKIP c: overlay lowerdir+ needs Linux 6.8\nok\ntest result: ok. 1 passed; 0 failed\n",
+        );
+        assert_eq!(
+            classify("a::c", &skip, 0),
+            Outcome::Skipped("c: overlay lowerdir+ needs Linux 6.8".into())
+        );
         let skip2 = v("running 1 test\nSKIP c: needs root (privileged test)\ntest a::c ... ok\n");
-        assert_eq!(classify("a::c", &skip2, 0), Outcome::Skipped("c: needs root (privileged test)".into()));
-        let ign = v("running 1 test\ntest a::d ... ignored\n\ntest result: ok. 0 passed; 0 failed; 1 ignored; 0 measured\n");
+        assert_eq!(
+            classify("a::c", &skip2, 0),
+            Outcome::Skipped("c: needs root (privileged test)".into())
+        );
+        let ign = v(
+            "running 1 test\ntest a::d ... ignored\n\ntest result: ok. 0 passed; 0 failed; 1 ignored; 0 measured\n",
+        );
         assert_eq!(classify("a::d", &ign, 0), Outcome::Skipped("ignored".into()));
-        let fail = v("test a::e ... FAILED\nfailures:\n---- a::e stdout ----\nboom\ntest result: FAILED. 0 passed; 1 failed\n");
-        assert_eq!(classify("a::e", &fail, 101), Outcome::Failed("test failed".into()));
-        assert_eq!(classify("a::f", &v("Segmentation fault"), 139), Outcome::Failed("test process exited with status 139".into()));
-        assert!(matches!(classify("a::g", &v("running 0 tests\ntest result: ok. 0 passed"), 0), Outcome::Failed(_)));
+        let fail = v(
+            "test a::e ... FAILED\nfailures:\n---- a::e stdout ----\nboom\ntest result: FAILED. 0 passed; 1 failed\n",
+        );
+        assert_eq!(
+            classify("a::e", &fail, 101),
+            Outcome::Failed("test failed".into())
+        );
+        assert_eq!(
+            classify("a::f", &v("Segmentation fault"), 139),
+            Outcome::Failed("test process exited with status 139".into())
+        );
+        assert!(matches!(
+            classify("a::g", &v("running 0 tests\ntest result: ok. 0 passed"), 0),
+            Outcome::Failed(_)
+        ));
     }
 
     #[test]
@@ -199,7 +238,11 @@ mod tests {
 
     #[test]
     fn unfinished_test_is_a_failure() {
-        let c = parse_console(&["VMT-BEGIN b x::hangs", "running 1 test", "---[ end Kernel panic - not syncing ]---"]);
+        let c = parse_console(&[
+            "VMT-BEGIN b x::hangs",
+            "running 1 test",
+            "---[ end Kernel panic - not syncing ]---",
+        ]);
         assert_eq!(c.results.len(), 1);
         assert!(matches!(&c.results[0].outcome, Outcome::Failed(w) if w.contains("stopped")));
         assert_eq!(c.sentinel, None);
@@ -212,8 +255,17 @@ mod tests {
         assert_eq!(guest_verdict(Some(35), None, Some(1)), GuestVerdict::Completed(1));
         assert_eq!(guest_verdict(Some(1), None, None), GuestVerdict::Panicked);
         assert_eq!(guest_verdict(None, Some(30), None), GuestVerdict::Hung(30));
-        assert!(matches!(guest_verdict(Some(0), None, None), GuestVerdict::Broken(_)));
-        assert!(matches!(guest_verdict(Some(33), None, None), GuestVerdict::Broken(_)));
-        assert!(matches!(guest_verdict(Some(33), None, Some(1)), GuestVerdict::Broken(_)));
+        assert!(matches!(
+            guest_verdict(Some(0), None, None),
+            GuestVerdict::Broken(_)
+        ));
+        assert!(matches!(
+            guest_verdict(Some(33), None, None),
+            GuestVerdict::Broken(_)
+        ));
+        assert!(matches!(
+            guest_verdict(Some(33), None, Some(1)),
+            GuestVerdict::Broken(_)
+        ));
     }
 }

@@ -24,7 +24,8 @@ pub struct TestBinary {
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.env("RUSTFLAGS", STATIC_FLAGS).env_remove("CARGO_ENCODED_RUSTFLAGS");
+    c.env("RUSTFLAGS", STATIC_FLAGS)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
     c
 }
 
@@ -32,11 +33,15 @@ fn cargo() -> Command {
 pub fn artifacts_from_json(stdout: &str) -> Vec<(PathBuf, bool, String)> {
     let mut out = Vec::new();
     for line in stdout.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if v["reason"] != "compiler-artifact" {
             continue;
         }
-        let Some(exe) = v["executable"].as_str() else { continue };
+        let Some(exe) = v["executable"].as_str() else {
+            continue;
+        };
         let test = v["profile"]["test"].as_bool().unwrap_or(false);
         let name = v["target"]["name"].as_str().unwrap_or("").to_string();
         out.push((PathBuf::from(exe), test, name));
@@ -48,7 +53,13 @@ pub fn artifacts_from_json(stdout: &str) -> Vec<(PathBuf, bool, String)> {
 /// binary. `packages` empty means the whole workspace except `xtask`.
 pub fn build(root: &Path, packages: &[String]) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
     let mut c = cargo();
-    c.current_dir(root).args(["test", "--no-run", "--message-format=json-render-diagnostics", "--target", TARGET]);
+    c.current_dir(root).args([
+        "test",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+        "--target",
+        TARGET,
+    ]);
     if packages.is_empty() {
         c.args(["--workspace", "--exclude", "xtask"]);
     } else {
@@ -83,7 +94,10 @@ pub fn build(root: &Path, packages: &[String]) -> Result<(Vec<PathBuf>, Option<P
 }
 
 fn run_cargo(mut c: Command, what: &str) -> Result<String> {
-    let out = c.stderr(Stdio::inherit()).output().with_context(|| format!("starting {what}"))?;
+    let out = c
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("starting {what}"))?;
     if !out.status.success() {
         bail!("{what} failed ({})", out.status);
     }
@@ -92,7 +106,10 @@ fn run_cargo(mut c: Command, what: &str) -> Result<String> {
 
 /// Parses `--list --format terse` output (`name: test` lines; benchmarks are left out).
 pub fn parse_list(text: &str) -> Vec<String> {
-    text.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_string).collect()
+    text.lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// True when `pattern` selects `test` of binary `bin` (substring of the test name or of `bin::test`).
@@ -108,20 +125,31 @@ pub fn matches(pattern: Option<&str>, bin: &str, test: &str) -> bool {
 pub fn list(executables: &[PathBuf], filter: Option<&str>) -> Result<Vec<TestBinary>> {
     let mut out = Vec::new();
     for path in executables {
-        let name = path.file_name().context("test executable without a file name")?.to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .context("test executable without a file name")?
+            .to_string_lossy()
+            .into_owned();
         let o = Command::new(path)
             .args(["--list", "--format", "terse"])
             .output()
             .with_context(|| format!("listing tests of {path:?}"))?;
         if !o.status.success() {
-            bail!("{path:?} --list failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+            bail!(
+                "{path:?} --list failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
         }
         let tests: Vec<String> = parse_list(&String::from_utf8_lossy(&o.stdout))
             .into_iter()
             .filter(|t| matches(filter, &name, t))
             .collect();
         if !tests.is_empty() {
-            out.push(TestBinary { path: path.clone(), name, tests });
+            out.push(TestBinary {
+                path: path.clone(),
+                name,
+                tests,
+            });
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -130,20 +158,32 @@ pub fn list(executables: &[PathBuf], filter: Option<&str>) -> Result<Vec<TestBin
 
 /// The plan file `vm/run` reads: `<bin> <test>` per line.
 pub fn plan_text(bins: &[TestBinary]) -> String {
-    bins.iter().flat_map(|b| b.tests.iter().map(move |t| format!("{} {t}\n", b.name))).collect()
+    bins.iter()
+        .flat_map(|b| b.tests.iter().map(move |t| format!("{} {t}\n", b.name)))
+        .collect()
 }
 
 /// Compiles a standalone Rust file statically with plain `rustc` (`test` adds `--test`).
 pub fn rustc_static(src: &Path, out: &Path, test: bool) -> Result<()> {
     let mut c = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
-    c.args(["--edition", "2024", "-O", "-C", "target-feature=+crt-static", "--target", TARGET]);
+    c.args([
+        "--edition",
+        "2024",
+        "-O",
+        "-C",
+        "target-feature=+crt-static",
+        "--target",
+        TARGET,
+    ]);
     if test {
         c.arg("--test");
     } else {
         c.args(["-C", "strip=debuginfo"]);
     }
     c.arg("-o").arg(out).arg(src);
-    let o = c.output().with_context(|| format!("starting rustc for {src:?}"))?;
+    let o = c
+        .output()
+        .with_context(|| format!("starting rustc for {src:?}"))?;
     if !o.status.success() {
         bail!("rustc {src:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
     }
@@ -162,7 +202,14 @@ mod tests {
 {"reason":"build-finished","success":true}"#;
         let a = artifacts_from_json(json);
         assert_eq!(a.len(), 2);
-        assert_eq!(a[0], (PathBuf::from("/t/deps/overlay-0123456789abcdef"), true, "overlay".into()));
+        assert_eq!(
+            a[0],
+            (
+                PathBuf::from("/t/deps/overlay-0123456789abcdef"),
+                true,
+                "overlay".into()
+            )
+        );
         assert_eq!(a[1].2, "mountkit");
         assert!(!a[1].1);
     }
@@ -174,7 +221,11 @@ mod tests {
         assert!(matches(Some("b"), "x-0123456789abcdef", "tests::b"));
         assert!(matches(Some("x::tests"), "x-0123456789abcdef", "tests::a"));
         assert!(!matches(Some("zzz"), "x", "tests::a"));
-        let plan = plan_text(&[TestBinary { path: "/p".into(), name: "x".into(), tests: l }]);
+        let plan = plan_text(&[TestBinary {
+            path: "/p".into(),
+            name: "x".into(),
+            tests: l,
+        }]);
         assert_eq!(plan, "x tests::a\nx tests::b\n");
     }
 }
