@@ -228,6 +228,7 @@ fn test_disk(p: &Paths, bins: &[suite::TestBinary], mountkit_bin: Option<&Path>)
 struct Prepared {
     kernel: kernel::Kernel,
     initrd: PathBuf,
+    scratch: PathBuf,
 }
 
 fn prepare_kernel(p: &Paths, pin: &kernel::KernelPin, base: &image::BaseParts<'_>) -> Result<Prepared> {
@@ -243,7 +244,10 @@ fn prepare_kernel(p: &Paths, pin: &kernel::KernelPin, base: &image::BaseParts<'_
     let subset = kernel::select_modules(&k, &wanted)?;
     let initrd = p.work.join(format!("initrd-{}.cpio", pin.label));
     std::fs::write(&initrd, image::initramfs(base, &k, &subset)?)?;
-    Ok(Prepared { kernel: k, initrd })
+    // A fresh scratch disk per kernel: no state leaks from one guest to the next.
+    let scratch = p.work.join(format!("scratch-{}.img", pin.label));
+    image::scratch_image(&scratch, 16)?;
+    Ok(Prepared { kernel: k, initrd, scratch })
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -265,6 +269,7 @@ fn boot(
         kernel: &prep.kernel.vmlinuz,
         initrd: &prep.initrd,
         disk,
+        scratch: Some(&prep.scratch),
         extra_cmdline: extra,
         kvm: host::kvm_usable(),
         timeout,

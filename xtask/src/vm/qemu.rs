@@ -31,6 +31,8 @@ pub struct Guest<'a> {
     pub initrd: &'a Path,
     /// Raw ext4 test disk (attached read-only as virtio-blk `/dev/vda`), if any.
     pub disk: Option<&'a Path>,
+    /// Writable ext4 scratch disk (`/dev/vdb`, mounted on `/tmp` by the guest), if any.
+    pub scratch: Option<&'a Path>,
     /// Extra kernel command-line words (`vmt.selftest=...`).
     pub extra_cmdline: &'a str,
     /// Use KVM (only when [`super::host::kvm_usable`]).
@@ -66,6 +68,12 @@ pub fn command(g: &Guest<'_>) -> Command {
         let mut spec = std::ffi::OsString::from("file=");
         spec.push(d);
         spec.push(",format=raw,if=virtio,readonly=on");
+        c.arg("-drive").arg(spec);
+    }
+    if let Some(d) = g.scratch {
+        let mut spec = std::ffi::OsString::from("file=");
+        spec.push(d);
+        spec.push(",format=raw,if=virtio,cache=unsafe");
         c.arg("-drive").arg(spec);
     }
     c.arg("-append")

@@ -22,10 +22,25 @@ pub struct TestBinary {
     pub tests: Vec<String>,
 }
 
+/// Profile settings for the guest build (passed as `--config`, so Cargo.toml is untouched).
+///
+/// Under TCG, unoptimized code is painfully slow (sha256 of a layer, tar unpacking: a single
+/// end-to-end test took 100 s at opt-level 0), so the guest build optimizes: level 1 for the
+/// workspace, 2 for dependencies. Debug assertions and overflow checks stay on (the dev profile's),
+/// so the tests assert exactly what they do on the host. Line tables keep backtraces readable
+/// while making the binaries (and the test disk) several times smaller.
+pub const PROFILE_CONFIG: &[&str] = &[
+    "profile.dev.opt-level=1",
+    "profile.dev.package.\"*\".opt-level=2",
+    "profile.dev.debug=\"line-tables-only\"",
+];
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.env("RUSTFLAGS", STATIC_FLAGS)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    c.env("RUSTFLAGS", STATIC_FLAGS).env_remove("CARGO_ENCODED_RUSTFLAGS");
+    for kv in PROFILE_CONFIG {
+        c.args(["--config", kv]);
+    }
     c
 }
 
