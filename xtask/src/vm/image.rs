@@ -214,13 +214,23 @@ pub fn ext4_image(dir: &Path, img: &Path) -> Result<()> {
 pub fn scratch_image(img: &Path, gib: u64) -> Result<()> {
     let _ = std::fs::remove_file(img);
     let o = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-E", "root_owner=0:0,lazy_itable_init=1,nodiscard", "-L", "vmt-scratch"])
+        .args([
+            "-q",
+            "-F",
+            "-E",
+            "root_owner=0:0,lazy_itable_init=1,nodiscard",
+            "-L",
+            "vmt-scratch",
+        ])
         .arg(img)
         .arg(format!("{gib}G"))
         .output()
         .context("starting mkfs.ext4 (package e2fsprogs)")?;
     if !o.status.success() {
-        bail!("mkfs.ext4 {img:?} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+        bail!(
+            "mkfs.ext4 {img:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
     }
     Ok(())
 }

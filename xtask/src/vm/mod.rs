@@ -37,7 +37,7 @@ use results::{Console, GuestVerdict, Outcome, display_bin};
 
 const USAGE: &str =
     "usage: cargo xtask vm-test [--kernel 6.1|6.12|all] [--filter PATTERN] [--keep] [--verbose]
-                          [-p|--package PKG]... [--timeout SECS] [--self-test] [--setup-only]
+                          [-p|--package PKG]... [--timeout SECS] [--self-test] [--setup-only] [--jobs N]
   --kernel     which pinned kernel(s) of vm/kernels to boot (default: all)
   --filter     run only tests whose name (or binary::name) contains PATTERN
   --keep       keep this run's artefacts (initramfs, test disk, staging) under target/vm/
@@ -45,6 +45,7 @@ const USAGE: &str =
   --package    build and run only these packages' tests (default: the workspace except xtask)
   --timeout    kill a guest after SECS seconds (default: 300 + 5 per test)
   --self-test  check the harness: a failing test, a guest panic and a guest hang must all be reported
+  --jobs       how many guests (kernels) run at once (default: 2)
   --setup-only install the host packages (root) and fetch the pinned kernels, then stop";
 
 #[derive(Debug, Default)]
@@ -57,10 +58,14 @@ struct Options {
     packages: Vec<String>,
     timeout: Option<u64>,
     setup_only: bool,
+    jobs: usize,
 }
 
 fn parse_args(args: &[String]) -> Result<Options> {
-    let mut o = Options::default();
+    let mut o = Options {
+        jobs: 2,
+        ..Options::default()
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| {
@@ -88,6 +93,10 @@ fn parse_args(args: &[String]) -> Result<Options> {
             "--verbose" | "-v" => o.verbose = true,
             "--self-test" => o.self_test = true,
             "--setup-only" => o.setup_only = true,
+            "--jobs" | "-j" => {
+                let v = val(flag)?;
+                o.jobs = v.parse().with_context(|| format!("--jobs {v:?}: not a number"))?
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -247,7 +256,11 @@ fn prepare_kernel(p: &Paths, pin: &kernel::KernelPin, base: &image::BaseParts<'_
     // A fresh scratch disk per kernel: no state leaks from one guest to the next.
     let scratch = p.work.join(format!("scratch-{}.img", pin.label));
     image::scratch_image(&scratch, 16)?;
-    Ok(Prepared { kernel: k, initrd, scratch })
+    Ok(Prepared {
+        kernel: k,
+        initrd,
+        scratch,
+    })
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -449,23 +462,46 @@ fn run_suite(
     };
     let plan = plan_of(bins);
     let timeout = Duration::from_secs(opts.timeout.unwrap_or(300 + 5 * plan.len() as u64));
-    let mut total = Tally::default();
+    let mut preps = Vec::new();
     for pin in pins {
-        let prep = timed(&format!("kernel {} and initramfs", pin.label), || {
+        preps.push(timed(&format!("kernel {} and initramfs", pin.label), || {
             prepare_kernel(p, pin, &base)
-        })?;
-        eprintln!(
-            "vm-test: booting {} ({}), {} tests, timeout {} s",
-            pin.label,
-            prep.kernel.release,
-            plan.len(),
-            timeout.as_secs()
-        );
-        let (run, console, verdict) = boot(opts, &prep, Some(disk), plan.len(), "", timeout)?;
-        let t = report(&pin.label, &plan, &run, &console, &verdict);
-        total.passed += t.passed;
-        total.failed += t.failed;
-        total.skipped += t.skipped;
+        })?);
+    }
+    // Each guest runs its tests one at a time, so it keeps about one host core busy: guests on
+    // different kernels run side by side (`--jobs`, default 2), and their reports follow in order.
+    let mut total = Tally::default();
+    for chunk in preps.chunks(opts.jobs.max(1)) {
+        let outcomes: Vec<Result<_>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|prep| {
+                    eprintln!(
+                        "vm-test: booting {} ({}), {} tests, timeout {} s",
+                        prep.kernel.pin.label,
+                        prep.kernel.release,
+                        plan.len(),
+                        timeout.as_secs()
+                    );
+                    let n = plan.len();
+                    s.spawn(move || boot(opts, prep, Some(disk), n, "", timeout))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("guest thread panicked")))
+                })
+                .collect()
+        });
+        for (prep, outcome) in chunk.iter().zip(outcomes) {
+            let (run, console, verdict) = outcome?;
+            let t = report(&prep.kernel.pin.label, &plan, &run, &console, &verdict);
+            total.passed += t.passed;
+            total.failed += t.failed;
+            total.skipped += t.skipped;
+        }
     }
     println!(
         "{} passed, {} failed, {} skipped",
@@ -594,6 +630,8 @@ mod tests {
         assert!(o.keep && !o.verbose && !o.self_test);
         assert_eq!(o.packages, ["mountkit-overlay"]);
         assert_eq!(o.timeout, Some(60));
+        assert_eq!(o.jobs, 2);
+        assert_eq!(parse_args(&s(&["-j", "1"])).unwrap().jobs, 1);
         assert_eq!(parse_args(&s(&["--kernel=all"])).unwrap().kernel, None);
         assert!(
             parse_args(&s(&["--bogus"]))

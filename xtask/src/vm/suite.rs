@@ -37,7 +37,8 @@ pub const PROFILE_CONFIG: &[&str] = &[
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.env("RUSTFLAGS", STATIC_FLAGS).env_remove("CARGO_ENCODED_RUSTFLAGS");
+    c.env("RUSTFLAGS", STATIC_FLAGS)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
     for kv in PROFILE_CONFIG {
         c.args(["--config", kv]);
     }
