@@ -16,7 +16,14 @@
 //!
 //! Decisions: test names are filtered by substring (of `NAME` or `binary::NAME`), like libtest's
 //! filter; `#[ignore]`d tests count as skipped; a test that never reported (the guest died) is failed;
-//! `MOUNTKIT_BIN` points at the static `mountkit` binary in the guest.
+//! `MOUNTKIT_BIN` points at the static `mountkit` binary in the guest. The guest's `/tmp` is ext4 on a
+//! fresh sparse scratch disk (user xattrs and overlay upper dirs as on a Docker host; 6.1's tmpfs has
+//! no `user.*` xattrs). The guest build is optimized (see [`suite::PROFILE_CONFIG`]): same tests, same
+//! assertions, debug assertions on, but TCG runs it 10-20x faster. The guest userland is busybox plus
+//! the host programs listed in `vm/host-tools` (with their libraries), at the host's paths, because the
+//! tests build sample roots by copying host programs found on `PATH` and their `ldd` libraries. The
+//! workspace sources are bind-mounted read-only at their host path, for `CARGO_MANIFEST_DIR` fixtures.
+//! Guests on different kernels run side by side (each keeps about one core busy).
 //! Dependencies: `anyhow` (errors with context), `serde_json` (cargo's `--message-format=json`).
 
 mod cpio;
