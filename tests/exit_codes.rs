@@ -12,14 +12,50 @@ fn run_exit_codes_follow_docker() {
         let env = Env::new();
         env.sample("sample");
         assert_eq!(env.run(&["run", "--rm", "sample", "true"]).status.code(), Some(0));
-        assert_eq!(env.run(&["run", "--rm", "sample", "sh", "-c", "exit 7"]).status.code(), Some(7));
+        assert_eq!(
+            env.run(&["run", "--rm", "sample", "sh", "-c", "exit 7"])
+                .status
+                .code(),
+            Some(7)
+        );
         env.fails(&["run", "--rm", "no-such-image", "true"], 125, "no-such-image");
-        env.fails(&["run", "--rm", "sample", "/app/config.txt"], 126, "/app/config.txt");
-        env.fails(&["run", "--rm", "sample", "no-such-command"], 127, "no-such-command");
+        env.fails(
+            &["run", "--rm", "sample", "/app/config.txt"],
+            126,
+            "/app/config.txt",
+        );
+        env.fails(
+            &["run", "--rm", "sample", "no-such-command"],
+            127,
+            "no-such-command",
+        );
         env.fails(&["run", "--rm", "--bogus-flag", "sample"], 125, "--bogus-flag");
-        env.fails(&["run", "--rm", "-u", "nobody-here", "sample", "true"], 125, "nobody-here");
-        // The command's own signal death: 128 + 9.
-        assert_eq!(env.run(&["run", "--rm", "sample", "sh", "-c", "kill -9 $$"]).status.code(), Some(137));
+        env.fails(
+            &["run", "--rm", "-u", "nobody-here", "sample", "true"],
+            125,
+            "nobody-here",
+        );
+        // A command killed by a signal: 128 + 9. (PID 1 of a pid namespace ignores its own SIGKILL, so the
+        // signal comes from outside, as `docker kill` sends it.)
+        let mut child = env
+            .cmd()
+            .args(["run", "--name", "killed", "sample", "sleep", "300"])
+            .spawn()
+            .unwrap();
+        let mut pid = None;
+        for _ in 0..500 {
+            let out = env.run(&["container", "inspect", "killed"]);
+            let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if let Some(p) = c[0]["state"]["pid"].as_i64() {
+                pid = Some(p as i32);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let pid = pid.expect("the container started");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(137));
+        env.ok(&["container", "rm", "killed"]);
         // Nothing is left behind by --rm, failed or not.
         assert_eq!(env.ok(&["container", "ls", "-a", "-q"]), "");
     });
@@ -35,13 +71,35 @@ fn run_applies_user_workdir_env_and_default_path() {
         env.sample("sample");
         assert_eq!(env.ok(&["run", "--rm", "sample", "pwd"]), "/app");
         assert_eq!(env.ok(&["run", "--rm", "-w", "/tmp", "sample", "pwd"]), "/tmp");
-        assert_eq!(env.ok(&["run", "--rm", "-u", "app", "sample", "id", "-u"]), "1000");
-        assert_eq!(env.ok(&["run", "--rm", "-u", "1234:1234", "sample", "id", "-g"]), "1234");
+        assert_eq!(
+            env.ok(&["run", "--rm", "-u", "app", "sample", "id", "-u"]),
+            "1000"
+        );
+        assert_eq!(
+            env.ok(&["run", "--rm", "-u", "1234:1234", "sample", "id", "-g"]),
+            "1234"
+        );
         let e = env.ok(&["run", "--rm", "-e", "A=1", "sample", "env"]);
         assert!(e.lines().any(|l| l == "A=1"), "{e}");
         assert!(e.lines().any(|l| l == "SAMPLE=1"), "image env kept: {e}");
-        assert!(e.lines().any(|l| l.starts_with("PATH=/usr/local/sbin:")), "Docker's default PATH: {e}");
-        let writes = env.run(&["run", "--rm", "-u", "app", "sample", "sh", "-c", "echo x > /app/y.txt"]);
-        assert_ne!(writes.status.code(), Some(0), "app cannot write a root-owned directory");
+        assert!(
+            e.lines().any(|l| l.starts_with("PATH=/usr/local/sbin:")),
+            "Docker's default PATH: {e}"
+        );
+        let writes = env.run(&[
+            "run",
+            "--rm",
+            "-u",
+            "app",
+            "sample",
+            "sh",
+            "-c",
+            "echo x > /app/y.txt",
+        ]);
+        assert_ne!(
+            writes.status.code(),
+            Some(0),
+            "app cannot write a root-owned directory"
+        );
     });
 }

@@ -14,14 +14,40 @@ fn s1_two_containers_share_image_files_not_writes() {
         env.sample("sample");
         env.ok(&["container", "create", "--name", "c1", "sample", "true"]);
         env.ok(&["container", "create", "--name", "c2", "sample", "true"]);
-        assert_eq!(env.ok(&["run", "--rm", "sample", "cat", "/app/message.txt"]), "hello from layer 2");
-        env.ok(&["run", "--name", "w1", "sample", "sh", "-c", "echo mine > /app/note.txt && cat /app/message.txt"]);
+        assert_eq!(
+            env.ok(&["run", "--rm", "sample", "cat", "/app/message.txt"]),
+            "hello from layer 2"
+        );
+        env.ok(&[
+            "run",
+            "--name",
+            "w1",
+            "sample",
+            "sh",
+            "-c",
+            "echo mine > /app/note.txt && cat /app/message.txt",
+        ]);
         let other = env.run(&["run", "--rm", "sample", "cat", "/app/note.txt"]);
-        assert_eq!(other.status.code(), Some(1), "a second container must not see the first one's write");
-        assert_eq!(env.ok(&["run", "--rm", "sample", "cat", "/app/message.txt"]), "hello from layer 2");
+        assert_eq!(
+            other.status.code(),
+            Some(1),
+            "a second container must not see the first one's write"
+        );
+        assert_eq!(
+            env.ok(&["run", "--rm", "sample", "cat", "/app/message.txt"]),
+            "hello from layer 2"
+        );
         // The first container still has its write when started again.
         env.ok(&["container", "rm", "c1", "c2"]);
-        let id = env.ok(&["container", "create", "--name", "again", "sample", "cat", "/app/note.txt"]);
+        let id = env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "again",
+            "sample",
+            "cat",
+            "/app/note.txt",
+        ]);
         let out = env.cmd().args(["container", "start", &id]).output().unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(mounts_under(&env.root).is_empty());
@@ -38,21 +64,50 @@ fn s3_s4_copy_up_then_rm_removes_the_writable_layer() {
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");
-        let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["image", "inspect", "sample"])).unwrap();
+        let inspect: serde_json::Value =
+            serde_json::from_str(&env.ok(&["image", "inspect", "sample"])).unwrap();
         let layers = inspect[0]["layers"].as_array().unwrap().clone();
-        let app_layer = layers[1].as_str().unwrap().strip_prefix("sha256:").unwrap().to_string();
-        let layer_file = env.root.join("layers").join(&app_layer).join("diff/app/message.txt");
+        let app_layer = layers[1]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap()
+            .to_string();
+        let layer_file = env
+            .root
+            .join("layers")
+            .join(&app_layer)
+            .join("diff/app/message.txt");
         let before = std::fs::read(&layer_file).expect("layer file in the store");
 
-        let id = env.ok(&["container", "create", "--name", "cow", "sample", "sh", "-c", "echo changed >> /app/message.txt"]);
+        let id = env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "cow",
+            "sample",
+            "sh",
+            "-c",
+            "echo changed >> /app/message.txt",
+        ]);
         env.ok(&["container", "start", "cow"]);
-        assert_eq!(std::fs::read(&layer_file).unwrap(), before, "the image layer must not change");
+        assert_eq!(
+            std::fs::read(&layer_file).unwrap(),
+            before,
+            "the image layer must not change"
+        );
         let copied = std::fs::read_to_string(env.upper(&id).join("app/message.txt")).unwrap();
         assert_eq!(copied, "hello from layer 2\nchanged\n");
         // Another container still sees the original.
-        assert_eq!(env.ok(&["run", "--rm", "sample", "cat", "/app/message.txt"]), "hello from layer 2");
+        assert_eq!(
+            env.ok(&["run", "--rm", "sample", "cat", "/app/message.txt"]),
+            "hello from layer 2"
+        );
         env.ok(&["container", "rm", "cow"]);
-        assert!(!env.root.join("containers").join(&id).exists(), "rm removes the writable layer");
+        assert!(
+            !env.root.join("containers").join(&id).exists(),
+            "rm removes the writable layer"
+        );
         assert_eq!(std::fs::read(&layer_file).unwrap(), before);
     });
 }
@@ -104,12 +159,22 @@ fn container_names_ids_and_prefixes() {
         env.sample("sample");
         let id = env.ok(&["container", "create", "--name", "web", "sample", "true"]);
         assert_eq!(id.len(), 64);
-        env.fails(&["container", "create", "--name", "web", "sample", "true"], 125, "already in use");
-        env.fails(&["container", "create", "--name", "../x", "sample", "true"], 125, "invalid container name");
+        env.fails(
+            &["container", "create", "--name", "web", "sample", "true"],
+            125,
+            "already in use",
+        );
+        env.fails(
+            &["container", "create", "--name", "../x", "sample", "true"],
+            125,
+            "invalid container name",
+        );
         env.fails(&["container", "inspect", "nope"], 1, "no such container: nope");
-        let by_prefix: serde_json::Value = serde_json::from_str(&env.ok(&["container", "inspect", &id[..8]])).unwrap();
+        let by_prefix: serde_json::Value =
+            serde_json::from_str(&env.ok(&["container", "inspect", &id[..8]])).unwrap();
         assert_eq!(by_prefix[0]["name"], "web");
-        let ls: serde_json::Value = serde_json::from_str(&env.ok(&["--format", "json", "container", "ls", "-a"])).unwrap();
+        let ls: serde_json::Value =
+            serde_json::from_str(&env.ok(&["--format", "json", "container", "ls", "-a"])).unwrap();
         assert_eq!(ls.as_array().unwrap().len(), 1);
         assert_eq!(ls[0]["state"]["status"], "created");
         // The generated name is Docker-like.
@@ -131,7 +196,10 @@ fn container_mount_and_unmount() {
         env.sample("sample");
         env.ok(&["container", "create", "--name", "m", "sample", "true"]);
         let path = env.ok(&["container", "mount", "m"]);
-        assert_eq!(std::fs::read_to_string(format!("{path}/app/config.txt")).unwrap(), "v2\n");
+        assert_eq!(
+            std::fs::read_to_string(format!("{path}/app/config.txt")).unwrap(),
+            "v2\n"
+        );
         assert_eq!(mounts_under(&env.root).len(), 1);
         env.fails(&["container", "rm", "m"], 1, "is mounted");
         env.ok(&["container", "unmount", "m"]);
@@ -166,16 +234,28 @@ fn killed_runner_leaks_no_mount() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert!(marker.exists(), "the container never started");
-        let c: serde_json::Value = serde_json::from_str(&env.ok(&["container", "inspect", "victim"])).unwrap();
-        let pid = c[0]["state"]["pid"].as_i64().expect("running container has a pid") as i32;
-        assert!(mounts_under(&env.root).is_empty(), "container mounts must not be in this namespace");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGKILL).unwrap();
+        let c: serde_json::Value =
+            serde_json::from_str(&env.ok(&["container", "inspect", "victim"])).unwrap();
+        let pid = c[0]["state"]["pid"]
+            .as_i64()
+            .expect("running container has a pid") as i32;
+        assert!(
+            mounts_under(&env.root).is_empty(),
+            "container mounts must not be in this namespace"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::SIGKILL,
+        )
+        .unwrap();
         child.wait().unwrap();
         // The container process dies with its runner.
         let mut dead = false;
         for _ in 0..500 {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true)
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| s.contains(") Z"))
+                    .unwrap_or(true)
             {
                 dead = true;
                 break;
@@ -185,7 +265,8 @@ fn killed_runner_leaks_no_mount() {
         assert!(dead, "container process {pid} outlived its runner");
         assert!(mounts_under(&env.root).is_empty());
         assert!(mounts_under(env.dir.path()).is_empty());
-        let ls: serde_json::Value = serde_json::from_str(&env.ok(&["container", "inspect", "victim"])).unwrap();
+        let ls: serde_json::Value =
+            serde_json::from_str(&env.ok(&["container", "inspect", "victim"])).unwrap();
         assert_eq!(ls[0]["state"]["status"], "exited");
         env.ok(&["container", "rm", "victim"]);
     });

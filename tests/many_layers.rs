@@ -41,8 +41,24 @@ fn five_hundred_layers_run_by_each_method_and_501_fail_clearly() {
             eprintln!("SKIP five_hundred_layers (new-api part): this kernel has no overlay lowerdir+");
         }
         for m in methods {
-            let out = env.cmd().env("MOUNTKIT_OVERLAY_METHOD", m).args(["run", "--rm", "big", "sh", "-c", "cat /layers/0 /layers/496 /app/config.txt"]).output().unwrap();
-            assert!(out.status.success(), "{m}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = env
+                .cmd()
+                .env("MOUNTKIT_OVERLAY_METHOD", m)
+                .args([
+                    "run",
+                    "--rm",
+                    "big",
+                    "sh",
+                    "-c",
+                    "cat /layers/0 /layers/496 /app/config.txt",
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{m}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n496\nv2\n", "{m}");
         }
         image_with_layers(&env, "too-big", 498);

@@ -19,10 +19,31 @@ fn s7_todo_list_data_survives_container_replacement() {
         env.sample("todo-v1");
         env.sample("todo-v2");
         assert_eq!(env.ok(&["volume", "create", "todo-list"]), "todo-list");
-        env.ok(&["run", "--name", "todo1", "-v", "todo-list:/data", "todo-v1", "sh", "-c", "echo 'buy milk' > /data/todo.db"]);
+        env.ok(&[
+            "run",
+            "--name",
+            "todo1",
+            "-v",
+            "todo-list:/data",
+            "todo-v1",
+            "sh",
+            "-c",
+            "echo 'buy milk' > /data/todo.db",
+        ]);
         env.ok(&["container", "rm", "todo1"]);
         assert_eq!(env.ok(&["volume", "ls", "-q"]), "todo-list");
-        assert_eq!(env.ok(&["run", "--rm", "-v", "todo-list:/data", "todo-v2", "cat", "/data/todo.db"]), "buy milk");
+        assert_eq!(
+            env.ok(&[
+                "run",
+                "--rm",
+                "-v",
+                "todo-list:/data",
+                "todo-v2",
+                "cat",
+                "/data/todo.db"
+            ]),
+            "buy milk"
+        );
         let v = json(&env.ok(&["volume", "inspect", "todo-list"]));
         assert_eq!(v[0]["name"], "todo-list");
         assert_eq!(v[0]["driver"], "local");
@@ -40,23 +61,58 @@ fn s8_image_volume_gives_each_container_an_anonymous_volume() {
     in_mount_ns(|| {
         let env = Env::new();
         env.ok(&["system", "sample-image", "vol-image", "--volume", "/app/old"]);
-        let a = env.ok(&["run", "--name", "a", "vol-image", "sh", "-c", "ls /app/old; echo a > /app/old/who"]);
+        let a = env.ok(&[
+            "run",
+            "--name",
+            "a",
+            "vol-image",
+            "sh",
+            "-c",
+            "ls /app/old; echo a > /app/old/who",
+        ]);
         assert_eq!(a, "new.txt", "the anonymous volume is populated from the image");
-        env.ok(&["run", "--name", "b", "vol-image", "sh", "-c", "echo b > /app/old/who"]);
-        let vols: Vec<String> = env.ok(&["volume", "ls", "-q"]).lines().map(String::from).collect();
+        env.ok(&[
+            "run",
+            "--name",
+            "b",
+            "vol-image",
+            "sh",
+            "-c",
+            "echo b > /app/old/who",
+        ]);
+        let vols: Vec<String> = env
+            .ok(&["volume", "ls", "-q"])
+            .lines()
+            .map(String::from)
+            .collect();
         assert_eq!(vols.len(), 2, "{vols:?}");
-        assert!(vols.iter().all(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())));
+        assert!(
+            vols.iter()
+                .all(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
         let ia = json(&env.ok(&["container", "inspect", "a"]));
         let va = ia[0]["Mounts"][0]["Name"].as_str().unwrap().to_string();
         assert_eq!(ia[0]["Mounts"][0]["Destination"], "/app/old");
         env.ok(&["container", "rm", "-v", "a"]);
-        let left: Vec<String> = env.ok(&["volume", "ls", "-q"]).lines().map(String::from).collect();
+        let left: Vec<String> = env
+            .ok(&["volume", "ls", "-q"])
+            .lines()
+            .map(String::from)
+            .collect();
         assert_eq!(left.len(), 1);
         assert!(!left.contains(&va), "rm -v removed a's anonymous volume");
         env.ok(&["container", "rm", "b"]);
-        assert_eq!(env.ok(&["volume", "ls", "-q"]).lines().count(), 1, "rm without -v keeps it");
+        assert_eq!(
+            env.ok(&["volume", "ls", "-q"]).lines().count(),
+            1,
+            "rm without -v keeps it"
+        );
         env.ok(&["run", "--rm", "vol-image", "true"]);
-        assert_eq!(env.ok(&["volume", "ls", "-q"]).lines().count(), 1, "run --rm leaves no volume behind");
+        assert_eq!(
+            env.ok(&["volume", "ls", "-q"]).lines().count(),
+            1,
+            "run --rm leaves no volume behind"
+        );
         let pruned = env.ok(&["volume", "prune", "-f"]);
         assert_eq!(pruned.lines().count(), 1);
         assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
@@ -72,15 +128,54 @@ fn s9_volumes_from_shares_data() {
     in_mount_ns(|| {
         let env = Env::new();
         env.ok(&["system", "sample-image", "todo", "--volume", "/data"]);
-        env.ok(&["run", "--name", "todo1", "todo", "sh", "-c", "echo from-todo1 > /data/list"]);
-        env.ok(&["run", "--name", "todo3", "--volumes-from", "todo1", "todo", "sh", "-c", "cat /data/list; echo from-todo3 >> /data/list"]);
+        env.ok(&[
+            "run",
+            "--name",
+            "todo1",
+            "todo",
+            "sh",
+            "-c",
+            "echo from-todo1 > /data/list",
+        ]);
+        env.ok(&[
+            "run",
+            "--name",
+            "todo3",
+            "--volumes-from",
+            "todo1",
+            "todo",
+            "sh",
+            "-c",
+            "cat /data/list; echo from-todo3 >> /data/list",
+        ]);
         env.ok(&["container", "rm", "todo1"]);
-        let out = env.ok(&["run", "--rm", "--volumes-from", "todo3", "todo", "cat", "/data/list"]);
+        let out = env.ok(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "todo3",
+            "todo",
+            "cat",
+            "/data/list",
+        ]);
         assert_eq!(out, "from-todo1\nfrom-todo3");
         // Read-only sharing.
-        let ro = env.run(&["run", "--rm", "--volumes-from", "todo3:ro", "todo", "sh", "-c", "echo x > /data/list"]);
+        let ro = env.run(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "todo3:ro",
+            "todo",
+            "sh",
+            "-c",
+            "echo x > /data/list",
+        ]);
         assert_ne!(ro.status.code(), Some(0));
-        assert!(String::from_utf8_lossy(&ro.stderr).contains("Read-only"), "{}", String::from_utf8_lossy(&ro.stderr));
+        assert!(
+            String::from_utf8_lossy(&ro.stderr).contains("Read-only"),
+            "{}",
+            String::from_utf8_lossy(&ro.stderr)
+        );
     });
 }
 
@@ -94,9 +189,29 @@ fn s10_named_volume_wins_over_image_volume() {
         let env = Env::new();
         env.ok(&["system", "sample-image", "todo", "--volume", "/data"]);
         env.ok(&["volume", "create", "mine"]);
-        env.ok(&["run", "--rm", "-v", "mine:/data", "todo", "sh", "-c", "echo kept > /data/f"]);
+        env.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "mine:/data",
+            "todo",
+            "sh",
+            "-c",
+            "echo kept > /data/f",
+        ]);
         assert_eq!(env.ok(&["volume", "ls", "-q"]), "mine");
-        assert_eq!(env.ok(&["run", "--rm", "--mount", "type=volume,source=mine,target=/data", "todo", "cat", "/data/f"]), "kept");
+        assert_eq!(
+            env.ok(&[
+                "run",
+                "--rm",
+                "--mount",
+                "type=volume,source=mine,target=/data",
+                "todo",
+                "cat",
+                "/data/f"
+            ]),
+            "kept"
+        );
         assert_eq!(env.ok(&["volume", "ls", "-q"]), "mine");
     });
 }
@@ -114,22 +229,55 @@ fn s11_bind_mounts_are_two_way_and_readonly_is_recursive() {
         std::fs::create_dir_all(src.join("sub")).unwrap();
         std::fs::write(src.join("from-host"), "host\n").unwrap();
         let spec = format!("type=bind,source={},target=/src", src.display());
-        let out = env.ok(&["run", "--rm", "--mount", &spec, "sample", "sh", "-c", "cat /src/from-host; echo container > /src/from-container"]);
+        let out = env.ok(&[
+            "run",
+            "--rm",
+            "--mount",
+            &spec,
+            "sample",
+            "sh",
+            "-c",
+            "cat /src/from-host; echo container > /src/from-container",
+        ]);
         assert_eq!(out, "host");
-        assert_eq!(std::fs::read_to_string(src.join("from-container")).unwrap(), "container\n");
+        assert_eq!(
+            std::fs::read_to_string(src.join("from-container")).unwrap(),
+            "container\n"
+        );
         // A submount inside the source (a tmpfs), then a read-only bind: the submount is read-only too.
         nix_mount_tmpfs(&src.join("sub"));
         let ro = format!("{}:/src:ro", src.display());
         let top = env.run(&["run", "--rm", "-v", &ro, "sample", "sh", "-c", "echo x > /src/y"]);
-        assert!(String::from_utf8_lossy(&top.stderr).contains("Read-only"), "{}", String::from_utf8_lossy(&top.stderr));
-        let sub = env.run(&["run", "--rm", "-v", &ro, "sample", "sh", "-c", "echo x > /src/sub/y"]);
-        assert!(String::from_utf8_lossy(&sub.stderr).contains("Read-only"), "{}", String::from_utf8_lossy(&sub.stderr));
+        assert!(
+            String::from_utf8_lossy(&top.stderr).contains("Read-only"),
+            "{}",
+            String::from_utf8_lossy(&top.stderr)
+        );
+        let sub = env.run(&[
+            "run",
+            "--rm",
+            "-v",
+            &ro,
+            "sample",
+            "sh",
+            "-c",
+            "echo x > /src/sub/y",
+        ]);
+        assert!(
+            String::from_utf8_lossy(&sub.stderr).contains("Read-only"),
+            "{}",
+            String::from_utf8_lossy(&sub.stderr)
+        );
         assert!(!src.join("y").exists() && !src.join("sub/y").exists());
     });
 }
 
 fn nix_mount_tmpfs(at: &std::path::Path) {
-    let st = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(at).status().unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(at)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -145,14 +293,34 @@ fn s12_s13_directory_bind_hides_file_bind_merges() {
         let dir = env.path("cfg");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("only.txt"), "mine\n").unwrap();
-        let out = env.ok(&["run", "--rm", "-v", &format!("{}:/app", dir.display()), "sample", "ls", "/app"]);
+        let out = env.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{}:/app", dir.display()),
+            "sample",
+            "ls",
+            "/app",
+        ]);
         assert_eq!(out, "only.txt", "S12: the image's /app is hidden");
         let file = env.path("config.txt");
         std::fs::write(&file, "from host\n").unwrap();
         let spec = format!("type=bind,source={},target=/app/config.txt", file.display());
-        let out = env.ok(&["run", "--rm", "--mount", &spec, "sample", "sh", "-c", "cat /app/config.txt; ls /app"]);
+        let out = env.ok(&[
+            "run",
+            "--rm",
+            "--mount",
+            &spec,
+            "sample",
+            "sh",
+            "-c",
+            "cat /app/config.txt; ls /app",
+        ]);
         assert!(out.starts_with("from host\n"), "{out}");
-        assert!(out.contains("message.txt"), "S13: the image's other files stay visible: {out}");
+        assert!(
+            out.contains("message.txt"),
+            "S13: the image's other files stay visible: {out}"
+        );
     });
 }
 
@@ -165,7 +333,18 @@ fn tmpfs_size_mode_and_lifetime() {
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");
-        env.ok(&["container", "create", "--name", "t", "--tmpfs", "/scratch:size=1m,mode=1770", "sample", "sh", "-c", "stat -c %a /scratch; df -k /scratch | tail -1; ls /scratch; touch /scratch/f"]);
+        env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "t",
+            "--tmpfs",
+            "/scratch:size=1m,mode=1770",
+            "sample",
+            "sh",
+            "-c",
+            "stat -c %a /scratch; df -k /scratch | tail -1; ls /scratch; touch /scratch/f",
+        ]);
         let first = env.ok(&["container", "start", "t"]);
         let lines: Vec<&str> = first.lines().collect();
         assert_eq!(lines[0], "1770");
@@ -173,7 +352,11 @@ fn tmpfs_size_mode_and_lifetime() {
         assert_eq!(size_kb, 1024);
         assert_eq!(lines.len(), 2, "empty at first start: {first}");
         let second = env.ok(&["container", "start", "t"]);
-        assert_eq!(second.lines().count(), 2, "tmpfs contents are gone after the container exits: {second}");
+        assert_eq!(
+            second.lines().count(),
+            2,
+            "tmpfs contents are gone after the container exits: {second}"
+        );
     });
 }
 
@@ -188,15 +371,38 @@ fn volume_in_use_is_protected_and_prune_is_careful() {
         env.sample("sample");
         env.ok(&["volume", "create", "--label", "app=todo", "todo-list"]);
         env.ok(&["volume", "create", "unused"]);
-        env.ok(&["container", "create", "--name", "c1", "-v", "todo-list:/data", "sample", "true"]);
+        env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "c1",
+            "-v",
+            "todo-list:/data",
+            "sample",
+            "true",
+        ]);
         env.fails(&["volume", "rm", "todo-list"], 1, "c1");
         env.fails(&["volume", "rm", "-f", "todo-list"], 1, "c1");
-        assert_eq!(env.ok(&["volume", "prune", "-f"]), "", "named volumes are kept without -a");
-        assert_eq!(env.ok(&["volume", "prune", "-a", "-f"]), "unused", "used volumes are kept");
-        assert_eq!(env.ok(&["volume", "ls", "-q", "--filter", "label=app=todo"]), "todo-list");
+        assert_eq!(
+            env.ok(&["volume", "prune", "-f"]),
+            "",
+            "named volumes are kept without -a"
+        );
+        assert_eq!(
+            env.ok(&["volume", "prune", "-a", "-f"]),
+            "unused",
+            "used volumes are kept"
+        );
+        assert_eq!(
+            env.ok(&["volume", "ls", "-q", "--filter", "label=app=todo"]),
+            "todo-list"
+        );
         assert_eq!(env.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]), "");
         env.ok(&["container", "rm", "c1"]);
-        assert_eq!(env.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]), "todo-list");
+        assert_eq!(
+            env.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]),
+            "todo-list"
+        );
         env.ok(&["volume", "rm", "todo-list"]);
         assert_eq!(env.ok(&["volume", "rm", "-f", "never-existed"]), "");
         env.fails(&["volume", "rm", "never-existed"], 1, "never-existed");
@@ -216,7 +422,21 @@ fn container_rm_never_deletes_through_a_bind() {
         std::fs::create_dir_all(&canary).unwrap();
         std::fs::write(canary.join("precious"), "keep me\n").unwrap();
         let spec = format!("{}:/canary", canary.display());
-        let mut child = env.cmd().args(["run", "--name", "k", "-v", &spec, "sample", "sh", "-c", "touch /canary/started; sleep 300"]).spawn().unwrap();
+        let mut child = env
+            .cmd()
+            .args([
+                "run",
+                "--name",
+                "k",
+                "-v",
+                &spec,
+                "sample",
+                "sh",
+                "-c",
+                "touch /canary/started; sleep 300",
+            ])
+            .spawn()
+            .unwrap();
         for _ in 0..500 {
             if canary.join("started").exists() {
                 break;
@@ -226,7 +446,10 @@ fn container_rm_never_deletes_through_a_bind() {
         child.kill().unwrap();
         child.wait().unwrap();
         env.ok(&["container", "rm", "-f", "k"]);
-        assert_eq!(std::fs::read_to_string(canary.join("precious")).unwrap(), "keep me\n");
+        assert_eq!(
+            std::fs::read_to_string(canary.join("precious")).unwrap(),
+            "keep me\n"
+        );
     });
 }
 
@@ -241,8 +464,17 @@ fn mount_parse_errors_exit_125_and_create_nothing() {
         env.sample("sample");
         let missing = env.path("does-not-exist");
         for (args, needle) in [
-            (vec!["--mount".to_string(), "type=bogus,target=/x".to_string()], "bogus".to_string()),
-            (vec!["--mount".into(), format!("type=bind,source={},target=/x", missing.display())], "bind source path does not exist".into()),
+            (
+                vec!["--mount".to_string(), "type=bogus,target=/x".to_string()],
+                "bogus".to_string(),
+            ),
+            (
+                vec![
+                    "--mount".into(),
+                    format!("type=bind,source={},target=/x", missing.display()),
+                ],
+                "bind source path does not exist".into(),
+            ),
             (vec!["-v".into(), "vol:relative".into()], "relative".into()),
             (vec!["--tmpfs".into(), "/t:size=lots".into()], "lots".into()),
             (vec!["-v".into(), "bad name!:/x".into()], "bad name!".into()),

@@ -13,9 +13,16 @@ pub fn bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test>-<hash> -> target/<profile>/mountkit
-    let profile_dir = exe.parent().and_then(Path::parent).expect("test exe is in target/<profile>/deps");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test exe is in target/<profile>/deps");
     let b = profile_dir.join("mountkit");
-    assert!(b.exists(), "mountkit binary not found at {} (build it or set MOUNTKIT_BIN)", b.display());
+    assert!(
+        b.exists(),
+        "mountkit binary not found at {} (build it or set MOUNTKIT_BIN)",
+        b.display()
+    );
     b
 }
 
@@ -36,7 +43,10 @@ impl Default for Env {
 impl Env {
     /// A fresh store in a new temp dir.
     pub fn new() -> Env {
-        let dir = tempfile::Builder::new().prefix("mountkit-e2e-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("mountkit-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let root = dir.path().join("store");
         Env { dir, root }
     }
@@ -64,15 +74,25 @@ impl Env {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).expect("utf-8 stdout").trim_end().to_string()
+        String::from_utf8(out.stdout)
+            .expect("utf-8 stdout")
+            .trim_end()
+            .to_string()
     }
 
     /// Runs `mountkit <args>`, asserts failure with `code` and that stderr contains `needle`; returns stderr.
     pub fn fails(&self, args: &[&str], code: i32, needle: &str) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(code), "mountkit {args:?}: stderr: {stderr}");
-        assert!(stderr.contains(needle), "mountkit {args:?}: expected {needle:?} in stderr: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "mountkit {args:?}: stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains(needle),
+            "mountkit {args:?}: expected {needle:?} in stderr: {stderr}"
+        );
         stderr
     }
 
@@ -96,5 +116,9 @@ impl Env {
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let d = dir.to_string_lossy().into_owned();
-    info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|mp| mp.starts_with(&d)).map(String::from).collect()
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|mp| mp.starts_with(&d))
+        .map(String::from)
+        .collect()
 }

@@ -21,16 +21,24 @@ fn mk(root: &Path) -> Command {
 
 fn ok(c: &mut Command) -> String {
     let out = c.output().expect("spawn");
-    assert!(out.status.success(), "{c:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::Builder::new().prefix("mountkit-bench-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("mountkit-bench-")
+        .tempdir()
+        .unwrap();
     let root = dir.path().join("store");
     ok(mk(&root).args(["system", "sample-image", "sample"]));
     // A 500-layer image: the sample's 3 layers plus 497 one-file layers.
-    let info: serde_json::Value = serde_json::from_str(&ok(mk(&root).args(["image", "inspect", "sample"]))).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(mk(&root).args(["image", "inspect", "sample"]))).unwrap();
     let mut args: Vec<String> = vec!["image".into(), "create".into(), "big".into()];
     for l in info[0]["layers"].as_array().unwrap() {
         args.extend(["--layer".into(), l.as_str().unwrap().into()]);
@@ -47,18 +55,30 @@ fn fixture() -> Fixture {
     ok(Command::new("cc").args(["-O2", "-o"]).arg(&floor).arg(&src));
     let scratch = dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
-    Fixture { root: root.clone(), floor, scratch, _dir: dir }
+    Fixture {
+        root: root.clone(),
+        floor,
+        scratch,
+        _dir: dir,
+    }
 }
 
 /// The lowerdir option for the floor: the image's layer directories, top first.
 fn lowerdir(f: &Fixture, image: &str) -> String {
-    let info: serde_json::Value = serde_json::from_str(&ok(mk(&f.root).args(["image", "inspect", image]))).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(mk(&f.root).args(["image", "inspect", image]))).unwrap();
     let dirs: Vec<String> = info[0]["layers"]
         .as_array()
         .unwrap()
         .iter()
         .rev()
-        .map(|l| format!("{}/layers/{}/diff", f.root.display(), l.as_str().unwrap().trim_start_matches("sha256:")))
+        .map(|l| {
+            format!(
+                "{}/layers/{}/diff",
+                f.root.display(),
+                l.as_str().unwrap().trim_start_matches("sha256:")
+            )
+        })
         .collect();
     dirs.join(":")
 }
@@ -85,10 +105,28 @@ fn bench(c: &mut Criterion) {
             let mut g = c.benchmark_group(format!("run_rm_true_{label}"));
             g.sample_size(30);
             g.bench_function("c_floor", |b| {
-                b.iter(|| assert!(Command::new(&f.floor).arg(&lowers).arg(&f.scratch).arg("true").status().unwrap().success()))
+                b.iter(|| {
+                    assert!(
+                        Command::new(&f.floor)
+                            .arg(&lowers)
+                            .arg(&f.scratch)
+                            .arg("true")
+                            .status()
+                            .unwrap()
+                            .success()
+                    )
+                })
             });
             g.bench_function("mountkit", |b| {
-                b.iter(|| assert!(mk(&f.root).args(["run", "--rm", image, "true"]).status().unwrap().success()))
+                b.iter(|| {
+                    assert!(
+                        mk(&f.root)
+                            .args(["run", "--rm", image, "true"])
+                            .status()
+                            .unwrap()
+                            .success()
+                    )
+                })
             });
             g.finish();
         } else {
@@ -108,17 +146,36 @@ fn bench(c: &mut Criterion) {
             g.sample_size(20);
             g.bench_function("c_floor", |b| {
                 b.iter(|| {
-                    assert!(Command::new(&f.floor).current_dir(&links).arg(&short).arg(&f.scratch).arg("true").status().unwrap().success())
+                    assert!(
+                        Command::new(&f.floor)
+                            .current_dir(&links)
+                            .arg(&short)
+                            .arg(&f.scratch)
+                            .arg("true")
+                            .status()
+                            .unwrap()
+                            .success()
+                    )
                 })
             });
             g.bench_function("mountkit", |b| {
-                b.iter(|| assert!(mk(&f.root).args(["run", "--rm", image, "true"]).status().unwrap().success()))
+                b.iter(|| {
+                    assert!(
+                        mk(&f.root)
+                            .args(["run", "--rm", image, "true"])
+                            .status()
+                            .unwrap()
+                            .success()
+                    )
+                })
             });
             g.finish();
         }
     }
     let rss = peak_rss_kib(mk(&f.root).args(["run", "--rm", "sample", "true"]));
-    println!("peak RSS of `mountkit run --rm sample true`: {rss} KiB (reference: crun 3.5 MB, runc 10 MB, target <= 5 MB)");
+    println!(
+        "peak RSS of `mountkit run --rm sample true`: {rss} KiB (reference: crun 3.5 MB, runc 10 MB, target <= 5 MB)"
+    );
     let _ = std::fs::write(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/criterion-peak-rss.txt"),
         format!("{rss}\n"),

@@ -97,7 +97,14 @@ pub struct State {
 
 impl State {
     pub(crate) fn created() -> State {
-        State { status: Status::Created, pid: None, exit_code: None, started: None, finished: None, error: None }
+        State {
+            status: Status::Created,
+            pid: None,
+            exit_code: None,
+            started: None,
+            finished: None,
+            error: None,
+        }
     }
 }
 

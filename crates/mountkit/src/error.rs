@@ -67,6 +67,16 @@ pub enum Error {
         /// The containers using it.
         containers: String,
     },
+    /// A volume is referenced by containers.
+    #[error(
+        "volume {volume} is in use by container(s) {containers}; remove them first (as in Docker, --force does not override this)"
+    )]
+    VolumeInUse {
+        /// The volume.
+        volume: String,
+        /// The containers (by name) that use it.
+        containers: String,
+    },
     /// No command to run.
     #[error("no command specified: image {0} has no entrypoint or cmd, and none was given")]
     NoCommand(String),
@@ -112,7 +122,11 @@ impl Error {
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -16,7 +16,11 @@ use mountkit::layer_store::{ImageConfig, LayerId, LayerSource};
 use mountkit::{Container, CreateOptions, Mountkit, Status};
 
 #[derive(Parser)]
-#[command(name = "mountkit", version, about = "Container storage (layers, volumes, bind mounts) with the Linux kernel, no daemon")]
+#[command(
+    name = "mountkit",
+    version,
+    about = "Container storage (layers, volumes, bind mounts) with the Linux kernel, no daemon"
+)]
 struct Cli {
     /// Store directory [default: $MOUNTKIT_ROOT, else /var/lib/mountkit as root, else $XDG_DATA_HOME/mountkit]
     #[arg(long, value_name = "DIR")]
@@ -348,7 +352,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let runs = matches!(cli.cmd, Cmd::Run(_) | Cmd::Container(ContainerCmd::Start { .. } | ContainerCmd::Create(_)));
+    let runs = matches!(
+        cli.cmd,
+        Cmd::Run(_) | Cmd::Container(ContainerCmd::Start { .. } | ContainerCmd::Create(_))
+    );
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -467,13 +474,23 @@ fn layer(mk: &Mountkit, c: LayerCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> 
                 }
                 writeln!(o, "{:<20} {:>12} {:>8}  CREATED", "LAYER ID", "SIZE", "ENTRIES")?;
                 for l in &layers {
-                    writeln!(o, "{:<20} {:>12} {:>8}  {}", short(&l.id.to_string()), human(l.size), l.entries, l.created)?;
+                    writeln!(
+                        o,
+                        "{:<20} {:>12} {:>8}  {}",
+                        short(&l.id.to_string()),
+                        human(l.size),
+                        l.entries,
+                        l.created
+                    )?;
                 }
                 Ok(())
             })?;
         }
         LayerCmd::Inspect { id, f: _ } => {
-            let infos = id.iter().map(|i| mk.layers().layer(i)).collect::<Result<Vec<_>, _>>()?;
+            let infos = id
+                .iter()
+                .map(|i| mk.layers().layer(i))
+                .collect::<Result<Vec<_>, _>>()?;
             inspect_json(&infos)?;
         }
         LayerCmd::Rm { id } => {
@@ -494,10 +511,14 @@ fn layer(mk: &Mountkit, c: LayerCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> 
                 let mut f = std::io::BufWriter::new(
                     std::fs::File::create(&tmp).with_context(|| format!("cannot create {tmp}"))?,
                 );
-                let done = mk.layers().export_layer(&info.id, &mut f).map_err(anyhow::Error::from).and_then(|_| {
-                    f.flush()?;
-                    std::fs::rename(&tmp, &output).with_context(|| format!("cannot write {output}"))
-                });
+                let done = mk
+                    .layers()
+                    .export_layer(&info.id, &mut f)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|_| {
+                        f.flush()?;
+                        std::fs::rename(&tmp, &output).with_context(|| format!("cannot write {output}"))
+                    });
                 if done.is_err() {
                     let _ = std::fs::remove_file(&tmp);
                 }
@@ -511,7 +532,9 @@ fn layer(mk: &Mountkit, c: LayerCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> 
 fn kv_map(what: &str, items: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let mut m = std::collections::BTreeMap::new();
     for kv in items {
-        let Some((k, v)) = kv.split_once('=') else { bail!("invalid {what} {kv:?}: expected KEY=VALUE") };
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("invalid {what} {kv:?}: expected KEY=VALUE")
+        };
         if k.is_empty() {
             bail!("invalid {what} {kv:?}: the key is empty");
         }
@@ -563,13 +586,23 @@ fn image(mk: &Mountkit, c: ImageCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> 
                 writeln!(o, "{:<30} {:<14} {:>6}  CREATED", "NAME", "IMAGE ID", "LAYERS")?;
                 for i in &images {
                     let name = i.name.clone().unwrap_or_else(|| "<none>".into());
-                    writeln!(o, "{:<30} {:<14} {:>6}  {}", name, short(&i.id), i.layers.len(), i.created)?;
+                    writeln!(
+                        o,
+                        "{:<30} {:<14} {:>6}  {}",
+                        name,
+                        short(&i.id),
+                        i.layers.len(),
+                        i.created
+                    )?;
                 }
                 Ok(())
             })?;
         }
         ImageCmd::Inspect { name, f: _ } => {
-            let infos = name.iter().map(|n| mk.layers().image(n)).collect::<Result<Vec<_>, _>>()?;
+            let infos = name
+                .iter()
+                .map(|n| mk.layers().image(n))
+                .collect::<Result<Vec<_>, _>>()?;
             inspect_json(&infos)?;
         }
         ImageCmd::Rm { name } => {
@@ -622,7 +655,11 @@ fn human(bytes: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 { format!("{bytes}B") } else { format!("{v:.1}{}", UNITS[u]) }
+    if u == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
 }
 
 fn status_text(c: &Container) -> String {
@@ -637,8 +674,11 @@ fn status_text(c: &Container) -> String {
 }
 
 fn list_containers(mk: &Mountkit, a: &ListArgs, format: Format) -> anyhow::Result<i32> {
-    let cs: Vec<Container> =
-        mk.containers()?.into_iter().filter(|c| a.all || c.state.status == Status::Running).collect();
+    let cs: Vec<Container> = mk
+        .containers()?
+        .into_iter()
+        .filter(|c| a.all || c.state.status == Status::Running)
+        .collect();
     print_json_or(format, &cs, |o| {
         if a.quiet {
             for c in &cs {
@@ -646,14 +686,26 @@ fn list_containers(mk: &Mountkit, a: &ListArgs, format: Format) -> anyhow::Resul
             }
             return Ok(());
         }
-        writeln!(o, "{:<12}  {:<20} {:<24} {:<16} NAMES", "CONTAINER ID", "IMAGE", "COMMAND", "STATUS")?;
+        writeln!(
+            o,
+            "{:<12}  {:<20} {:<24} {:<16} NAMES",
+            "CONTAINER ID", "IMAGE", "COMMAND", "STATUS"
+        )?;
         for c in &cs {
             let image = c.image_name.clone().unwrap_or_else(|| short(&c.image));
             let mut cmd = c.config.args.join(" ");
             if cmd.chars().count() > 22 {
                 cmd = format!("{}…", cmd.chars().take(21).collect::<String>());
             }
-            writeln!(o, "{:<12}  {:<20} {:<24} {:<16} {}", &c.id[..12], image, format!("\"{cmd}\""), status_text(c), c.name)?;
+            writeln!(
+                o,
+                "{:<12}  {:<20} {:<24} {:<16} {}",
+                &c.id[..12],
+                image,
+                format!("\"{cmd}\""),
+                status_text(c),
+                c.name
+            )?;
         }
         Ok(())
     })?;
@@ -682,14 +734,24 @@ fn container(mk: &Mountkit, c: ContainerCmd, fmt: &dyn Fn(Option<Format>) -> For
         }
         ContainerCmd::Ls(a) => return list_containers(mk, &a, fmt(a.format)),
         ContainerCmd::Inspect { container, f: _ } => {
-            let cs = container.iter().map(|n| mk.container(n)).collect::<Result<Vec<_>, _>>()?;
+            let cs = container
+                .iter()
+                .map(|n| mk.container(n))
+                .collect::<Result<Vec<_>, _>>()?;
             let views: Vec<InspectView> = cs
                 .iter()
-                .map(|c| InspectView { container: c, mounts_view: c.mounts.iter().map(|m| mount_view(mk, m)).collect() })
+                .map(|c| InspectView {
+                    container: c,
+                    mounts_view: c.mounts.iter().map(|m| mount_view(mk, m)).collect(),
+                })
                 .collect();
             inspect_json(&views)?;
         }
-        ContainerCmd::Rm { force, volumes, container } => {
+        ContainerCmd::Rm {
+            force,
+            volumes,
+            container,
+        } => {
             let mut failed = false;
             for n in &container {
                 match mk.remove(n, force, volumes) {
@@ -703,7 +765,9 @@ fn container(mk: &Mountkit, c: ContainerCmd, fmt: &dyn Fn(Option<Format>) -> For
             return Ok(if failed { 1 } else { 0 });
         }
         ContainerCmd::Mount { container } => {
-            eprintln!("mountkit: mounting in the host's mount namespace (undo with `mountkit container unmount`)");
+            eprintln!(
+                "mountkit: mounting in the host's mount namespace (undo with `mountkit container unmount`)"
+            );
             println!("{}", mk.mount(&container)?.display());
         }
         ContainerCmd::Unmount { container } => mk.unmount(&container)?,
@@ -714,13 +778,28 @@ fn container(mk: &Mountkit, c: ContainerCmd, fmt: &dyn Fn(Option<Format>) -> For
 fn mount_view(mk: &Mountkit, m: &mountkit::MountRecord) -> serde_json::Value {
     use mountkit::binds::MountSpec;
     match &m.spec {
-        MountSpec::Volume { name, target, readonly, .. } => {
+        MountSpec::Volume {
+            name,
+            target,
+            readonly,
+            ..
+        } => {
             let name = name.clone().unwrap_or_default();
-            let source = mk.volumes().get(&name).map(|v| v.mountpoint.display().to_string()).unwrap_or_default();
+            let source = mk
+                .volumes()
+                .get(&name)
+                .map(|v| v.mountpoint.display().to_string())
+                .unwrap_or_default();
             serde_json::json!({"Type": "volume", "Name": name, "Source": source, "Destination": target,
                 "Mode": if *readonly { "ro" } else { "rw" }, "RW": !readonly, "Anonymous": m.anonymous})
         }
-        MountSpec::Bind { source, target, readonly, propagation, .. } => {
+        MountSpec::Bind {
+            source,
+            target,
+            readonly,
+            propagation,
+            ..
+        } => {
             serde_json::json!({"Type": "bind", "Source": source, "Destination": target,
                 "Mode": if *readonly { "ro" } else { "rw" }, "RW": !readonly, "Propagation": propagation})
         }
@@ -733,13 +812,25 @@ fn mount_view(mk: &Mountkit, m: &mountkit::MountRecord) -> serde_json::Value {
 fn volume(mk: &Mountkit, c: VolumeCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> anyhow::Result<i32> {
     use mountkit::volumes::{CreateOptions as VolOpts, Filter};
     let parse_filters = |fs: &[String]| -> anyhow::Result<Vec<Filter>> {
-        fs.iter().map(|f| f.parse::<Filter>().map_err(anyhow::Error::from)).collect()
+        fs.iter()
+            .map(|f| f.parse::<Filter>().map_err(anyhow::Error::from))
+            .collect()
     };
     match c {
-        VolumeCmd::Create { name, driver, labels, opts } => {
+        VolumeCmd::Create {
+            name,
+            driver,
+            labels,
+            opts,
+        } => {
             let v = mk.volumes().create(
                 name.as_deref(),
-                VolOpts { driver: Some(driver), labels: kv_map("label", &labels)?, options: kv_map("option", &opts)?, anonymous: false },
+                VolOpts {
+                    driver: Some(driver),
+                    labels: kv_map("label", &labels)?,
+                    options: kv_map("option", &opts)?,
+                    anonymous: false,
+                },
             )?;
             println!("{}", v.name);
         }
@@ -760,13 +851,16 @@ fn volume(mk: &Mountkit, c: VolumeCmd, fmt: &dyn Fn(Option<Format>) -> Format) -
             })?;
         }
         VolumeCmd::Inspect { name, f: _ } => {
-            let vs = name.iter().map(|n| mk.volumes().get(n)).collect::<Result<Vec<_>, _>>()?;
+            let vs = name
+                .iter()
+                .map(|n| mk.volumes().get(n))
+                .collect::<Result<Vec<_>, _>>()?;
             inspect_json(&vs)?;
         }
         VolumeCmd::Rm { force, name } => {
             let mut failed = false;
             for n in &name {
-                match mk.volumes().remove(n, force) {
+                match mk.remove_volume(n, force) {
                     Ok(true) => println!("{n}"),
                     Ok(false) => {}
                     Err(e) => {
@@ -777,7 +871,11 @@ fn volume(mk: &Mountkit, c: VolumeCmd, fmt: &dyn Fn(Option<Format>) -> Format) -
             }
             return Ok(if failed { 1 } else { 0 });
         }
-        VolumeCmd::Prune { all, force: _, filters } => {
+        VolumeCmd::Prune {
+            all,
+            force: _,
+            filters,
+        } => {
             let removed = mk.volumes().prune(all, &parse_filters(&filters)?)?;
             for n in &removed {
                 println!("{n}");

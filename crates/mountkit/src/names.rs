@@ -8,7 +8,12 @@ pub const MAX_NAME_LEN: usize = 128;
 /// Checks a container name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (Docker's rule), at most 128 characters, and
 /// not 64 hex digits (which would be mistaken for an ID).
 pub fn validate_container_name(name: &str) -> Result<()> {
-    let bad = |reason| Err(Error::InvalidName { name: name.to_string(), reason });
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return bad("it is empty");
     }
@@ -19,7 +24,10 @@ pub fn validate_container_name(name: &str) -> Result<()> {
     if !first.is_ascii_alphanumeric() {
         return bad("it must start with a letter or digit");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+    {
         return bad("only letters, digits, '_', '.' and '-' are allowed (no '/', no spaces)");
     }
     if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -45,7 +53,11 @@ pub fn generate_name(taken: &dyn Fn(&str) -> bool) -> String {
     for attempt in 0.. {
         let r = mountkit_safefs::random_hex(4);
         let n = u32::from_str_radix(&r, 16).unwrap_or(0) as usize;
-        let mut name = format!("{}_{}", LEFT[n % LEFT.len()], RIGHT[(n / LEFT.len()) % RIGHT.len()]);
+        let mut name = format!(
+            "{}_{}",
+            LEFT[n % LEFT.len()],
+            RIGHT[(n / LEFT.len()) % RIGHT.len()]
+        );
         if attempt >= 5 {
             name.push_str(&format!("{}", n % 100));
         }

@@ -51,7 +51,10 @@ impl Recipe {
     /// Reads and parses a recipe file.
     pub fn load(path: &Path) -> Result<Recipe> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("read recipe", path, e))?;
-        toml::from_str(&text).map_err(|e| Error::Recipe { path: path.into(), reason: e.to_string() })
+        toml::from_str(&text).map_err(|e| Error::Recipe {
+            path: path.into(),
+            reason: e.to_string(),
+        })
     }
 
     /// The image config part of the recipe.

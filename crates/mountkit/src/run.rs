@@ -123,12 +123,22 @@ impl Mountkit {
     /// The mounts to make inside the rootfs, volumes turned into host paths (acquiring them), and the
     /// volumes to fill from the image on first use.
     #[allow(clippy::type_complexity)]
-    fn plan(&self, c: &Container, acquired: &mut Vec<String>) -> Result<(Vec<Planned>, Vec<(String, PathBuf)>)> {
+    fn plan(
+        &self,
+        c: &Container,
+        acquired: &mut Vec<String>,
+    ) -> Result<(Vec<Planned>, Vec<(String, PathBuf)>)> {
         let mut plan = Vec::new();
         let mut populate = Vec::new();
         for m in &c.mounts {
             match &m.spec {
-                MountSpec::Volume { name: Some(name), target, readonly, nocopy, .. } => {
+                MountSpec::Volume {
+                    name: Some(name),
+                    target,
+                    readonly,
+                    nocopy,
+                    ..
+                } => {
                     let source = self.volumes().acquire(name, &c.id)?;
                     acquired.push(name.clone());
                     if !nocopy {
@@ -142,14 +152,23 @@ impl Mountkit {
                         recursive: Default::default(),
                     });
                 }
-                MountSpec::Volume { name: None, target, .. } => {
+                MountSpec::Volume {
+                    name: None, target, ..
+                } => {
                     return Err(Error::InvalidArgument {
                         what: "mount",
                         value: target.display().to_string(),
                         reason: "volume has no name (container record is damaged)".into(),
                     });
                 }
-                MountSpec::Bind { source, target, readonly, propagation, recursive, .. } => {
+                MountSpec::Bind {
+                    source,
+                    target,
+                    readonly,
+                    propagation,
+                    recursive,
+                    ..
+                } => {
                     plan.push(Planned::Bind {
                         source: source.clone(),
                         target: target.clone(),
@@ -159,7 +178,10 @@ impl Mountkit {
                     });
                 }
                 MountSpec::Tmpfs { target, options } => {
-                    plan.push(Planned::Tmpfs { target: target.clone(), options: options.clone() });
+                    plan.push(Planned::Tmpfs {
+                        target: target.clone(),
+                        options: options.clone(),
+                    });
                 }
             }
         }

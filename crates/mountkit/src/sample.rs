@@ -18,9 +18,10 @@ use std::process::Command;
 
 /// Programs copied from the host into the base layer (those that exist there).
 pub const PROGRAMS: &[&str] = &[
-    "sh", "cat", "echo", "ls", "id", "mkdir", "rm", "rmdir", "touch", "sleep", "stat", "env", "printf", "true",
-    "false", "wc", "head", "tail", "mv", "cp", "ln", "chmod", "chown", "grep", "sed", "readlink", "hostname",
-    "test", "kill", "df", "cut", "sort", "tr", "uname", "date", "dd", "sync", "find", "seq", "md5sum",
+    "sh", "cat", "echo", "ls", "id", "mkdir", "rm", "rmdir", "touch", "sleep", "stat", "env", "printf",
+    "true", "false", "wc", "head", "tail", "mv", "cp", "ln", "chmod", "chown", "grep", "sed", "readlink",
+    "hostname", "test", "kill", "df", "cut", "sort", "tr", "uname", "date", "dd", "sync", "find", "seq",
+    "md5sum", "pwd",
 ];
 
 /// The three sample layer directories, bottom first.
@@ -42,8 +43,11 @@ impl SampleLayers {
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into());
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    let path =
+        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The shared libraries (and the loader) `ldd` lists for `program`, as the paths the program asks for.
@@ -75,7 +79,9 @@ fn copy_to(root: &Path, host: &Path, at: &Path) -> io::Result<()> {
 
 /// Writes the base layer into `dir`: host programs and their libraries, `/etc`, and standard directories.
 pub fn write_base(dir: &Path) -> io::Result<()> {
-    for d in ["bin", "usr/bin", "etc", "tmp", "root", "home/app", "proc", "dev", "sys", "app/old", "data"] {
+    for d in [
+        "bin", "usr/bin", "etc", "tmp", "root", "home/app", "proc", "dev", "sys", "app/old", "data",
+    ] {
         std::fs::create_dir_all(dir.join(d))?;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -83,7 +89,11 @@ pub fn write_base(dir: &Path) -> io::Result<()> {
     let mut found = 0;
     for name in PROGRAMS {
         let Some(host) = which(name) else { continue };
-        let at = if *name == "sh" { PathBuf::from("/bin/sh") } else { PathBuf::from("/usr/bin").join(name) };
+        let at = if *name == "sh" {
+            PathBuf::from("/bin/sh")
+        } else {
+            PathBuf::from("/usr/bin").join(name)
+        };
         copy_to(dir, &host, &at)?;
         for lib in libraries(&host)? {
             copy_to(dir, &lib, &lib)?;
@@ -91,7 +101,10 @@ pub fn write_base(dir: &Path) -> io::Result<()> {
         found += 1;
     }
     if which("sh").is_none() || found < 5 {
-        return Err(io::Error::new(io::ErrorKind::NotFound, "the host lacks /bin/sh or coreutils for the sample image"));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the host lacks /bin/sh or coreutils for the sample image",
+        ));
     }
     std::fs::write(
         dir.join("etc/passwd"),
@@ -99,10 +112,17 @@ pub fn write_base(dir: &Path) -> io::Result<()> {
     )?;
     std::fs::write(dir.join("etc/group"), "root:x:0:\napp:x:1000:\nstaff:x:50:app\n")?;
     std::os::unix::fs::chown(dir.join("home/app"), Some(1000), Some(1000)).or_else(|e| {
-        if e.kind() == io::ErrorKind::PermissionDenied { Ok(()) } else { Err(e) }
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            Ok(())
+        } else {
+            Err(e)
+        }
     })?;
     std::fs::write(dir.join("app/config.txt"), "v1\n")?;
-    std::fs::write(dir.join("app/remove-me.txt"), "deleted by a whiteout in layer 3\n")?;
+    std::fs::write(
+        dir.join("app/remove-me.txt"),
+        "deleted by a whiteout in layer 3\n",
+    )?;
     std::fs::write(dir.join("app/old/a.txt"), "a\n")?;
     std::fs::write(dir.join("app/old/b.txt"), "b\n")?;
     std::fs::write(dir.join("etc/motd"), "mountkit sample image\n")?;
@@ -111,7 +131,11 @@ pub fn write_base(dir: &Path) -> io::Result<()> {
 
 /// Writes the three sample layers under `dir` (`dir/base`, `dir/app`, `dir/patch`).
 pub fn write_layers(dir: &Path) -> io::Result<SampleLayers> {
-    let l = SampleLayers { base: dir.join("base"), app: dir.join("app"), patch: dir.join("patch") };
+    let l = SampleLayers {
+        base: dir.join("base"),
+        app: dir.join("app"),
+        patch: dir.join("patch"),
+    };
     write_base(&l.base)?;
     std::fs::create_dir_all(l.app.join("app"))?;
     std::fs::write(l.app.join("app/message.txt"), "hello from layer 2\n")?;
@@ -126,11 +150,19 @@ pub fn write_layers(dir: &Path) -> io::Result<SampleLayers> {
 impl crate::Mountkit {
     /// Builds the sample layers in the store's `tmp/`, imports them and creates image `name` (workdir
     /// `/app`, cmd `/bin/sh`, user root) with `volumes` as its declared volumes.
-    pub fn create_sample_image(&self, name: &str, volumes: &[String]) -> crate::Result<mountkit_layer_store::ImageInfo> {
+    pub fn create_sample_image(
+        &self,
+        name: &str,
+        volumes: &[String],
+    ) -> crate::Result<mountkit_layer_store::ImageInfo> {
         use mountkit_layer_store::{ImageConfig, LayerSource};
-        let dir = self.root().join("tmp").join(format!("sample-{}", mountkit_safefs::random_hex(8)));
+        let dir = self
+            .root()
+            .join("tmp")
+            .join(format!("sample-{}", mountkit_safefs::random_hex(8)));
         let result = (|| {
-            let layers = write_layers(&dir).map_err(|e| crate::Error::io("build the sample layers in", &dir, e))?;
+            let layers =
+                write_layers(&dir).map_err(|e| crate::Error::io("build the sample layers in", &dir, e))?;
             let mut ids = Vec::new();
             for l in layers.all() {
                 ids.push(self.layers().import_layer(LayerSource::Dir(l.to_path_buf()))?.id);
@@ -156,7 +188,10 @@ mod tests {
     #[test]
     fn ldd_output_is_parsed_into_paths() {
         let libs = libraries(&which("sh").expect("the host has sh")).unwrap();
-        assert!(libs.iter().any(|l| l.to_string_lossy().contains("libc.so")), "{libs:?}");
+        assert!(
+            libs.iter().any(|l| l.to_string_lossy().contains("libc.so")),
+            "{libs:?}"
+        );
         assert!(libs.iter().all(|l| l.is_absolute()));
     }
 
@@ -167,6 +202,9 @@ mod tests {
         assert!(l.base.join("bin/sh").is_file());
         assert!(l.base.join("usr/bin/cat").is_file());
         assert!(l.patch.join("app/.wh.remove-me.txt").exists());
-        assert_eq!(std::fs::read_to_string(l.app.join("app/config.txt")).unwrap(), "v2\n");
+        assert_eq!(
+            std::fs::read_to_string(l.app.join("app/config.txt")).unwrap(),
+            "v2\n"
+        );
     }
 }

@@ -28,7 +28,9 @@ pub struct Mountkit {
 
 impl std::fmt::Debug for Mountkit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mountkit").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("Mountkit")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -42,7 +44,11 @@ impl Mountkit {
         }
         let layers = LayerStore::open(&root)?;
         let volumes = Registry::open(root.join("volumes"))?;
-        let mk = Mountkit { root, layers, volumes };
+        let mk = Mountkit {
+            root,
+            layers,
+            volumes,
+        };
         Ok(mk)
     }
 
@@ -79,7 +85,10 @@ impl Mountkit {
 
     fn is_running(&self, id: &str) -> bool {
         // The runner holds this lock while the container's process lives.
-        matches!(Lock::try_exclusive(&self.container_dir(id).join("running.lock")), Ok(None))
+        matches!(
+            Lock::try_exclusive(&self.container_dir(id).join("running.lock")),
+            Ok(None)
+        )
     }
 
     fn load(&self, id: &str) -> Result<Container> {
@@ -94,7 +103,9 @@ impl Mountkit {
             // The runner died without recording the end (SIGKILL): its process is gone with it.
             c.state.status = Status::Exited;
             c.state.pid = None;
-            c.state.error.get_or_insert_with(|| "runner was killed; exit status unknown".into());
+            c.state
+                .error
+                .get_or_insert_with(|| "runner was killed; exit status unknown".into());
         }
         Ok(c)
     }
@@ -102,7 +113,11 @@ impl Mountkit {
     pub(crate) fn save(&self, c: &Container) -> Result<()> {
         let path = self.container_dir(&c.id).join("container.json");
         let data = serde_json::to_vec_pretty(c).expect("container serializes");
-        if c.auto_remove { write_atomic_nosync(&path, &data)? } else { write_atomic(&path, &data)? }
+        if c.auto_remove {
+            write_atomic_nosync(&path, &data)?
+        } else {
+            write_atomic(&path, &data)?
+        }
         Ok(())
     }
 
@@ -162,7 +177,10 @@ impl Mountkit {
             Some(n) => {
                 validate_container_name(n)?;
                 if let Some(c) = all.iter().find(|c| &c.name == n) {
-                    return Err(Error::NameInUse { name: n.clone(), id: c.id.clone() });
+                    return Err(Error::NameInUse {
+                        name: n.clone(),
+                        id: c.id.clone(),
+                    });
                 }
                 n.clone()
             }
@@ -177,7 +195,11 @@ impl Mountkit {
             id: id.clone(),
             name,
             image: image.id.clone(),
-            image_name: image.name.clone().filter(|n| n == &opts.image).or(image.name.clone()),
+            image_name: image
+                .name
+                .clone()
+                .filter(|n| n == &opts.image)
+                .or(image.name.clone()),
             created: now_rfc3339(),
             config,
             mounts,
@@ -192,7 +214,11 @@ impl Mountkit {
             }
             let data = serde_json::to_vec_pretty(&c).expect("container serializes");
             let meta = stage.join("container.json");
-            if c.auto_remove { write_atomic_nosync(&meta, &data)? } else { write_atomic(&meta, &data)? }
+            if c.auto_remove {
+                write_atomic_nosync(&meta, &data)?
+            } else {
+                write_atomic(&meta, &data)?
+            }
             std::fs::rename(&stage, &dir).map_err(|e| Error::io("commit container", &dir, e))?;
             self.create_volumes(&c)
         })();
@@ -210,7 +236,12 @@ impl Mountkit {
     /// Works out the container's mounts: the image's `VOLUME`s become anonymous volumes unless something
     /// else is mounted there, `--volumes-from` copies another container's volume mounts, `-v /path` (no
     /// source) is an anonymous volume too.
-    fn resolve_mounts(&self, image: &ImageInfo, opts: &CreateOptions, all: &[Container]) -> Result<Vec<MountRecord>> {
+    fn resolve_mounts(
+        &self,
+        image: &ImageInfo,
+        opts: &CreateOptions,
+        all: &[Container],
+    ) -> Result<Vec<MountRecord>> {
         let mut out: Vec<MountRecord> = Vec::new();
         for spec in &opts.mounts {
             let mut spec = spec.clone();
@@ -243,7 +274,9 @@ impl Mountkit {
                 .map(Ok)
                 .unwrap_or_else(|| self.container(reference))?;
             for m in other.mounts.iter() {
-                let MountSpec::Volume { .. } = &m.spec else { continue };
+                let MountSpec::Volume { .. } = &m.spec else {
+                    continue;
+                };
                 if taken(&out, m.spec.target()) {
                     continue;
                 }
@@ -255,7 +288,10 @@ impl Mountkit {
                     *nocopy = true;
                 }
                 // Shared, not owned: `rm -v` of this container must not remove the other's volume.
-                out.push(MountRecord { spec, anonymous: false });
+                out.push(MountRecord {
+                    spec,
+                    anonymous: false,
+                });
             }
         }
         for path in &image.config.volumes {
@@ -279,7 +315,14 @@ impl Mountkit {
 
     fn create_volumes(&self, c: &Container) -> Result<()> {
         for m in &c.mounts {
-            let MountSpec::Volume { name: Some(name), driver_opts, .. } = &m.spec else { continue };
+            let MountSpec::Volume {
+                name: Some(name),
+                driver_opts,
+                ..
+            } = &m.spec
+            else {
+                continue;
+            };
             let exists = self.volumes.get(name).is_ok();
             if !exists {
                 let opts = VolumeOptions {
@@ -299,7 +342,9 @@ impl Mountkit {
     /// volumes it owns that nobody else uses. Errors are logged: this runs on cleanup paths.
     fn forget_volumes(&self, c: &Container, anonymous_too: bool) {
         for m in &c.mounts {
-            let MountSpec::Volume { name: Some(name), .. } = &m.spec else { continue };
+            let MountSpec::Volume { name: Some(name), .. } = &m.spec else {
+                continue;
+            };
             if let Err(e) = self.volumes.remove_ref(name, &c.id) {
                 tracing::debug!(volume = %name, error = %e, "remove_ref");
             }
@@ -351,14 +396,46 @@ impl Mountkit {
         Ok(())
     }
 
+    /// Removes a volume unless a container references it (the error names the containers); with
+    /// `force`, an unknown name is no error. Returns whether a volume was removed.
+    pub fn remove_volume(&self, name: &str, force: bool) -> Result<bool> {
+        let _lock = self.lock()?;
+        match self.volumes.remove(name, force) {
+            Err(mountkit_volumes::Error::InUse { name, containers }) => {
+                let all = self.containers().unwrap_or_default();
+                let names: Vec<String> = containers
+                    .iter()
+                    .map(|id| {
+                        all.iter()
+                            .find(|c| &c.id == id)
+                            .map(|c| c.name.clone())
+                            .unwrap_or_else(|| id.clone())
+                    })
+                    .collect();
+                Err(Error::VolumeInUse {
+                    volume: name,
+                    containers: names.join(", "),
+                })
+            }
+            other => Ok(other?),
+        }
+    }
+
     /// Removes an image unless a container uses it.
     pub fn remove_image(&self, reference: &str) -> Result<ImageInfo> {
         let _lock = self.lock()?;
         let image = self.layers.image(reference)?;
-        let users: Vec<String> =
-            self.containers()?.into_iter().filter(|c| c.image == image.id).map(|c| c.name).collect();
+        let users: Vec<String> = self
+            .containers()?
+            .into_iter()
+            .filter(|c| c.image == image.id)
+            .map(|c| c.name)
+            .collect();
         if !users.is_empty() {
-            return Err(Error::ImageInUse { image: reference.to_string(), containers: users.join(", ") });
+            return Err(Error::ImageInUse {
+                image: reference.to_string(),
+                containers: users.join(", "),
+            });
         }
         Ok(self.layers.remove_image(reference)?)
     }
@@ -416,7 +493,9 @@ fn taken(out: &[MountRecord], target: &Path) -> bool {
 
 /// Whether `path` is itself a mount point in this namespace.
 pub(crate) fn is_mount_point(path: &Path) -> Result<bool> {
-    let Ok(canon) = std::fs::canonicalize(path) else { return Ok(false) };
+    let Ok(canon) = std::fs::canonicalize(path) else {
+        return Ok(false);
+    };
     Ok(mountkit_safefs::mounts_under(&canon)?.iter().any(|m| m == &canon))
 }
 
@@ -440,7 +519,12 @@ fn resolve_config(image: &ImageInfo, opts: &CreateOptions, id: &str) -> Result<C
         return Err(Error::NoCommand(opts.image.clone()));
     }
     let env = merge_env(&cfg.env, &opts.env)?;
-    let workdir = opts.workdir.clone().or(cfg.workdir.clone()).filter(|w| !w.is_empty()).unwrap_or("/".into());
+    let workdir = opts
+        .workdir
+        .clone()
+        .or(cfg.workdir.clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or("/".into());
     if !workdir.starts_with('/') {
         return Err(Error::InvalidArgument {
             what: "working directory",
@@ -502,7 +586,15 @@ mod tests {
     #[test]
     fn env_merges_by_key_and_defaults_path() {
         let e = merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=".into()]).unwrap();
-        assert_eq!(e, vec![format!("PATH={DEFAULT_PATH}"), "A=1".into(), "B=3".into(), "C=".into()]);
+        assert_eq!(
+            e,
+            vec![
+                format!("PATH={DEFAULT_PATH}"),
+                "A=1".into(),
+                "B=3".into(),
+                "C=".into()
+            ]
+        );
         let e = merge_env(&["PATH=/x".into()], &[]).unwrap();
         assert_eq!(e, vec!["PATH=/x".to_string()]);
         assert!(merge_env(&[], &["=v".into()]).is_err());
@@ -512,7 +604,11 @@ mod tests {
     fn env_key_alone_copies_from_the_caller_or_is_dropped() {
         // SAFETY: this test owns the variable name; tests run one per process under nextest.
         unsafe { std::env::set_var("MOUNTKIT_TEST_COPY_ME", "yes") };
-        let e = merge_env(&[], &["MOUNTKIT_TEST_COPY_ME".into(), "MOUNTKIT_TEST_UNSET_XYZ".into()]).unwrap();
+        let e = merge_env(
+            &[],
+            &["MOUNTKIT_TEST_COPY_ME".into(), "MOUNTKIT_TEST_UNSET_XYZ".into()],
+        )
+        .unwrap();
         assert!(e.contains(&"MOUNTKIT_TEST_COPY_ME=yes".to_string()));
         assert!(!e.iter().any(|kv| kv.starts_with("MOUNTKIT_TEST_UNSET_XYZ")));
     }

@@ -77,6 +77,44 @@ fn detect() -> Features {
 }
 
 fn probe_lowerdir_plus() -> std::result::Result<(), String> {
+    // Kernels before about 6.15 refuse layers on a mount that is not attached anywhere (the detached
+    // tmpfs below), so probe first with two empty directories in the temp dir; fall back to the
+    // detached tmpfs where the temp dir is not writable.
+    match probe_lowerdir_plus_in(&std::env::temp_dir()) {
+        Ok(()) => Ok(()),
+        Err(first) => probe_lowerdir_plus_detached().map_err(|second| format!("{first}; {second}")),
+    }
+}
+
+/// Creates an overlay context from two empty directories under `dir` with `lowerdir+` (nothing is
+/// mounted: the superblock is created and dropped), then removes the directories.
+fn probe_lowerdir_plus_in(dir: &Path) -> std::result::Result<(), String> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = dir.join(format!(".mountkit-overlay-probe-{}-{n}", std::process::id()));
+    let (a, b) = (base.join("a"), base.join("b"));
+    let made = std::fs::create_dir(&base)
+        .and_then(|_| std::fs::create_dir(&a))
+        .and_then(|_| std::fs::create_dir(&b));
+    let result = made
+        .map_err(|e| format!("probe dirs in {}: {e}", dir.display()))
+        .and_then(|_| {
+            let ovl = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+                .map_err(|e| format!("fsopen: {e}"))?;
+            for p in [&a, &b] {
+                rustix::mount::fsconfig_set_string(&ovl, "lowerdir+", p.as_path())
+                    .map_err(|e| format!("fsconfig(lowerdir+): {e}{:?}", kernel_log(ovl.as_fd())))?;
+            }
+            rustix::mount::fsconfig_create(&ovl)
+                .map_err(|e| format!("create: {e} {:?}", kernel_log(ovl.as_fd())))
+        });
+    let _ = std::fs::remove_dir(&a);
+    let _ = std::fs::remove_dir(&b);
+    let _ = std::fs::remove_dir(&base);
+    result
+}
+
+fn probe_lowerdir_plus_detached() -> std::result::Result<(), String> {
     let tmpfs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
         .map_err(|e| format!("fsopen(tmpfs): {e}"))?;
     rustix::mount::fsconfig_create(&tmpfs).map_err(|e| format!("create tmpfs: {e}"))?;
