@@ -8,11 +8,20 @@ use std::path::{Path, PathBuf};
 
 /// References from the issues, keyed by a substring of the criterion id.
 const REFERENCES: &[(&str, &str)] = &[
-    ("run_rm_true_3_layers/mountkit", "<= 1.3x the C floor (podman ~200 ms, runc 23 ms, crun 7 ms, bwrap 3.6 ms)"),
-    ("run_rm_true_500_layers/mountkit", "<= 1.3x the C floor at 500 layers"),
+    (
+        "run_rm_true_3_layers/mountkit",
+        "<= 1.3x the C floor (podman ~200 ms, runc 23 ms, crun 7 ms, bwrap 3.6 ms)",
+    ),
+    (
+        "run_rm_true_500_layers/mountkit",
+        "<= 1.3x the C floor at 500 layers",
+    ),
     ("create_remove", "volume create + rm < 2 ms (podman 64 ms)"),
     ("list_1000", "volume ls of 1,000 volumes < 10 ms (podman 85 ms)"),
-    ("import", ">= GNU tar -xf speed while hashing (~630 MB/s on fresh ext4 here)"),
+    (
+        "import",
+        ">= GNU tar -xf speed while hashing (~630 MB/s on fresh ext4 here)",
+    ),
 ];
 
 fn workspace() -> PathBuf {
@@ -25,15 +34,22 @@ fn collect(dir: &Path, base: &Path, out: &mut BTreeMap<String, f64>) {
         let p = e.path();
         if p.is_dir() {
             if p.file_name().is_some_and(|n| n == "new") {
-                if let Ok(text) = std::fs::read_to_string(p.join("estimates.json")) {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                        if let Some(ns) = v["mean"]["point_estimate"].as_f64() {
-                            let id = dir.strip_prefix(base).unwrap_or(dir).to_string_lossy().into_owned();
-                            out.insert(id, ns);
-                        }
-                    }
+                let estimate = std::fs::read_to_string(p.join("estimates.json"))
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                    .and_then(|v| v["mean"]["point_estimate"].as_f64());
+                if let Some(ns) = estimate {
+                    let id = dir
+                        .strip_prefix(base)
+                        .unwrap_or(dir)
+                        .to_string_lossy()
+                        .into_owned();
+                    out.insert(id, ns);
                 }
-            } else if p.file_name().is_some_and(|n| n != "report" && n != "base" && n != "change") {
+            } else if p
+                .file_name()
+                .is_some_and(|n| n != "report" && n != "base" && n != "change")
+            {
                 collect(&p, base, out);
             }
         }
@@ -59,7 +75,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
         crate::ci::run("cargo", &["bench", "--workspace", "--benches"])?;
     }
-    let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
     let crit = base.join("criterion");
     let mut results = BTreeMap::new();
     collect(&crit, &crit, &mut results);
@@ -74,11 +92,18 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             .filter(|_| !id.ends_with("c_floor"))
             .map(|floor| format!("{:.2}x", ns / floor))
             .unwrap_or_default();
-        let reference = REFERENCES.iter().find(|(k, _)| id.contains(k)).map(|(_, r)| *r).unwrap_or("");
+        let reference = REFERENCES
+            .iter()
+            .find(|(k, _)| id.contains(k))
+            .map(|(_, r)| *r)
+            .unwrap_or("");
         println!("{id:<58} {:>12}  {ratio:>7}  {reference}", fmt_ns(*ns));
     }
     if let Ok(rss) = std::fs::read_to_string(base.join("criterion-peak-rss.txt")) {
-        println!("peak RSS of `mountkit run --rm sample true`: {} KiB (target <= 5 MB; crun 3.5 MB, runc 10 MB)", rss.trim());
+        println!(
+            "peak RSS of `mountkit run --rm sample true`: {} KiB (target <= 5 MB; crun 3.5 MB, runc 10 MB)",
+            rss.trim()
+        );
     }
     Ok(())
 }

@@ -8,16 +8,31 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// Debian packages the host test suite needs (beyond a Rust toolchain).
-const HOST_PACKAGES: &[&str] = &["coreutils", "libc-bin", "util-linux", "e2fsprogs", "tar", "gzip", "zstd"];
+const HOST_PACKAGES: &[&str] = &[
+    "coreutils",
+    "libc-bin",
+    "util-linux",
+    "e2fsprogs",
+    "tar",
+    "gzip",
+    "zstd",
+];
 
 pub fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 /// Runs a command, echoing it, and fails with its status.
 pub fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
     eprintln!("$ {cmd} {}", args.join(" "));
-    let status = Command::new(cmd).args(args).status().with_context(|| format!("cannot run {cmd}"))?;
+    let status = Command::new(cmd)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {cmd}"))?;
     if !status.success() {
         bail!("`{cmd} {}` failed with {status}", args.join(" "));
     }
@@ -44,13 +59,21 @@ pub fn ensure_packages(pkgs: &[&str], extra_apt_args: &[&str]) -> anyhow::Result
         return Ok(());
     }
     if !is_root() {
-        bail!("missing Debian packages: {}; install them with: sudo apt-get install {} {}", missing.join(" "), extra_apt_args.join(" "), missing.join(" "));
+        bail!(
+            "missing Debian packages: {}; install them with: sudo apt-get install {} {}",
+            missing.join(" "),
+            extra_apt_args.join(" "),
+            missing.join(" ")
+        );
     }
     run("apt-get", &["update", "-q"])?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
     args.extend_from_slice(extra_apt_args);
     args.extend(missing.iter().map(String::as_str));
-    let status = Command::new("apt-get").args(&args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
+    let status = Command::new("apt-get")
+        .args(&args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?;
     if !status.success() {
         bail!("apt-get install {} failed", missing.join(" "));
     }
@@ -58,7 +81,11 @@ pub fn ensure_packages(pkgs: &[&str], extra_apt_args: &[&str]) -> anyhow::Result
 }
 
 fn ensure_nextest() -> anyhow::Result<()> {
-    let have = Command::new("cargo").args(["nextest", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let have = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if have {
         return Ok(());
     }
@@ -76,11 +103,16 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let has = |f: &str| args.iter().any(|a| a == f);
     setup_host()?;
     if !is_root() {
-        eprintln!("note: not root: privileged tests will print SKIP and pass without running; run as root for the real suite");
+        eprintln!(
+            "note: not root: privileged tests will print SKIP and pass without running; run as root for the real suite"
+        );
     }
     if !has("--no-lint") {
         run("cargo", &["fmt", "--all", "--", "--check"])?;
-        run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+        run(
+            "cargo",
+            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        )?;
     }
     run("cargo", &["nextest", "run", "--workspace", "--no-fail-fast"])?;
     if !has("--no-vm") {

@@ -13,8 +13,22 @@ struct Demo {
 impl Demo {
     /// Runs `mountkit --root R <args>`, shows the command and its output, returns stdout.
     fn mk(&self, args: &[&str]) -> anyhow::Result<(i32, String)> {
-        println!("\n$ mountkit {}", args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() }).collect::<Vec<_>>().join(" "));
-        let out = Command::new(&self.bin).arg("--root").arg(&self.root).args(args).output()?;
+        println!(
+            "\n$ mountkit {}",
+            args.iter()
+                .map(|a| if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let out = Command::new(&self.bin)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .output()?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         print!("{stdout}");
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
@@ -48,28 +62,49 @@ pub fn main(_args: &[String]) -> anyhow::Result<()> {
         bail!("the demo mounts for real and needs root: run `sudo -E cargo xtask demo`");
     }
     crate::ci::run("cargo", &["build", "--quiet", "-p", "mountkit"])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let bin = target.join("debug/mountkit");
     let tmp = tempdir()?;
-    let demo = Demo { bin, root: tmp.join("store") };
+    let demo = Demo {
+        bin,
+        root: tmp.join("store"),
+    };
     let result = steps(&demo);
     // Every mount lived in a container's own namespace, so the store should hold only files; check
     // mountinfo anyway and never remove through a mount.
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let tmp_s = tmp.to_string_lossy().into_owned();
-    let leaked: Vec<&str> = info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&tmp_s)).collect();
+    let leaked: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&tmp_s))
+        .collect();
     if leaked.is_empty() {
-        let _ = Command::new("rm").args(["-rf", "--one-file-system"]).arg(&tmp).status();
+        let _ = Command::new("rm")
+            .args(["-rf", "--one-file-system"])
+            .arg(&tmp)
+            .status();
     } else {
-        eprintln!("warning: mounts remain under {}: {leaked:?}; not removing it", tmp.display());
+        eprintln!(
+            "warning: mounts remain under {}: {leaked:?}; not removing it",
+            tmp.display()
+        );
     }
     result?;
-    println!("\nThe demo passed every check; its store was in {} and is gone.", tmp.display());
+    println!(
+        "\nThe demo passed every check; its store was in {} and is gone.",
+        tmp.display()
+    );
     Ok(())
 }
 
 fn tempdir() -> anyhow::Result<PathBuf> {
-    let out = Command::new("mktemp").args(["-d", "-t", "mountkit-demo.XXXXXX"]).output().context("mktemp")?;
+    let out = Command::new("mktemp")
+        .args(["-d", "-t", "mountkit-demo.XXXXXX"])
+        .output()
+        .context("mktemp")?;
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
@@ -80,28 +115,80 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
     d.ok(&["layer", "ls"])?;
 
     say("S5/S15 one filesystem from many layers: layer 2's config.txt (v2) wins over layer 1's (v1);");
-    println!("   layer 3 deletes remove-me.txt with a whiteout and replaces /app/old with an opaque directory");
-    let out = d.ok(&["run", "--rm", "sample", "sh", "-c", "cat /app/config.txt; ls /app; ls /app/old"])?;
+    println!(
+        "   layer 3 deletes remove-me.txt with a whiteout and replaces /app/old with an opaque directory"
+    );
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "sample",
+        "sh",
+        "-c",
+        "cat /app/config.txt; ls /app; ls /app/old",
+    ])?;
     check(out.lines().next() == Some("v2"), "the later layer wins")?;
-    check(!out.contains("remove-me.txt"), "the whiteout deleted remove-me.txt")?;
-    check(out.lines().last() == Some("new.txt"), "the opaque directory hides the lower layer's a.txt and b.txt")?;
+    check(
+        !out.contains("remove-me.txt"),
+        "the whiteout deleted remove-me.txt",
+    )?;
+    check(
+        out.lines().last() == Some("new.txt"),
+        "the opaque directory hides the lower layer's a.txt and b.txt",
+    )?;
 
     say("S1 two containers from one image: each has its own writable layer");
-    let c1 = d.ok(&["container", "create", "--name", "c1", "sample", "sh", "-c", "echo 'written by c1' > /app/note.txt; echo changed >> /app/message.txt"])?;
-    d.ok(&["container", "create", "--name", "c2", "sample", "sh", "-c", "ls /app; cat /app/message.txt"])?;
+    let c1 = d.ok(&[
+        "container",
+        "create",
+        "--name",
+        "c1",
+        "sample",
+        "sh",
+        "-c",
+        "echo 'written by c1' > /app/note.txt; echo changed >> /app/message.txt",
+    ])?;
+    d.ok(&[
+        "container",
+        "create",
+        "--name",
+        "c2",
+        "sample",
+        "sh",
+        "-c",
+        "ls /app; cat /app/message.txt",
+    ])?;
     d.ok(&["container", "start", "c1"])?;
     let out = d.ok(&["container", "start", "c2"])?;
-    check(!out.contains("note.txt") && !out.contains("changed"), "c2 does not see what c1 wrote")?;
+    check(
+        !out.contains("note.txt") && !out.contains("changed"),
+        "c2 does not see what c1 wrote",
+    )?;
 
     say("S4 copy-on-write: c1 changed /app/message.txt; the image layer's copy is untouched");
     let upper = d.root.join("containers").join(&c1).join("upper/app");
-    println!("   c1's writable layer ({}): {:?}", upper.display(), std::fs::read_dir(&upper)?.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<_>, _>>()?);
+    println!(
+        "   c1's writable layer ({}): {:?}",
+        upper.display(),
+        std::fs::read_dir(&upper)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<Vec<_>, _>>()?
+    );
     let copied = std::fs::read_to_string(upper.join("message.txt"))?;
-    check(copied.ends_with("changed\n"), "the changed copy is in c1's writable layer")?;
+    check(
+        copied.ends_with("changed\n"),
+        "the changed copy is in c1's writable layer",
+    )?;
     let image: serde_json::Value = serde_json::from_str(&d.ok(&["image", "inspect", "sample"])?)?;
-    let layer2 = image[0]["layers"][1].as_str().unwrap_or_default().trim_start_matches("sha256:").to_string();
+    let layer2 = image[0]["layers"][1]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("sha256:")
+        .to_string();
     let original = std::fs::read_to_string(d.root.join("layers").join(layer2).join("diff/app/message.txt"))?;
-    check(original == "hello from layer 2\n", "the image layer's file is byte-identical")?;
+    check(
+        original == "hello from layer 2\n",
+        "the image layer's file is byte-identical",
+    )?;
 
     say("S2 layers live as long as the image; an image in use cannot be removed");
     let (code, _) = d.mk(&["image", "rm", "sample"])?;
@@ -110,9 +197,14 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
     say("S3 the writable layer dies with its container");
     d.ok(&["container", "ls", "-a"])?;
     d.ok(&["container", "rm", "c1", "c2"])?;
-    check(!d.root.join("containers").join(&c1).exists(), "c1's writable layer is gone")?;
+    check(
+        !d.root.join("containers").join(&c1).exists(),
+        "c1's writable layer is gone",
+    )?;
 
-    say("Exit codes, as docker run: the command's own, 127 not found, 126 not executable, 125 mountkit's failure");
+    say(
+        "Exit codes, as docker run: the command's own, 127 not found, 126 not executable, 125 mountkit's failure",
+    );
     for (args, want) in [
         (vec!["run", "--rm", "sample", "sh", "-c", "exit 3"], 3),
         (vec!["run", "--rm", "sample", "no-such-command"], 127),

@@ -56,7 +56,7 @@ enum Cmd {
     #[command(subcommand)]
     Volume(VolumeCmd),
     /// Create a container, start it attached, wait for it (exits with its status)
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers (same as `container ls`)
     Ps(ListArgs),
     /// The store as a whole
@@ -116,7 +116,7 @@ enum LayerCmd {
 #[derive(Subcommand)]
 enum ImageCmd {
     /// Create an image from layers (bottom first) and a config, or from a TOML recipe; prints its ID
-    Create(ImageCreateArgs),
+    Create(Box<ImageCreateArgs>),
     /// List images
     #[command(alias = "list")]
     Ls {
@@ -221,7 +221,7 @@ struct RunArgs {
 #[derive(Subcommand)]
 enum ContainerCmd {
     /// Create a container; prints its ID
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Start a container attached; exits with its status
     Start { container: String },
     /// List containers

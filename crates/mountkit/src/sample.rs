@@ -57,7 +57,7 @@ pub fn libraries(program: &Path) -> io::Result<Vec<PathBuf>> {
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let line = line.trim();
         let path = match line.split_once("=>") {
-            Some((_, rest)) => rest.trim().split_whitespace().next().unwrap_or(""),
+            Some((_, rest)) => rest.split_whitespace().next().unwrap_or(""),
             None => line.split_whitespace().next().unwrap_or(""),
         };
         if path.starts_with('/') {

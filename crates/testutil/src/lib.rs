@@ -44,8 +44,14 @@ pub fn in_mount_ns<F: FnOnce()>(body: F) {
             let mut wr = std::fs::File::from(wr);
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-                mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-                    .expect("make / rprivate");
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .expect("make / rprivate");
                 body();
             }));
             let code = match result {
