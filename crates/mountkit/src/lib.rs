@@ -37,6 +37,7 @@
 
 #![deny(missing_docs)]
 
+mod changes;
 mod container;
 mod error;
 mod names;

@@ -246,6 +246,20 @@ enum ContainerCmd {
     },
     /// Mount the container's rootfs in the host namespace; prints the path
     Mount { container: String },
+    /// List what the container changed (A added, C changed, D deleted), read from its writable layer
+    Diff {
+        container: String,
+        #[command(flatten)]
+        f: FormatArg,
+    },
+    /// Make an image from the container's image plus its writable layer; prints the image ID
+    Commit { container: String, name: String },
+    /// Write the container's flattened filesystem (volumes excluded) as a tar to FILE or `-`
+    Export {
+        container: String,
+        #[arg(short, long, value_name = "FILE|-")]
+        output: String,
+    },
     /// Undo `container mount`
     #[command(alias = "umount")]
     Unmount { container: String },
@@ -771,6 +785,37 @@ fn container(mk: &Mountkit, c: ContainerCmd, fmt: &dyn Fn(Option<Format>) -> For
             println!("{}", mk.mount(&container)?.display());
         }
         ContainerCmd::Unmount { container } => mk.unmount(&container)?,
+        ContainerCmd::Diff { container, f } => {
+            let changes = mk.diff(&container)?;
+            print_json_or(fmt(f.format), &changes, |o| {
+                for c in &changes {
+                    writeln!(o, "{c}")?;
+                }
+                Ok(())
+            })?;
+        }
+        ContainerCmd::Commit { container, name } => {
+            let info = mk.commit(&container, &name)?;
+            println!("{}", info.id);
+        }
+        ContainerCmd::Export { container, output } => {
+            if output == "-" {
+                mk.export(&container, &mut std::io::stdout())?;
+            } else {
+                let tmp = format!("{output}.partial");
+                let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {tmp}"))?;
+                let done = mk
+                    .export(&container, &mut f)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|_| {
+                        std::fs::rename(&tmp, &output).with_context(|| format!("cannot write {output}"))
+                    });
+                if done.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                done?;
+            }
+        }
     }
     Ok(0)
 }
