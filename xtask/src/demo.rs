@@ -203,6 +203,107 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
     )?;
 
     say(
+        "S6/S7 a volume outlives its container: the to-do list survives replacing the app (a new image version)",
+    );
+    d.ok(&["system", "sample-image", "todo-v2"])?;
+    d.ok(&["volume", "create", "todo-list"])?;
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "todo-list:/data",
+        "sample",
+        "sh",
+        "-c",
+        "echo 'buy milk' > /data/todo.db",
+    ])?;
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "todo-list:/data",
+        "todo-v2",
+        "cat",
+        "/data/todo.db",
+    ])?;
+    check(
+        out == "buy milk",
+        "the new container sees the data the removed one wrote",
+    )?;
+
+    say("S8/S9 an image VOLUME gives each container an anonymous volume; --volumes-from shares it");
+    d.ok(&["system", "sample-image", "with-volume", "--volume", "/app/old"])?;
+    let out = d.ok(&[
+        "run",
+        "--name",
+        "todo1",
+        "with-volume",
+        "sh",
+        "-c",
+        "ls /app/old; echo shared > /app/old/s",
+    ])?;
+    check(
+        out == "new.txt",
+        "the anonymous volume was filled from the image on first use",
+    )?;
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "todo1",
+        "with-volume",
+        "cat",
+        "/app/old/s",
+    ])?;
+    check(out == "shared", "--volumes-from sees todo1's write")?;
+    d.ok(&["volume", "ls"])?;
+    d.ok(&["container", "rm", "-v", "todo1"])?;
+
+    say(
+        "S11-S13 bind mounts: a host directory both ways, read-only on request; a single file merges into a directory",
+    );
+    let host = d.root.parent().expect("temp dir").join("host-src");
+    std::fs::create_dir_all(&host)?;
+    std::fs::write(host.join("from-host.txt"), "edited on the host\n")?;
+    let spec = format!("type=bind,source={},target=/src", host.display());
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        &spec,
+        "sample",
+        "sh",
+        "-c",
+        "cat /src/from-host.txt; echo made in the container > /src/from-container.txt",
+    ])?;
+    check(out == "edited on the host", "the container reads the host's file")?;
+    check(
+        std::fs::read_to_string(host.join("from-container.txt"))? == "made in the container\n",
+        "the host sees the container's file",
+    )?;
+    let (code, _) = d.mk(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/src:ro", host.display()),
+        "sample",
+        "touch",
+        "/src/x",
+    ])?;
+    check(code != 0, "a read-only bind refuses writes")?;
+    let file = format!("{}/from-host.txt:/app/extra.txt", host.display());
+    let out = d.ok(&["run", "--rm", "-v", &file, "sample", "ls", "/app"])?;
+    check(
+        out.contains("extra.txt") && out.contains("message.txt"),
+        "S13: the single file joins the image's files",
+    )?;
+    let out = d.ok(&["run", "--rm", "--tmpfs", "/app:size=1m", "sample", "ls", "/app"])?;
+    check(
+        out.is_empty(),
+        "S12: a mount over /app hides the image's directory",
+    )?;
+
+    say(
         "Exit codes, as docker run: the command's own, 127 not found, 126 not executable, 125 mountkit's failure",
     );
     for (args, want) in [

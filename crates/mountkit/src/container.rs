@@ -139,5 +139,5 @@ pub struct CreateOptions {
 
 /// When the process started, and how long ago, for listings.
 pub(crate) fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
