@@ -43,7 +43,9 @@ fn run_exit_codes_follow_docker() {
             .spawn()
             .unwrap();
         let mut pid = None;
-        for _ in 0..500 {
+        // Generous: under emulation (the VM suite) a start takes seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
             let out = env.run(&["container", "inspect", "killed"]);
             let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             if let Some(p) = c[0]["state"]["pid"].as_i64() {

@@ -227,7 +227,7 @@ fn killed_runner_leaks_no_mount() {
             .args(["sample", "sh", "-c", "touch /mark/started; sleep 300"])
             .spawn()
             .unwrap();
-        for _ in 0..500 {
+        for _ in 0..6000 {
             if marker.exists() {
                 break;
             }
@@ -251,7 +251,7 @@ fn killed_runner_leaks_no_mount() {
         child.wait().unwrap();
         // The container process dies with its runner.
         let mut dead = false;
-        for _ in 0..500 {
+        for _ in 0..6000 {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists()
                 || std::fs::read_to_string(format!("/proc/{pid}/stat"))
                     .map(|s| s.contains(") Z"))

@@ -437,7 +437,7 @@ fn container_rm_never_deletes_through_a_bind() {
             ])
             .spawn()
             .unwrap();
-        for _ in 0..500 {
+        for _ in 0..6000 {
             if canary.join("started").exists() {
                 break;
             }

@@ -18,6 +18,12 @@ fn make_tree(root: &std::path::Path) {
     fs::write(root.join("a"), b"aaa").unwrap();
     fs::write(root.join(format!("long-{}", "n".repeat(150))), b"long name").unwrap();
     std::os::unix::fs::symlink("b/c/file", root.join("link")).unwrap();
+    // A symlink's own mtime is part of the stream: pin it too (two trees made a second apart differ).
+    let st = std::process::Command::new("touch")
+        .args(["-h", "-d", "@1600000000"])
+        .arg(root.join("link"))
+        .status();
+    assert!(st.unwrap().success(), "touch -h");
     fs::hard_link(root.join("a"), root.join("z-hard")).unwrap();
     let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
     for p in ["a", "b/c/file", "b/c", "b", &format!("long-{}", "n".repeat(150))] {
