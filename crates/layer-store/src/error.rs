@@ -91,6 +91,25 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An OCI or docker-archive image (layout, archive, index, manifest, config) is unusable.
+    #[error("image {source_path:?}: {reason}")]
+    Image {
+        /// The layout directory or archive (with the part inside it, when that is known).
+        source_path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// One blob of an image (manifest, config or layer) is missing, corrupt or not what its
+    /// descriptor or the config says. Nothing was stored.
+    #[error("blob {blob} ({role}): {reason}")]
+    Blob {
+        /// The blob's digest (or its path in a docker-archive).
+        blob: String,
+        /// "manifest", "config", "layer 2 of 3", ...
+        role: String,
+        /// What is wrong (digest or diff_id mismatch, truncated, missing...).
+        reason: String,
+    },
     /// An error from the safe-filesystem primitives (atomic writes, locks, removal).
     #[error(transparent)]
     Fs(#[from] mountkit_safefs::Error),

@@ -75,6 +75,12 @@
 //! image references (including one imported a moment ago for an image not yet created: do not run
 //! gc concurrently with an import-then-create sequence).
 //!
+//! # OCI images
+//!
+//! [`oci::import`] reads an OCI image layout, an oci-archive or a docker-archive (every blob and
+//! diff_id verified, nothing stored on failure); [`oci::save`] writes a stored image back out in
+//! any of those formats. See the [`oci`] module for the decisions.
+//!
 //! # Concurrency and crashes
 //!
 //! Imports stage under `tmp/` and commit with one rename under `store.lock`; two imports of the same
@@ -114,13 +120,15 @@
 //! paths); `rustix` (typed `*at` syscalls, xattrs, `mknodat`, `syncfs`); `tar` (>= 0.4.45) to *parse*
 //! archives (headers, PAX, GNU long names; it never touches the filesystem here: extraction is ours);
 //! `flate2` and `zstd` to decompress; `sha2`/`hex` for IDs; `serde`/`serde_json` for metadata;
-//! `humantime` for RFC 3339 timestamps; `thiserror`, `tracing`.
+//! `humantime` for RFC 3339 timestamps; `oci-spec` (image feature only) for the OCI index,
+//! manifest and config types; `thiserror`, `tracing`.
 
 #![deny(missing_docs)]
 
 mod canon;
 mod error;
 mod id;
+pub mod oci;
 pub mod rules;
 mod store;
 mod unpack;
