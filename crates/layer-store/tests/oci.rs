@@ -636,3 +636,86 @@ fn bad_images_store_nothing() {
         assert_eq!(store.layers().unwrap().len(), 1);
     });
 }
+
+#[test]
+fn index_selection_by_platform_and_name() {
+    if !mountkit_testutil::privileged("index_selection_by_platform_and_name") {
+        return;
+    }
+    mountkit_testutil::in_mount_ns(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("store")).unwrap();
+        let amd = layer_tar(&[("arch", b"amd64\n")]);
+        let arm = layer_tar(&[("arch", b"arm64\n")]);
+        let other = layer_tar(&[("other", b"x\n")]);
+        let lay = tmp.path().join("lay");
+        // Start from a one-image layout, then rebuild index.json: a nested index "multi" with an
+        // arm64 and an amd64 manifest, plus a second image "other".
+        let manifest_of = |dir: &Path, layer: &[u8]| -> serde_json::Value {
+            oci_layout(
+                dir,
+                &[(
+                    layer.to_vec(),
+                    "application/vnd.oci.image.layer.v1.tar",
+                    sha(layer),
+                )],
+            );
+            let idx: serde_json::Value =
+                serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+            idx["manifests"][0].clone()
+        };
+        let m_amd = manifest_of(&lay, &amd);
+        let m_arm = manifest_of(&lay, &arm);
+        let m_other = manifest_of(&lay, &other);
+        let plat = |mut m: serde_json::Value, arch: &str| {
+            m.as_object_mut().unwrap().remove("annotations");
+            m["platform"] = json!({"architecture": arch, "os": "linux"});
+            m
+        };
+        let nested = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [plat(m_arm, "arm64"), plat(m_amd, "amd64")]
+        }))
+        .unwrap();
+        let nd = sha(&nested);
+        fs::write(lay.join("blobs/sha256").join(&nd[7..]), &nested).unwrap();
+        let mut m_other = m_other;
+        m_other["annotations"]["org.opencontainers.image.ref.name"] = json!("other");
+        let index = json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.index.v1+json", "size": nested.len(), "digest": nd,
+             "annotations": {"org.opencontainers.image.ref.name": "multi"}},
+            m_other
+        ]});
+        fs::write(lay.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+
+        let e = oci::import(&store, &lay, ImportOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("several images"), "{e}");
+        assert!(store.images().unwrap().is_empty());
+        let img = oci::import(
+            &store,
+            &PathBuf::from(format!("{}:multi", s(&lay))),
+            ImportOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(img.name.as_deref(), Some("multi"));
+        let want: &[u8] = if std::env::consts::ARCH == "aarch64" {
+            b"arm64\n"
+        } else {
+            b"amd64\n"
+        };
+        assert_eq!(
+            fs::read(store.layer_path(&img.layers[0]).join("arch")).unwrap(),
+            want
+        );
+        let o = oci::import(
+            &store,
+            &lay,
+            ImportOptions {
+                reference: Some("other".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(o.name.as_deref(), Some("other"));
+    });
+}

@@ -48,6 +48,33 @@
 //! tag). An existing OCI layout directory is added to (an entry with the same name is replaced);
 //! an archive destination is replaced atomically (written beside it, then renamed).
 
+//!
+//! # Example
+//!
+//! ```
+//! use mountkit_layer_store::oci::{self, ArchiveFormat, ImportOptions};
+//! use mountkit_layer_store::{ImageConfig, LayerSource, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let src = tmp.path().join("rootfs");
+//! std::fs::create_dir_all(&src)?;
+//! std::fs::write(src.join("hello"), "hi\n")?;
+//! let store = Store::open(tmp.path().join("a"))?;
+//! let layer = store.import_layer(LayerSource::Dir(src))?;
+//! let config = ImageConfig { cmd: Some(vec!["/hello".into()]), ..Default::default() };
+//! store.create_image(Some("demo:1"), &[layer.id], config)?;
+//!
+//! // Out as an OCI layout, back into another store (by PATH:REF).
+//! let layout = tmp.path().join("layout");
+//! oci::save(&store, "demo:1", &layout, ArchiveFormat::Oci)?;
+//! let other = Store::open(tmp.path().join("b"))?;
+//! let img = oci::import(&other, &tmp.path().join("layout:demo:1"), ImportOptions::default())?;
+//! assert_eq!(img.name.as_deref(), Some("demo:1"));
+//! assert_eq!(img.config.cmd, Some(vec!["/hello".to_string()]));
+//! assert_eq!(std::fs::read(other.layer_path(&img.layers[0]).join("hello"))?, b"hi\n");
+//! # Ok(()) }
+//! ```
+
 use std::path::Path;
 
 use crate::error::Result;
