@@ -251,9 +251,16 @@ fn import_layers(
     Ok(out)
 }
 
-/// The message of an import error, without repeating "layer stream" noise twice.
+/// The message of an import error. A size or digest mismatch found by the verifying reader
+/// surfaces through the tar parser as "not a valid tar archive: ..."; only the mismatch is kept.
 fn reason_of(e: Error) -> String {
-    e.to_string()
+    let msg = e.to_string();
+    for marker in ["digest mismatch:", "blob is "] {
+        if let Some(i) = msg.find(marker) {
+            return msg[i..].to_string();
+        }
+    }
+    msg
 }
 
 fn is_layer_media_type(mt: &str) -> bool {
