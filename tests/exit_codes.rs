@@ -40,6 +40,7 @@ fn run_exit_codes_follow_docker() {
         let mut child = env
             .cmd()
             .args(["run", "--name", "killed", "sample", "sleep", "300"])
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let mut pid = None;
@@ -54,7 +55,17 @@ fn run_exit_codes_follow_docker() {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let pid = pid.expect("the container started");
+        let Some(pid) = pid else {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let inspect = env.run(&["container", "inspect", "killed"]);
+            panic!(
+                "the container never reported a pid; runner {:?}: {}\ninspect: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&inspect.stdout)
+            );
+        };
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
         assert_eq!(child.wait().unwrap().code(), Some(137));
         env.ok(&["container", "rm", "killed"]);

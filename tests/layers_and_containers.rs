@@ -271,3 +271,66 @@ fn killed_runner_leaks_no_mount() {
         env.ok(&["container", "rm", "victim"]);
     });
 }
+
+/// Concurrent `mountkit` processes are safe: creates racing each other and listings all succeed, and
+/// nothing one process stages is swept by another.
+#[test]
+fn concurrent_creates_and_listings() {
+    if !privileged("concurrent_creates_and_listings") {
+        return;
+    }
+    in_mount_ns(|| {
+        let env = Env::new();
+        env.sample("sample");
+        let mut children = Vec::new();
+        for i in 0..8 {
+            children.push(
+                env.cmd()
+                    .args([
+                        "container",
+                        "create",
+                        "--name",
+                        &format!("c{i}"),
+                        "sample",
+                        "true",
+                    ])
+                    .output(),
+            );
+            children.push(env.cmd().args(["container", "ls", "-a"]).output());
+        }
+        let spawned: Vec<std::process::Child> = (0..8)
+            .flat_map(|i| {
+                [
+                    env.cmd()
+                        .args([
+                            "container",
+                            "create",
+                            "--name",
+                            &format!("p{i}"),
+                            "sample",
+                            "true",
+                        ])
+                        .stdout(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap(),
+                    env.cmd()
+                        .args(["layer", "ls"])
+                        .stdout(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap(),
+                ]
+            })
+            .collect();
+        for mut c in spawned {
+            assert!(c.wait().unwrap().success());
+        }
+        for out in children {
+            assert!(out.unwrap().status.success());
+        }
+        assert_eq!(env.ok(&["container", "ls", "-a", "-q"]).lines().count(), 16);
+        for i in 0..8 {
+            env.ok(&["run", "--rm", "sample", "true"]);
+            env.ok(&["container", "start", &format!("p{i}")]);
+        }
+    });
+}

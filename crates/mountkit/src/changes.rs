@@ -70,10 +70,7 @@ impl Mountkit {
         let image = self.layers().image(&c.image)?;
         let stack = self.stack(&c, &image);
         // A private mount point so that a `container mount` of the same container is not disturbed.
-        let target = self
-            .root()
-            .join("tmp")
-            .join(format!("export-{}", mountkit_safefs::random_hex(8)));
+        let target = self.staging("export");
         std::fs::create_dir_all(&target).map_err(|e| Error::io("create", &target, e))?;
         let fd = out.as_raw_fd();
         let (rd, wr) = nix::unistd::pipe().map_err(|e| Error::io("pipe", &target, e.into()))?;

@@ -134,6 +134,37 @@ enum ImageCmd {
     /// Remove images no container uses
     #[command(alias = "remove")]
     Rm { name: Vec<String> },
+    /// Import an OCI layout directory, an oci-archive or a docker-archive (`PATH[:REF]`); prints the ID
+    Import {
+        /// The layout or archive, optionally `:REF` to choose an image in it
+        path: String,
+        /// Name the image this (default: the archive's own name)
+        #[arg(long, short)]
+        tag: Option<String>,
+        /// Which image of the layout or archive (a ref.name or RepoTags entry)
+        #[arg(long = "ref")]
+        reference: Option<String>,
+        /// No progress on the terminal
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Save an image as an OCI layout directory, an oci-archive or a docker-archive
+    Save {
+        name: String,
+        /// Destination: a directory (oci) or a file (oci-archive, docker-archive)
+        #[arg(short, long, value_name = "DIR|FILE.tar")]
+        output: PathBuf,
+        /// Archive format [default: oci-archive when the output ends in .tar, else oci]
+        #[arg(long, value_enum)]
+        format: Option<SaveFormat>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SaveFormat {
+    Oci,
+    OciArchive,
+    DockerArchive,
 }
 
 #[derive(Args)]
@@ -618,6 +649,49 @@ fn image(mk: &Mountkit, c: ImageCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> 
                 .map(|n| mk.layers().image(n))
                 .collect::<Result<Vec<_>, _>>()?;
             inspect_json(&infos)?;
+        }
+        ImageCmd::Import {
+            path,
+            tag,
+            reference,
+            quiet,
+        } => {
+            use std::io::IsTerminal;
+            let show = !quiet && std::io::stderr().is_terminal();
+            let mut last = std::time::Instant::now();
+            let mut progress = |p: mountkit::layer_store::oci::Progress| {
+                if last.elapsed().as_millis() >= 200 || p.bytes == p.total {
+                    last = std::time::Instant::now();
+                    eprint!(
+                        "\rimporting layer {}/{}: {} of {}   ",
+                        p.layer,
+                        p.layers,
+                        human(p.bytes),
+                        human(p.total)
+                    );
+                }
+            };
+            let opts = mountkit::layer_store::oci::ImportOptions {
+                tag,
+                reference,
+                progress: if show { Some(&mut progress) } else { None },
+            };
+            let result = mountkit::layer_store::oci::import(mk.layers(), Path::new(&path), opts);
+            if show {
+                eprintln!();
+            }
+            println!("{}", result?.id);
+        }
+        ImageCmd::Save { name, output, format } => {
+            use mountkit::layer_store::oci::ArchiveFormat;
+            let format = match format {
+                Some(SaveFormat::Oci) => ArchiveFormat::Oci,
+                Some(SaveFormat::OciArchive) => ArchiveFormat::OciArchive,
+                Some(SaveFormat::DockerArchive) => ArchiveFormat::DockerArchive,
+                None if output.extension().is_some_and(|e| e == "tar") => ArchiveFormat::OciArchive,
+                None => ArchiveFormat::Oci,
+            };
+            mountkit::layer_store::oci::save(mk.layers(), &name, &output, format)?;
         }
         ImageCmd::Rm { name } => {
             for n in &name {

@@ -156,10 +156,7 @@ impl crate::Mountkit {
         volumes: &[String],
     ) -> crate::Result<mountkit_layer_store::ImageInfo> {
         use mountkit_layer_store::{ImageConfig, LayerSource};
-        let dir = self
-            .root()
-            .join("tmp")
-            .join(format!("sample-{}", mountkit_safefs::random_hex(8)));
+        let dir = self.staging("sample");
         let result = (|| {
             let layers =
                 write_layers(&dir).map_err(|e| crate::Error::io("build the sample layers in", &dir, e))?;

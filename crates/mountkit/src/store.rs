@@ -49,7 +49,38 @@ impl Mountkit {
             layers,
             volumes,
         };
+        mk.sweep_staging();
         Ok(mk)
+    }
+
+    /// A fresh path under `<root>/staging/` for work in progress (container creation, removal, exports,
+    /// the sample's layers). mountkit's own staging area: the layer store sweeps its `tmp/` by its own
+    /// rules, which must not touch ours. Names carry the creating process's pid for the sweep.
+    pub(crate) fn staging(&self, kind: &str) -> PathBuf {
+        self.root.join("staging").join(format!(
+            "{kind}-{}-{}",
+            std::process::id(),
+            mountkit_safefs::random_hex(6)
+        ))
+    }
+
+    /// Removes staging left by processes that are gone (a crash mid-create or mid-remove). Never
+    /// through a mount: `remove_tree` refuses, and the entry is then left for a person to look at.
+    fn sweep_staging(&self) {
+        let dir = self.root.join("staging");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                if let Err(err) = remove_tree(&e.path()) {
+                    tracing::warn!(path = %e.path().display(), error = %err, "stale staging kept");
+                }
+            }
+        }
     }
 
     /// Unmounts volume-driver mounts (tmpfs, nfs, bind volumes) whose users are all gone: the start-up
@@ -206,9 +237,11 @@ impl Mountkit {
             state: State::created(),
             auto_remove: opts.auto_remove,
         };
+        let stage = self.staging("container");
         let made = (|| {
             // Staged under tmp/ and renamed into containers/ so that a half-made container is never visible.
-            let stage = self.root.join("tmp").join(format!("container-{id}"));
+            std::fs::create_dir_all(stage.parent().expect("staging has a parent"))
+                .map_err(|e| Error::io("create", &stage, e))?;
             for d in ["upper", "work", "merged"] {
                 std::fs::create_dir_all(stage.join(d)).map_err(|e| Error::io("create", stage.join(d), e))?;
             }
@@ -225,7 +258,7 @@ impl Mountkit {
         if let Err(e) = made {
             tracing::debug!(error = %e, "create failed; cleaning up");
             self.forget_volumes(&c, true);
-            let _ = remove_tree(&self.root.join("tmp").join(format!("container-{id}")));
+            let _ = remove_tree(&stage);
             let _ = remove_tree(&dir);
             return Err(e);
         }
@@ -388,7 +421,9 @@ impl Mountkit {
             mountkit_overlay::unmount(&merged)?;
         }
         // Unmounted or not, remove_tree checks mountinfo again and never crosses a mount.
-        let trash = self.root.join("tmp").join(format!("rm-{}", c.id));
+        let trash = self.staging("rm");
+        std::fs::create_dir_all(trash.parent().expect("staging has a parent"))
+            .map_err(|e| Error::io("create", &trash, e))?;
         std::fs::rename(&dir, &trash).map_err(|e| Error::io("move aside", &dir, e))?;
         remove_tree(&trash)?;
         self.forget_volumes(c, volumes);
