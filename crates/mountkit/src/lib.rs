@@ -17,7 +17,8 @@
 //! Everything is under one root directory ([`Mountkit::open`]; the CLI takes `--root`, else
 //! `MOUNTKIT_ROOT`, else `/var/lib/mountkit`): `layers/`, `images/`, `tmp/` (the layer store),
 //! `volumes/` (the registry), `containers/<id>/` (this crate: `container.json`, the writable layer
-//! `upper/` and overlay's `work/`, the mount point `merged/`, lock files). On-disk metadata is JSON,
+//! `upper/` and overlay's `work/`, the mount point `merged/`, lock files), `staging/` (this crate's work in
+//! progress, swept when the process that made it is gone). On-disk metadata is JSON,
 //! written atomically (temp file, fsync, rename); a `--rm` container skips the fsyncs since nobody needs
 //! its state after a crash.
 //!
@@ -31,6 +32,8 @@
 //!   none are given (Docker's rule). The environment is the image's, overridden key by key with `-e`;
 //!   `-e KEY` alone copies KEY from the caller's environment when it is set. The hostname is the ID's
 //!   first 12 digits.
+//! - The overlay mount method is detected (`mountkit system info`); `MOUNTKIT_OVERLAY_METHOD=classic|new-api`
+//!   forces one, for tests and for working around a kernel bug.
 //!
 //! Dependencies: the workspace crates above; `serde`/`serde_json` for metadata and `--format json`;
 //! `thiserror` for [`Error`]; `tracing` for diagnostics; `toml` for image recipes.

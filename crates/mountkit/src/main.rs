@@ -596,15 +596,7 @@ fn image(mk: &Mountkit, c: ImageCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> 
             } else {
                 let mut ids: Vec<LayerId> = Vec::new();
                 for l in &a.layers {
-                    let p = Path::new(l);
-                    let id = if p.is_dir() {
-                        mk.layers().import_layer(LayerSource::Dir(p.into()))?.id
-                    } else if p.is_file() {
-                        mk.layers().import_layer(LayerSource::Tar(p.into()))?.id
-                    } else {
-                        mk.layers().layer(l)?.id
-                    };
-                    ids.push(id);
+                    ids.push(mk.layer_from_arg(Path::new(l), l)?);
                 }
                 let config = ImageConfig {
                     volumes: a.volumes.clone(),

@@ -14,7 +14,7 @@
 //! Relative layer paths are taken from the recipe file's directory.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -72,25 +72,32 @@ impl Recipe {
 }
 
 impl Mountkit {
+    /// A layer named on the command line or in a recipe: a directory or a tar file at `path` is
+    /// imported (a hash only, when the store already has it); otherwise `reference` is looked up as a
+    /// layer ID or unique prefix.
+    pub fn layer_from_arg(&self, path: &Path, reference: &str) -> Result<LayerId> {
+        Ok(if path.is_dir() {
+            self.layers().import_layer(LayerSource::Dir(path.into()))?.id
+        } else if path.is_file() {
+            self.layers().import_layer(LayerSource::Tar(path.into()))?.id
+        } else {
+            self.layers().layer(reference)?.id
+        })
+    }
+
     /// Creates image `name` from a recipe file, importing its directory and tar layers.
     pub fn create_image_from_recipe(&self, name: &str, path: &Path) -> Result<ImageInfo> {
         let recipe = Recipe::load(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut ids: Vec<LayerId> = Vec::new();
         for l in &recipe.layers {
-            let p: PathBuf = base.join(l);
-            let id = if p.is_dir() {
-                self.layers().import_layer(LayerSource::Dir(p))?.id
-            } else if p.is_file() {
-                self.layers().import_layer(LayerSource::Tar(p))?.id
-            } else if let Ok(info) = self.layers().layer(l) {
-                info.id
-            } else {
-                return Err(Error::Recipe {
+            let id = self.layer_from_arg(&base.join(l), l).map_err(|e| match e {
+                Error::Layers(mountkit_layer_store::Error::NotFound { .. }) => Error::Recipe {
                     path: path.into(),
                     reason: format!("layer {l:?} is neither a directory, a file, nor a layer in the store"),
-                });
-            };
+                },
+                other => other,
+            })?;
             ids.push(id);
         }
         Ok(self.layers().create_image(Some(name), &ids, recipe.config())?)
