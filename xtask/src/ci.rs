@@ -114,6 +114,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
         )?;
     }
+    // The end-to-end tests drive the binary: make sure it is built for this test run.
+    run("cargo", &["build", "-p", "mountkit", "--bins"])?;
     run("cargo", &["nextest", "run", "--workspace", "--no-fail-fast"])?;
     if !has("--no-vm") {
         crate::vm::main(&[])?;
