@@ -4,10 +4,9 @@
 use std::process::Command;
 
 fn mountkit(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mountkit"))
-        .args(args)
-        .output()
-        .expect("spawn mountkit")
+    // The VM suite runs the binaries away from their build path and says where through MOUNTKIT_BIN.
+    let bin = std::env::var_os("MOUNTKIT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_mountkit").into());
+    Command::new(bin).args(args).output().expect("spawn mountkit")
 }
 
 #[test]
