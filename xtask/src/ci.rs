@@ -118,6 +118,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     run("cargo", &["build", "-p", "mountkit", "--bins"])?;
     run("cargo", &["nextest", "run", "--workspace", "--no-fail-fast"])?;
     if !has("--no-vm") {
+        // The harness first: a failing, a panicking and a hanging guest must each be reported as such.
+        crate::vm::main(&["--self-test".to_string()])?;
         crate::vm::main(&[])?;
     }
     Ok(())
