@@ -104,77 +104,48 @@ fn bench(c: &mut Criterion) {
     }
     let f = fixture();
     for (image, label) in [("sample", "3_layers"), ("big", "500_layers")] {
-        let lowers = lowerdir(&f, image);
-        if lowers.len() < 4000 {
-            let mut g = c.benchmark_group(format!("run_rm_true_{label}"));
-            g.sample_size(30);
-            g.bench_function("c_floor", |b| {
-                b.iter(|| {
-                    assert!(
-                        Command::new(&f.floor)
-                            .arg(&lowers)
-                            .arg(&f.scratch)
-                            .arg("true")
-                            .status()
-                            .unwrap()
-                            .success()
-                    )
-                })
-            });
-            g.bench_function("mountkit", |b| {
-                b.iter(|| {
-                    assert!(
-                        mk(&f.root)
-                            .args(["run", "--rm", image, "true"])
-                            .status()
-                            .unwrap()
-                            .success()
-                    )
-                })
-            });
-            g.finish();
+        let full = lowerdir(&f, image);
+        // The floor passes its lowers in one mount(2) option string. 500 full store paths exceed a page,
+        // which is exactly why mountkit shortens them; the floor then gets short paths too: symlinks
+        // named by number in the scratch dir, resolved from there as its working directory.
+        let (lowers, cwd) = if full.len() < 4000 {
+            (full, f.scratch.clone())
         } else {
-            // The floor passes full paths in one mount(2) option string: 500 store paths exceed a page,
-            // which is exactly why mountkit shortens them. Compare against the floor with short paths:
-            // symlinks named by number in the scratch dir.
             let links = f.scratch.join("links");
             let _ = std::fs::remove_dir_all(&links);
             std::fs::create_dir_all(&links).unwrap();
             let mut short = Vec::new();
-            for (i, d) in lowers.split(':').enumerate() {
+            for (i, d) in full.split(':').enumerate() {
                 std::os::unix::fs::symlink(d, links.join(format!("{i:x}"))).unwrap();
                 short.push(format!("{i:x}"));
             }
-            let short = short.join(":");
-            let mut g = c.benchmark_group(format!("run_rm_true_{label}"));
-            g.sample_size(20);
-            g.bench_function("c_floor", |b| {
-                b.iter(|| {
-                    assert!(
-                        Command::new(&f.floor)
-                            .current_dir(&links)
-                            .arg(&short)
-                            .arg(&f.scratch)
-                            .arg("true")
-                            .status()
-                            .unwrap()
-                            .success()
-                    )
-                })
-            });
-            g.bench_function("mountkit", |b| {
-                b.iter(|| {
-                    assert!(
-                        mk(&f.root)
-                            .args(["run", "--rm", image, "true"])
-                            .status()
-                            .unwrap()
-                            .success()
-                    )
-                })
-            });
-            g.finish();
-        }
+            (short.join(":"), links)
+        };
+        let mut g = c.benchmark_group(format!("run_rm_true_{label}"));
+        g.sample_size(if image == "big" { 20 } else { 30 });
+        g.bench_function("c_floor", |b| {
+            b.iter(|| {
+                let st = Command::new(&f.floor)
+                    .current_dir(&cwd)
+                    .arg(&lowers)
+                    .arg(&f.scratch)
+                    .arg("true")
+                    .status();
+                assert!(st.unwrap().success())
+            })
+        });
+        g.bench_function("mountkit", |b| {
+            b.iter(|| {
+                assert!(
+                    mk(&f.root)
+                        .args(["run", "--rm", image, "true"])
+                        .status()
+                        .unwrap()
+                        .success()
+                )
+            })
+        });
+        g.finish();
     }
     let rss = peak_rss_kib(mk(&f.root).args(["run", "--rm", "sample", "true"]));
     println!(

@@ -106,8 +106,8 @@ impl Mountkit {
                         1
                     }
                 };
-                // SAFETY: leave without running the parent's destructors.
-                unsafe { libc_exit(code) }
+                // SAFETY: a forked child leaves without unwinding or running the parent's destructors.
+                unsafe { nix::libc::_exit(code) }
             }
             nix::unistd::ForkResult::Parent { child } => {
                 drop(wr);
@@ -130,9 +130,4 @@ impl Mountkit {
         let _ = std::fs::remove_dir(&target);
         result
     }
-}
-
-unsafe fn libc_exit(code: i32) -> ! {
-    // SAFETY: the caller is a forked child that must not unwind or run atexit handlers.
-    unsafe { nix::libc::_exit(code) }
 }

@@ -835,7 +835,8 @@ fn container(mk: &Mountkit, c: ContainerCmd, fmt: &dyn Fn(Option<Format>) -> For
             let mut failed = false;
             for n in &container {
                 match mk.remove(n, force, volumes) {
-                    Ok(c) => println!("{}", if n == &c.name { c.name } else { n.clone() }),
+                    // As Docker: echo the reference that was removed.
+                    Ok(_) => println!("{n}"),
                     Err(e) => {
                         eprintln!("mountkit: {e}");
                         failed = true;

@@ -226,11 +226,7 @@ impl Mountkit {
             id: id.clone(),
             name,
             image: image.id.clone(),
-            image_name: image
-                .name
-                .clone()
-                .filter(|n| n == &opts.image)
-                .or(image.name.clone()),
+            image_name: image.name.clone(),
             created: now_rfc3339(),
             config,
             mounts,
