@@ -1,5 +1,5 @@
-//! What runs after `fork`: the supervisor (in the caller's namespaces) and the container process
-//! (PID 1 of the new PID namespace), one function per step, in the order the crate docs give.
+//! What runs after `fork`: the container process (PID 1 of the new PID namespace), one function per
+//! step, in the order the crate docs give.
 
 use std::ffi::CString;
 use std::io;
@@ -22,99 +22,18 @@ fn fail(step: &'static str, cause: impl std::fmt::Display) -> Error {
     }
 }
 
-/// The supervisor: forked from the caller, stays in the caller's namespaces, forks the container process
-/// as PID 1 of a new PID namespace, forwards signals to it and leaves with its status.
-pub(crate) fn supervisor(spec: &Spec, prepare: Prepare, status: OwnedFd, caller: libc::pid_t) -> ! {
-    let st = status.as_raw_fd();
-    let report = |e: Error| -> ! {
-        let code = e.exit_code();
-        wire::send(st, &Msg::Failed(e));
-        sys::exit_now(code)
+/// The container process, forked by [`crate::spawn`] as PID 1 of a new PID namespace: runs every step
+/// up to exec; on failure reports on the status pipe and exits with the failure's code. Never returns.
+pub(crate) fn container_main(spec: &Spec, prepare: Prepare, status: OwnedFd, lifeline: OwnedFd) -> ! {
+    let run = std::panic::AssertUnwindSafe(|| container(spec, prepare, lifeline));
+    let err = match std::panic::catch_unwind(run) {
+        Ok(Err(e)) => e,
+        Ok(Ok(never)) => match never {},
+        Err(payload) => fail("panic", panic_text(payload.as_ref())),
     };
-    // SAFETY: prctl with integer arguments.
-    if let Err(e) = cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) }) {
-        report(fail("die-with-parent", format!("prctl(PR_SET_PDEATHSIG): {e}")));
-    }
-    // SAFETY: getppid cannot fail.
-    if unsafe { libc::getppid() } != caller {
-        // The caller died before PDEATHSIG was armed: nobody is left to report to.
-        sys::exit_now(125);
-    }
-    set_name(c"mk-supervisor");
-    // A caller that ignores SIGCHLD would make the container auto-reaped and its status lost.
-    // SAFETY: restoring the default disposition of one signal.
-    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
-    // SIGCHLD joins the forwarded signals (already blocked by the caller) so sigwaitinfo sees both.
-    let mut waitset = sys::forwarded_signals();
-    // SAFETY: adds a signal to a local, initialised set.
-    unsafe { libc::sigaddset(&mut waitset, libc::SIGCHLD) };
-    if let Err(e) = sys::sigmask(libc::SIG_BLOCK, &waitset) {
-        report(fail("supervisor", format!("cannot block signals: {e}")));
-    }
-    debug!("unshare(CLONE_NEWPID) for the container process");
-    // SAFETY: unshare with a flag; affects only children forked after it.
-    if let Err(e) = cvt(unsafe { libc::unshare(libc::CLONE_NEWPID) }) {
-        report(fail("namespaces", format!("cannot create a PID namespace: {e}")));
-    }
-    let (life_r, life_w) = match sys::pipe() {
-        Ok(p) => p,
-        Err(e) => report(fail(
-            "supervisor",
-            format!("cannot create the lifeline pipe: {e}"),
-        )),
-    };
-    // SAFETY: this process is single-threaded (forked); the child only runs `container`.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        report(fail(
-            "supervisor",
-            format!(
-                "cannot fork the container process: {}",
-                io::Error::last_os_error()
-            ),
-        ));
-    }
-    if pid == 0 {
-        drop(life_w);
-        let run = std::panic::AssertUnwindSafe(|| container(spec, prepare, life_r));
-        let err = match std::panic::catch_unwind(run) {
-            Ok(Err(e)) => e,
-            Ok(Ok(never)) => match never {},
-            Err(payload) => fail("panic", panic_text(payload.as_ref())),
-        };
-        report(err);
-    }
-    drop(life_r);
-    drop(prepare);
-    wire::send(st, &Msg::Pid(pid));
-    drop(status);
-    close_inherited_fds(life_w.as_raw_fd());
-    debug!(pid, "container process started; supervising");
-    relay(pid, &waitset, life_w)
-}
-
-/// The supervisor keeps nothing of the caller's but stdio: a lock or pipe the caller closes must not
-/// stay open in a process that lives as long as the container.
-fn close_inherited_fds(keep: RawFd) {
-    trace!(keep, "supervisor: closing inherited descriptors");
-    let close = |lo: RawFd, hi: u32| {
-        // SAFETY: closes descriptors of this single-threaded process that nothing here uses.
-        unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi, 0u32) }
-    };
-    let ok = (keep <= 3 || close(3, (keep - 1) as u32) == 0) && close(keep + 1, u32::MAX) == 0;
-    if !ok {
-        // Kernels before 5.8: close what /proc/self/fd lists.
-        let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-            .map(|d| {
-                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for fd in fds.into_iter().filter(|fd| *fd > 2 && *fd != keep) {
-            // SAFETY: as above; closing the directory's own descriptor just fails harmlessly.
-            unsafe { libc::close(fd) };
-        }
-    }
+    let code = err.exit_code();
+    wire::send(status.as_raw_fd(), &Msg::Failed(err));
+    sys::exit_now(code)
 }
 
 /// The text of a panic payload (`panic!` with a string or a format).
@@ -126,79 +45,7 @@ pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic with a non-string payload".into())
 }
 
-fn set_name(name: &std::ffi::CStr) {
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
-}
-
-/// Waits for the container process, forwarding SIGINT/SIGTERM/SIGHUP, and leaves the way it left.
-fn relay(child: libc::pid_t, waitset: &libc::sigset_t, _lifeline: OwnedFd) -> ! {
-    loop {
-        // SAFETY: sigwaitinfo with a live set and a zeroed siginfo to fill.
-        let (sig, code) = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            (libc::sigwaitinfo(waitset, &mut info), info.si_code)
-        };
-        if sig < 0 {
-            continue; // EINTR
-        }
-        if sig != libc::SIGCHLD && code == sys::SI_KERNEL {
-            trace!(sig, "terminal-generated signal: the container got it directly");
-            continue;
-        }
-        if sig != libc::SIGCHLD {
-            trace!(sig, "forwarding signal to the container process");
-            // SAFETY: kill with our own, not yet reaped, child.
-            unsafe { libc::kill(child, sig) };
-            continue;
-        }
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid on our child with a local status word.
-            let r = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
-            if r == child {
-                leave_like(status);
-            }
-            if r == 0 || r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                break;
-            }
-        }
-    }
-}
-
-/// Exits with the same code, or dies of the same signal (without a core dump), as the container did.
-fn leave_like(status: libc::c_int) -> ! {
-    if libc::WIFEXITED(status) {
-        sys::exit_now(libc::WEXITSTATUS(status));
-    }
-    let sig = libc::WTERMSIG(status);
-    // SAFETY: lowering our own core limit, restoring the default action, unmasking and self-signalling.
-    unsafe {
-        let zero = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        let mut cur: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_CORE, &mut cur) == 0 {
-            let lowered = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: cur.rlim_max,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &lowered);
-        } else {
-            libc::setrlimit(libc::RLIMIT_CORE, &zero);
-        }
-        libc::signal(sig, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, sig);
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        libc::kill(libc::getpid(), sig);
-    }
-    sys::exit_now(128 + sig)
-}
-
-/// The container process: every step from "die with the supervisor" to exec. Returns only on failure.
+/// The container process: every step from "die with the caller" to exec. Returns only on failure.
 fn container(spec: &Spec, prepare: Prepare, lifeline: OwnedFd) -> Result<std::convert::Infallible, Error> {
     die_with_parent(lifeline)?;
     set_umask();
@@ -233,8 +80,9 @@ fn container(spec: &Spec, prepare: Prepare, lifeline: OwnedFd) -> Result<std::co
     Err(exec(&argv, &envp, &path))
 }
 
-/// Step 1: die with the supervisor (`PR_SET_PDEATHSIG`), then check it is still there: the lifeline
-/// pipe's write end lives only in the supervisor, so a hang-up means it is gone.
+/// Step 1: die with the caller (`PR_SET_PDEATHSIG`), then check it is still there: the lifeline pipe's
+/// write end lives only in the caller (until the exec), so a hang-up means it is gone. (`getppid` cannot
+/// tell: it is 0 for PID 1 of a namespace.)
 fn die_with_parent(lifeline: OwnedFd) -> Result<(), Error> {
     trace!("prctl(PR_SET_PDEATHSIG, SIGKILL)");
     // SAFETY: prctl with integer arguments.
@@ -260,7 +108,7 @@ fn set_umask() {
     unsafe { libc::umask(0o022) };
 }
 
-/// Step 1 (cont.): new mount, UTS and IPC namespaces (the PID namespace was made by the supervisor).
+/// Step 1 (cont.): new mount, UTS and IPC namespaces (the PID namespace was made by the caller).
 fn unshare_namespaces() -> Result<(), Error> {
     debug!("unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)");
     // SAFETY: unshare with flags.
@@ -357,8 +205,15 @@ fn mount_proc(root: BorrowedFd<'_>) -> Result<(), Error> {
     )
 }
 
-/// Host device nodes bind-mounted into the container's `/dev`.
-const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+/// Device nodes of the container's `/dev`: name, major, minor (Docker's and runc's defaults).
+const DEV_NODES: &[(&str, u32, u32)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 /// Symlinks created in the container's `/dev`.
 const DEV_LINKS: &[(&str, &str)] = &[
     ("ptmx", "pts/ptmx"),
@@ -368,8 +223,12 @@ const DEV_LINKS: &[(&str, &str)] = &[
     ("stderr", "/proc/self/fd/2"),
 ];
 
-/// Step 4b: a minimal `/dev`: tmpfs, host device nodes bound onto empty files, a new devpts instance,
-/// `/dev/shm`, `/dev/mqueue` (optional), and the usual symlinks.
+/// Step 4b: a minimal `/dev`: tmpfs, the device nodes, a new devpts instance, `/dev/shm`, `/dev/mqueue`
+/// (optional), and the usual symlinks.
+///
+/// Everything below the new tmpfs is made by this function in a filesystem nobody else can see yet, so
+/// after resolving `dev` once (inside the root), names are created relative to that descriptor and
+/// mounted through `/proc/self/fd/N/NAME`, without resolving again.
 fn mount_dev(root: BorrowedFd<'_>) -> Result<(), Error> {
     let target = in_root_dir("dev", root, "dev", 0o755)?;
     mount_at(
@@ -381,86 +240,101 @@ fn mount_dev(root: BorrowedFd<'_>) -> Result<(), Error> {
         libc::MS_NOSUID | libc::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
-    for node in DEV_NODES {
-        let host = format!("/dev/{node}");
-        if std::fs::metadata(&host).is_err() {
-            debug!(node, "host has no such device; skipped");
-            continue;
+    drop(target);
+    let dev = inroot::resolve(root, Path::new("dev")).map_err(|e| fail("dev", e))?;
+    let at = |name: &str| PathBuf::from(format!("/proc/self/fd/{}/{name}", dev.as_raw_fd()));
+    let cname = |name: &str| CString::new(name).unwrap_or_default();
+    // Device nodes are created with mknod, as runc does outside user namespaces (mode 0666: umask 0
+    // for the duration); where mknod is refused (a user namespace), the host's node is bind-mounted
+    // onto an empty file instead.
+    // SAFETY: umask cannot fail.
+    let old_umask = unsafe { libc::umask(0) };
+    let mut made = Ok(());
+    for (node, major, minor) in DEV_NODES {
+        let n = cname(node);
+        // SAFETY: mknodat with a NUL-terminated name and a live directory descriptor.
+        let r = cvt(unsafe {
+            libc::mknodat(
+                dev.as_raw_fd(),
+                n.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(*major, *minor),
+            )
+        });
+        if let Err(e) = r {
+            trace!(node, error = %e, "mknod refused; bind-mounting the host's node");
+            made = bind_host_node(dev.as_fd(), node, &at(node));
+            if made.is_err() {
+                break;
+            }
         }
-        let f = inroot::create_file(root, Path::new(&format!("dev/{node}")), 0o666)
-            .map_err(|e| fail("dev", e))?;
-        mount_at(
-            "dev",
-            &format!("{host} on /dev/{node}"),
-            f.as_fd(),
-            Some(&host),
-            None,
-            libc::MS_BIND,
-            None,
-        )?;
     }
-    let pts = in_root_dir("dev", root, "dev/pts", 0o755)?;
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(old_umask) };
+    made?;
+    let mkdir = |name: &str, mode: u32| {
+        let n = cname(name);
+        // SAFETY: mkdirat with a NUL-terminated name and a live directory descriptor.
+        cvt(unsafe { libc::mkdirat(dev.as_raw_fd(), n.as_ptr(), mode) })
+            .map(|_| at(name))
+            .map_err(|e| fail("dev", format!("cannot create /dev/{name}: {e}")))
+    };
+    let pts = mkdir("pts", 0o755)?;
     let pts_flags = libc::MS_NOSUID | libc::MS_NOEXEC;
     let opts = "newinstance,ptmxmode=0666,mode=0620";
-    if mount_at(
-        "dev",
-        "devpts",
-        pts.as_fd(),
+    debug!(step = "dev", "devpts on /dev/pts");
+    if mount(
         Some("devpts"),
+        &pts,
         Some("devpts"),
         pts_flags,
         Some(&format!("{opts},gid=5")),
     )
     .is_err()
     {
-        mount_at(
-            "dev",
-            "devpts on /dev/pts",
-            pts.as_fd(),
-            Some("devpts"),
-            Some("devpts"),
-            pts_flags,
-            Some(opts),
-        )?;
+        mount(Some("devpts"), &pts, Some("devpts"), pts_flags, Some(opts))
+            .map_err(|e| fail("dev", format!("cannot mount devpts on /dev/pts: {e}")))?;
     }
-    let shm = in_root_dir("dev", root, "dev/shm", 0o1777)?;
-    mount_at(
-        "dev",
-        "tmpfs on /dev/shm",
-        shm.as_fd(),
+    let shm = mkdir("shm", 0o1777)?;
+    debug!(step = "dev", "tmpfs on /dev/shm");
+    mount(
         Some("shm"),
+        &shm,
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         Some("mode=1777,size=65536k"),
-    )?;
-    let mq = in_root_dir("dev", root, "dev/mqueue", 0o755)?;
+    )
+    .map_err(|e| fail("dev", format!("cannot mount tmpfs on /dev/shm: {e}")))?;
+    let mq = mkdir("mqueue", 0o755)?;
     let mq_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    if let Err(e) = mount_at(
-        "dev",
-        "mqueue",
-        mq.as_fd(),
-        Some("mqueue"),
-        Some("mqueue"),
-        mq_flags,
-        None,
-    ) {
+    if let Err(e) = mount(Some("mqueue"), &mq, Some("mqueue"), mq_flags, None) {
         debug!(error = %e, "no /dev/mqueue (optional)");
     }
-    let dev = inroot::resolve(root, Path::new("dev")).map_err(|e| fail("dev", e))?;
     for (name, target) in DEV_LINKS {
-        let (n, t) = (
-            CString::new(*name).unwrap_or_default(),
-            CString::new(*target).unwrap_or_default(),
-        );
+        let (n, t) = (cname(name), cname(target));
         trace!(name, target, "symlink in /dev");
         // SAFETY: symlinkat with NUL-terminated strings and a live directory descriptor.
-        match cvt(unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) }) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(fail("dev", format!("cannot create /dev/{name} -> {target}: {e}"))),
-        }
+        cvt(unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) })
+            .map_err(|e| fail("dev", format!("cannot create /dev/{name} -> {target}: {e}")))?;
     }
     Ok(())
+}
+
+/// Where `mknod` is refused: an empty file at `/dev/NAME` with the host's `/dev/NAME` bound onto it
+/// (skipped when the host has no such node).
+fn bind_host_node(dev: BorrowedFd<'_>, node: &str, target: &Path) -> Result<(), Error> {
+    let host = format!("/dev/{node}");
+    if std::fs::metadata(&host).is_err() {
+        debug!(node, "host has no such device; skipped");
+        return Ok(());
+    }
+    let n = CString::new(node).unwrap_or_default();
+    // SAFETY: mknodat of a regular file with a NUL-terminated name and a live directory descriptor.
+    cvt(unsafe { libc::mknodat(dev.as_raw_fd(), n.as_ptr(), libc::S_IFREG | 0o666, 0) })
+        .map_err(|e| fail("dev", format!("cannot create /dev/{node}: {e}")))?;
+    debug!(step = "dev", node, "bind-mounting the host's node");
+    mount(Some(&host), target, None, libc::MS_BIND, None)
+        .map_err(|e| fail("dev", format!("cannot mount {host} on /dev/{node}: {e}")))
 }
 
 #[repr(C)]
@@ -554,6 +428,10 @@ const MASKED_PATHS: &[&str] = &[
 /// Step 4d: Docker's masked and read-only paths under `/proc` and `/sys`, so that the container does
 /// not change host-wide kernel settings by accident. (Defense in depth only: the container keeps root's
 /// capabilities and could undo it.) Paths this kernel does not have are skipped.
+///
+/// `proc` and `sys` are resolved once inside the root; below them every name is the kernel's own (the
+/// fresh proc and sysfs mounted above, or the host's `/sys`), so each path is reached through
+/// `/proc/self/fd/N/REST` without resolving it again.
 fn mask_paths(root: BorrowedFd<'_>) -> Result<(), Error> {
     let step = "masked-paths";
     let ro = libc::MS_REMOUNT
@@ -562,71 +440,59 @@ fn mask_paths(root: BorrowedFd<'_>) -> Result<(), Error> {
         | libc::MS_NOSUID
         | libc::MS_NODEV
         | libc::MS_NOEXEC;
+    let proc = inroot::resolve(root, Path::new("proc")).map_err(|e| fail(step, e))?;
+    let sys = inroot::resolve(root, Path::new("sys")).map_err(|e| fail(step, e))?;
+    // (descriptor of the base, path below it, path for messages)
+    let split = |p: &'static str| {
+        let (base, rest) = p.split_once('/').unwrap_or((p, ""));
+        let fd = if base == "proc" { &proc } else { &sys };
+        (fd.as_fd(), rest)
+    };
+    let path_of =
+        |fd: BorrowedFd<'_>, rest: &str| PathBuf::from(format!("/proc/self/fd/{}/{rest}", fd.as_raw_fd()));
     for p in READONLY_PATHS {
-        let Ok(fd) = inroot::resolve(root, Path::new(p)) else {
-            trace!(path = p, "absent; not made read-only");
-            continue;
-        };
-        let path = inroot::fd_path(fd.as_fd());
-        let src = path.to_string_lossy().into_owned();
-        mount_at(
-            step,
-            &format!("/{p} onto itself"),
-            fd.as_fd(),
-            Some(&src),
+        let (base, rest) = split(p);
+        let path = path_of(base, rest);
+        trace!(step, path = p, "read-only bind onto itself");
+        match mount(
+            Some(&path.to_string_lossy()),
+            &path,
             None,
             libc::MS_BIND | libc::MS_REC,
             None,
-        )?;
-        // The descriptor still names the mount below; the new bind is found by resolving again.
-        let top = inroot::resolve(root, Path::new(p)).map_err(|e| fail(step, e))?;
-        mount_at(
-            step,
-            &format!("/{p} read-only"),
-            top.as_fd(),
-            None,
-            None,
-            ro,
-            None,
-        )?;
+        ) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                trace!(path = p, "absent; not made read-only");
+                continue;
+            }
+            Err(e) => return Err(fail(step, format!("cannot bind /{p} onto itself: {e}"))),
+        }
+        // The path now leads to the new bind (the top mount).
+        mount(None, &path, None, ro, None)
+            .map_err(|e| fail(step, format!("cannot make /{p} read-only: {e}")))?;
     }
     for p in MASKED_PATHS {
-        let Ok(fd) = inroot::resolve(root, Path::new(p)) else {
-            trace!(path = p, "absent; not masked");
-            continue;
+        let (base, rest) = split(p);
+        let is_dir = match sys::is_dir_at(base, rest) {
+            Ok(d) => d,
+            Err(_) => {
+                trace!(path = p, "absent; not masked");
+                continue;
+            }
         };
-        let is_dir = std::fs::metadata(inroot::fd_path(fd.as_fd())).is_ok_and(|m| m.is_dir());
+        let path = path_of(base, rest);
         if is_dir {
+            trace!(step, path = p, "empty read-only tmpfs over it");
             let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-            mount_at(
-                step,
-                &format!("empty tmpfs over /{p}"),
-                fd.as_fd(),
-                Some("tmpfs"),
-                Some("tmpfs"),
-                flags,
-                Some("size=0"),
-            )?;
+            mount(Some("tmpfs"), &path, Some("tmpfs"), flags, Some("size=0"))
+                .map_err(|e| fail(step, format!("cannot mount an empty tmpfs over /{p}: {e}")))?;
         } else {
-            mount_at(
-                step,
-                &format!("/dev/null over /{p}"),
-                fd.as_fd(),
-                Some("/dev/null"),
-                None,
-                libc::MS_BIND,
-                None,
-            )?;
-            let top = inroot::resolve(root, Path::new(p)).map_err(|e| fail(step, e))?;
-            mount_at(
-                step,
-                &format!("/{p} read-only"),
-                top.as_fd(),
-                None,
-                None,
-                ro,
-                None,
-            )?;
+            trace!(step, path = p, "/dev/null over it, read-only");
+            mount(Some("/dev/null"), &path, None, libc::MS_BIND, None)
+                .map_err(|e| fail(step, format!("cannot bind /dev/null over /{p}: {e}")))?;
+            mount(None, &path, None, ro, None)
+                .map_err(|e| fail(step, format!("cannot make /{p} read-only: {e}")))?;
         }
     }
     Ok(())
@@ -873,7 +739,7 @@ mod tests {
 
     #[test]
     fn dev_layout_constants() {
-        assert!(super::DEV_NODES.contains(&"null") && super::DEV_NODES.contains(&"tty"));
+        assert!(super::DEV_NODES.contains(&("null", 1, 3)) && super::DEV_NODES.contains(&("tty", 5, 0)));
         assert!(
             super::DEV_LINKS
                 .iter()

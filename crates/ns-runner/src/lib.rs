@@ -8,21 +8,25 @@
 //! process exits, the kernel drops every mount, and a killed runner leaks nothing into the host.
 //!
 //! # The sequence (one step, one function in `child.rs`, traced with `tracing`)
-//! 1. The caller forks a **supervisor**, which arms `PR_SET_PDEATHSIG(SIGKILL)`, re-checks that the
-//!    caller is still alive, `unshare(CLONE_NEWPID)`s and forks the **container process**, which is
-//!    therefore PID 1 of the new PID namespace. The container process also dies with its supervisor
-//!    (PDEATHSIG, re-checked through a "lifeline" pipe) and then unshares mount, UTS and IPC namespaces.
+//! 1. The calling thread `unshare(CLONE_NEWPID)`s, `fork`s the **container process** (which is
+//!    therefore PID 1 of the new PID namespace) and `setns`es straight back to its own PID namespace, so
+//!    nothing else the caller forks later lands in the container's. The container process arms
+//!    `PR_SET_PDEATHSIG(SIGKILL)`, re-checks through a "lifeline" pipe that the caller is still alive,
+//!    and unshares mount, UTS and IPC namespaces.
 //! 2. `mount --make-rprivate /`.
 //! 3. The caller's `prepare()` returns the root; if it is not a mount point it is bind-mounted (`rbind`)
 //!    onto itself, since `pivot_root` needs one.
 //! 4. `/proc` (a new proc for the new PID namespace, `nosuid,nodev,noexec`); a minimal `/dev`: tmpfs
-//!    (`mode=755,nosuid`), the host's `null zero full random urandom tty` bind-mounted onto empty files,
-//!    a new devpts instance at `/dev/pts` (`newinstance,ptmxmode=0666,mode=0620,gid=5`, retried without
+//!    (`mode=755,nosuid`), device nodes `null zero full random urandom tty` (mode 0666) made with
+//!    `mknod` as runc does (where `mknod` is refused, as in a user namespace, the host's nodes are
+//!    bind-mounted onto empty files), a new devpts instance at `/dev/pts` (`newinstance,ptmxmode=0666,mode=0620,gid=5`, retried without
 //!    `gid=5`), `/dev/ptmx -> pts/ptmx`, `/dev/shm` (tmpfs 1777), `/dev/fd`, `stdin`, `stdout`,
 //!    `stderr` links, `/dev/mqueue` when the kernel allows it; `/sys`: sysfs read-only, or a recursive
 //!    read-only bind of the host's `/sys` when a new sysfs is refused. Every target is resolved *inside
 //!    the root* with [`mountkit_safefs::inroot`] and mounted through `/proc/self/fd/N`, so an image whose
-//!    `/proc` is a symlink to `/../../etc` gets proc on *its own* `/etc`, never the host's.
+//!    `/proc` is a symlink to `/../../etc` gets proc on *its own* `/etc`, never the host's. Below a
+//!    filesystem mounted here (the new `/dev` tmpfs, proc, sysfs), names are the runner's or the
+//!    kernel's own and are reached through `/proc/self/fd/N/NAME` without resolving again.
 //!    Then Docker's masked paths (`/proc/kcore`, `/proc/keys`, `/proc/timer_list`, `/sys/firmware`,
 //!    ...: `/dev/null` or an empty read-only tmpfs over them) and read-only paths (`/proc/sys`,
 //!    `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus`, `/proc/fs`).
@@ -45,20 +49,22 @@
 //! [`Error::NotFound`] (127) or [`Error::CannotExecute`] (126), the exit codes of `docker run`.
 //!
 //! # Decisions (where the issue was silent)
-//! - **A supervisor process.** The container process must be PID 1 of its PID namespace. Rather than
-//!   a raw `clone(2)` from a possibly multi-threaded caller (glibc's `fork` is what makes `malloc` safe
-//!   in the child), the caller `fork`s a single-threaded supervisor that unshares the PID namespace and
-//!   forks again, like `unshare --fork --pid`. The supervisor stays in the caller's namespaces, forwards
-//!   signals and leaves with the container's status (it dies of the same signal, without a core dump).
-//!   [`Running::pid`] is the container process's PID as the caller sees it.
-//! - **No daemon: the runner is the container's supervisor.** Both processes have
-//!   `PR_SET_PDEATHSIG(SIGKILL)` (bubblewrap's `--die-with-parent`): if the runner is killed, the
-//!   supervisor dies, then PID 1 of the container, then the kernel kills the rest of the PID namespace
-//!   and drops its mount namespace. Note that PDEATHSIG follows the *thread* that called [`spawn`]:
-//!   call it from a thread that outlives the container.
+//! - **No supervisor process.** The container process must be PID 1 of its PID namespace. It is the
+//!   caller's direct child: `unshare(CLONE_NEWPID)` in the calling thread (it only changes where that
+//!   thread's next child goes), glibc's `fork` (which keeps `malloc` usable in the child of a
+//!   multi-threaded caller, unlike a raw `clone(2)`), then `setns` back. One process fewer than
+//!   `unshare --fork --pid` (a supervisor in between cost a fork and an exit of a copy of the caller on
+//!   every run). The caller reaps the container process itself, so it must not ignore `SIGCHLD`
+//!   (`SIG_IGN` would make the kernel reap it and lose its status). [`Running::pid`] is its PID as the
+//!   caller sees it.
+//! - **No daemon: the runner is the container's parent.** The container process has
+//!   `PR_SET_PDEATHSIG(SIGKILL)` (bubblewrap's `--die-with-parent`): if the runner is killed, PID 1 of
+//!   the container dies, then the kernel kills the rest of the PID namespace and drops its mount
+//!   namespace. Note that PDEATHSIG follows the *thread* that called [`spawn`]: call it from a thread
+//!   that outlives the container.
 //! - **Signals.** [`spawn`] blocks SIGINT, SIGTERM and SIGHUP in the calling thread (before the fork,
 //!   so none is lost); [`Running::wait`] forwards each one received to the container (through a
-//!   `signalfd`; a `pidfd` tells when the supervisor exited) and restores the mask afterwards. Such
+//!   `signalfd`; a `pidfd` tells when the container process exited) and restores the mask afterwards. Such
 //!   signals still pending when the container has exited were meant for it and are discarded. Signals
 //!   the *kernel* generated (`SI_KERNEL`: Ctrl-C or a hang-up on the terminal) are not forwarded: they
 //!   went to the whole foreground process group, which the container process is part of, so
@@ -302,7 +308,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// SIGHUP stay blocked in the thread that called [`spawn`], so none is lost between the two calls;
 /// call `wait` on that same thread.
 pub struct Running {
-    supervisor: libc::pid_t,
     pid: libc::pid_t,
     /// The spawning thread's signal mask before [`spawn`], restored by `wait` or on drop.
     old_mask: Option<MaskGuard>,
@@ -310,10 +315,7 @@ pub struct Running {
 
 impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running")
-            .field("supervisor", &self.supervisor)
-            .field("pid", &self.pid)
-            .finish()
+        f.debug_struct("Running").field("pid", &self.pid).finish()
     }
 }
 
@@ -327,46 +329,60 @@ impl Drop for MaskGuard {
 }
 
 /// Starts `spec` over the root that `prepare` makes, and returns once the command was executed (or
-/// failed to be: then the error, after the processes were reaped).
+/// failed to be: then the error, after the process was reaped).
 pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
     spec.validate()?;
     let (rd, wr) = sys::pipe().map_err(Error::io("create the status pipe"))?;
-    // SAFETY: getpid cannot fail.
-    let caller = unsafe { libc::getpid() };
+    let (life_r, life_w) = sys::pipe().map_err(Error::io("create the lifeline pipe"))?;
+    // The caller's own PID namespace, to return to after the fork (see the crate docs).
+    let own_pid_ns = std::fs::File::open("/proc/thread-self/ns/pid")
+        .or_else(|_| std::fs::File::open("/proc/self/ns/pid"))
+        .map_err(Error::io("open /proc/self/ns/pid"))?;
     let guard = MaskGuard(
         sys::sigmask(libc::SIG_BLOCK, &sys::forwarded_signals()).map_err(Error::io("block signals"))?,
     );
-    debug!(args = ?spec.args, "forking the supervisor");
-    // SAFETY: glibc's fork makes malloc usable in the child; the child only runs `supervisor`, which
-    // never returns.
+    debug!(args = ?spec.args, "unshare(CLONE_NEWPID), fork the container process");
+    // SAFETY: unshare with one flag: only the PID namespace of this thread's future children changes.
+    sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWPID) }).map_err(|e| Error::Setup {
+        step: "namespaces",
+        cause: format!("cannot create a PID namespace: {e}"),
+    })?;
+    // SAFETY: glibc's fork makes malloc usable in the child; the child only runs `container_main`,
+    // which never returns.
     let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Error::io("fork the supervisor")(io::Error::last_os_error()));
-    }
+    let fork_err = io::Error::last_os_error();
     if pid == 0 {
         drop(rd);
-        std::mem::forget(guard); // the supervisor keeps the signals blocked
-        // A panic must never unwind into the caller's code in a forked copy of the caller.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            child::supervisor(spec, prepare, wr, caller)
-        }));
-        sys::exit_now(125);
+        drop(life_w);
+        std::mem::forget(guard); // signals stay blocked until just before exec
+        child::container_main(spec, prepare, wr, life_r);
+    }
+    // Back to our own PID namespace for children forked later (by this thread, for anything).
+    // SAFETY: setns with a live namespace descriptor: the caller's own active PID namespace.
+    let back = sys::cvt(unsafe { libc::setns(own_pid_ns.as_raw_fd(), libc::CLONE_NEWPID) });
+    if pid < 0 {
+        return Err(Error::io("fork the container process")(fork_err));
     }
     drop(wr);
+    drop(life_r);
     drop(prepare);
-    let mut buf = Vec::new();
-    let read = std::fs::File::from(rd).read_to_end(&mut buf);
-    let mut running = Running {
-        supervisor: pid,
+    let running = Running {
         pid,
         old_mask: Some(guard),
     };
+    if let Err(e) = back {
+        // Not expected to happen: a kernel that took the unshare takes the setns back.
+        let _ = running.signal(libc::SIGKILL);
+        let _ = running.wait();
+        return Err(Error::io("return to the caller's PID namespace")(e));
+    }
+    let mut buf = Vec::new();
+    let read = std::fs::File::from(rd).read_to_end(&mut buf);
+    // The container process is past its lifeline check once the status pipe is closed.
+    drop(life_w);
     let mut failure = read.err().map(Error::io("read the status pipe"));
-    for msg in wire::Msg::decode_all(&buf) {
-        match msg {
-            wire::Msg::Pid(p) => running.pid = p,
-            wire::Msg::Failed(e) => failure = failure.or(Some(e)),
-        }
+    for wire::Msg::Failed(e) in wire::Msg::decode_all(&buf) {
+        failure = failure.or(Some(e));
     }
     match failure {
         None => {
@@ -392,17 +408,13 @@ impl Running {
         self.pid
     }
 
-    /// The supervisor's PID (the caller's direct child).
-    pub fn supervisor_pid(&self) -> i32 {
-        self.supervisor
-    }
-
-    /// Sends `sig` to the container process (through the supervisor, which is not reaped before
-    /// [`Running::wait`], so the PID cannot have been reused).
+    /// Sends `sig` to the container process (the caller's child, not reaped before [`Running::wait`],
+    /// so the PID cannot have been reused). As PID 1 of its namespace, the process only receives signals
+    /// it has a handler for, and SIGKILL.
     pub fn signal(&self, sig: i32) -> Result<()> {
         // SAFETY: kill with our own unreaped child.
-        sys::cvt(unsafe { libc::kill(self.supervisor, sig) })
-            .map_err(Error::io("send a signal to the supervisor"))?;
+        sys::cvt(unsafe { libc::kill(self.pid, sig) })
+            .map_err(Error::io("send a signal to the container process"))?;
         Ok(())
     }
 
@@ -422,7 +434,7 @@ impl Running {
             )
         };
         // SAFETY: pidfd_open of our own unreaped child.
-        let pidfd = match sys::cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, self.supervisor, 0) }) {
+        let pidfd = match sys::cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) }) {
             // SAFETY: a new descriptor that we own.
             Ok(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
             Err(_) => None, // before Linux 5.3: poll with a timeout instead
@@ -460,16 +472,16 @@ impl Running {
     fn try_reap(&self) -> Result<Option<libc::c_int>> {
         let mut status = 0;
         // SAFETY: waitpid on our own child with a local status word.
-        let r = unsafe { libc::waitpid(self.supervisor, &mut status, libc::WNOHANG) };
+        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
         match r {
             0 => Ok(None),
-            r if r == self.supervisor => Ok(Some(status)),
+            r if r == self.pid => Ok(Some(status)),
             _ => {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
                     Ok(None)
                 } else {
-                    Err(Error::io("wait for the supervisor")(e))
+                    Err(Error::io("wait for the container process")(e))
                 }
             }
         }
@@ -486,7 +498,7 @@ impl Running {
             }
             debug!(sig, pid = self.pid, "forwarding signal to the container");
             // SAFETY: kill with our own unreaped child.
-            unsafe { libc::kill(self.supervisor, sig) };
+            unsafe { libc::kill(self.pid, sig) };
         }
     }
 }

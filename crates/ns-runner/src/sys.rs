@@ -154,3 +154,21 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it does not return.
     unsafe { libc::_exit(code) }
 }
+
+/// Whether `name` below `dir` is a directory (`fstatat` without following a final symlink).
+pub(crate) fn is_dir_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let name = cstr(OsStr::new(name))?;
+    // SAFETY: fstatat into a zeroed stat buffer, with a NUL-terminated name and a live descriptor.
+    let st = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        cvt(libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ))?;
+        st
+    };
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}

@@ -1,8 +1,8 @@
 //! The status pipe between the container side and the caller: small framed messages, no serde.
 //!
 //! A frame is a tag byte, a little-endian `u32` length and that many bytes. Fields inside a payload are
-//! separated by NUL. Each frame is written with one `write(2)` of at most `PIPE_BUF` bytes, so frames
-//! from the supervisor and the container process never interleave. The pipe is `O_CLOEXEC`: end of file
+//! separated by NUL. Each frame is written with one `write(2)` of at most `PIPE_BUF` bytes, so a frame
+//! is never torn. The pipe is `O_CLOEXEC`: end of file
 //! without an error frame means the command was executed.
 
 use std::os::fd::RawFd;
@@ -12,7 +12,7 @@ use crate::Error;
 /// Every step name the child can report; decoding maps a name back to one of these `'static` strings.
 pub(crate) const STEPS: &[&str] = &[
     "spec",
-    "supervisor",
+    "runner",
     "die-with-parent",
     "namespaces",
     "mount-private",
@@ -35,7 +35,6 @@ pub(crate) const STEPS: &[&str] = &[
     "panic",
 ];
 
-const TAG_PID: u8 = b'P';
 const TAG_SETUP: u8 = b'S';
 const TAG_NOT_FOUND: u8 = b'N';
 const TAG_CANNOT_EXEC: u8 = b'X';
@@ -45,8 +44,6 @@ const MAX_TEXT: usize = 1800;
 /// One message on the status pipe.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    /// The container process's PID (in the caller's PID namespace), sent by the supervisor.
-    Pid(i32),
     /// A failure before exec, or the exec itself.
     Failed(Error),
 }
@@ -80,13 +77,12 @@ fn join(a: &str, b: &str) -> Vec<u8> {
 impl Msg {
     pub(crate) fn encode(&self) -> Vec<u8> {
         match self {
-            Msg::Pid(pid) => frame(TAG_PID, &pid.to_le_bytes()),
             Msg::Failed(Error::Setup { step, cause }) => frame(TAG_SETUP, &join(step, cause)),
             Msg::Failed(Error::NotFound { command }) => frame(TAG_NOT_FOUND, clip(command).as_bytes()),
             Msg::Failed(Error::CannotExecute { command, cause }) => {
                 frame(TAG_CANNOT_EXEC, &join(command, cause))
             }
-            Msg::Failed(e @ Error::Io { .. }) => frame(TAG_SETUP, &join("supervisor", &e.to_string())),
+            Msg::Failed(e @ Error::Io { .. }) => frame(TAG_SETUP, &join("runner", &e.to_string())),
         }
     }
 
@@ -104,9 +100,6 @@ impl Msg {
                 None => (text.to_string(), String::new()),
             };
             let msg = match tag {
-                TAG_PID if len == 4 => Msg::Pid(i32::from_le_bytes([
-                    payload[0], payload[1], payload[2], payload[3],
-                ])),
                 TAG_SETUP => Msg::Failed(Error::Setup {
                     step: STEPS.iter().copied().find(|s| *s == a).unwrap_or("unknown"),
                     cause: b,
@@ -145,7 +138,6 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let msgs = vec![
-            Msg::Pid(4242),
             Msg::Failed(Error::Setup {
                 step: "prepare",
                 cause: "overlay: no upper dir".into(),
@@ -168,7 +160,7 @@ mod tests {
     #[test]
     fn unknown_step_and_truncation() {
         let mut buf = frame(TAG_SETUP, b"weird\0why");
-        buf.extend_from_slice(&[TAG_PID, 4, 0, 0, 0, 1]); // truncated
+        buf.extend_from_slice(&[TAG_SETUP, 9, 0, 0, 0, b'x']); // truncated
         let got = Msg::decode_all(&buf);
         assert_eq!(got.len(), 1);
         assert!(

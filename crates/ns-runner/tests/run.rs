@@ -368,10 +368,28 @@ fn dev_and_sys_are_set_up() {
     let t = rootfs();
     let script = "ls -a /dev; echo data > /dev/null && echo null-ok; \
                   mkdir /sys/x 2>/dev/null && echo sys-writable || echo sys-ro; \
+                  echo ===; ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty; \
                   echo ===; cat /proc/self/mountinfo";
     let (o, out) = run(&t, &sh(script));
     assert_eq!(o, Outcome::Code(0));
-    let (ls, mi) = out.split_once("===\n").unwrap();
+    let (ls, rest) = out.split_once("===\n").unwrap();
+    let (long, mi) = rest.split_once("===\n").unwrap();
+    // Character devices, mode 0666, with the kernel's numbers for each name.
+    for (name, numbers) in [
+        ("null", "1, 3"),
+        ("zero", "1, 5"),
+        ("full", "1, 7"),
+        ("random", "1, 8"),
+        ("urandom", "1, 9"),
+        ("tty", "5, 0"),
+    ] {
+        let line = long
+            .lines()
+            .find(|l| l.ends_with(&format!("/dev/{name}")))
+            .unwrap_or_else(|| panic!("no /dev/{name} in {long}"));
+        assert!(line.starts_with("crw-rw-rw-"), "{line}");
+        assert!(line.contains(numbers), "{line}");
+    }
     for n in [
         "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd", "stdin", "stdout",
         "stderr", "null-ok", "sys-ro",
@@ -713,8 +731,8 @@ fn ppid_of(pid: i32) -> i32 {
 }
 
 #[test]
-fn supervisor_does_not_hold_the_callers_fds() {
-    privileged!("supervisor_does_not_hold_the_callers_fds");
+fn container_does_not_hold_the_callers_fds() {
+    privileged!("container_does_not_hold_the_callers_fds");
     let t = rootfs();
     let leak = t.dir.path().join("leak");
     std::fs::write(&leak, "x").unwrap();
@@ -726,22 +744,43 @@ fn supervisor_does_not_hold_the_callers_fds() {
     let mut f = fork_runner(&t, &sh("touch /ready; sleep 1000"), t.prepare(), pre);
     let pid = f.wait_spawned().unwrap();
     wait_for(&t.root.join("ready"), "the container's ready file");
-    let supervisor = ppid_of(pid);
-    assert_eq!(ppid_of(supervisor), f.pid, "the supervisor is the runner's child");
+    assert_eq!(ppid_of(pid), f.pid, "the container process is the runner's child");
     assert!(
         std::fs::read_link(format!("/proc/{}/fd/77", f.pid)).is_ok(),
         "the runner has fd 77"
     );
-    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{supervisor}/fd"))
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
         !fds.contains(&"77".to_string()),
-        "supervisor holds the caller's fd 77: {fds:?}"
+        "the container holds the caller's fd 77: {fds:?}"
     );
     unsafe { libc::kill(pid, libc::SIGKILL) };
     assert_eq!(f.finish().0, Outcome::Signal(libc::SIGKILL));
+}
+
+#[test]
+fn later_children_of_the_caller_stay_in_its_pid_namespace() {
+    privileged!("later_children_of_the_caller_stay_in_its_pid_namespace");
+    let t = rootfs();
+    let r = spawn(&sh("touch /ready; sleep 1000"), t.prepare()).unwrap();
+    wait_for(&t.root.join("ready"), "the container's ready file");
+    let own = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let container = std::fs::read_link(format!("/proc/{}/ns/pid", r.pid())).unwrap();
+    assert_ne!(own, container, "the container has its own PID namespace");
+    // What this thread forks now is in our namespace, not the container's.
+    let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+    let theirs = std::fs::read_link(format!("/proc/{}/ns/pid", child.id()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(theirs.unwrap(), own);
+    let for_children = std::fs::read_link("/proc/thread-self/ns/pid_for_children").unwrap();
+    assert_eq!(for_children, own);
+    r.signal(libc::SIGKILL).unwrap();
+    assert_eq!(r.wait().unwrap(), mountkit_ns_runner::Exit::Signal(libc::SIGKILL));
+    assert!(t.host_mounts().is_empty());
 }
 
 fn current_mask() -> libc::sigset_t {
@@ -770,10 +809,10 @@ fn signal_mask_is_restored_after_wait_and_drop() {
     let m = current_mask();
     assert!(!blocked(&m, libc::SIGTERM) && !blocked(&m, libc::SIGINT) && !blocked(&m, libc::SIGHUP));
     let r = spawn(&Spec::new(["true"]), t.prepare()).unwrap();
-    let sup = r.supervisor_pid();
+    let pid = r.pid();
     drop(r);
     assert!(!blocked(&current_mask(), libc::SIGTERM), "restored on drop");
-    unsafe { libc::waitpid(sup, std::ptr::null_mut(), 0) };
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     // A failed spawn restores it too.
     assert!(spawn(&Spec::new(["no-such"]), t.prepare()).is_err());
     assert!(!blocked(&current_mask(), libc::SIGTERM));
@@ -882,7 +921,7 @@ fn running_signal_reaches_the_command() {
     let t = rootfs();
     let spec = sh("trap 'exit 3' HUP; touch /ready; sleep 1000 & wait");
     let r = spawn(&spec, t.prepare()).unwrap();
-    assert_ne!(r.pid(), r.supervisor_pid());
+    assert_eq!(ppid_of(r.pid()), std::process::id() as i32);
     wait_for(&t.root.join("ready"), "the container's ready file");
     r.signal(libc::SIGHUP).unwrap();
     assert_eq!(r.wait().unwrap(), mountkit_ns_runner::Exit::Code(3));

@@ -173,6 +173,13 @@ fn is_dir(fd: &OwnedFd) -> bool {
 /// an `O_PATH` descriptor of the last one. Existing symlinks along the way are followed inside the root.
 pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result<OwnedFd> {
     let r = rel(path);
+    // The common case first: the whole path exists already (one openat2). Anything else takes the
+    // walk below, whose errors name the component at fault.
+    if let Ok(fd) = resolve_errno(root, &r)
+        && is_dir(&fd)
+    {
+        return Ok(fd);
+    }
     let comps: Vec<&OsStr> = r.iter().collect();
     let mut parent: OwnedFd = resolve(root, Path::new("."))?;
     let mut prefix = PathBuf::new();
