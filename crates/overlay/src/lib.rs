@@ -21,9 +21,14 @@
 //! Error messages number lowers bottom first too: `lower layer 0 (of 5, 0 = bottom)`.
 //!
 //! # Two ways to mount, chosen by trying
-//! [`features`] probes the running kernel once per process (cached in a `OnceLock`), without
-//! attaching anything: `fsopen("overlay")` for the new mount API, and a real `lowerdir+` overlay
-//! creation over two directories of a private, never-attached tmpfs. [`Method::Auto`] then uses:
+//! [`Method::Auto`] learns what the kernel does from the first real mount of the process: it tries
+//! the new mount API with `lowerdir+`, and if the kernel refuses in the ways that mean "not
+//! supported" (no `fsopen` for overlay; `lowerdir+` unknown to `fsconfig`; EINVAL at
+//! `FSCONFIG_CMD_CREATE`, where Linux 6.1's legacy option parser reports it), mounts with classic
+//! mount(2) and remembers which worked. No probe costs a `mount` anything (a probe made directories
+//! and an overlay superblock on every `mountkit run`). [`features`] still probes, without attaching
+//! anything (`fsopen("overlay")`, then a real `lowerdir+` overlay creation over two empty
+//! directories), for reports and for an explicit [`Method::NewApi`]. The two ways:
 //! - **New mount API** (`fsopen`, one `fsconfig(lowerdir+)` per layer, `FSCONFIG_CMD_CREATE`,
 //!   `fsmount`, `move_mount`; Linux 6.8+). There is no page limit on the whole, only 255 bytes per
 //!   `fsconfig` string: a longer layer path is passed as `/proc/self/fd/N` of an O_PATH fd.

@@ -41,6 +41,9 @@ pub struct Features {
     pub lowerdir_plus: bool,
 }
 
+/// The result of [`features`], once it ran.
+static FEATURES: OnceLock<Features> = OnceLock::new();
+
 /// Detects (once per process) what the kernel supports by trying it.
 ///
 /// `new_mount_api`: `fsopen("overlay")` succeeds. `lowerdir_plus`: an overlay context is given two
@@ -50,7 +53,6 @@ pub struct Features {
 /// attached, so detection works in any mount namespace and leaves nothing mounted; all fds are
 /// closed before it returns. Any failure counts as "not supported" (the classic fallback is used).
 pub fn features() -> &'static Features {
-    static FEATURES: OnceLock<Features> = OnceLock::new();
     FEATURES.get_or_init(|| {
         let f = detect();
         debug!(?f, "overlay kernel features detected");
@@ -200,15 +202,72 @@ fn resolve_method(method: Method) -> Result<Method> {
 /// Mounts `stack` on `target` and returns the method used.
 ///
 /// Order of work: validate the stack (count, paths, options; above [`crate::MAX_LOWER_LAYERS`]
-/// this fails with [`Error::TooManyLayers`] before any system call), check every layer is a
-/// directory (errors name the layer: index bottom first, and path), pick the method, mount.
+/// this fails with [`Error::TooManyLayers`] before any system call), pick the method, mount. When the
+/// kernel refuses, every layer is checked to be a directory so that the error names the layer (index
+/// bottom first, and path) where mount(2) would only say ENOENT.
+///
+/// [`Method::Auto`] does not probe: the first mount of the process *is* the probe. It tries the new
+/// mount API with `lowerdir+`; if the kernel refuses in a way that means "not supported" (no
+/// `fsopen` for overlay, `lowerdir+` unknown to `fsconfig`, or EINVAL at `FSCONFIG_CMD_CREATE` as on
+/// 6.1, whose legacy option parser only reads the options then), it mounts with classic mount(2),
+/// and the process remembers which one worked. [`features`] (which probes without mounting) is only
+/// consulted when it has run already, or for an explicit [`Method::NewApi`].
+///
 /// `target` is used as given (the kernel follows symlinks in it); to mount inside a container root
 /// safely, resolve the target first, or use [`mount_detached`] and `move_mount` onto an fd.
 /// Relative layer paths are resolved against the process's working directory.
 pub fn mount(stack: &Stack, target: &Path, method: Method) -> Result<Method> {
     stack.validate()?;
-    check_layers(stack)?;
-    let used = resolve_method(method)?;
+    let result = mount_validated(stack, target, method);
+    if result.is_err() {
+        check_layers(stack)?;
+    }
+    let used = result?;
+    debug!(?target, ?used, "overlay mounted");
+    Ok(used)
+}
+
+/// What [`Method::Auto`] learnt in this process: 0 nothing yet, 1 the new API works, 2 classic.
+static AUTO_LEARNT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn mount_validated(stack: &Stack, target: &Path, method: Method) -> Result<Method> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let learnt = match (method, FEATURES.get()) {
+        (Method::Auto, Some(f)) => {
+            if f.lowerdir_plus {
+                1
+            } else {
+                2
+            }
+        }
+        (Method::Auto, None) => AUTO_LEARNT.load(Relaxed),
+        _ => 0,
+    };
+    let used = match (method, learnt) {
+        (Method::Auto, 1) => Method::NewApi,
+        (Method::Auto, 2) => Method::Classic,
+        (Method::Auto, _) => {
+            debug!(
+                layers = stack.lower_dirs().len(),
+                ?target,
+                "mounting overlay, trying lowerdir+"
+            );
+            match new_api_mount(stack, target) {
+                Ok(()) => {
+                    AUTO_LEARNT.store(1, Relaxed);
+                    return Ok(Method::NewApi);
+                }
+                Err(e) if means_unsupported(&e) => {
+                    debug!(error = %e, "new mount API refused; classic mount(2)");
+                    classic_mount(stack, target)?;
+                    AUTO_LEARNT.store(2, Relaxed);
+                    return Ok(Method::Classic);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        (m, _) => resolve_method(m)?,
+    };
     debug!(
         layers = stack.lower_dirs().len(),
         ?target,
@@ -216,25 +275,40 @@ pub fn mount(stack: &Stack, target: &Path, method: Method) -> Result<Method> {
         "mounting overlay"
     );
     match used {
-        Method::NewApi => {
-            let mnt = build_new_api(stack)?;
-            trace!(?target, "move_mount overlay onto target");
-            rustix::mount::move_mount(
-                &mnt,
-                "",
-                rustix::fs::CWD,
-                target,
-                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-            )
-            .map_err(|e| Error::Attach {
-                target: target.to_path_buf(),
-                source: io_err(e),
-            })?;
-        }
+        Method::NewApi => new_api_mount(stack, target)?,
         _ => classic_mount(stack, target)?,
     }
-    debug!(?target, ?used, "overlay mounted");
     Ok(used)
+}
+
+/// Whether a failure of the new-API path can mean "this kernel does not do overlay's `lowerdir+`
+/// through the new mount API" (then classic mount(2) is worth a try).
+fn means_unsupported(e: &Error) -> bool {
+    let errno = |s: &io::Error| s.raw_os_error();
+    let einval = Some(rustix::io::Errno::INVAL.raw_os_error());
+    match e {
+        // fsopen("overlay") itself: no new mount API, or no overlay in it.
+        Error::Io { what, .. } => what.starts_with("fsopen"),
+        Error::Config { option, source, .. } => option == "lowerdir+" && errno(source) == einval,
+        Error::Create { source, .. } => errno(source) == einval,
+        _ => false,
+    }
+}
+
+fn new_api_mount(stack: &Stack, target: &Path) -> Result<()> {
+    let mnt = build_new_api(stack)?;
+    trace!(?target, "move_mount overlay onto target");
+    rustix::mount::move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| Error::Attach {
+        target: target.to_path_buf(),
+        source: io_err(e),
+    })
 }
 
 /// Creates the overlay with the new mount API and returns the detached mount's fd, attached nowhere

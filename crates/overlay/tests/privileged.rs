@@ -485,3 +485,31 @@ fn relative_layer_paths_resolve_against_cwd() {
         });
     }
 }
+
+#[test]
+fn auto_learns_the_method_from_the_first_mount() {
+    if !privileged("auto_learns_the_method_from_the_first_mount") {
+        return;
+    }
+    in_mount_ns(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = mkdirs(tmp.path(), &["l0", "l1", "upper", "work", "merged", "merged2"]);
+        std::fs::write(d[1].join("f"), "top").unwrap();
+        let stack = Stack::new().lowers(&d[0..2]).upper(&d[2], &d[3]);
+        // The first mount of this test process: no probe has run, Auto tries and learns.
+        let first = mount(&stack, &d[4], Method::Auto).unwrap();
+        assert_eq!(std::fs::read_to_string(d[4].join("f")).unwrap(), "top");
+        // What it learnt agrees with the probe (on 6.1 the fallback to classic is what is tested).
+        let expected = if features().lowerdir_plus {
+            Method::NewApi
+        } else {
+            Method::Classic
+        };
+        assert_eq!(first, expected);
+        unmount(&d[4]).unwrap();
+        let ro = Stack::new().lowers(&d[0..2]);
+        assert_eq!(mount(&ro, &d[5], Method::Auto).unwrap(), expected);
+        unmount(&d[5]).unwrap();
+        assert_nothing_mounted(tmp.path());
+    });
+}
