@@ -15,6 +15,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use mountkit_binds::{MountSpec, Planned};
+use mountkit_layer_store::ImageInfo;
 use mountkit_ns_runner::{Exit, Spec};
 use mountkit_safefs::{Lock, inroot};
 
@@ -26,13 +27,16 @@ impl Mountkit {
     pub fn start(&self, reference: &str) -> Result<Exit> {
         let lock = self.lock()?;
         let c = self.container(reference)?;
-        self.start_locked(c, lock)
+        let image = self.layers().image(&c.image)?;
+        self.start_locked(c, &image, lock)
     }
 
     /// `run`: create, start, wait, and with `auto_remove` remove the container and its anonymous volumes.
+    /// Created and started under one hold of the store lock, so nothing is read twice.
     pub fn run(&self, opts: &CreateOptions) -> Result<(Container, Exit)> {
-        let c = self.create(opts)?;
-        let result = self.start(&c.id);
+        let lock = self.lock()?;
+        let (c, image) = self.create_locked(opts)?;
+        let result = self.start_locked(c.clone(), &image, lock);
         if opts.auto_remove {
             let removed = self.lock().and_then(|_l| self.remove_locked(&c, true, true));
             if let Err(e) = removed {
@@ -42,12 +46,11 @@ impl Mountkit {
         result.map(|exit| (c, exit))
     }
 
-    fn start_locked(&self, mut c: Container, lock: Lock) -> Result<Exit> {
+    fn start_locked(&self, mut c: Container, image: &ImageInfo, lock: Lock) -> Result<Exit> {
         let dir = self.container_dir(&c.id);
         let run_lock = Lock::try_exclusive(&dir.join("running.lock"))?
             .ok_or_else(|| Error::AlreadyRunning(c.name.clone()))?;
-        let image = self.layers().image(&c.image)?;
-        let stack = self.stack(&c, &image);
+        let stack = self.stack(&c, image);
 
         let mut acquired: Vec<String> = Vec::new();
         let planned = self.plan(&c, &mut acquired);
@@ -115,7 +118,10 @@ impl Mountkit {
             Ok(e) => c.state.exit_code = Some(e.code()),
             Err(e) => c.state.error = Some(e.to_string()),
         }
-        self.save(&c)?;
+        // An auto-removed container is deleted right after this: its final state is never read.
+        if !c.auto_remove {
+            self.save(&c)?;
+        }
         drop(run_lock);
         Ok(exit?)
     }

@@ -39,8 +39,10 @@ impl Mountkit {
     /// left by runners that died.
     pub fn open(root: impl Into<PathBuf>) -> Result<Mountkit> {
         let root = root.into();
-        for d in [root.clone(), root.join("containers")] {
-            std::fs::create_dir_all(&d).map_err(|e| Error::io("create store directory", &d, e))?;
+        let containers = root.join("containers");
+        if !containers.is_dir() {
+            std::fs::create_dir_all(&containers)
+                .map_err(|e| Error::io("create store directory", &containers, e))?;
         }
         let layers = LayerStore::open(&root)?;
         let volumes = Registry::open(root.join("volumes"))?;
@@ -202,6 +204,11 @@ impl Mountkit {
     /// record, its (empty) writable layer and its anonymous volumes. Nothing is left behind on error.
     pub fn create(&self, opts: &CreateOptions) -> Result<Container> {
         let _lock = self.lock()?;
+        Ok(self.create_locked(opts)?.0)
+    }
+
+    /// [`Mountkit::create`] under the store lock the caller holds; also returns the image.
+    pub(crate) fn create_locked(&self, opts: &CreateOptions) -> Result<(Container, ImageInfo)> {
         let image = self.layers.image(&opts.image)?;
         let all = self.containers()?;
         let name = match &opts.name {
@@ -259,7 +266,7 @@ impl Mountkit {
             return Err(e);
         }
         tracing::info!(id = %c.id, name = %c.name, "container created");
-        Ok(c)
+        Ok((c, image))
     }
 
     /// Works out the container's mounts: the image's `VOLUME`s become anonymous volumes unless something
@@ -410,7 +417,7 @@ impl Mountkit {
             let _wait = Lock::exclusive(&dir.join("running.lock"))?;
         }
         let merged = dir.join("merged");
-        if is_mount_point(&merged)? {
+        if mountkit_safefs::is_mount_point(&merged) {
             if !force {
                 return Err(Error::Mounted(c.name.clone(), merged));
             }
@@ -477,7 +484,7 @@ impl Mountkit {
         let _lock = self.lock()?;
         let c = self.container(reference)?;
         let merged = self.container_dir(&c.id).join("merged");
-        if !is_mount_point(&merged)? {
+        if !mountkit_safefs::is_mount_point(&merged) {
             let image = self.layers.image(&c.image)?;
             let stack = self.stack(&c, &image);
             mountkit_overlay::mount(&stack, &merged, Self::overlay_method())?;
@@ -490,7 +497,7 @@ impl Mountkit {
         let _lock = self.lock()?;
         let c = self.container(reference)?;
         let merged = self.container_dir(&c.id).join("merged");
-        if is_mount_point(&merged)? {
+        if mountkit_safefs::is_mount_point(&merged) {
             mountkit_overlay::unmount(&merged)?;
         }
         Ok(())
@@ -523,12 +530,6 @@ fn taken(out: &[MountRecord], target: &Path) -> bool {
 }
 
 /// Whether `path` is itself a mount point in this namespace.
-pub(crate) fn is_mount_point(path: &Path) -> Result<bool> {
-    let Ok(canon) = std::fs::canonicalize(path) else {
-        return Ok(false);
-    };
-    Ok(mountkit_safefs::mounts_under(&canon)?.iter().any(|m| m == &canon))
-}
 
 /// The process configuration from the image's config and the flags (Docker's rules; see the crate docs).
 fn resolve_config(image: &ImageInfo, opts: &CreateOptions, id: &str) -> Result<ContainerConfig> {

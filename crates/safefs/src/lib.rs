@@ -37,7 +37,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub use remove::{mounts_under, remove_tree};
+pub use remove::{is_mount_point, mounts_under, remove_tree};
 
 /// The error of every operation in this crate: what was being done, to which path, and why.
 #[derive(Debug, thiserror::Error)]

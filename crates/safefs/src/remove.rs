@@ -24,6 +24,31 @@ pub fn mounts_under(path: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// Whether something is mounted exactly at `path` (a final symlink is not followed): its mount ID
+/// differs from its parent directory's (`statx` `STATX_MNT_ID`, two system calls, no mountinfo read).
+/// Where the kernel has no `STATX_MNT_ID` (before 5.8), mountinfo is read instead. A path that cannot
+/// be examined is not a mount point.
+pub fn is_mount_point(path: &Path) -> bool {
+    let id = |p: &Path, flags: AtFlags| {
+        rustix::fs::statx(rustix::fs::CWD, p, flags, StatxFlags::MNT_ID)
+            .ok()
+            .filter(|st| st.stx_mask & StatxFlags::MNT_ID.bits() != 0)
+            .map(|st| st.stx_mnt_id)
+    };
+    match (
+        id(path, AtFlags::SYMLINK_NOFOLLOW),
+        id(&path.join(".."), AtFlags::empty()),
+    ) {
+        (Some(here), Some(parent)) => here != parent,
+        _ => {
+            let Ok(canon) = std::fs::canonicalize(path) else {
+                return false;
+            };
+            mounts_under(&canon).is_ok_and(|m| m.iter().any(|mp| mp == &canon))
+        }
+    }
+}
+
 fn mnt_id(fd: impl AsFd, path: &Path) -> Result<u64> {
     let st = rustix::fs::statx(
         fd,
@@ -218,6 +243,34 @@ mod tests {
             assert!(matches!(err, Error::CrossesMount { .. }), "{err}");
             assert_eq!(std::fs::read_to_string(canary.join("precious")).unwrap(), "p");
             nix::mount::umount(&t.join("m")).unwrap();
+        });
+    }
+
+    #[test]
+    fn is_mount_point_sees_binds_of_the_same_filesystem() {
+        if !mountkit_testutil::privileged("is_mount_point_sees_binds_of_the_same_filesystem") {
+            return;
+        }
+        mountkit_testutil::in_mount_ns(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+            std::fs::create_dir(&src).unwrap();
+            std::fs::create_dir(&dst).unwrap();
+            std::os::unix::fs::symlink(&dst, dir.path().join("link")).unwrap();
+            assert!(!is_mount_point(&dst));
+            assert!(!is_mount_point(&dir.path().join("missing")));
+            mount(Some(&src), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+            assert!(
+                is_mount_point(&dst),
+                "a bind of the same filesystem is a mount point"
+            );
+            assert!(
+                !is_mount_point(&dir.path().join("link")),
+                "a symlink to one is not"
+            );
+            assert!(!is_mount_point(&src));
+            nix::mount::umount(&dst).unwrap();
+            assert!(!is_mount_point(&dst));
         });
     }
 }
