@@ -529,8 +529,6 @@ fn taken(out: &[MountRecord], target: &Path) -> bool {
     out.iter().any(|m| m.spec.target() == target)
 }
 
-/// Whether `path` is itself a mount point in this namespace.
-
 /// The process configuration from the image's config and the flags (Docker's rules; see the crate docs).
 fn resolve_config(image: &ImageInfo, opts: &CreateOptions, id: &str) -> Result<ContainerConfig> {
     let cfg = &image.config;
