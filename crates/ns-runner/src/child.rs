@@ -52,8 +52,10 @@ fn container(spec: &Spec, prepare: Prepare, lifeline: OwnedFd) -> Result<std::co
     unshare_namespaces()?;
     make_rprivate()?;
     let root = run_prepare(prepare)?;
-    ensure_mount_point(&root)?;
-    let rootfd = inroot::open_root(&root).map_err(|e| fail("root-mount", e))?;
+    // One open checks that the root exists and is a directory (the error names it).
+    let rootfd =
+        inroot::open_root(&root).map_err(|e| fail("prepare", format!("the root is not usable: {e}")))?;
+    let rootfd = ensure_mount_point(&root, rootfd)?;
     mount_proc(rootfd.as_fd())?;
     mount_dev(rootfd.as_fd())?;
     mount_sys(rootfd.as_fd())?;
@@ -136,26 +138,19 @@ fn run_prepare(prepare: Prepare) -> Result<PathBuf, Error> {
             ));
         }
     };
-    let root = std::fs::canonicalize(&root)
-        .map_err(|e| fail("prepare", format!("root {} is not usable: {e}", root.display())))?;
-    if !root.is_dir() {
-        return Err(fail(
-            "prepare",
-            format!("root {} is not a directory", root.display()),
-        ));
-    }
     debug!(root = %root.display(), "root prepared");
     Ok(root)
 }
 
-/// Step 3 (cont.): pivot_root needs the new root to be a mount point; bind it onto itself if it is not.
-fn ensure_mount_point(root: &Path) -> Result<(), Error> {
-    let here = sys::mount_id(root);
-    let parent = sys::mount_id(&root.join(".."));
+/// Step 3 (cont.): pivot_root needs the new root to be a mount point; bind it onto itself if it is not
+/// (and return a descriptor of the bind).
+fn ensure_mount_point(root: &Path, fd: OwnedFd) -> Result<OwnedFd, Error> {
+    let here = sys::mount_id_at(fd.as_fd(), "");
+    let parent = sys::mount_id_at(fd.as_fd(), "..");
     let is_mount = matches!((&here, &parent), (Ok(a), Ok(b)) if a != b);
     if is_mount {
         trace!(root = %root.display(), "root is a mount point already");
-        return Ok(());
+        return Ok(fd);
     }
     debug!(root = %root.display(), "bind-mounting the root onto itself (rbind)");
     mount(
@@ -170,7 +165,8 @@ fn ensure_mount_point(root: &Path) -> Result<(), Error> {
             "root-mount",
             format!("cannot bind {} onto itself: {e}", root.display()),
         )
-    })
+    })?;
+    inroot::open_root(root).map_err(|e| fail("root-mount", e))
 }
 
 fn mount_at(

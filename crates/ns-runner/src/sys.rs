@@ -57,16 +57,19 @@ pub(crate) fn mount(
     Ok(())
 }
 
-/// The mount ID of `path` (statx `STATX_MNT_ID`), following symlinks.
-pub(crate) fn mount_id(path: &Path) -> io::Result<u64> {
-    let c = cpath(path)?;
-    // SAFETY: statx fills a zeroed plain-data struct; the path is NUL-terminated.
+/// The mount ID of `name` below `dir` (`""`: `dir` itself) from statx `STATX_MNT_ID`, following
+/// symlinks.
+pub(crate) fn mount_id_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let c = cstr(OsStr::new(name))?;
+    let flags = if name.is_empty() { libc::AT_EMPTY_PATH } else { 0 };
+    // SAFETY: statx fills a zeroed plain-data struct; the name is NUL-terminated, the fd live.
     unsafe {
         let mut st: libc::statx = std::mem::zeroed();
         cvt(libc::statx(
-            libc::AT_FDCWD,
+            dir.as_raw_fd(),
             c.as_ptr(),
-            0,
+            flags,
             libc::STATX_MNT_ID,
             &mut st,
         ))?;
