@@ -56,8 +56,8 @@
 //!   mounted, so the file/directory check and the mount cannot disagree.
 //! - Binds use the new mount API: `open_tree(OPEN_TREE_CLONE[|AT_RECURSIVE])` and `move_mount` onto
 //!   the target descriptor (Linux 5.2+; older kernels get a clear error). Read-only is set on the
-//!   detached tree with `mount_setattr(2)` (`AT_RECURSIVE` unless `bind-recursive=writable`), a raw
-//!   syscall through libc; on kernels without it (< 5.12), every mount of the tree is remounted
+//!   detached tree with `mount_setattr(2)` (`AT_RECURSIVE` unless `bind-recursive=writable`), through
+//!   [`mountkit_safefs::set_read_only`]; on kernels without it (< 5.12), every mount of the tree is remounted
 //!   read-only one by one after attaching, as bubblewrap does. So read-only is always recursive,
 //!   as with `bind-recursive=readonly`, and an error if it cannot be done.
 //! - Propagation (default `rprivate`) is applied with mount(2) after attaching; `shared`/`slave`
@@ -68,9 +68,8 @@
 //! - Known limit (shared with Docker/runc): a mount below a read-only bind needs its mount point to
 //!   exist already in the bind's source, since it cannot be created through a read-only mount.
 //!
-//! Dependencies: `mountkit-safefs` for in-root resolution; `rustix` for typed `open_tree`,
-//! `move_mount`, `mount`, `fstatvfs`; `libc` for the raw `mount_setattr` syscall (not in rustix or
-//! nix); `serde` because callers store specs in container metadata; `thiserror` for [`Error`];
+//! Dependencies: `mountkit-safefs` for in-root resolution and `mount_setattr`; `rustix` for typed
+//! `open_tree`, `move_mount`, `mount`, `fstatvfs`; `libc` for errno constants; `serde` because callers store specs in container metadata; `thiserror` for [`Error`];
 //! `tracing` for a debug line around every privileged step.
 
 #![deny(missing_docs)]

@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -191,7 +191,7 @@ pub(crate) fn bind_onto(
         match method {
             ReadonlyMethod::Auto => {
                 debug!(target = %target.display(), recursive = ro_recursive, "mount_setattr(MOUNT_ATTR_RDONLY)");
-                match mount_setattr_rdonly(tree.as_fd(), ro_recursive) {
+                match mountkit_safefs::set_read_only(tree.as_fd(), ro_recursive) {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                         debug!("mount_setattr unavailable (Linux < 5.12): remounting each mount read-only");
@@ -230,48 +230,6 @@ pub(crate) fn bind_onto(
     rustix::mount::mount_change(inroot::fd_path(tree.as_fd()), prop)
         .map_err(|e| fail("set propagation", e.into()))?;
     Ok(())
-}
-
-/// `struct mount_attr` of `<linux/mount.h>` (`MOUNT_ATTR_SIZE_VER0`).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-
-/// `mount_setattr(fd, "", AT_EMPTY_PATH[|AT_RECURSIVE], {attr_set: MOUNT_ATTR_RDONLY})`.
-fn mount_setattr_rdonly(fd: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: every pointer is valid for the call: a NUL-terminated empty path and a mount_attr of
-    // the size passed; the kernel only reads them.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// The fallback for kernels without `mount_setattr`: remounts the attached `tree` read-only, then

@@ -333,16 +333,6 @@ fn bind_host_node(dev: BorrowedFd<'_>, node: &str, target: &Path) -> Result<(), 
         .map_err(|e| fail("dev", format!("cannot mount {host} on /dev/{node}: {e}")))
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-
 /// Step 4c: sysfs read-only at `/sys`; if the kernel refuses a new sysfs, a recursive read-only bind
 /// of the host's `/sys`.
 fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Error> {
@@ -376,25 +366,8 @@ fn bind_host_sys_readonly(root: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Resul
         None,
     )?;
     let bound = inroot::resolve(root, Path::new("sys")).map_err(|e| fail("sys", e))?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let empty = c"";
-    // SAFETY: mount_setattr on a live O_PATH descriptor with a properly sized attribute struct.
-    cvt_long(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            bound.as_raw_fd(),
-            empty.as_ptr(),
-            (libc::AT_EMPTY_PATH as libc::c_uint) | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    })
-    .map_err(|e| fail("sys", format!("cannot make the /sys bind read-only: {e}")))?;
+    mountkit_safefs::set_read_only(bound.as_fd(), true)
+        .map_err(|e| fail("sys", format!("cannot make the /sys bind read-only: {e}")))?;
     Ok(())
 }
 

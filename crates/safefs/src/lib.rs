@@ -23,12 +23,14 @@
 //! ```
 //!
 //! Dependencies: `rustix` for typed syscalls std lacks (`openat2`, `statx` with mount IDs, `flock`,
-//! `getrandom`, `*at` calls on descriptors); `procfs` to read mountinfo rather than parsing it by hand;
+//! `getrandom`, `*at` calls on descriptors); `libc` for the one syscall rustix lacks, `mount_setattr`
+//! ([`set_read_only`]); `procfs` to read mountinfo rather than parsing it by hand;
 //! `thiserror` for the error type; `tracing` for diagnostics.
 
 #![deny(missing_docs)]
 
 pub mod inroot;
+mod mount_attr;
 mod remove;
 
 use std::fs::File;
@@ -37,6 +39,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+pub use mount_attr::set_read_only;
 pub use remove::{is_mount_point, mounts_under, remove_tree};
 
 /// The error of every operation in this crate: what was being done, to which path, and why.
