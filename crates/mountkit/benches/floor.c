@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,11 +21,13 @@
 
 static void die(const char *what) { perror(what); _exit(125); }
 
-static int rm_rf(const char *path) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "rm -rf --one-file-system '%s'", path);
-    return system(cmd);
+/* Cleanup as a program would do it: a depth-first walk that stays on one filesystem (no shell). */
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)ftw;
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
 }
+
+static int rm_rf(const char *path) { return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT); }
 
 int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: floor LOWERS SCRATCH CMD...\n"); return 2; }

@@ -1,5 +1,6 @@
-//! `mountkit run --rm IMAGE true` beside a C floor doing the same kernel work, at 3 and 500 layers, and
-//! the peak RSS of `mountkit run`. Needs root (prints why it skips otherwise). `cargo xtask bench` runs it.
+//! `mountkit run --rm IMAGE true` beside a C floor doing the same kernel work, at 3 and 500 layers; the
+//! same run with an anonymous volume, a named volume and a bind beside the plain run (issue 3); and the
+//! peak RSS of `mountkit run`. Needs root (prints why it skips otherwise). `cargo xtask bench` runs it.
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
@@ -52,6 +53,11 @@ fn fixture() -> Fixture {
         args.extend(["--layer".into(), d.to_string_lossy().into_owned()]);
     }
     ok(mk(&root).args(&args));
+    // For issue 3's figure: an image with a VOLUME (anonymous volume per container), a named volume and
+    // a host directory to bind.
+    ok(mk(&root).args(["system", "sample-image", "samplevol", "--volume", "/anon"]));
+    ok(mk(&root).args(["volume", "create", "benchvol"]));
+    std::fs::create_dir_all(dir.path().join("host")).unwrap();
     let floor = dir.path().join("floor");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/floor.c");
     ok(Command::new("cc").args(["-O2", "-o"]).arg(&floor).arg(&src));
@@ -147,6 +153,33 @@ fn bench(c: &mut Criterion) {
         });
         g.finish();
     }
+    // Issue 3: `run --rm` with an anonymous volume, a named volume and a bind, beside the core run.
+    let mut g = c.benchmark_group("run_rm_volumes");
+    g.sample_size(30);
+    g.bench_function("ref_core_run", |b| {
+        b.iter(|| {
+            assert!(
+                mk(&f.root)
+                    .args(["run", "--rm", "sample", "true"])
+                    .status()
+                    .unwrap()
+                    .success()
+            )
+        })
+    });
+    let bind = format!("{}:/host", f.root.parent().unwrap().join("host").display());
+    g.bench_function("anon_named_bind", |b| {
+        b.iter(|| {
+            assert!(
+                mk(&f.root)
+                    .args(["run", "--rm", "-v", "benchvol:/data", "-v", &bind, "samplevol", "true"])
+                    .status()
+                    .unwrap()
+                    .success()
+            )
+        })
+    });
+    g.finish();
     let rss = peak_rss_kib(mk(&f.root).args(["run", "--rm", "sample", "true"]));
     println!(
         "peak RSS of `mountkit run --rm sample true`: {rss} KiB (reference: crun 3.5 MB, runc 10 MB, target <= 5 MB)"
