@@ -22,6 +22,10 @@ const REFERENCES: &[(&str, &str)] = &[
         "<= 1.3x the plain run --rm (podman pays 40-50 ms for the anonymous volume alone)",
     ),
     ("create_remove", "volume create + rm < 2 ms (podman 64 ms)"),
+    (
+        "overlay_changes_10/image_100000",
+        "container diff of 10 changes: <= 2x the same on a 10-file image",
+    ),
     ("list_1000", "volume ls of 1,000 volumes < 10 ms (podman 85 ms)"),
     (
         "import",
