@@ -181,6 +181,25 @@ fn container_names_ids_and_prefixes() {
         let id2 = env.ok(&["container", "create", "sample", "true"]);
         let c: serde_json::Value = serde_json::from_str(&env.ok(&["container", "inspect", &id2])).unwrap();
         assert!(c[0]["name"].as_str().unwrap().contains('_'));
+        // A removed container's name is free again.
+        env.ok(&["container", "rm", "web"]);
+        env.fails(&["container", "inspect", "web"], 1, "no such container: web");
+        let id3 = env.ok(&["container", "create", "--name", "web", "sample", "true"]);
+        assert_ne!(id3, id);
+        // A name left behind by a crash (its container is gone) does not block the name.
+        let names = env.root.join("container-names");
+        std::os::unix::fs::symlink("f".repeat(64), names.join("ghost")).unwrap();
+        env.fails(&["container", "inspect", "ghost"], 1, "no such container: ghost");
+        env.ok(&["container", "create", "--name", "ghost", "sample", "true"]);
+        // A store without the name index (made before it existed) gets it rebuilt from the records.
+        std::fs::remove_dir_all(&names).unwrap();
+        let web: serde_json::Value = serde_json::from_str(&env.ok(&["container", "inspect", "web"])).unwrap();
+        assert_eq!(web[0]["id"], id3.as_str());
+        env.fails(
+            &["container", "create", "--name", "ghost", "sample", "true"],
+            125,
+            "already in use",
+        );
     });
 }
 

@@ -183,20 +183,95 @@ impl Mountkit {
         Ok(v)
     }
 
-    /// The container named by `reference`: a name, a full ID or a unique ID prefix.
+    /// The container named by `reference`: a name, a full ID or a unique ID prefix. Reads one record:
+    /// names are found through the name index, IDs by listing `containers/` (names only).
     pub fn container(&self, reference: &str) -> Result<Container> {
-        let all = self.containers()?;
-        if let Some(c) = all.iter().find(|c| c.name == reference || c.id == reference) {
-            return Ok(c.clone());
+        if let Some(id) = self.name_owner(reference)? {
+            return self.load(&id);
         }
-        let hits: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(reference)).collect();
+        let ids = self.ids()?;
+        if ids.iter().any(|id| id == reference) {
+            return self.load(reference);
+        }
+        let hits: Vec<&String> = ids.iter().filter(|id| id.starts_with(reference)).collect();
         match hits.as_slice() {
-            [one] if !reference.is_empty() => Ok((*one).clone()),
+            [one] if !reference.is_empty() => self.load(one),
             [] | [_] => Err(Error::NoSuchContainer(reference.to_string())),
             many => Err(Error::AmbiguousContainer {
                 reference: reference.to_string(),
-                matches: many.iter().map(|c| &c.id[..12]).collect::<Vec<_>>().join(", "),
+                matches: many.iter().map(|id| &id[..12]).collect::<Vec<_>>().join(", "),
             }),
+        }
+    }
+
+    /// `<root>/container-names/`: one symlink per container name, `NAME -> ID`. Creating the link is
+    /// what claims a name (atomically: `symlink` fails if the name exists), so creating a container
+    /// reads no other container's record. Made from the records when missing (stores from before it).
+    fn names_dir(&self) -> Result<PathBuf> {
+        let dir = self.root.join("container-names");
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let stage = self.staging("names");
+        std::fs::create_dir_all(&stage).map_err(|e| Error::io("create", &stage, e))?;
+        for c in self.containers()? {
+            std::os::unix::fs::symlink(&c.id, stage.join(&c.name))
+                .map_err(|e| Error::io("index the name of", stage.join(&c.name), e))?;
+        }
+        match std::fs::rename(&stage, &dir) {
+            Ok(()) => Ok(dir),
+            // Another process made it first (under the store lock this cannot happen; be safe anyway).
+            Err(_) if dir.is_dir() => {
+                let _ = remove_tree(&stage);
+                Ok(dir)
+            }
+            Err(e) => Err(Error::io("create", &dir, e)),
+        }
+    }
+
+    /// The ID of the container that holds `name`, if any. A link whose container is gone (a crash
+    /// between removing a container and its name) counts as free.
+    fn name_owner(&self, name: &str) -> Result<Option<String>> {
+        if validate_container_name(name).is_err() {
+            return Ok(None);
+        }
+        let link = self.names_dir()?.join(name);
+        match std::fs::read_link(&link) {
+            Ok(id) => {
+                let id = id.to_string_lossy().into_owned();
+                let alive = id.len() == 64 && self.container_dir(&id).join("container.json").exists();
+                Ok(alive.then_some(id))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", &link, e)),
+        }
+    }
+
+    /// Claims `name` for container `id`: Ok(false) when a live container holds it already.
+    fn claim_name(&self, name: &str, id: &str) -> Result<bool> {
+        let dir = self.names_dir()?;
+        let link = dir.join(name);
+        match std::os::unix::fs::symlink(id, &link) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if self.name_owner(name)?.is_some() {
+                    return Ok(false);
+                }
+                // A stale link: replace it atomically.
+                let tmp = dir.join(format!(".{name}.{}", mountkit_safefs::random_hex(6)));
+                std::os::unix::fs::symlink(id, &tmp).map_err(|e| Error::io("create", &tmp, e))?;
+                std::fs::rename(&tmp, &link).map_err(|e| Error::io("replace", &link, e))?;
+                Ok(true)
+            }
+            Err(e) => Err(Error::io("create", &link, e)),
+        }
+    }
+
+    /// Gives `name` up if container `id` holds it.
+    fn release_name(&self, name: &str, id: &str) {
+        let link = self.root.join("container-names").join(name);
+        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == id) {
+            let _ = std::fs::remove_file(&link);
         }
     }
 
@@ -210,23 +285,35 @@ impl Mountkit {
     /// [`Mountkit::create`] under the store lock the caller holds; also returns the image.
     pub(crate) fn create_locked(&self, opts: &CreateOptions) -> Result<(Container, ImageInfo)> {
         let image = self.layers.image(&opts.image)?;
-        let all = self.containers()?;
+        if let Some(n) = &opts.name {
+            validate_container_name(n)?;
+        }
+        let id = mountkit_safefs::random_hex(32);
+        let config = resolve_config(&image, opts, &id)?;
         let name = match &opts.name {
             Some(n) => {
-                validate_container_name(n)?;
-                if let Some(c) = all.iter().find(|c| &c.name == n) {
+                if !self.claim_name(n, &id)? {
                     return Err(Error::NameInUse {
                         name: n.clone(),
-                        id: c.id.clone(),
+                        id: self.name_owner(n)?.unwrap_or_default(),
                     });
                 }
                 n.clone()
             }
-            None => generate_name(&|n| all.iter().any(|c| c.name == n)),
+            None => loop {
+                let n = generate_name(&|n| self.name_owner(n).is_ok_and(|o| o.is_some()));
+                if self.claim_name(&n, &id)? {
+                    break n;
+                }
+            },
         };
-        let id = mountkit_safefs::random_hex(32);
-        let config = resolve_config(&image, opts, &id)?;
-        let mounts = self.resolve_mounts(&image, opts, &all)?;
+        let mounts = match self.resolve_mounts(&image, opts) {
+            Ok(m) => m,
+            Err(e) => {
+                self.release_name(&name, &id);
+                return Err(e);
+            }
+        };
 
         let dir = self.container_dir(&id);
         let c = Container {
@@ -260,6 +347,7 @@ impl Mountkit {
         })();
         if let Err(e) = made {
             tracing::debug!(error = %e, "create failed; cleaning up");
+            self.release_name(&c.name, &c.id);
             self.forget_volumes(&c, true);
             let _ = remove_tree(&stage);
             let _ = remove_tree(&dir);
@@ -272,12 +360,7 @@ impl Mountkit {
     /// Works out the container's mounts: the image's `VOLUME`s become anonymous volumes unless something
     /// else is mounted there, `--volumes-from` copies another container's volume mounts, `-v /path` (no
     /// source) is an anonymous volume too.
-    fn resolve_mounts(
-        &self,
-        image: &ImageInfo,
-        opts: &CreateOptions,
-        all: &[Container],
-    ) -> Result<Vec<MountRecord>> {
+    fn resolve_mounts(&self, image: &ImageInfo, opts: &CreateOptions) -> Result<Vec<MountRecord>> {
         let mut out: Vec<MountRecord> = Vec::new();
         for spec in &opts.mounts {
             let mut spec = spec.clone();
@@ -303,12 +386,7 @@ impl Mountkit {
                 Some((r, m @ ("ro" | "rw"))) => (r, Some(m)),
                 _ => (from.as_str(), None),
             };
-            let other = all
-                .iter()
-                .find(|c| c.name == reference || c.id == reference)
-                .cloned()
-                .map(Ok)
-                .unwrap_or_else(|| self.container(reference))?;
+            let other = self.container(reference)?;
             for m in other.mounts.iter() {
                 let MountSpec::Volume { .. } = &m.spec else {
                     continue;
@@ -429,6 +507,7 @@ impl Mountkit {
             .map_err(|e| Error::io("create", &trash, e))?;
         std::fs::rename(&dir, &trash).map_err(|e| Error::io("move aside", &dir, e))?;
         remove_tree(&trash)?;
+        self.release_name(&c.name, &c.id);
         self.forget_volumes(c, volumes);
         tracing::info!(id = %c.id, "container removed");
         Ok(())
