@@ -490,6 +490,28 @@ fn print_json_or(
     Ok(())
 }
 
+/// A listing (`ls`, `ps`): JSON; or with `quiet` one key per line (IDs or names, for scripts); or a
+/// header line and one row per item.
+fn print_listing<T: Serialize>(
+    format: Format,
+    items: &[T],
+    quiet: bool,
+    key: impl Fn(&T) -> String,
+    header: String,
+    row: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    print_json_or(format, &items, |o| {
+        if !quiet {
+            writeln!(o, "{header}")?;
+        }
+        for item in items {
+            let line = if quiet { key(item) } else { row(item) };
+            writeln!(o, "{line}")?;
+        }
+        Ok(())
+    })
+}
+
 fn inspect_json(value: &impl Serialize) -> anyhow::Result<()> {
     // inspect prints JSON in either format, as `docker inspect` does.
     print_json_or(Format::Json, value, |_| Ok(()))
@@ -510,26 +532,22 @@ fn layer(mk: &Mountkit, c: LayerCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> 
         }
         LayerCmd::Ls { quiet, f } => {
             let layers = mk.layers().layers()?;
-            print_json_or(fmt(f.format), &layers, |o| {
-                if quiet {
-                    for l in &layers {
-                        writeln!(o, "{}", l.id)?;
-                    }
-                    return Ok(());
-                }
-                writeln!(o, "{:<20} {:>12} {:>8}  CREATED", "LAYER ID", "SIZE", "ENTRIES")?;
-                for l in &layers {
-                    writeln!(
-                        o,
+            print_listing(
+                fmt(f.format),
+                &layers,
+                quiet,
+                |l| l.id.to_string(),
+                format!("{:<20} {:>12} {:>8}  CREATED", "LAYER ID", "SIZE", "ENTRIES"),
+                |l| {
+                    format!(
                         "{:<20} {:>12} {:>8}  {}",
                         short(&l.id.to_string()),
                         human(l.size),
                         l.entries,
                         l.created
-                    )?;
-                }
-                Ok(())
-            })?;
+                    )
+                },
+            )?;
         }
         LayerCmd::Inspect { id, f: _ } => {
             let infos = id
@@ -613,27 +631,22 @@ fn image(mk: &Mountkit, c: ImageCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> 
         }
         ImageCmd::Ls { quiet, f } => {
             let images = mk.layers().images()?;
-            print_json_or(fmt(f.format), &images, |o| {
-                if quiet {
-                    for i in &images {
-                        writeln!(o, "{}", i.id)?;
-                    }
-                    return Ok(());
-                }
-                writeln!(o, "{:<30} {:<14} {:>6}  CREATED", "NAME", "IMAGE ID", "LAYERS")?;
-                for i in &images {
-                    let name = i.name.clone().unwrap_or_else(|| "<none>".into());
-                    writeln!(
-                        o,
+            print_listing(
+                fmt(f.format),
+                &images,
+                quiet,
+                |i| i.id.clone(),
+                format!("{:<30} {:<14} {:>6}  CREATED", "NAME", "IMAGE ID", "LAYERS"),
+                |i| {
+                    format!(
                         "{:<30} {:<14} {:>6}  {}",
-                        name,
+                        i.name.as_deref().unwrap_or("<none>"),
                         short(&i.id),
                         i.layers.len(),
                         i.created
-                    )?;
-                }
-                Ok(())
-            })?;
+                    )
+                },
+            )?;
         }
         ImageCmd::Inspect { name, f: _ } => {
             let infos = name
@@ -759,36 +772,31 @@ fn list_containers(mk: &Mountkit, a: &ListArgs, format: Format) -> anyhow::Resul
         .into_iter()
         .filter(|c| a.all || c.state.status == Status::Running)
         .collect();
-    print_json_or(format, &cs, |o| {
-        if a.quiet {
-            for c in &cs {
-                writeln!(o, "{}", &c.id[..12])?;
-            }
-            return Ok(());
-        }
-        writeln!(
-            o,
+    print_listing(
+        format,
+        &cs,
+        a.quiet,
+        |c| c.id[..12].to_string(),
+        format!(
             "{:<12}  {:<20} {:<24} {:<16} NAMES",
             "CONTAINER ID", "IMAGE", "COMMAND", "STATUS"
-        )?;
-        for c in &cs {
+        ),
+        |c| {
             let image = c.image_name.clone().unwrap_or_else(|| short(&c.image));
             let mut cmd = c.config.args.join(" ");
             if cmd.chars().count() > 22 {
                 cmd = format!("{}…", cmd.chars().take(21).collect::<String>());
             }
-            writeln!(
-                o,
+            format!(
                 "{:<12}  {:<20} {:<24} {:<16} {}",
                 &c.id[..12],
                 image,
                 format!("\"{cmd}\""),
                 status_text(c),
                 c.name
-            )?;
-        }
-        Ok(())
-    })?;
+            )
+        },
+    )?;
     Ok(0)
 }
 
@@ -948,19 +956,14 @@ fn volume(mk: &Mountkit, c: VolumeCmd, fmt: &dyn Fn(Option<Format>) -> Format) -
         }
         VolumeCmd::Ls { quiet, filters, f } => {
             let vs = mk.volumes().list(&parse_filters(&filters)?)?;
-            print_json_or(fmt(f.format), &vs, |o| {
-                if quiet {
-                    for v in &vs {
-                        writeln!(o, "{}", v.name)?;
-                    }
-                    return Ok(());
-                }
-                writeln!(o, "{:<10} VOLUME NAME", "DRIVER")?;
-                for v in &vs {
-                    writeln!(o, "{:<10} {}", v.driver, v.name)?;
-                }
-                Ok(())
-            })?;
+            print_listing(
+                fmt(f.format),
+                &vs,
+                quiet,
+                |v| v.name.clone(),
+                format!("{:<10} VOLUME NAME", "DRIVER"),
+                |v| format!("{:<10} {}", v.driver, v.name),
+            )?;
         }
         VolumeCmd::Inspect { name, f: _ } => {
             let vs = name
