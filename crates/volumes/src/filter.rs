@@ -132,6 +132,7 @@ mod tests {
             populated: false,
             active: vec![],
             mounted: false,
+            active_boot: String::new(),
         }
     }
 

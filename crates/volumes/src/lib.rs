@@ -8,8 +8,10 @@
 //! ```text
 //! <root>/.lock                 flock(2)ed by every command that changes the registry
 //! <root>/.tmp/                 staging: volumes are created here and renamed in; removed ones renamed out
-//! <root>/.generation           bumped (under the lock) before every change
+//! <root>/.generation           a symlink to a random token, replaced (under the lock) before every change
 //! <root>/.list-cache.json      every record at one generation: `list` reads one file, not one per volume
+//! <root>/.idle                 present while no volume is in use: `reconcile` has nothing to do
+//! <root>/.active.json          the volumes that may be in use in this boot (a superset), for `reconcile`
 //! <root>/<name>/volume.json    the metadata (JSON, written atomically through mountkit-safefs)
 //! <root>/<name>/_data/         the data; a container gets it bind-mounted (the `mountpoint`)
 //! ```
@@ -82,23 +84,59 @@
 //! - **Locking**: one exclusive `flock` on `<root>/.lock` around every change (including populate and driver
 //!   mounts). [`get`](Registry::get) takes no lock: every record is replaced atomically and volumes appear
 //!   and disappear by rename, so a reader sees whole volumes.
-//! - **The list cache**: reading 1,000 small files costs more than a CLI should spend on `volume ls` (and
-//!   `reconcile` runs before every command), so `list`, `prune` and `reconcile` read `.list-cache.json`
-//!   when its generation equals `.generation` and it was written in this boot; otherwise they read every
-//!   record (under the shared lock) and rewrite the cache. Every change bumps the generation first, so a
-//!   change that dies halfway still invalidates the cache. Both files are written without fsync; the boot
-//!   ID guards against a power loss reverting them. The `volume.json` records stay the truth: deleting the
-//!   two files is always safe. Records edited by hand are seen by `get` at once, by `list` after the next
-//!   change.
-//! - **Durability**: a create is fsynced (record, staging directory, registry directory) before it
-//!   returns. A removal is not (as in Docker): after a power loss a removed volume may reappear, whole.
+//! - **The list cache**: reading 1,000 small files costs more than a CLI should spend on `volume ls`, so
+//!   `list` and `prune` read `.list-cache.json` when its generation token equals the one `.generation`
+//!   points to and it was written in this boot; otherwise they read every record (under the shared lock)
+//!   and rewrite the cache. Every change replaces the token with a new random one first, so a change that
+//!   dies halfway still invalidates the cache, and a token never comes back. `.generation` is a symlink
+//!   because replacing one is metadata only: replacing a small file by rename makes ext4 write the new
+//!   file back at once (its `auto_da_alloc`), measured here at 360 µs against 30 µs for the symlink. Both
+//!   files are written without fsync; the boot ID guards against a power loss reverting them. The
+//!   `volume.json` records stay the truth: deleting the two files is always safe. Records edited by hand
+//!   are seen by `get` at once, by `list` after the next change.
+//! - **Reconcile, and what every command pays**: [`open`](Registry::open) + [`reconcile`](Registry::reconcile)
+//!   run before every mountkit command, including the `run --rm` hot path, so the common case (no volume
+//!   in use) is one `stat` of `.idle`: no lock, no directory listing, no record read. The marker is kept
+//!   under the lock: before a record first says "in use" (users or a driver mount), the volume is added to
+//!   the in-use index `.active.json` and *then* `.idle` is removed; after a record says "out of use", the
+//!   volume leaves the index, and when the index is empty `.idle` is written. So `.idle` visible means no
+//!   record is in use, and a command that dies with a mount attached (its record says so before the
+//!   mount) leaves no `.idle`: the next command takes the lock and checks the volumes in the index (every
+//!   record, when the index is not of this boot or is gone). A record that cannot be read keeps the index
+//!   non-empty. None of these files is fsynced: what is "in use" means nothing after a reboot (no process,
+//!   no mount survives one), so each record carries the boot in which it was put in use
+//!   (`active_boot`), and users and mount flags of another boot read as empty wherever the record is read.
+//! - **Staging** (`.tmp/`) holds only directories, each made and finished (renamed in, or deleted) by one
+//!   change under the lock; whatever is there while the lock is held was left by a command that died. The
+//!   commands that use staging (create, remove, prune) sweep it first, at the cost of one `stat` when it
+//!   is empty (a directory link count of 2; filesystems that do not count subdirectories, like btrfs, get
+//!   a listing). Opening the registry never looks at it.
+//! - **Durability**: creating and removing a volume do not fsync. Docker's local driver does not fsync
+//!   the directories it makes either (its boltdb, like podman's database, does fsync its record), but
+//!   fsync costs milliseconds on the disks measured here (3 to 6 ms each) against a 2 ms budget for
+//!   create + rm, and what a user needs holds without it:
+//!   - *Visibility is atomic.* A volume is built whole in `.tmp/` (data directory, then record) and appears
+//!     by one rename; removal is one rename out, then `remove_tree`. A crashed or killed process leaves
+//!     the volume absent or whole, never half-made; its staging is swept later.
+//!   - *A power loss may lose a recent create* (the last ~30 s, the kernel's writeback delay, unless an
+//!     fsync on the filesystem committed it earlier: every change to an existing record is fsynced, and on
+//!     a journaling filesystem (ext4's default, xfs) that commits all earlier metadata too). Usually the
+//!     volume is then simply absent. If the filesystem kept the directories but not the record's content
+//!     (an empty or missing `volume.json`), the directory is not a volume: `get`, `ls`, `rm`, `prune`
+//!     ignore it (`ls` warns when it reads the records), nothing deletes it (a container may have written
+//!     and synced data there), and the next `create` of that name *adopts* it: the new record goes in,
+//!     `_data` is kept. A record that is not empty but unreadable stays an error that names the file.
+//!   - *A power loss may undo a recent removal*: the volume comes back whole, or its remains sit in
+//!     `.tmp/` and are swept.
+//!   - Changes to an existing record (references, users, populate) are written with fsync
+//!     (`write_atomic`).
 //! - **Metadata format**: JSON (`volume.json`), the same shape as [`Volume`]'s serde form.
 //!
 //! # Dependencies
-//! - `mountkit-safefs`: atomic writes, the registry lock, mount-aware removal, mountinfo, random names.
+//! - `mountkit-safefs`: atomic writes, the registry lock, mount-aware removal, random names.
 //! - `nix`: `mount(2)`/`umount2(2)` for driver mounts (typed flags).
 //! - `rustix`: what std lacks for a faithful copy: xattrs, `utimensat` on symlinks, `mknodat`, `statx`
-//!   mount IDs.
+//!   mount IDs; and the `EINVAL` that tells an old-format `.generation` file from the symlink.
 //! - `serde`/`serde_json`: the metadata file; `humantime`: RFC 3339 creation times.
 //! - `thiserror`: the error type; `tracing`: diagnostics around every privileged step.
 

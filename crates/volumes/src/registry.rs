@@ -3,9 +3,12 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::ErrorKind;
-use std::os::unix::fs::DirBuilderExt;
+use std::io::{ErrorKind, Write};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use mountkit_safefs::Lock;
@@ -23,26 +26,39 @@ const TMP: &str = ".tmp";
 const LOCK: &str = ".lock";
 const GENERATION: &str = ".generation";
 const CACHE: &str = ".list-cache.json";
+const IDLE: &str = ".idle";
+const ACTIVE: &str = ".active.json";
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
-/// The registry lock, held for one change; the first write under it bumps the generation.
+/// The registry lock, held for one change; the first write under it replaces the generation token.
 struct Held {
     _lock: Lock,
     bumped: Cell<bool>,
 }
 
-/// The list cache: every volume at one generation of the registry, in one file.
+/// The list cache: every volume at one generation of the registry (named by its token), in one file.
 #[derive(Serialize, Deserialize)]
 struct Cache {
     boot_id: String,
-    generation: u64,
+    generation: String,
     volumes: Vec<Volume>,
 }
 
-fn boot_id() -> String {
-    fs::read_to_string(BOOT_ID)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+/// The volumes that may have active users or a driver mount in this boot (`<root>/.active.json`).
+#[derive(Serialize, Deserialize)]
+struct ActiveIndex {
+    boot_id: String,
+    volumes: Vec<String>,
+}
+
+/// The kernel's ID of this boot (empty when /proc is not there), read once per process.
+fn boot_id() -> &'static str {
+    static BOOT: OnceLock<String> = OnceLock::new();
+    BOOT.get_or_init(|| {
+        fs::read_to_string(BOOT_ID)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
 }
 
 /// What to create: the driver (only `local`), labels, driver options, and whether the volume is anonymous.
@@ -86,12 +102,39 @@ pub struct Volume {
     /// Whether mountkit has (or is about to have) its driver mount attached at `mountpoint`.
     #[serde(default)]
     pub mounted: bool,
+    /// The boot (the kernel's boot ID) in which `active` and `mounted` were recorded; empty when neither
+    /// is set. No process and no mount outlives a reboot, so in another boot both read as empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub active_boot: String,
+}
+
+impl Volume {
+    /// Whether the record says someone uses the volume or mountkit has its driver mount attached.
+    fn in_use(&self) -> bool {
+        !self.active.is_empty() || self.mounted
+    }
 }
 
 /// The volume registry in one directory; see the crate docs for the layout and the rules.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Registry {
-    root: PathBuf,
+    /// The directory as given (made absolute), for the one `stat` of the common case.
+    given: PathBuf,
+    /// The directory with symlinks resolved, computed on first use (every path mountkit hands out or
+    /// compares with the mount table is built on it).
+    root: OnceLock<PathBuf>,
+    /// `open` saw `.idle`: the first `reconcile` has nothing to do.
+    idle_at_open: AtomicBool,
+}
+
+impl Clone for Registry {
+    fn clone(&self) -> Registry {
+        Registry {
+            given: self.given.clone(),
+            root: self.root.clone(),
+            idle_at_open: AtomicBool::new(false),
+        }
+    }
 }
 
 fn now_rfc3339() -> String {
@@ -106,14 +149,57 @@ fn mkdir(path: &Path, mode: u32) -> Result<()> {
     }
 }
 
-fn sync_dir(path: &Path) -> Result<()> {
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io("fsync", path, e))
+/// Writes a new file (that must not exist yet) without fsync: for a record inside a private staging
+/// directory, which becomes visible only by the rename of that directory.
+fn write_new(path: &Path, data: &[u8]) -> Result<()> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .and_then(|mut f| f.write_all(data))
+        .map_err(|e| Error::io("write", path, e))
+}
+
+/// The mount points at or below `path` (canonical: every path here is built on the canonical root) in
+/// this process's mount namespace. `mountkit_safefs::mounts_under` does the same for any path; this reads
+/// `/proc/self/mountinfo` in one go and skips resolving the path, a third of the system calls, on the
+/// path of every `volume rm`.
+fn mounts_below(path: &Path) -> Result<Vec<PathBuf>> {
+    const MOUNTINFO: &str = "/proc/self/mountinfo";
+    let info = fs::read(MOUNTINFO).map_err(|e| Error::io("read", MOUNTINFO, e))?;
+    Ok(info
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(|field| PathBuf::from(std::ffi::OsString::from_vec(unescape_mountinfo(field))))
+        .filter(|mp| mp.starts_with(path))
+        .collect())
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| d[0] <= b'3' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (field[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn is_mount_point(path: &Path) -> Result<bool> {
-    Ok(mountkit_safefs::mounts_under(path)?.iter().any(|m| m == path))
+    Ok(mounts_below(path)?.iter().any(|m| m == path))
 }
 
 fn dir_is_empty(path: &Path) -> Result<bool> {
@@ -152,82 +238,117 @@ fn describe(driver: &str, options: &BTreeMap<String, String>) -> String {
 }
 
 impl Registry {
-    /// Opens (creating if needed) the registry in `root`, and clears staging left by crashed commands
-    /// when no other process holds the registry lock.
+    /// Opens (creating if needed) the registry in `root`.
+    ///
+    /// Cheap: when the registry exists and no volume is in use, this is one `stat` and [`reconcile`]
+    /// right after it costs nothing more. Staging left by a crashed command is swept by the next command
+    /// that creates or removes a volume.
+    ///
+    /// [`reconcile`]: Registry::reconcile
     pub fn open(root: impl Into<PathBuf>) -> Result<Registry> {
-        let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| Error::io("create directory", &root, e))?;
-        let root = fs::canonicalize(&root).map_err(|e| Error::io("resolve", &root, e))?;
-        let tmp = root.join(TMP);
-        mkdir(&tmp, 0o700)?;
-        let reg = Registry { root };
-        if let Some(_lock) = Lock::try_exclusive(&reg.root.join(LOCK))? {
-            reg.sweep_tmp();
+        let given = root.into();
+        let given = std::path::absolute(&given).map_err(|e| Error::io("resolve", &given, e))?;
+        // `.idle` only exists in an existing registry; otherwise make sure the directory is there.
+        let idle = fs::symlink_metadata(given.join(IDLE)).is_ok();
+        if !idle {
+            fs::create_dir_all(&given).map_err(|e| Error::io("create directory", &given, e))?;
         }
-        Ok(reg)
+        Ok(Registry {
+            given,
+            root: OnceLock::new(),
+            idle_at_open: AtomicBool::new(idle),
+        })
     }
 
     /// The registry's directory (canonical).
     pub fn root(&self) -> &Path {
-        &self.root
+        self.root
+            .get_or_init(|| fs::canonicalize(&self.given).unwrap_or_else(|_| self.given.clone()))
     }
 
     fn lock(&self) -> Result<Held> {
         Ok(Held {
-            _lock: Lock::exclusive(&self.root.join(LOCK))?,
+            _lock: Lock::exclusive(&self.root().join(LOCK))?,
             bumped: Cell::new(false),
         })
     }
 
-    fn generation(&self) -> u64 {
-        fs::read_to_string(self.root.join(GENERATION))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+    /// The generation token: the target of the `.generation` symlink (a symlink because replacing it is
+    /// metadata only: on ext4 replacing a small file by rename costs ten times more, as the kernel writes
+    /// the new file's data back at once). An older mountkit wrote it as a regular file; its content is the
+    /// token then. `None` when there is none: no cache is trusted.
+    fn generation(&self) -> Option<String> {
+        let path = self.root().join(GENERATION);
+        match fs::read_link(&path) {
+            Ok(target) => target.into_os_string().into_string().ok(),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                fs::read_to_string(&path).ok().map(|s| s.trim().to_string())
+            }
+            Err(_) => None,
+        }
+        .filter(|t| !t.is_empty())
     }
 
     /// Called (with the lock held) before the first change on disk: invalidates the list cache, even if
-    /// the process dies halfway through the change.
+    /// the process dies halfway through the change. The new token is random, so it never comes back.
     fn touch(&self, held: &Held) -> Result<()> {
         if !held.bumped.get() {
-            let next = self.generation().wrapping_add(1);
-            mountkit_safefs::write_atomic_nosync(&self.root.join(GENERATION), next.to_string().as_bytes())?;
+            let path = self.root().join(GENERATION);
+            let token = mountkit_safefs::random_hex(8);
+            let tmp = self.root().join(format!("{GENERATION}.{token}.tmp"));
+            std::os::unix::fs::symlink(&token, &tmp).map_err(|e| Error::io("create", &tmp, e))?;
+            if let Err(e) = fs::rename(&tmp, &path) {
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::io("replace", &path, e));
+            }
             held.bumped.set(true);
         }
         Ok(())
     }
 
-    /// Every volume, from the cache when it is current, else from the records (then the cache is rebuilt).
-    /// The caller holds the registry lock (shared or exclusive). With `lenient`, corrupt records are
-    /// skipped with a warning (and the cache is not written); otherwise they are an error.
-    fn snapshot_locked(&self, lenient: bool) -> Result<Vec<Volume>> {
+    /// Every volume, from the cache when it is current, else from the records (then the cache is rebuilt),
+    /// and the names of the records that could not be read. The caller holds the registry lock (shared or
+    /// exclusive). With `lenient`, corrupt records are skipped with a warning (and the cache is not
+    /// written); otherwise they are an error.
+    fn snapshot_locked(&self, lenient: bool) -> Result<(Vec<Volume>, Vec<String>)> {
         let generation = self.generation();
         let boot = boot_id();
-        if let Some(vols) = self.read_cache(generation, &boot) {
-            return Ok(vols);
+        if let Some(vols) = self.read_cache(generation.as_deref(), boot) {
+            return Ok((vols, Vec::new()));
         }
         let mut vols = Vec::new();
-        let mut complete = true;
+        let mut broken = Vec::new();
         for name in self.names()? {
             match self.load(&name) {
                 Ok(v) => vols.push(v),
-                Err(Error::NotFound { .. }) => {}
+                Err(Error::NotFound { .. }) => {
+                    // Under the lock nothing is half-way: a directory without a whole record is a create
+                    // that a power loss cut short (see "Durability" in the crate docs).
+                    if self.dir(&name).is_dir() {
+                        warn!(
+                            volume = %name,
+                            "{} has no complete {META} (a create cut short by a power loss?): it is not a \
+                             volume; creating a volume of that name adopts its {DATA}",
+                            self.dir(&name).display()
+                        );
+                    }
+                }
                 Err(e) if lenient => {
                     warn!("skipping a volume: {e}");
-                    complete = false;
+                    broken.push(name);
                 }
                 Err(e) => return Err(e),
             }
         }
-        if complete {
+        if let (true, Some(generation)) = (broken.is_empty(), generation) {
             let cache = Cache {
-                boot_id: boot,
+                boot_id: boot.to_string(),
                 generation,
                 volumes: vols,
             };
             match serde_json::to_vec(&cache) {
                 Ok(json) => {
-                    if let Err(e) = mountkit_safefs::write_atomic_nosync(&self.root.join(CACHE), &json) {
+                    if let Err(e) = mountkit_safefs::write_atomic_nosync(&self.root().join(CACHE), &json) {
                         debug!("cannot write the volume list cache: {e}");
                     }
                 }
@@ -235,11 +356,12 @@ impl Registry {
             }
             vols = cache.volumes;
         }
-        Ok(vols)
+        Ok((vols, broken))
     }
 
-    fn read_cache(&self, generation: u64, boot: &str) -> Option<Vec<Volume>> {
-        let bytes = fs::read(self.root.join(CACHE)).ok()?;
+    fn read_cache(&self, generation: Option<&str>, boot: &str) -> Option<Vec<Volume>> {
+        let generation = generation?;
+        let bytes = fs::read(self.root().join(CACHE)).ok()?;
         let cache: Cache = serde_json::from_slice(&bytes).ok()?;
         if cache.generation != generation || cache.boot_id != boot || boot.is_empty() {
             return None;
@@ -253,25 +375,50 @@ impl Registry {
 
     /// Every volume, without waiting for a lock when the cache is current.
     fn snapshot(&self) -> Result<Vec<Volume>> {
-        if let Some(vols) = self.read_cache(self.generation(), &boot_id()) {
+        if let Some(vols) = self.read_cache(self.generation().as_deref(), boot_id()) {
             return Ok(vols);
         }
-        let _shared = Lock::shared(&self.root.join(LOCK))?;
-        self.snapshot_locked(false)
+        let _shared = Lock::shared(&self.root().join(LOCK))?;
+        Ok(self.snapshot_locked(false)?.0)
     }
 
     fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+        self.root().join(name)
     }
 
     /// The host path of a volume's data (`<root>/<name>/_data`), whether or not the volume exists.
     pub fn data_path(&self, name: &str) -> PathBuf {
-        self.root.join(name).join(DATA)
+        self.root().join(name).join(DATA)
     }
 
-    fn sweep_tmp(&self) {
-        let tmp = self.root.join(TMP);
-        let Ok(entries) = fs::read_dir(&tmp) else { return };
+    /// The staging directory, made if missing, with what crashed commands left in it removed. The caller
+    /// holds the registry lock, so every entry is stale: each change finishes with its staging inside the
+    /// lock. Entries are always directories, so a directory link count of 2 (what ext4, xfs and tmpfs
+    /// report for a directory without subdirectories) means nothing to sweep; other counts (btrfs always
+    /// says 1) mean "look".
+    fn staging(&self) -> Result<PathBuf> {
+        let tmp = self.root().join(TMP);
+        match fs::symlink_metadata(&tmp) {
+            Ok(m) if m.is_dir() => {
+                if m.nlink() != 2 {
+                    Self::sweep(&tmp);
+                }
+            }
+            Ok(_) => {
+                return Err(Error::io(
+                    "use as staging",
+                    &tmp,
+                    std::io::Error::other("not a directory"),
+                ));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => mkdir(&tmp, 0o700)?,
+            Err(e) => return Err(Error::io("inspect", &tmp, e)),
+        }
+        Ok(tmp)
+    }
+
+    fn sweep(tmp: &Path) {
+        let Ok(entries) = fs::read_dir(tmp) else { return };
         for entry in entries.flatten() {
             let path = entry.path();
             debug!(path = %path.display(), "removing stale volume staging");
@@ -284,7 +431,14 @@ impl Registry {
     fn load(&self, name: &str) -> Result<Volume> {
         let path = self.dir(name).join(META);
         let bytes = match fs::read(&path) {
-            Ok(b) => b,
+            Ok(b) if !b.is_empty() => b,
+            // An empty record is what a power loss leaves of a create whose record had not been written
+            // back yet (see "Durability" in the crate docs): no volume.
+            Ok(_) => {
+                return Err(Error::NotFound {
+                    name: name.to_string(),
+                });
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(Error::NotFound {
                     name: name.to_string(),
@@ -296,18 +450,130 @@ impl Registry {
             serde_json::from_slice(&bytes).map_err(|source| Error::Metadata { path, source })?;
         vol.name = name.to_string();
         vol.mountpoint = self.data_path(name);
+        Self::void_other_boot(&mut vol);
         Ok(vol)
     }
 
-    fn save_to(dir: &Path, vol: &Volume) -> Result<()> {
-        let json = serde_json::to_vec_pretty(vol).map_err(|e| Error::io("encode", dir.join(META), e))?;
-        mountkit_safefs::write_atomic(&dir.join(META), &json)?;
+    /// Clears users and the mount flag recorded in another boot: nothing of them survived the reboot.
+    /// Returns whether it did (the record on disk is then out of date, harmlessly).
+    fn void_other_boot(vol: &mut Volume) -> bool {
+        if !vol.in_use() || vol.active_boot.is_empty() {
+            return false;
+        }
+        let boot = boot_id();
+        if boot.is_empty() || boot == vol.active_boot {
+            return false;
+        }
+        debug!(volume = %vol.name, users = ?vol.active, "users and mount recorded in another boot: void");
+        vol.active.clear();
+        vol.mounted = false;
+        vol.active_boot.clear();
+        if vol.options.get("type").map(String::as_str) == Some("tmpfs") {
+            vol.populated = false;
+        }
+        true
+    }
+
+    /// Writes a changed record (atomically and durably). Stamps `active_boot` when it says "in use".
+    fn save(&self, held: &Held, vol: &mut Volume) -> Result<()> {
+        self.touch(held)?;
+        vol.active_boot = if vol.in_use() {
+            boot_id().to_string()
+        } else {
+            String::new()
+        };
+        let path = self.dir(&vol.name).join(META);
+        let json = serde_json::to_vec_pretty(vol).map_err(|e| Error::io("encode", &path, e))?;
+        mountkit_safefs::write_atomic(&path, &json)?;
         Ok(())
     }
 
-    fn save(&self, held: &Held, vol: &Volume) -> Result<()> {
-        self.touch(held)?;
-        Self::save_to(&self.dir(&vol.name), vol)
+    /// Whether `.idle` says that no volume is in use (in this boot).
+    fn is_idle(&self) -> bool {
+        fs::symlink_metadata(self.given.join(IDLE)).is_ok()
+    }
+
+    /// The in-use index, when it was written in this boot (otherwise it says nothing).
+    fn read_index(&self) -> Option<Vec<String>> {
+        let bytes = fs::read(self.root().join(ACTIVE)).ok()?;
+        let index: ActiveIndex = serde_json::from_slice(&bytes).ok()?;
+        (!index.boot_id.is_empty() && index.boot_id == boot_id()).then_some(index.volumes)
+    }
+
+    fn write_index(&self, volumes: Vec<String>) -> Result<()> {
+        let index = ActiveIndex {
+            boot_id: boot_id().to_string(),
+            volumes,
+        };
+        let path = self.root().join(ACTIVE);
+        let json = serde_json::to_vec(&index).map_err(|e| Error::io("encode", &path, e))?;
+        mountkit_safefs::write_atomic_nosync(&path, &json)?;
+        Ok(())
+    }
+
+    /// The volumes in use in this boot, read from every record (or the list cache), plus those whose
+    /// record cannot be read (they might be in use): what the index is rebuilt from.
+    fn scan_in_use(&self) -> Result<Vec<String>> {
+        let (vols, mut names) = self.snapshot_locked(true)?;
+        names.extend(vols.into_iter().filter(Volume::in_use).map(|v| v.name));
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Called with the lock held before a record first says "in use": puts the volume in the index and
+    /// then removes `.idle`, so every later command reconciles until the volume is out of use again.
+    fn enter_use(&self, _held: &Held, name: &str) -> Result<()> {
+        let idle = self.is_idle();
+        let (mut names, current) = match (idle, self.read_index()) {
+            // `.idle`: nothing is in use, whatever an old index says.
+            (true, _) => (Vec::new(), false),
+            (false, Some(names)) => (names, true),
+            (false, None) => (self.scan_in_use()?, false),
+        };
+        if insert_sorted(&mut names, name) || !current {
+            self.write_index(names)?;
+        }
+        if idle {
+            match fs::remove_file(self.root().join(IDLE)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", self.root().join(IDLE), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Called with the lock held after a record was saved as out of use: takes it out of the index and,
+    /// when the index is empty, writes `.idle`.
+    fn leave_use(&self, _held: &Held, name: &str) -> Result<()> {
+        // Without an index of this boot, the next reconcile rebuilds it.
+        let Some(mut names) = self.read_index() else {
+            return Ok(());
+        };
+        let removed = remove_item(&mut names, name);
+        let empty = names.is_empty();
+        if removed {
+            self.write_index(names)?;
+        }
+        if empty {
+            self.mark_idle();
+        }
+        Ok(())
+    }
+
+    /// Writes `.idle`. Its absence only costs the next command a reconcile, so failing is not an error.
+    fn mark_idle(&self) {
+        let path = self.root().join(IDLE);
+        if let Err(e) = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&path)
+        {
+            debug!("cannot write {}: {e}", path.display());
+        }
     }
 
     /// Creates a volume named `name` (or a generated 64-hex name) and returns it.
@@ -352,20 +618,45 @@ impl Registry {
             populated: false,
             active: Vec::new(),
             mounted: false,
+            active_boot: String::new(),
         };
+        // Built whole in staging, made visible by one rename; no fsync (see "Durability").
         let stage = self
-            .root
-            .join(TMP)
+            .staging()?
             .join(format!("create-{}", mountkit_safefs::random_hex(8)));
         mkdir(&stage, 0o755)?;
         mkdir(&stage.join(DATA), 0o755)?;
-        Self::save_to(&stage, &vol)?;
+        let json = serde_json::to_vec_pretty(&vol).map_err(|e| Error::io("encode", stage.join(META), e))?;
+        write_new(&stage.join(META), &json)?;
         let dest = self.dir(&name);
         self.touch(&held)?;
-        fs::rename(&stage, &dest).map_err(|e| Error::io("move staged volume into place at", &dest, e))?;
-        sync_dir(&self.root)?;
+        match fs::rename(&stage, &dest) {
+            Ok(()) => {}
+            // A non-empty directory without a whole record (`load` said NotFound): adopt it.
+            Err(e) if matches!(e.kind(), ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists) => {
+                Self::adopt(&stage, &dest, &name)?
+            }
+            Err(e) => return Err(Error::io("move staged volume into place at", &dest, e)),
+        }
         info!(volume = %name, "created volume");
         Ok(vol)
+    }
+
+    /// Puts the staged record into `dest`, a directory of the volume's name that has no whole record
+    /// (a create cut short by a power loss), keeping its `_data`: it may hold what a container wrote.
+    fn adopt(stage: &Path, dest: &Path, name: &str) -> Result<()> {
+        warn!(
+            volume = name,
+            "{} has no complete {META} (a create cut short by a power loss?): adopting it, {DATA} kept",
+            dest.display()
+        );
+        mkdir(&dest.join(DATA), 0o755)?;
+        fs::rename(stage.join(META), dest.join(META))
+            .map_err(|e| Error::io("move staged record into place at", dest.join(META), e))?;
+        // The stage is an empty `_data` now; if it cannot go, the next sweep takes it.
+        let _ = fs::remove_dir(stage.join(DATA));
+        let _ = fs::remove_dir(stage);
+        Ok(())
     }
 
     /// The volume called `name`.
@@ -376,13 +667,15 @@ impl Registry {
 
     /// Whether a volume called `name` exists.
     pub fn exists(&self, name: &str) -> bool {
-        validate_name(name).is_ok() && self.dir(name).join(META).is_file()
+        validate_name(name).is_ok()
+            && fs::metadata(self.dir(name).join(META)).is_ok_and(|m| m.is_file() && m.len() > 0)
     }
 
     fn names(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        for entry in fs::read_dir(&self.root).map_err(|e| Error::io("read directory", &self.root, e))? {
-            let entry = entry.map_err(|e| Error::io("read directory", &self.root, e))?;
+        let root = self.root();
+        for entry in fs::read_dir(root).map_err(|e| Error::io("read directory", root, e))? {
+            let entry = entry.map_err(|e| Error::io("read directory", root, e))?;
             if let Some(n) = entry.file_name().to_str()
                 && validate_name(n).is_ok()
             {
@@ -430,7 +723,7 @@ impl Registry {
             });
         }
         let dir = self.dir(&vol.name);
-        let mounts = mountkit_safefs::mounts_under(&dir)?;
+        let mounts = mounts_below(&dir)?;
         if !mounts.is_empty() {
             return Err(Error::MountedUnder {
                 name: vol.name.clone(),
@@ -438,8 +731,7 @@ impl Registry {
             });
         }
         let grave = self
-            .root
-            .join(TMP)
+            .staging()?
             .join(format!("rm-{}", mountkit_safefs::random_hex(8)));
         debug!(volume = %vol.name, "moving volume out of the registry for removal");
         self.touch(held)?;
@@ -458,7 +750,7 @@ impl Registry {
     pub fn prune(&self, all: bool, filters: &[Filter]) -> Result<Vec<String>> {
         let held = self.lock()?;
         let mut removed = Vec::new();
-        for vol in self.snapshot_locked(true)? {
+        for vol in self.snapshot_locked(true)?.0 {
             let name = vol.name.clone();
             if !vol.users.is_empty() || !vol.active.is_empty() || (!all && !vol.anonymous) {
                 continue;
@@ -481,7 +773,7 @@ impl Registry {
         let mut vol = self.load(name)?;
         if insert_sorted(&mut vol.users, container) {
             debug!(volume = name, container, "volume referenced");
-            self.save(&held, &vol)?;
+            self.save(&held, &mut vol)?;
         }
         Ok(())
     }
@@ -493,7 +785,7 @@ impl Registry {
         let mut vol = self.load(name)?;
         if remove_item(&mut vol.users, container) {
             debug!(volume = name, container, "volume reference dropped");
-            self.save(&held, &vol)?;
+            self.save(&held, &mut vol)?;
         }
         Ok(())
     }
@@ -507,6 +799,9 @@ impl Registry {
         let held = self.lock()?;
         let mut vol = self.load(name)?;
         let data = vol.mountpoint.clone();
+        if !vol.in_use() {
+            self.enter_use(&held, name)?;
+        }
         if let Backing::Mount(plan) = driver::parse(&vol.options)? {
             let attached = is_mount_point(&data)?;
             if attached && !vol.mounted {
@@ -518,17 +813,20 @@ impl Registry {
             if !attached {
                 // Record the intent first: a crash after the mount leaves a record reconcile can act on.
                 vol.mounted = true;
-                self.save(&held, &vol)?;
+                self.save(&held, &mut vol)?;
                 if let Err(e) = driver::mount(name, &plan, &data) {
                     vol.mounted = false;
-                    self.save(&held, &vol)?;
+                    self.save(&held, &mut vol)?;
+                    if !vol.in_use() {
+                        self.leave_use(&held, name)?;
+                    }
                     return Err(e);
                 }
                 info!(volume = name, what = %plan.describe(), "volume mounted");
             }
         }
         insert_sorted(&mut vol.active, user);
-        self.save(&held, &vol)?;
+        self.save(&held, &mut vol)?;
         Ok(data)
     }
 
@@ -543,7 +841,11 @@ impl Registry {
         } else if !changed {
             return Ok(());
         }
-        self.save(&held, &vol)
+        self.save(&held, &mut vol)?;
+        if !vol.in_use() {
+            self.leave_use(&held, name)?;
+        }
+        Ok(())
     }
 
     /// Unmounts the volume's driver mount if it is attached; clears `mounted`. The caller saves.
@@ -566,15 +868,37 @@ impl Registry {
     }
 
     /// Forgets active users for whom `is_alive` is false, and unmounts driver mounts left with no live user
-    /// (after a crash). Also clears stale staging. Call it at the start of every command.
+    /// (after a crash). Call it at the start of every command.
+    ///
+    /// When `.idle` says no volume is in use (the common case), this costs one `stat` (none right after
+    /// [`open`](Registry::open)) and takes no lock. Otherwise it takes the lock and looks only at the
+    /// volumes in the in-use index (every record, once per boot, when the index is not of this boot). An
+    /// unmount that fails is reported after the other volumes were dealt with.
     pub fn reconcile(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<()> {
+        if self.idle_at_open.swap(false, Ordering::Relaxed) || self.is_idle() {
+            return Ok(());
+        }
         let held = self.lock()?;
-        self.sweep_tmp();
-        for mut vol in self.snapshot_locked(true)? {
-            if vol.active.is_empty() && !vol.mounted {
-                continue;
-            }
-            let name = vol.name.clone();
+        if self.is_idle() {
+            return Ok(()); // another command reconciled while we waited for the lock
+        }
+        let (names, from_index) = match self.read_index() {
+            Some(names) => (names, true),
+            None => (self.scan_in_use()?, false),
+        };
+        let mut in_use = Vec::new();
+        let mut first_error = None;
+        for name in &names {
+            let mut vol = match self.load(name) {
+                Ok(v) => v,
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => {
+                    // Cannot tell whether it is in use: keep it in the index, and keep reconciling.
+                    warn!("cannot reconcile a volume: {e}");
+                    in_use.push(name.clone());
+                    continue;
+                }
+            };
             let before = vol.active.len();
             vol.active.retain(|u| {
                 let alive = is_alive(u);
@@ -585,14 +909,28 @@ impl Registry {
             });
             let mut changed = vol.active.len() != before;
             if vol.active.is_empty() && vol.mounted {
-                self.unmount_ours(&mut vol)?;
-                changed = true;
+                match self.unmount_ours(&mut vol) {
+                    Ok(()) => changed = true,
+                    Err(e) => {
+                        warn!("cannot reconcile a volume: {e}");
+                        first_error.get_or_insert(e);
+                    }
+                }
             }
             if changed {
-                self.save(&held, &vol)?;
+                self.save(&held, &mut vol)?;
+            }
+            if vol.in_use() {
+                in_use.push(name.clone());
             }
         }
-        Ok(())
+        if !from_index || in_use != names {
+            self.write_index(in_use.clone())?;
+        }
+        if in_use.is_empty() {
+            self.mark_idle();
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Copies `source` (the image's content at the mount path) into the volume, once; returns whether it
@@ -620,7 +958,7 @@ impl Registry {
         }
         if !dir_is_empty(&data)? {
             vol.populated = true;
-            self.save(&held, &vol)?;
+            self.save(&held, &mut vol)?;
             return Ok(false);
         }
         // The source itself may be reached through a link (a `/proc/self/fd/N` path of a directory the
@@ -642,8 +980,32 @@ impl Registry {
         debug!(volume = name, source = %source.display(), "populating volume from image content");
         crate::copy::copy_tree(source, &data)?;
         vol.populated = true;
-        self.save(&held, &vol)?;
+        self.save(&held, &mut vol)?;
         info!(volume = name, "volume populated");
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo(br"/a\040b\011c\134d"), b"/a b\tc\\d");
+        assert_eq!(unescape_mountinfo(br"/plain/path"), b"/plain/path");
+        // Not an escape: kept as it is.
+        assert_eq!(unescape_mountinfo(br"/x\9y\777\04"), br"/x\9y\777\04");
+    }
+
+    #[test]
+    fn mounts_below_finds_the_root_mount() {
+        let all = mounts_below(Path::new("/")).unwrap();
+        assert!(all.iter().any(|m| m == Path::new("/")), "{all:?}");
+        assert!(
+            mounts_below(Path::new("/nonexistent-mountkit-dir"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -152,6 +152,49 @@ fn reconcile_unmounts_when_all_recorded_users_are_dead() {
 }
 
 #[test]
+fn a_crash_with_a_tmpfs_volume_mounted_is_reconciled_by_the_next_command() {
+    if !privileged("a_crash_with_a_tmpfs_volume_mounted_is_reconciled_by_the_next_command") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_mount_ns(|| {
+        let (_base, reg) = setup(dir.path());
+        reg.reconcile(&|_| true).unwrap();
+        let idle = |reg: &Registry| reg.root().join(".idle").exists();
+        assert!(idle(&reg));
+        reg.create(Some("scratch"), opts(&[("type", "tmpfs")])).unwrap();
+        let data = reg.acquire("scratch", "runner-1").unwrap();
+        fs::write(data.join("state"), b"x").unwrap();
+        assert!(!idle(&reg), "a driver mount is active");
+        // The runner dies without releasing (the record was written before the mount).
+        drop(reg);
+
+        // The next command, while the runner still lives: nothing is unmounted.
+        let next = Registry::open(dir.path().join("fs/volumes")).unwrap();
+        next.reconcile(&|u| u == "runner-1").unwrap();
+        assert_eq!(mounts_at(&data), ["tmpfs"]);
+        assert!(!idle(&next));
+        // Once it is gone, the next command unmounts and the registry is idle again.
+        let next = Registry::open(dir.path().join("fs/volumes")).unwrap();
+        next.reconcile(&|_| false).unwrap();
+        assert!(mounts_at(&data).is_empty(), "reconciled: unmounted");
+        let v = next.get("scratch").unwrap();
+        assert!(v.active.is_empty() && !v.mounted);
+        assert!(idle(&next));
+
+        // The same when the in-use index is lost too (every record is then read).
+        next.acquire("scratch", "runner-2").unwrap();
+        fs::remove_file(next.root().join(".active.json")).unwrap();
+        let after = Registry::open(dir.path().join("fs/volumes")).unwrap();
+        after.reconcile(&|_| false).unwrap();
+        assert!(mounts_at(&data).is_empty());
+        assert!(!after.get("scratch").unwrap().mounted);
+        assert!(idle(&after));
+        assert!(after.remove("scratch", false).unwrap());
+    });
+}
+
+#[test]
 fn foreign_mount_at_data_is_never_used_or_unmounted() {
     if !privileged("foreign_mount_at_data_is_never_used_or_unmounted") {
         return;

@@ -284,13 +284,216 @@ fn active_users_block_removal_and_reconcile_forgets_dead_ones() {
 }
 
 #[test]
-fn stale_staging_is_swept_on_open() {
+fn stale_staging_is_swept_by_the_next_create_or_remove() {
     let (_d, reg) = registry();
-    let stale = reg.root().join(".tmp/create-dead");
-    std::fs::create_dir_all(stale.join("_data")).unwrap();
-    std::fs::write(stale.join("_data/f"), b"x").unwrap();
-    let _reg2 = Registry::open(reg.root()).unwrap();
-    assert!(!stale.exists());
+    reg.create(Some("keep"), CreateOptions::default()).unwrap();
+    // What a create and a removal killed half-way leave in staging.
+    let stale = |n: &str| {
+        let p = reg.root().join(".tmp").join(n);
+        std::fs::create_dir_all(p.join("_data")).unwrap();
+        std::fs::write(p.join("_data/f"), b"x").unwrap();
+        p
+    };
+    let (dead_create, dead_rm) = (stale("create-dead"), stale("rm-dead"));
+    // Opening and reconciling (every command) does not look at staging...
+    let reg2 = Registry::open(reg.root()).unwrap();
+    reg2.reconcile(&|_| true).unwrap();
+    assert!(dead_create.exists() && dead_rm.exists());
+    // ...the next command that uses staging does.
+    reg2.create(Some("another"), CreateOptions::default()).unwrap();
+    assert!(!dead_create.exists() && !dead_rm.exists());
+    assert_eq!(std::fs::read_dir(reg.root().join(".tmp")).unwrap().count(), 0);
+    let again = stale("create-again");
+    assert!(reg2.remove("keep", false).unwrap());
+    assert!(!again.exists());
+    assert_eq!(std::fs::read_dir(reg.root().join(".tmp")).unwrap().count(), 0);
+    assert_eq!(names(reg.list(&[]).unwrap()), ["another"]);
+}
+
+fn idle(reg: &Registry) -> bool {
+    reg.root().join(".idle").exists()
+}
+
+fn in_use_index(reg: &Registry) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reg.root().join(".active.json")).unwrap()).unwrap();
+    serde_json::from_value(v["volumes"].clone()).unwrap()
+}
+
+/// Edits a record by hand (what a crash can leave: a record that says "in use" with nobody left).
+fn edit_record(reg: &Registry, name: &str, f: impl FnOnce(&mut serde_json::Value)) {
+    let path = reg.root().join(name).join("volume.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+fn this_boot() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn reconcile_skips_only_while_nothing_is_in_use() {
+    let (_d, reg) = registry();
+    reg.reconcile(&|_| true).unwrap();
+    assert!(idle(&reg), "an empty registry is idle after its first reconcile");
+    reg.create(Some("a-vol"), CreateOptions::default()).unwrap();
+    reg.create(Some("b-vol"), CreateOptions::default()).unwrap();
+    assert!(idle(&reg), "creating does not put anything in use");
+
+    reg.acquire("a-vol", "c1").unwrap();
+    reg.acquire("b-vol", "c2").unwrap();
+    assert!(!idle(&reg));
+    assert_eq!(in_use_index(&reg), ["a-vol", "b-vol"]);
+
+    // "Crash": nobody releases. The next command (a new open) reconciles: c2 is dead, c1 lives.
+    let next = Registry::open(reg.root()).unwrap();
+    next.reconcile(&|u| u == "c1").unwrap();
+    assert!(reg.get("b-vol").unwrap().active.is_empty());
+    assert_eq!(reg.get("a-vol").unwrap().active, ["c1"]);
+    assert_eq!(in_use_index(&reg), ["a-vol"]);
+    assert!(!idle(&reg));
+    // The last release makes the registry idle again.
+    reg.release("a-vol", "c1").unwrap();
+    assert!(idle(&reg));
+    assert!(in_use_index(&reg).is_empty());
+
+    // The fast path is real: while `.idle` is there, a record that says "in use" is not even read...
+    edit_record(&reg, "a-vol", |v| {
+        v["active"] = serde_json::json!(["ghost"]);
+        v["active_boot"] = this_boot().into();
+    });
+    let next = Registry::open(reg.root()).unwrap();
+    next.reconcile(&|_| false).unwrap();
+    assert_eq!(reg.get("a-vol").unwrap().active, ["ghost"]);
+    // ...and without `.idle` (and without an index of this boot) every record is looked at.
+    std::fs::remove_file(reg.root().join(".idle")).unwrap();
+    std::fs::remove_file(reg.root().join(".active.json")).unwrap();
+    let next = Registry::open(reg.root()).unwrap();
+    next.reconcile(&|_| false).unwrap();
+    assert!(reg.get("a-vol").unwrap().active.is_empty());
+    assert!(idle(&reg));
+}
+
+#[test]
+fn an_index_of_another_boot_is_not_trusted() {
+    let (_d, reg) = registry();
+    reg.create(Some("a-vol"), CreateOptions::default()).unwrap();
+    reg.create(Some("b-vol"), CreateOptions::default()).unwrap();
+    reg.acquire("a-vol", "dead-1").unwrap();
+    reg.acquire("b-vol", "dead-2").unwrap();
+    // An index that names only a-vol and claims another boot: reconcile must read every record.
+    std::fs::write(
+        reg.root().join(".active.json"),
+        br#"{"boot_id":"00000000-0000-0000-0000-000000000000","volumes":["a-vol"]}"#,
+    )
+    .unwrap();
+    Registry::open(reg.root()).unwrap().reconcile(&|_| false).unwrap();
+    assert!(reg.get("a-vol").unwrap().active.is_empty());
+    assert!(reg.get("b-vol").unwrap().active.is_empty());
+    assert!(idle(&reg));
+    // The same when the index is gone and acquire has to rebuild it: the other volume is not forgotten.
+    reg.acquire("a-vol", "dead-3").unwrap();
+    std::fs::remove_file(reg.root().join(".active.json")).unwrap();
+    reg.acquire("b-vol", "dead-4").unwrap();
+    assert_eq!(in_use_index(&reg), ["a-vol", "b-vol"]);
+}
+
+#[test]
+fn users_recorded_in_another_boot_are_void() {
+    let (_d, reg) = registry();
+    reg.create(Some("plain"), CreateOptions::default()).unwrap();
+    reg.acquire("plain", "c1").unwrap();
+    assert_eq!(reg.get("plain").unwrap().active_boot, this_boot());
+    assert!(matches!(reg.remove("plain", false), Err(Error::Active { .. })));
+    // A power loss took the machine down while c1 ran; the `.idle` marker may even say "idle".
+    edit_record(&reg, "plain", |v| {
+        v["active_boot"] = "00000000-0000-0000-0000-000000000000".into();
+    });
+    std::fs::write(reg.root().join(".idle"), b"").unwrap();
+    let v = reg.get("plain").unwrap();
+    assert!(v.active.is_empty() && !v.mounted && v.active_boot.is_empty());
+    assert!(reg.remove("plain", false).unwrap());
+}
+
+#[test]
+fn a_create_cut_short_by_a_power_loss_is_no_volume_and_is_adopted() {
+    let (_d, reg) = registry();
+    reg.create(Some("other"), CreateOptions::default()).unwrap();
+    // What a power loss can leave of a create whose record was not written back: the directories, an
+    // empty (or no) record, and data a container wrote and synced.
+    for (name, record) in [("lost-empty", Some(&b""[..])), ("lost-none", None)] {
+        let dir = reg.root().join(name);
+        std::fs::create_dir_all(dir.join("_data")).unwrap();
+        std::fs::write(dir.join("_data/todo.db"), b"buy milk").unwrap();
+        if let Some(r) = record {
+            std::fs::write(dir.join("volume.json"), r).unwrap();
+        }
+        assert!(reg.get(name).unwrap_err().is_not_found());
+        assert!(!reg.exists(name));
+        assert!(matches!(reg.remove(name, false), Err(Error::NotFound { .. })));
+        assert!(!reg.remove(name, true).unwrap());
+        assert!(dir.join("_data/todo.db").exists(), "nothing deleted");
+    }
+    reg.add_ref("other", "c1").unwrap(); // a change: the next list reads every record
+    assert_eq!(names(reg.list(&[]).unwrap()), ["other"]);
+    assert!(reg.prune(true, &[]).unwrap().is_empty());
+
+    // Creating the name again adopts the directory: a whole record, the data kept.
+    for name in ["lost-empty", "lost-none"] {
+        let v = reg.create(Some(name), labels(&[("app", "todo")])).unwrap();
+        assert_eq!(std::fs::read(v.mountpoint.join("todo.db")).unwrap(), b"buy milk");
+        assert_eq!(reg.get(name).unwrap(), v);
+    }
+    assert_eq!(
+        names(reg.list(&[]).unwrap()),
+        ["lost-empty", "lost-none", "other"]
+    );
+    assert_eq!(std::fs::read_dir(reg.root().join(".tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn concurrent_use_and_reconcile_end_idle() {
+    let (_d, reg) = registry();
+    for t in 0..4 {
+        reg.create(Some(&format!("v{t}")), CreateOptions::default())
+            .unwrap();
+    }
+    let root = reg.root().to_path_buf();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    // Each iteration is a command: open, reconcile (users of other threads are alive;
+                    // "dead-" users are not), use a volume, stop using it.
+                    let reg = Registry::open(&root).unwrap();
+                    reg.reconcile(&|u| !u.starts_with("dead-")).unwrap();
+                    let user = format!("c{t}-{i}");
+                    reg.acquire(&format!("v{t}"), &user).unwrap();
+                    reg.acquire(&format!("v{}", (t + 1) % 4), &user).unwrap();
+                    if i == 5 {
+                        // This one "crashes": it never releases.
+                        reg.acquire(&format!("v{t}"), &format!("dead-{t}")).unwrap();
+                    }
+                    reg.release(&format!("v{}", (t + 1) % 4), &user).unwrap();
+                    reg.release(&format!("v{t}"), &user).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let reg = Registry::open(&root).unwrap();
+    reg.reconcile(&|u| !u.starts_with("dead-")).unwrap();
+    for v in reg.list(&[]).unwrap() {
+        assert!(v.active.is_empty() && !v.mounted, "{v:?}");
+    }
+    assert!(idle(&reg));
 }
 
 #[test]
@@ -347,7 +550,7 @@ fn list_cache_is_used_only_for_its_generation_and_boot() {
         .unwrap()
         .trim()
         .into();
-    cache["generation"] = 0.into();
+    cache["generation"] = "an-older-token".into();
     std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
     assert_eq!(names(reg.list(&[]).unwrap()), ["real"]);
 }
@@ -377,4 +580,26 @@ fn concurrent_changes_are_not_lost() {
     assert_eq!(reg.get("shared").unwrap().users.len(), 40);
     assert_eq!(reg.list(&[]).unwrap().len(), 41);
     assert_eq!(reg.list(&[f("dangling=true")]).unwrap().len(), 40);
+}
+
+#[test]
+fn a_generation_file_of_an_older_mountkit_is_read() {
+    let (_d, reg) = registry();
+    reg.create(Some("real"), CreateOptions::default()).unwrap();
+    let generation = reg.root().join(".generation");
+    assert!(std::fs::symlink_metadata(&generation).unwrap().is_symlink());
+    // An older mountkit wrote the generation as a regular file.
+    std::fs::remove_file(&generation).unwrap();
+    std::fs::write(&generation, b"7\n").unwrap();
+    assert_eq!(names(reg.list(&[]).unwrap()), ["real"]); // builds the cache at that generation
+    let cache_path = reg.root().join(".list-cache.json");
+    let mut cache: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache_path).unwrap()).unwrap();
+    assert_eq!(cache["generation"], "7");
+    cache["volumes"][0]["name"] = "from-cache".into();
+    std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
+    assert_eq!(names(reg.list(&[]).unwrap()), ["from-cache"]);
+    // The next change replaces it with a new token: the cache is stale.
+    reg.add_ref("real", "c1").unwrap();
+    assert!(std::fs::symlink_metadata(&generation).unwrap().is_symlink());
+    assert_eq!(names(reg.list(&[]).unwrap()), ["real"]);
 }
