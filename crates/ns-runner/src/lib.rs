@@ -19,8 +19,8 @@
 //! 4. `/proc` (a new proc for the new PID namespace, `nosuid,nodev,noexec`); a minimal `/dev`: tmpfs
 //!    (`mode=755,nosuid`), device nodes `null zero full random urandom tty` (mode 0666) made with
 //!    `mknod` as runc does (where `mknod` is refused, as in a user namespace, the host's nodes are
-//!    bind-mounted onto empty files), a new devpts instance at `/dev/pts` (`newinstance,ptmxmode=0666,mode=0620,gid=5`, retried without
-//!    `gid=5`), `/dev/ptmx -> pts/ptmx`, `/dev/shm` (tmpfs 1777), `/dev/fd`, `stdin`, `stdout`,
+//!    bind-mounted onto empty files), a new devpts instance at `/dev/pts`
+//!    (`newinstance,ptmxmode=0666,mode=0620,gid=5`, retried without `gid=5`), `/dev/ptmx -> pts/ptmx`, `/dev/shm` (tmpfs 1777), `/dev/fd`, `stdin`, `stdout`,
 //!    `stderr` links, `/dev/mqueue` when the kernel allows it; `/sys`: sysfs read-only, or a recursive
 //!    read-only bind of the host's `/sys` when a new sysfs is refused. Every target is resolved *inside
 //!    the root* with [`mountkit_safefs::inroot`] and mounted through `/proc/self/fd/N`, so an image whose
@@ -64,11 +64,11 @@
 //!   that outlives the container.
 //! - **Signals.** [`spawn`] blocks SIGINT, SIGTERM and SIGHUP in the calling thread (before the fork,
 //!   so none is lost); [`Running::wait`] forwards each one received to the container (through a
-//!   `signalfd`; a `pidfd` tells when the container process exited) and restores the mask afterwards. Such
-//!   signals still pending when the container has exited were meant for it and are discarded. Signals
-//!   the *kernel* generated (`SI_KERNEL`: Ctrl-C or a hang-up on the terminal) are not forwarded: they
-//!   went to the whole foreground process group, which the container process is part of, so
-//!   forwarding would deliver them twice. In a multi-threaded program, block these signals in every
+//!   `signalfd`; a `pidfd` tells when the container process exited) and restores the mask afterwards.
+//!   Such signals still pending when the container has exited were meant for it and are discarded.
+//!   Signals the *kernel* generated (`SI_KERNEL`: Ctrl-C or a hang-up on the terminal) are not
+//!   forwarded: they went to the whole foreground process group, which the container process is part
+//!   of, so forwarding would deliver them twice. In a multi-threaded program, block these signals in every
 //!   other thread too, or the kernel may deliver them there. As with Docker without `--init`, the
 //!   container's PID 1 only receives a signal it has a handler for (the kernel's rule for namespace
 //!   init processes); SIGKILL from outside always works.
