@@ -42,6 +42,10 @@ pub(crate) struct TarWriter<W: Write> {
     links: HashMap<(u64, u64), Vec<u8>>,
     /// Entries written (PAX headers not counted).
     pub entries: u64,
+    /// Bytes of the stream so far.
+    pub bytes: u64,
+    /// Only count: file contents are neither read nor written (see [`canonical_size`]).
+    sizing: bool,
 }
 
 enum Item {
@@ -59,6 +63,8 @@ impl<W: Write> TarWriter<W> {
             out,
             links: HashMap::new(),
             entries: 0,
+            bytes: 0,
+            sizing: false,
         }
     }
 
@@ -78,9 +84,7 @@ impl<W: Write> TarWriter<W> {
 
     /// Ends the archive (two zero blocks) and hands back the writer.
     pub(crate) fn finish(mut self) -> Result<W> {
-        self.out
-            .write_all(&[0u8; 2 * BLOCK])
-            .map_err(|e| Error::io("write", "tar stream", e))?;
+        self.write(&[0u8; 2 * BLOCK])?;
         self.out
             .flush()
             .map_err(|e| Error::io("flush", "tar stream", e))?;
@@ -179,6 +183,9 @@ impl<W: Write> TarWriter<W> {
             let mut h = new_header(EntryType::Regular);
             set_common(&mut h, meta);
             h.set_size(meta.len());
+            if self.sizing {
+                return self.emit(h, rel, None, &xattrs, io::empty(), meta.len());
+            }
             let f = std::fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc_o_nofollow())
@@ -270,8 +277,13 @@ impl<W: Write> TarWriter<W> {
         }
         h.set_cksum();
         self.write(h.as_bytes())?;
-        let copied = io::copy(&mut data.take(size), &mut self.out)
-            .map_err(|e| Error::io("copy", String::from_utf8_lossy(name).into_owned(), e))?;
+        let copied = if self.sizing {
+            size
+        } else {
+            io::copy(&mut data.take(size), &mut self.out)
+                .map_err(|e| Error::io("copy", String::from_utf8_lossy(name).into_owned(), e))?
+        };
+        self.bytes += copied;
         if copied != size {
             return Err(Error::Corrupt {
                 what: String::from_utf8_lossy(name).into_owned(),
@@ -284,6 +296,7 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.bytes += bytes.len() as u64;
         self.out
             .write_all(bytes)
             .map_err(|e| Error::io("write", "tar stream", e))
@@ -408,6 +421,16 @@ pub(crate) fn write_canonical(root: &Path, out: impl Write) -> Result<u64> {
     let n = w.entries;
     w.finish()?;
     Ok(n)
+}
+
+/// The size of the canonical tar stream of `root`, from a walk of its metadata alone (names,
+/// sizes, link targets, xattrs; no file is opened). A tree that changes meanwhile may differ.
+pub(crate) fn canonical_size(root: &Path) -> Result<u64> {
+    let mut w = TarWriter::new(io::sink());
+    w.sizing = true;
+    w.write_tree(root)?;
+    w.write(&[0u8; 2 * BLOCK])?;
+    Ok(w.bytes)
 }
 
 #[cfg(test)]

@@ -129,6 +129,7 @@ mod canon;
 mod error;
 mod id;
 pub mod oci;
+mod pipeline;
 pub mod rules;
 mod store;
 mod unpack;

@@ -2,25 +2,27 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mountkit_safefs::{Lock, random_hex, remove_tree, write_atomic};
+use mountkit_safefs::{Lock, random_hex, remove_tree, write_atomic, write_atomic_nosync};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::canon::write_canonical;
+use crate::canon::{canonical_size, write_canonical};
 use crate::error::{Error, Result};
 use crate::id::{LayerId, hex_prefix, is_lower_hex, pick_by_prefix};
+use crate::pipeline::{self, Sink};
 use crate::unpack::{HashReader, HashWriter, unpack};
 
 /// Where a layer comes from.
 pub enum LayerSource {
     /// A directory tree, archived canonically (see the crate docs).
     Dir(PathBuf),
-    /// A tar file, plain or gzip/zstd-compressed (detected by magic bytes). Read twice: once to hash,
-    /// once more to unpack only when the layer is not in the store yet.
+    /// A tar file, plain or gzip/zstd-compressed (detected by magic bytes). Unpacked while hashed,
+    /// in one pass; only hashed when a stored layer may be the same (see the crate docs).
     Tar(PathBuf),
     /// A one-shot stream (stdin), plain or compressed: unpacked while hashed; the staging copy is
     /// discarded when the layer turns out to be in the store already.
@@ -155,43 +157,186 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
 const BZIP2_MAGIC: &[u8] = b"BZh";
 
-/// Detects gzip/zstd by magic bytes and returns a reader of the uncompressed stream, and whether
-/// it was compressed.
-pub(crate) fn decompress<'a>(mut r: impl Read + 'a) -> Result<(Box<dyn Read + 'a>, bool)> {
-    let mut head = [0u8; 6];
+/// How a layer stream is compressed (sniffed from its first bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Format {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+impl Format {
+    /// Recognises gzip and zstd by their magic bytes; refuses xz and bzip2; anything else is plain.
+    pub(crate) fn sniff(head: &[u8]) -> Result<Format> {
+        if head.starts_with(GZIP_MAGIC) {
+            Ok(Format::Gzip)
+        } else if head.starts_with(ZSTD_MAGIC) {
+            Ok(Format::Zstd)
+        } else if head.starts_with(XZ_MAGIC) || head.starts_with(BZIP2_MAGIC) {
+            Err(Error::Corrupt {
+                what: "layer stream".into(),
+                reason: "is xz- or bzip2-compressed; only plain, gzip and zstd tar streams are supported"
+                    .into(),
+            })
+        } else {
+            Ok(Format::Plain)
+        }
+    }
+
+    /// A reader of the uncompressed stream.
+    fn decoder<'a>(self, r: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Format::Plain => Box::new(r),
+            Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                1 << 16,
+                r,
+            ))),
+            Format::Zstd => Box::new(
+                zstd::stream::read::Decoder::new(r)
+                    .map_err(|e| Error::io("start zstd decoder for", "layer stream", e))?,
+            ),
+        })
+    }
+}
+
+/// Reads up to `head.len()` bytes from the start of `r` (fewer only at the end of the stream).
+fn read_head(r: &mut impl Read, head: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < head.len() {
         match r.read(&mut head[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("read", "layer stream", e)),
+            Err(e) => return Err(e),
         }
     }
-    let head_vec = head[..n].to_vec();
-    let whole = io::Cursor::new(head_vec).chain(r);
-    let h = &head[..n];
-    if h.starts_with(GZIP_MAGIC) {
-        tracing::debug!("layer stream is gzip-compressed");
-        Ok((
-            Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-                1 << 16,
-                whole,
-            ))),
-            true,
-        ))
-    } else if h.starts_with(ZSTD_MAGIC) {
-        tracing::debug!("layer stream is zstd-compressed");
-        let d = zstd::stream::read::Decoder::new(whole)
-            .map_err(|e| Error::io("start zstd decoder for", "layer stream", e))?;
-        Ok((Box::new(d), true))
-    } else if h.starts_with(XZ_MAGIC) || h.starts_with(BZIP2_MAGIC) {
-        Err(Error::Corrupt {
-            what: "layer stream".into(),
-            reason: "is xz- or bzip2-compressed; only plain, gzip and zstd tar streams are supported".into(),
-        })
-    } else {
-        Ok((Box::new(whole), false))
+    Ok(n)
+}
+
+/// Detects gzip/zstd by magic bytes and returns a reader of the uncompressed stream, and whether
+/// it was compressed.
+pub(crate) fn decompress<'a>(mut r: impl Read + 'a) -> Result<(Box<dyn Read + 'a>, bool)> {
+    let mut head = [0u8; 6];
+    let n = read_head(&mut r, &mut head).map_err(|e| Error::io("read", "layer stream", e))?;
+    let format = Format::sniff(&head[..n])?;
+    tracing::debug!(?format, "layer stream format");
+    let whole = io::Cursor::new(head[..n].to_vec()).chain(r);
+    Ok((format.decoder(whole)?, format != Format::Plain))
+}
+
+/// A reader that hashes what passes through it while `on`.
+struct BlobHasher<R> {
+    inner: R,
+    hasher: Sha256,
+    on: bool,
+}
+
+impl<R: Read> Read for BlobHasher<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.on {
+            self.hasher.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// The producer of the import pipeline for a file or stream: sniffs the compression, decompresses
+/// into `sink` (which hashes the uncompressed stream). Returns `Some(digest of the raw blob)` when
+/// it was compressed (`Some("")` when `hash_blob` is false), `None` when it was plain.
+fn produce(raw: impl Read, sink: &mut Sink, hash_blob: bool) -> Result<Option<String>> {
+    let mut raw = BlobHasher {
+        inner: raw,
+        hasher: Sha256::new(),
+        on: hash_blob,
+    };
+    let mut head = [0u8; 6];
+    let n = read_head(&mut raw, &mut head).map_err(stream_err)?;
+    let format = Format::sniff(&head[..n])?;
+    tracing::debug!(?format, "layer stream format");
+    // A plain stream's digest is its ID, which the sink computes anyway.
+    raw.on &= format != Format::Plain;
+    let mut whole = io::Cursor::new(&head[..n]).chain(&mut raw);
+    let filled = match format {
+        Format::Plain => sink.fill_from(&mut whole),
+        _ => sink.fill_from(&mut format.decoder(&mut whole)?),
+    };
+    if let Err(e) = filled {
+        return Err(if sink.hung_up() {
+            Error::io("pass on", "layer stream", e)
+        } else {
+            stream_err(e)
+        });
+    }
+    Ok(match format {
+        Format::Plain => None,
+        _ if hash_blob => Some(format!("sha256:{}", hex::encode(raw.hasher.finalize()))),
+        _ => Some(String::new()),
+    })
+}
+
+/// A read or decode error of a layer stream: bad data is a corrupt stream, anything else I/O.
+fn stream_err(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
+            Error::Corrupt {
+                what: "layer stream".into(),
+                reason: e.to_string(),
+            }
+        }
+        _ => Error::io("read", "layer stream", e),
+    }
+}
+
+/// What one pass of the pipeline gave.
+struct Streamed<T> {
+    id: LayerId,
+    size: u64,
+    entries: u64,
+    value: T,
+}
+
+/// The uncompressed size of a stream, as far as it is known without reading it.
+#[derive(Clone, Copy, Debug)]
+enum SizeHint {
+    Exact(u64),
+    /// Modulo 2^32 (gzip's ISIZE trailer; right for a single-member gzip).
+    Mod32(u64),
+    Unknown,
+}
+
+/// Reads up to `buf.len()` bytes at `offset` (fewer only at the end of the file).
+fn read_at_most(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A gzip file's ISIZE trailer: its last member's uncompressed size modulo 2^32.
+fn gzip_isize(f: &File, len: u64) -> io::Result<SizeHint> {
+    if len < 18 {
+        return Ok(SizeHint::Unknown);
+    }
+    let mut t = [0u8; 4];
+    if read_at_most(f, &mut t, len - 4)? < 4 {
+        return Ok(SizeHint::Unknown);
+    }
+    Ok(SizeHint::Mod32(u32::from_le_bytes(t).into()))
+}
+
+/// A zstd frame's content size, when its header records one (the zstd tool does for a file it
+/// compresses in one frame; a stream compressed from a pipe has none).
+fn zstd_content_size(head: &[u8]) -> SizeHint {
+    match zstd::zstd_safe::get_frame_content_size(head) {
+        Ok(Some(n)) => SizeHint::Exact(n),
+        _ => SizeHint::Unknown,
     }
 }
 
@@ -360,94 +505,164 @@ impl Store {
 
     fn import_dir(&self, path: &Path) -> Result<LayerInfo> {
         let _span = tracing::debug_span!("import_dir", path = %path.display()).entered();
-        let mut hw = HashWriter::new();
-        write_canonical(path, &mut hw)?;
-        let (id, _) = hw.finish();
-        if let Some(info) = self.existing(&id)? {
-            tracing::debug!(%id, "layer already stored");
-            return Ok(info);
-        }
-        let staging = self.staging(true)?;
-        let tree = staging.tree();
-        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| Error::io("create pipe for", path, e))?;
-        let (r, w) = (File::from(r), File::from(w));
-        self.unpacks.fetch_add(1, Ordering::Relaxed);
-        let unpacked = std::thread::scope(|s| {
-            let writer = s.spawn(move || write_canonical(path, BufWriter::with_capacity(1 << 18, w)));
-            let u = unpack(BufReader::with_capacity(1 << 18, r), &tree);
-            let w = writer.join().unwrap_or_else(|_| {
-                Err(Error::Corrupt {
-                    what: format!("layer source {}", path.display()),
-                    reason: "archiving thread panicked".into(),
-                })
-            });
-            match (w, u) {
-                (Err(we), Err(ue)) => Err(if is_broken_pipe(&we) { ue } else { we }),
-                (Err(we), Ok(_)) => Err(we),
-                (Ok(_), u) => u,
+        // Hash first only when a stored layer may be this one (one of the same stream size).
+        let prehashed = if self.may_hold(|| Ok(SizeHint::Exact(canonical_size(path)?)))? {
+            let mut hw = HashWriter::new();
+            write_canonical(path, &mut hw)?;
+            let (id, _) = hw.finish();
+            if let Some(info) = self.existing(&id)? {
+                tracing::debug!(%id, "layer already stored");
+                return Ok(info);
             }
-        })?;
-        if unpacked.id != id {
+            Some(id)
+        } else {
+            None
+        };
+        let staging = self.staging(true)?;
+        let s = self.unpack_into(&staging, |sink| write_canonical(path, &mut *sink).map(drop))?;
+        if prehashed.is_some_and(|id| id != s.id) {
             return Err(Error::Corrupt {
                 what: format!("layer source {}", path.display()),
                 reason: "changed while it was being imported".into(),
             });
         }
-        self.commit(staging, &unpacked.id, unpacked.size, unpacked.entries, None)
+        self.finish(staging, &s.id, s.size, s.entries, None)
     }
 
     fn import_tar(&self, path: &Path) -> Result<LayerInfo> {
         let _span = tracing::debug_span!("import_tar", path = %path.display()).entered();
-        let open = || File::open(path).map_err(|e| Error::io("open", path, e));
-        // Pass 1: hash only.
-        let mut raw = HashReader::new(BufReader::with_capacity(1 << 18, open()?));
-        let (id, size, compressed) = {
-            let (r, compressed) = decompress(&mut raw)?;
-            let (id, size) = HashReader::new(r).finish().map_err(|e| read_err(path, e))?;
-            (id, size, compressed)
+        let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let len = f.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+        let mut head = [0u8; 18]; // a zstd frame header at most
+        let n = read_at_most(&f, &mut head, 0).map_err(|e| read_err(path, e))?;
+        let format = Format::sniff(&head[..n])?;
+        let hint = || {
+            Ok(match format {
+                Format::Plain => SizeHint::Exact(len),
+                Format::Gzip => gzip_isize(&f, len).map_err(|e| read_err(path, e))?,
+                Format::Zstd => zstd_content_size(&head[..n]),
+            })
         };
-        let (blob, _) = raw.finish().map_err(|e| read_err(path, e))?;
-        if let Some(info) = self.existing(&id)? {
-            tracing::debug!(%id, "layer already stored");
-            return Ok(info);
-        }
-        // Pass 2: unpack.
+        // Hash first only when a stored layer may be this one; otherwise unpack at once.
+        let prehashed = if self.may_hold(hint)? {
+            let mut raw = BufReader::with_capacity(1 << 18, &f);
+            let (r, _) = decompress(&mut raw)?;
+            let (id, size) = HashReader::new(r).finish().map_err(|e| read_err(path, e))?;
+            if let Some(info) = self.existing(&id)? {
+                tracing::debug!(%id, "layer already stored");
+                return Ok(info);
+            }
+            f.seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io("seek in", path, e))?;
+            Some((id, size))
+        } else {
+            None
+        };
         let staging = self.staging(true)?;
-        let (r, _) = decompress(BufReader::with_capacity(1 << 18, open()?))?;
-        self.unpacks.fetch_add(1, Ordering::Relaxed);
-        let unpacked = unpack(r, &staging.tree())?;
-        if unpacked.id != id || unpacked.size != size {
+        let s = self.unpack_into(&staging, |sink| produce(f, sink, true))?;
+        if prehashed.is_some_and(|p| p != (s.id.clone(), s.size)) {
             return Err(Error::Corrupt {
                 what: format!("layer archive {}", path.display()),
                 reason: "changed while it was being imported".into(),
             });
         }
-        let digest = compressed.then(|| blob.to_string());
-        self.commit(staging, &id, size, unpacked.entries, digest)
+        self.finish(staging, &s.id, s.size, s.entries, s.value)
     }
 
     fn import_reader(&self, r: Box<dyn Read + Send>) -> Result<LayerInfo> {
         let _span = tracing::debug_span!("import_stream").entered();
         let staging = self.staging(true)?;
-        let mut raw = HashReader::new(BufReader::with_capacity(1 << 18, r));
-        let (unpacked, compressed) = {
-            let (r, compressed) = decompress(&mut raw)?;
-            self.unpacks.fetch_add(1, Ordering::Relaxed);
-            (unpack(r, &staging.tree())?, compressed)
+        let s = self.unpack_into(&staging, |sink| produce(r, sink, true))?;
+        self.finish(staging, &s.id, s.size, s.entries, s.value)
+    }
+
+    /// Imports a layer blob whose digest the caller verifies (`verified_blob`, recorded as the
+    /// compressed digest when the blob is compressed; hashed here when `None`) and whose ID must
+    /// be `expect`: a layer that hashes otherwise is not committed, and the error says both IDs.
+    pub(crate) fn import_verified(
+        &self,
+        r: Box<dyn Read + Send>,
+        verified_blob: Option<String>,
+        expect: &LayerId,
+    ) -> Result<LayerInfo> {
+        let _span = tracing::debug_span!("import_blob", %expect).entered();
+        let staging = self.staging(true)?;
+        let hash_blob = verified_blob.is_none();
+        let s = self.unpack_into(&staging, |sink| produce(r, sink, hash_blob))?;
+        if s.id != *expect {
+            return Err(Error::Corrupt {
+                what: "layer".into(),
+                reason: format!(
+                    "uncompressed content hashes to {}, but the config's rootfs.diff_ids says {expect}",
+                    s.id
+                ),
+            });
+        }
+        let digest = s.value.map(|d| verified_blob.unwrap_or(d));
+        self.finish(staging, &s.id, s.size, s.entries, digest)
+    }
+
+    /// Unpacks what `produce` writes into the staging tree, in one pass: `produce` runs on its own
+    /// thread (reading, decompressing, hashing), the unpacker on this one.
+    fn unpack_into<T: Send>(
+        &self,
+        staging: &Staging,
+        produce: impl FnOnce(&mut Sink) -> Result<T> + Send,
+    ) -> Result<Streamed<T>> {
+        self.unpacks.fetch_add(1, Ordering::Relaxed);
+        let tree = staging.tree();
+        let (p, entries) = pipeline::run(produce, |src| unpack(src, &tree))?;
+        if p.size == 0 {
+            return Err(Error::Corrupt {
+                what: "layer stream".into(),
+                reason: "is empty (not a tar archive)".into(),
+            });
+        }
+        Ok(Streamed {
+            id: p.id,
+            size: p.size,
+            entries,
+            value: p.value,
+        })
+    }
+
+    /// True when the store may hold the layer whose stream size `hint` tells: a layer of that size
+    /// is stored, or the size is unknown and the store is not empty. Reads every `layer.json`.
+    fn may_hold(&self, hint: impl FnOnce() -> Result<SizeHint>) -> Result<bool> {
+        let layers = self.layers()?;
+        if layers.is_empty() {
+            return Ok(false);
+        }
+        let hint = hint()?;
+        let maybe = match hint {
+            SizeHint::Exact(n) => layers.iter().any(|l| l.size == n),
+            SizeHint::Mod32(n) => layers.iter().any(|l| l.size & 0xffff_ffff == n),
+            SizeHint::Unknown => true,
         };
-        let (blob, _) = raw.finish().map_err(|e| read_err("layer stream", e))?;
-        if let Some(info) = self.existing(&unpacked.id)? {
-            tracing::debug!(id = %unpacked.id, "layer already stored; discarding the staged copy");
+        tracing::debug!(?hint, maybe, "is the layer stored? (by stream size)");
+        Ok(maybe)
+    }
+
+    /// Commits the staged layer, or discards it when the store has it already.
+    fn finish(
+        &self,
+        staging: Staging,
+        id: &LayerId,
+        size: u64,
+        entries: u64,
+        compressed_digest: Option<String>,
+    ) -> Result<LayerInfo> {
+        if let Some(info) = self.existing(id)? {
+            tracing::debug!(%id, "layer already stored; discarding the staged copy");
             staging.discard()?;
             return Ok(info);
         }
-        let digest = compressed.then(|| blob.to_string());
-        self.commit(staging, &unpacked.id, unpacked.size, unpacked.entries, digest)
+        self.commit(staging, id, size, entries, compressed_digest)
     }
 
-    /// Writes the metadata into the staging directory and renames it into `layers/` (one rename),
-    /// unless another process committed the same layer first.
+    /// Writes the metadata into the staging directory, makes everything durable with one `syncfs`,
+    /// and renames it into `layers/` (one rename), unless another process committed the same layer
+    /// first.
     fn commit(
         &self,
         mut staging: Staging,
@@ -463,7 +678,11 @@ impl Store {
             created: now_rfc3339(),
             entries,
         };
-        write_atomic(&staging.dir.join("layer.json"), &to_json(&info))?;
+        // No fsync of its own: the syncfs below covers it, and the rename publishes it.
+        write_atomic_nosync(&staging.dir.join("layer.json"), &to_json(&info))?;
+        let dir = File::open(&staging.dir).map_err(|e| Error::io("open", &staging.dir, e))?;
+        tracing::debug!(dir = %staging.dir.display(), "syncfs before commit");
+        rustix::fs::syncfs(&dir).map_err(|e| Error::io("syncfs", &staging.dir, e))?;
         let _g = self.store_lock()?;
         if let Some(info) = self.existing(id)? {
             tracing::debug!(%id, "layer committed meanwhile by another import; discarding ours");
@@ -744,10 +963,6 @@ impl Store {
         }
         Ok(removed)
     }
-}
-
-fn is_broken_pipe(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
 }
 
 fn read_err(what: impl Into<PathBuf>, e: io::Error) -> Error {

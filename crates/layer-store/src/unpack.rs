@@ -5,7 +5,7 @@
 //! directory. See the crate docs for the rules on which entries are refused.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -81,56 +81,32 @@ impl Write for HashWriter {
     }
 }
 
-/// What an unpack produced.
-pub(crate) struct Unpacked {
-    /// sha256 of the whole uncompressed stream.
-    pub id: LayerId,
-    /// Bytes in the uncompressed stream.
-    pub size: u64,
-    /// Members in the archive (PAX/GNU extension headers not counted).
-    pub entries: u64,
-}
-
-/// Extracts the tar stream `src` into the existing, empty directory `dest`, hashing the stream,
-/// then fixes directory modes and times and calls `syncfs` once.
-pub(crate) fn unpack(src: impl Read, dest: &Path) -> Result<Unpacked> {
-    let root = rustix::fs::open(
-        dest,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io("open staging directory", dest, e))?;
+/// Extracts the tar stream `src` into the existing, empty directory `dest`, then sets each
+/// directory's mode and times. Returns the number of members (extension headers not counted).
+/// Durability is the caller's: one `syncfs` before its commit.
+pub(crate) fn unpack(src: impl Read, dest: &Path) -> Result<u64> {
+    let root = rustix::fs::open(dest, DIR_FLAGS, Mode::empty())
+        .map_err(|e| Error::io("open staging directory", dest, e))?;
+    let st = rustix::fs::fstat(&root).map_err(|e| Error::io("stat staging directory", dest, e))?;
+    let creds = Creds::probe(&root, &st);
+    tracing::debug!(dest = %dest.display(), skip_chown = creds.skip_chown, umask = ?creds.umask, "unpack");
     let mut u = Unpacker {
-        root,
-        cache: None,
+        root: Rc::new(root),
+        root_gid: st.st_gid,
+        stack: Vec::new(),
         dirs: Vec::new(),
         entries: 0,
-        buf: vec![0u8; 1 << 18],
+        buf: vec![0u8; COPY_BUF],
+        creds,
     };
-    let mut hr = HashReader::new(src);
-    {
-        let mut ar = tar::Archive::new(&mut hr);
-        let entries = ar.entries().map_err(bad_stream)?;
-        for e in entries {
-            let mut e = e.map_err(bad_stream)?;
-            u.entry(&mut e)?;
-        }
-    }
-    let (id, size) = hr.finish().map_err(bad_stream)?;
-    if size == 0 {
-        return Err(Error::Corrupt {
-            what: "layer stream".into(),
-            reason: "is empty (not a tar archive)".into(),
-        });
+    let mut ar = tar::Archive::new(src);
+    let entries = ar.entries().map_err(bad_stream)?;
+    for e in entries {
+        let mut e = e.map_err(bad_stream)?;
+        u.entry(&mut e)?;
     }
     u.fixup_dirs()?;
-    tracing::debug!(dest = %dest.display(), "syncfs before commit");
-    rustix::fs::syncfs(&u.root).map_err(|e| Error::io("syncfs", dest, e))?;
-    Ok(Unpacked {
-        id,
-        size,
-        entries: u.entries,
-    })
+    Ok(u.entries)
 }
 
 fn bad_stream(e: io::Error) -> Error {
@@ -138,6 +114,75 @@ fn bad_stream(e: io::Error) -> Error {
         what: "layer stream".into(),
         reason: format!("not a valid tar archive: {e}"),
     }
+}
+
+/// How directories are opened: for reading (so xattrs can be set through the fd), never through a
+/// symlink.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// The copy buffer for file contents (one per unpack).
+const COPY_BUF: usize = 256 << 10;
+
+/// Directories kept open along the current path: enough for any real layer; deeper paths are
+/// opened component by component without being kept.
+const MAX_OPEN: usize = 64;
+
+/// What a new inode gets without being told, so that calls that would change nothing are skipped.
+struct Creds {
+    /// Our effective user and group: the owner and group of what we create.
+    uid: u32,
+    gid: u32,
+    /// False when new inodes may not get `uid` (the staging root is not ours) or may inherit a
+    /// group from a set-group-ID staging root: then every inode is chowned.
+    skip_chown: bool,
+    /// The umask, when known and no default ACL decides modes instead: a create with the final
+    /// mode then needs no chmod. `None`: every inode is chmodded.
+    umask: Option<u32>,
+}
+
+impl Creds {
+    fn probe(root: &OwnedFd, st: &rustix::fs::Stat) -> Creds {
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        let skip_chown = st.st_uid == uid && st.st_mode & 0o2000 == 0;
+        let acl = !matches!(
+            rustix::fs::fgetxattr(root, "system.posix_acl_default", &mut [0u8; 0][..]),
+            Err(Errno::NODATA | Errno::NOTSUP)
+        );
+        let umask = if acl { None } else { read_umask() };
+        Creds {
+            uid,
+            gid,
+            skip_chown,
+            umask,
+        }
+    }
+
+    /// The mode to create an inode with, and whether a chmod must follow.
+    fn create_mode(&self, mode: u32) -> (Mode, bool) {
+        match self.umask {
+            Some(um) if mode & !0o777 == 0 && mode & um == 0 => (Mode::from_raw_mode(mode), false),
+            _ => (Mode::from_raw_mode(0o600), true),
+        }
+    }
+
+    /// Whether an inode just created in a directory of group `parent_gid` needs a chown to get
+    /// `meta`'s owner. Its group is ours, or the directory's (set-group-ID directory, `grpid`
+    /// mount): when both are `meta.gid`, nothing changes.
+    fn must_chown(&self, meta: &Meta, parent_gid: Option<u32>) -> bool {
+        !(self.skip_chown && meta.uid == self.uid && meta.gid == self.gid && parent_gid == Some(self.gid))
+    }
+}
+
+/// The process umask, from /proc/self/status (reading it with umask(2) would change it for every
+/// thread for a moment).
+fn read_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -184,15 +229,29 @@ struct Meta {
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
+/// An open directory on the current path, and its group when known.
+struct OpenDir {
+    name: Vec<u8>,
+    fd: Rc<OwnedFd>,
+    gid: Option<u32>,
+}
+
+/// A directory descriptor and its group (when known).
+type Parent = (Rc<OwnedFd>, Option<u32>);
+
 struct Unpacker {
-    root: OwnedFd,
-    /// The last parent directory used: entries of one directory usually come together.
-    cache: Option<(Vec<u8>, Rc<OwnedFd>)>,
+    root: Rc<OwnedFd>,
+    root_gid: u32,
+    /// The directories along the last parent path, root first: entries of one directory usually
+    /// come together and a directory's entry comes just before its contents, so most entries
+    /// open nothing.
+    stack: Vec<OpenDir>,
     /// Directories whose mode and times are set at the end: (path, mode, mtime).
     dirs: Vec<(Vec<u8>, u32, (i64, u32))>,
     entries: u64,
     /// The copy buffer for file contents (one per unpack: memory stays flat).
     buf: Vec<u8>,
+    creds: Creds,
 }
 
 fn join(comps: &[&[u8]]) -> Vec<u8> {
@@ -201,6 +260,34 @@ fn join(comps: &[&[u8]]) -> Vec<u8> {
 
 fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `create`; when the name is taken, lets `make_room` clear it (or refuse) and runs it again.
+fn create_or_replace<T>(
+    mut create: impl FnMut() -> rustix::io::Result<T>,
+    make_room: impl FnOnce() -> Result<bool>,
+    op: &'static str,
+    shown: &str,
+) -> Result<T> {
+    match create() {
+        Err(Errno::EXIST) => {
+            make_room()?;
+            create().map_err(|e| Error::io(op, shown, e))
+        }
+        r => r.map_err(|e| Error::io(op, shown, e)),
+    }
+}
+
+fn write_all(fd: &OwnedFd, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 impl Unpacker {
@@ -237,11 +324,8 @@ impl Unpacker {
         let Some((last, parent)) = comps.split_last() else {
             if kind == Some(Kind::Dir) {
                 // `./` (or `/`): the layer root's own metadata.
-                let fd = self
-                    .root
-                    .try_clone()
-                    .map_err(|e| Error::io("dup", "layer root", e))?;
-                self.set_dir_meta(&shown, &fd, Vec::new(), &meta)?;
+                let root = self.root.clone();
+                self.set_dir_meta(&shown, &root, true, Vec::new(), &meta)?;
                 return Ok(());
             }
             return Err(Error::rejected(
@@ -250,55 +334,63 @@ impl Unpacker {
             ));
         };
         let whiteout = decode_whiteout(last).map_err(|r| Error::rejected(&shown, r))?;
-        let dir = self.parent(&shown, parent, true)?;
+        let (dir, parent_gid) = self.parent(&shown, parent, true)?;
         match whiteout {
             Whiteout::Internal => {
                 tracing::debug!(entry = %shown, "skipping AUFS-internal whiteout name");
                 Ok(())
             }
-            Whiteout::Opaque => {
-                let p = format!("{}", mountkit_safefs::inroot::fd_path(dir.as_fd()).display());
-                rustix::fs::setxattr(&p, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
-                    .map_err(|e| Error::io("set trusted.overlay.opaque on the directory of", &shown, e))
-            }
+            Whiteout::Opaque => rustix::fs::fsetxattr(&*dir, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
+                .map_err(|e| Error::io("set trusted.overlay.opaque on the directory of", &shown, e)),
             Whiteout::Delete(name) => {
-                self.make_room(&shown, &dir, name, Kind::Char)?;
-                rustix::fs::mknodat(
-                    &*dir,
-                    name,
-                    FileType::CharacterDevice,
-                    Mode::from_raw_mode(0o600),
-                    0,
-                )
-                .map_err(|e| Error::io("create whiteout for", &shown, e))?;
-                self.set_node_meta(&shown, &dir, name, &meta, false)
+                let (mode, chmod) = self.creds.create_mode(meta.mode);
+                create_or_replace(
+                    || rustix::fs::mknodat(&*dir, name, FileType::CharacterDevice, mode, 0),
+                    || self.make_room(&shown, &dir, name, Kind::Char),
+                    "create whiteout for",
+                    &shown,
+                )?;
+                self.set_node_meta(&shown, &dir, parent_gid, name, &meta, Some(chmod))
             }
             Whiteout::None => match kind {
                 None => self.hard_link(e, &shown, &dir, parent, last),
-                Some(kind) => self.create(e, &shown, &dir, parent, last, kind, &meta),
+                Some(kind) => self.create(e, &shown, (&dir, parent_gid), parent, last, kind, &meta),
             },
         }
     }
 
     /// Opens (creating missing directories when `create`) the directory `comps` below the root,
-    /// never following a symlink.
-    fn parent(&mut self, shown: &str, comps: &[&[u8]], create: bool) -> Result<Rc<OwnedFd>> {
-        let key = join(comps);
-        if let Some((k, fd)) = &self.cache {
-            if *k == key {
-                return Ok(fd.clone());
-            }
-        }
-        let mut cur: Option<OwnedFd> = None;
-        for (i, c) in comps.iter().enumerate() {
-            let at: BorrowedFd<'_> = cur.as_ref().map_or(self.root.as_fd(), |f| f.as_fd());
-            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let next = match rustix::fs::openat(at, *c, flags, Mode::empty()) {
+    /// never following a symlink. Reuses the directories open along the previous path.
+    fn parent(&mut self, shown: &str, comps: &[&[u8]], create: bool) -> Result<Parent> {
+        let keep = self
+            .stack
+            .iter()
+            .zip(comps)
+            .take_while(|(open, c)| open.name == **c)
+            .count();
+        self.stack.truncate(keep);
+        // Beyond MAX_OPEN, the rest of the path is opened without being kept.
+        let mut deep: Option<Parent> = None;
+        for (i, c) in comps.iter().enumerate().skip(keep) {
+            let (at, _) = match (&deep, self.stack.last()) {
+                (Some(d), _) => d.clone(),
+                (None, Some(open)) => (open.fd.clone(), open.gid),
+                (None, None) => (self.root.clone(), Some(self.root_gid)),
+            };
+            let fd = match rustix::fs::openat(&*at, *c, DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => fd,
-                Err(Errno::NOENT) if create => rustix::fs::mkdirat(at, *c, Mode::from_raw_mode(0o755))
-                    .and_then(|()| rustix::fs::chmodat(at, *c, Mode::from_raw_mode(0o755), AtFlags::empty()))
-                    .and_then(|()| rustix::fs::openat(at, *c, flags, Mode::empty()))
-                    .map_err(|e| Error::io("create parent directory for", shown, e))?,
+                Err(Errno::NOENT) if create => {
+                    let (mode, chmod) = self.creds.create_mode(0o755);
+                    rustix::fs::mkdirat(&*at, *c, mode)
+                        .and_then(|()| match chmod {
+                            true => {
+                                rustix::fs::chmodat(&*at, *c, Mode::from_raw_mode(0o755), AtFlags::empty())
+                            }
+                            false => Ok(()),
+                        })
+                        .and_then(|()| rustix::fs::openat(&*at, *c, DIR_FLAGS, Mode::empty()))
+                        .map_err(|e| Error::io("create parent directory for", shown, e))?
+                }
                 Err(Errno::NOENT) => {
                     return Err(Error::rejected(
                         shown,
@@ -307,7 +399,7 @@ impl Unpacker {
                 }
                 Err(Errno::NOTDIR | Errno::LOOP) => {
                     let prefix = show(&join(&comps[..=i]));
-                    let is_link = rustix::fs::statat(at, *c, AtFlags::SYMLINK_NOFOLLOW)
+                    let is_link = rustix::fs::statat(&*at, *c, AtFlags::SYMLINK_NOFOLLOW)
                         .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
                         .unwrap_or(false);
                     return Err(Error::rejected(
@@ -323,19 +415,28 @@ impl Unpacker {
                 }
                 Err(e) => return Err(Error::io("open parent directory of", shown, e)),
             };
-            cur = Some(next);
+            // The group decides whether new inodes need a chown; only worth a stat when they may not.
+            let gid = if self.creds.skip_chown {
+                rustix::fs::fstat(&fd).ok().map(|st| st.st_gid)
+            } else {
+                None
+            };
+            let fd = Rc::new(fd);
+            if deep.is_none() && self.stack.len() < MAX_OPEN {
+                self.stack.push(OpenDir {
+                    name: c.to_vec(),
+                    fd,
+                    gid,
+                });
+            } else {
+                deep = Some((fd, gid));
+            }
         }
-        let fd = Rc::new(match cur {
-            Some(fd) => fd,
-            None => self
-                .root
-                .try_clone()
-                .map_err(|e| Error::io("dup", "layer root", e))?,
-        });
-        if create {
-            self.cache = Some((key, fd.clone()));
-        }
-        Ok(fd)
+        Ok(match (deep, self.stack.last()) {
+            (Some(d), _) => d,
+            (None, Some(open)) => (open.fd.clone(), open.gid),
+            (None, None) => (self.root.clone(), Some(self.root_gid)),
+        })
     }
 
     /// Checks what already exists at `name`; removes it when `kind` may replace it (same kind, not a
@@ -374,58 +475,58 @@ impl Unpacker {
         &mut self,
         e: &mut tar::Entry<'_, R>,
         shown: &str,
-        dir: &OwnedFd,
+        (dir, parent_gid): (&Rc<OwnedFd>, Option<u32>),
         parent: &[&[u8]],
         name: &[u8],
         kind: Kind,
         meta: &Meta,
     ) -> Result<()> {
-        let exists = self.make_room(shown, dir, name, kind)?;
-        let mode = Mode::from_raw_mode(0o600);
         match kind {
             Kind::Dir => {
-                if !exists {
-                    rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
-                        .map_err(|e| Error::io("create directory", shown, e))?;
-                }
-                let fd = rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| Error::io("open directory", shown, e))?;
+                let existed = match rustix::fs::mkdirat(&**dir, name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) => false,
+                    Err(Errno::EXIST) => self.make_room(shown, dir, name, Kind::Dir)?,
+                    Err(e) => return Err(Error::io("create directory", shown, e)),
+                };
+                let fd = rustix::fs::openat(&**dir, name, DIR_FLAGS, Mode::empty())
+                    .map_err(|e| Error::io("open directory", shown, e))?;
                 let mut path = join(parent);
                 if !path.is_empty() {
                     path.push(b'/');
                 }
                 path.extend_from_slice(name);
-                self.set_dir_meta(shown, &fd, path, meta)
+                // A merged directory may have had another owner: chown it whatever it is.
+                let chown = existed || self.creds.must_chown(meta, parent_gid);
+                self.set_dir_meta(shown, &fd, chown, path, meta)?;
+                // Its contents most likely come next: keep it open as the current directory.
+                if self.stack.len() == parent.len() && self.stack.len() < MAX_OPEN {
+                    self.stack.push(OpenDir {
+                        name: name.to_vec(),
+                        fd: Rc::new(fd),
+                        gid: Some(if chown { meta.gid } else { self.creds.gid }),
+                    });
+                }
+                Ok(())
             }
             Kind::File => {
-                let fd = rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    mode,
-                )
-                .map_err(|e| Error::io("create file", shown, e))?;
-                let mut f = std::fs::File::from(fd);
-                loop {
-                    let n = match e.read(&mut self.buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(err) => return Err(bad_stream(err)),
-                    };
-                    f.write_all(&self.buf[..n])
-                        .map_err(|err| Error::io("write file", shown, err))?;
+                let (mode, chmod) = self.creds.create_mode(meta.mode);
+                let flags =
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let fd = create_or_replace(
+                    || rustix::fs::openat(&**dir, name, flags, mode),
+                    || self.make_room(shown, dir, name, Kind::File),
+                    "create file",
+                    shown,
+                )?;
+                self.copy_data(e, shown, &fd)?;
+                if self.creds.must_chown(meta, parent_gid) {
+                    rustix::fs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
+                        .map_err(|e| Error::io("chown", shown, e))?;
                 }
-                let fd = OwnedFd::from(f);
-                rustix::fs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
-                    .map_err(|e| Error::io("chown", shown, e))?;
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
-                    .map_err(|e| Error::io("chmod", shown, e))?;
+                if chmod {
+                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
+                        .map_err(|e| Error::io("chmod", shown, e))?;
+                }
                 for (k, v) in &meta.xattrs {
                     rustix::fs::fsetxattr(&fd, k.as_str(), v, XattrFlags::empty())
                         .map_err(|e| Error::io(xattr_op(k), shown, e))?;
@@ -443,9 +544,13 @@ impl Unpacker {
                         "symlink target is empty or contains a NUL byte",
                     ));
                 }
-                rustix::fs::symlinkat(target.as_slice(), dir, name)
-                    .map_err(|e| Error::io("create symlink", shown, e))?;
-                self.set_node_meta(shown, dir, name, meta, true)
+                create_or_replace(
+                    || rustix::fs::symlinkat(target.as_slice(), &**dir, name),
+                    || self.make_room(shown, dir, name, Kind::Symlink),
+                    "create symlink",
+                    shown,
+                )?;
+                self.set_node_meta(shown, dir, parent_gid, name, meta, None)
             }
             Kind::Char | Kind::Block | Kind::Fifo => {
                 let h = e.header();
@@ -462,9 +567,36 @@ impl Unpacker {
                     _ => FileType::Fifo,
                 };
                 tracing::trace!(entry = %shown, ?ft, "mknodat");
-                rustix::fs::mknodat(dir, name, ft, mode, dev)
-                    .map_err(|e| Error::io("create node", shown, e))?;
-                self.set_node_meta(shown, dir, name, meta, false)
+                let (mode, chmod) = self.creds.create_mode(meta.mode);
+                create_or_replace(
+                    || rustix::fs::mknodat(&**dir, name, ft, mode, dev),
+                    || self.make_room(shown, dir, name, kind),
+                    "create node",
+                    shown,
+                )?;
+                self.set_node_meta(shown, dir, parent_gid, name, meta, Some(chmod))
+            }
+        }
+    }
+
+    /// Copies the entry's data into `fd`, in writes as large as the copy buffer.
+    fn copy_data<R: Read>(&mut self, e: &mut tar::Entry<'_, R>, shown: &str, fd: &OwnedFd) -> Result<()> {
+        loop {
+            let mut n = 0;
+            while n < self.buf.len() {
+                match e.read(&mut self.buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => return Err(bad_stream(err)),
+                }
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            write_all(fd, &self.buf[..n]).map_err(|err| Error::io("write file", shown, err))?;
+            if n < self.buf.len() {
+                return Ok(());
             }
         }
     }
@@ -499,7 +631,7 @@ impl Unpacker {
                 ),
             )
         };
-        let tdir = match self.parent(shown, tparent, false) {
+        let (tdir, _) = match self.parent(shown, tparent, false) {
             Ok(d) => d,
             Err(Error::Rejected { reason, .. }) if reason.contains("does not exist") => return Err(missing()),
             Err(e) => return Err(e),
@@ -521,39 +653,60 @@ impl Unpacker {
         if tparent == parent && *tname == name {
             return Err(Error::rejected(shown, "hard link to itself"));
         }
-        self.make_room(shown, dir, name, kind)?;
-        rustix::fs::linkat(&*tdir, *tname, dir, name, AtFlags::empty())
-            .map_err(|e| Error::io("create hard link", shown, e))
+        create_or_replace(
+            || rustix::fs::linkat(&*tdir, *tname, dir, name, AtFlags::empty()),
+            || self.make_room(shown, dir, name, kind),
+            "create hard link",
+            shown,
+        )
     }
 
-    fn set_dir_meta(&mut self, shown: &str, fd: &OwnedFd, path: Vec<u8>, meta: &Meta) -> Result<()> {
-        rustix::fs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
-            .map_err(|e| Error::io("chown", shown, e))?;
+    fn set_dir_meta(
+        &mut self,
+        shown: &str,
+        fd: &OwnedFd,
+        chown: bool,
+        path: Vec<u8>,
+        meta: &Meta,
+    ) -> Result<()> {
+        if chown {
+            rustix::fs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
+                .map_err(|e| Error::io("chown", shown, e))?;
+        }
         for (k, v) in &meta.xattrs {
             rustix::fs::fsetxattr(fd, k.as_str(), v, XattrFlags::empty())
                 .map_err(|e| Error::io(xattr_op(k), shown, e))?;
+            if k == "system.posix_acl_default" {
+                // Modes of what is created below now come from this ACL, not the umask.
+                self.creds.umask = None;
+            }
         }
         self.dirs.push((path, meta.mode, meta.mtime));
         Ok(())
     }
 
+    /// Owner, mode (`chmod`: None for a symlink, else whether the create left it to do), xattrs
+    /// and times of a non-directory, non-regular inode just created as `name` in `dir`.
     fn set_node_meta(
         &self,
         shown: &str,
         dir: &OwnedFd,
+        parent_gid: Option<u32>,
         name: &[u8],
         meta: &Meta,
-        symlink: bool,
+        chmod: Option<bool>,
     ) -> Result<()> {
-        rustix::fs::chownat(
-            dir,
-            name,
-            Some(uid(meta.uid)),
-            Some(gid(meta.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| Error::io("chown", shown, e))?;
-        if !symlink {
+        if self.creds.must_chown(meta, parent_gid) {
+            rustix::fs::chownat(
+                dir,
+                name,
+                Some(uid(meta.uid)),
+                Some(gid(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| Error::io("chown", shown, e))?;
+        }
+        if chmod == Some(true) {
             // Not a symlink (we just created it in a directory only we write to): chmodat cannot follow.
             rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
                 .map_err(|e| Error::io("chmod", shown, e))?;
@@ -574,29 +727,37 @@ impl Unpacker {
     }
 
     /// Sets each extracted directory's mode and times, now that nothing more is created in them.
+    /// Deepest first (reverse path order), so that a directory made unreadable or unsearchable
+    /// is changed after everything below it; of several entries for one directory the last wins.
     fn fixup_dirs(&mut self) -> Result<()> {
-        self.cache = None;
-        for (path, mode, mtime) in std::mem::take(&mut self.dirs) {
+        let mut dirs = std::mem::take(&mut self.dirs);
+        // Stable: the entries of one path keep their archive order.
+        dirs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut done: Option<Vec<u8>> = None;
+        for (path, mode, mtime) in dirs.into_iter().rev() {
+            if done.as_deref() == Some(path.as_slice()) {
+                continue;
+            }
             let shown = show(&path);
-            let fd = if path.is_empty() {
-                self.root
-                    .try_clone()
-                    .map_err(|e| Error::io("dup", "layer root", e))?
+            let mode = Mode::from_raw_mode(mode);
+            if path.is_empty() {
+                rustix::fs::fchmod(&*self.root, mode).map_err(|e| Error::io("chmod", &shown, e))?;
+                rustix::fs::futimens(&*self.root, &times(mtime))
+                    .map_err(|e| Error::io("set times of", &shown, e))?;
             } else {
                 let comps: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
                 let (last, parent) = comps.split_last().expect("non-empty path");
-                let dir = self.parent(&shown, parent, false)?;
-                rustix::fs::openat(
-                    &*dir,
-                    *last,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| Error::io("open directory", &shown, e))?
-            };
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| Error::io("chmod", &shown, e))?;
-            rustix::fs::futimens(&fd, &times(mtime)).map_err(|e| Error::io("set times of", &shown, e))?;
+                let (dir, _) = self.parent(&shown, parent, false)?;
+                // A directory of this unpack stays one (nothing may replace it): chmodat cannot
+                // follow a symlink here.
+                rustix::fs::chmodat(&*dir, *last, mode, AtFlags::empty())
+                    .map_err(|e| Error::io("chmod", &shown, e))?;
+                rustix::fs::utimensat(&*dir, *last, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| Error::io("set times of", &shown, e))?;
+            }
+            done = Some(path);
         }
+        self.stack.clear();
         Ok(())
     }
 }

@@ -567,3 +567,145 @@ fn concurrent_imports_of_one_layer_both_succeed_and_stale_staging_is_swept() {
         drop(held);
     });
 }
+
+/// A tar of (name, type, mode, uid, gid) members; files hold their own name.
+fn owned_tar(members: &[(&str, tar::EntryType, u32, u64, u64)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for &(name, ty, mode, uid, gid) in members {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(ty);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(1_600_000_000);
+        let data: &[u8] = if ty == tar::EntryType::Regular {
+            name.as_bytes()
+        } else {
+            b""
+        };
+        h.set_size(data.len() as u64);
+        if ty == tar::EntryType::Symlink {
+            b.append_link(&mut h, name, "target").unwrap();
+        } else {
+            b.append_data(&mut h, name, data).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn owners_and_modes_are_exact_whatever_the_umask_and_the_staging_group() {
+    if !mountkit_testutil::privileged("owners_and_modes_are_exact_whatever_the_umask_and_the_staging_group") {
+        return;
+    }
+    use tar::EntryType::{Directory as D, Fifo as P, Regular as F, Symlink as L};
+    // The extractor skips a chown or chmod that would change nothing: it must still be exact.
+    let members: &[(&str, tar::EntryType, u32, u64, u64)] = &[
+        ("own/", D, 0o755, 0, 0),
+        ("own/plain", F, 0o644, 0, 0),
+        ("own/exec", F, 0o755, 0, 0),
+        ("own/open", F, 0o777, 0, 0),
+        ("own/none", F, 0o000, 0, 0),
+        ("own/suid", F, 0o4755, 0, 0),
+        ("own/sgid", F, 0o2755, 0, 0),
+        ("own/theirs", F, 0o640, 1000, 1000),
+        ("own/group", F, 0o644, 0, 4321),
+        ("own/fifo", P, 0o666, 0, 0),
+        ("own/link", L, 0o777, 0, 0),
+        ("own/tmp/", D, 0o1777, 0, 0),
+        ("own/tmp/f", F, 0o644, 0, 0),
+        ("other/", D, 0o2775, 0, 4321),
+        ("other/f", F, 0o644, 0, 0),
+        ("other/sub/", D, 0o750, 0, 0),
+        ("other/sub/f", F, 0o600, 0, 0),
+        ("locked/", D, 0o500, 0, 0),
+        ("locked/f", F, 0o444, 0, 0),
+    ];
+    let tar = owned_tar(members);
+    let check = |store: &Store, case: &str| {
+        let info = store
+            .import_layer(LayerSource::Reader(Box::new(std::io::Cursor::new(tar.clone()))))
+            .unwrap();
+        let l = store.layer_path(&info.id);
+        for &(name, ty, mode, uid, gid) in members {
+            let m = fs::symlink_metadata(l.join(name.trim_end_matches('/'))).unwrap();
+            let got_mode = if ty == L { 0o777 } else { m.mode() & 0o7777 };
+            assert_eq!(
+                (got_mode, u64::from(m.uid()), u64::from(m.gid())),
+                (mode, uid, gid),
+                "{case}: {name}"
+            );
+        }
+        assert_eq!(fs::read(l.join("other/sub/f")).unwrap(), b"other/sub/f");
+    };
+    for (case, umask) in [("umask 022", 0o022), ("umask 077", 0o077), ("umask 0", 0)] {
+        mountkit_testutil::in_mount_ns(|| {
+            rustix::process::umask(Mode::from_raw_mode(umask));
+            let t = tempfile::tempdir().unwrap();
+            check(&Store::open(t.path().join("store")).unwrap(), case);
+        });
+    }
+    // A store below a set-group-ID directory of another group: what is created there inherits
+    // that group, so every chown must be done.
+    mountkit_testutil::in_mount_ns(|| {
+        let t = tempfile::tempdir().unwrap();
+        let parent = t.path().join("sgid");
+        fs::create_dir(&parent).unwrap();
+        rustix::fs::chown(&parent, None, Some(rustix::fs::Gid::from_raw(4321))).unwrap();
+        fs::set_permissions(&parent, fs::Permissions::from_mode(0o2775)).unwrap();
+        let store = Store::open(parent.join("store")).unwrap();
+        assert_eq!(
+            fs::metadata(store.root().join("tmp")).unwrap().gid(),
+            4321,
+            "the staging inherits the group"
+        );
+        check(&store, "set-group-ID store");
+    });
+}
+
+#[test]
+fn size_probe_misses_and_collisions_still_give_the_right_layer() {
+    if !mountkit_testutil::privileged("size_probe_misses_and_collisions_still_give_the_right_layer") {
+        return;
+    }
+    mountkit_testutil::in_mount_ns(|| {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path().join("store")).unwrap();
+        let a = tar_bytes(&[file("a", b"same size")]);
+        let b = tar_bytes(&[file("b", b"SAME SIZE")]);
+        assert_eq!(a.len(), b.len());
+        let (pa, pb) = (t.path().join("a.tar"), t.path().join("b.tar"));
+        fs::write(&pa, &a).unwrap();
+        fs::write(&pb, &b).unwrap();
+        let ia = store.import_layer(LayerSource::Tar(pa)).unwrap();
+        assert_eq!(store.unpack_count(), 1);
+        // Same stream size as a stored layer: hashed first, then unpacked all the same.
+        let ib = store.import_layer(LayerSource::Tar(pb)).unwrap();
+        assert_eq!(ib.id.to_string(), sha256_id(&b));
+        assert_ne!(ia.id, ib.id);
+        assert_eq!(store.unpack_count(), 2);
+        assert_eq!(
+            fs::read(store.layer_path(&ib.id).join("b")).unwrap(),
+            b"SAME SIZE"
+        );
+
+        // A two-member gzip of a stored layer: its ISIZE trailer (last member only) does not
+        // match, so it is unpacked in one pass, found to be stored, and the copy discarded.
+        let (first, second) = a.split_at(512);
+        let mut gz = Vec::new();
+        for part in [first, second] {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(part).unwrap();
+            gz.extend(e.finish().unwrap());
+        }
+        let pg = t.path().join("a.tar.gz");
+        fs::write(&pg, &gz).unwrap();
+        let ino_before = ino(&store.layer_path(&ia.id));
+        let again = store.import_layer(LayerSource::Tar(pg)).unwrap();
+        assert_eq!(again, ia);
+        assert_eq!(store.unpack_count(), 3, "a probe miss costs an unpack");
+        assert_eq!(ino(&store.layer_path(&ia.id)), ino_before);
+        assert_eq!(store.layers().unwrap().len(), 2);
+        assert!(listing(&store.root().join("tmp")).is_empty());
+    });
+}

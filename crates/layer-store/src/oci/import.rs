@@ -12,7 +12,7 @@ use super::source::{Source, VerifyReader, blob_path, clean, digest_of};
 use super::{ImportOptions, Progress, host_arch};
 use crate::error::{Error, Result};
 use crate::id::LayerId;
-use crate::store::{ImageConfig, ImageInfo, LayerSource, Store, decompress, validate_image_name};
+use crate::store::{ImageConfig, ImageInfo, Store, decompress, validate_image_name};
 use crate::unpack::HashReader;
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -214,7 +214,11 @@ fn import_layers(
                     raw.finish().map_err(|e| Error::io("read", "layer stream", e))?;
                     Ok(id)
                 } else {
-                    Ok(store.import_layer(LayerSource::Reader(Box::new(verify)))?.id)
+                    // Unpacked in one pass; the blob's digest is checked by `verify`, its diff_id
+                    // before anything is committed.
+                    Ok(store
+                        .import_verified(Box::new(verify), blob.digest.clone(), want)?
+                        .id)
                 }
             });
             let mut this = 0u64;
