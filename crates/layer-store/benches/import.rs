@@ -3,7 +3,7 @@
 //! The layer: a generated tar of `MOUNTKIT_BENCH_MB` MB (default 500) in `MOUNTKIT_BENCH_FILES`
 //! files (default 20,000; the shape of issue 2's target): two directory levels, file sizes from
 //! 0.5 KiB to 24 KiB plus a hundred files of `MB`/200 MB each (half the bytes), text-like content
-//! that gzip shrinks about 3x, mode 0644/0755, a symlink per 50 files, one file in 20 owned by
+//! that gzip shrinks about 3x (the bench prints the ratio), mode 0644/0755, a symlink per 50 files, one file in 20 owned by
 //! 1000:1000 when run as root (else everything is the running user's).
 //!
 //! Groups (each member runs on a fresh filesystem per iteration, made before the clock starts and
@@ -19,7 +19,9 @@
 //! ext4 where creating files right after deleting many is slow: hence a fresh filesystem per run.
 //! Without root, only a fresh directory in /dev/shm is used (`tmpfs` groups; no mounts).
 //!
-//! Before criterion runs, `MOUNTKIT_BENCH_ROUNDS` (default 3) alternating rounds of each pair
+//! `MOUNTKIT_BENCH_DATA=<dir>` generates the layer there and leaves it (for profiling by hand).
+//! `MOUNTKIT_BENCH_ONLY=<text>` keeps only the groups whose name contains it. Before criterion
+//! runs, `MOUNTKIT_BENCH_ROUNDS` (default 3; 0: none) alternating rounds of each pair
 //! print MB/s (10^6 bytes of uncompressed tar per second) for both and their ratio: alternating
 //! keeps the two under the same background load, which matters on a shared machine. The ext4
 //! rounds also time `tar -xf` followed by `sync -f`, the durability mountkit pays for.
@@ -49,7 +51,8 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Text-like bytes: words from a small vocabulary picked by an LCG (gzip -6 gets about 3x).
+/// Text-like bytes: words from a small vocabulary and numbers picked by an LCG (gzip -6 gets
+/// about 3x, as on typical image layers).
 fn text_pool(len: usize) -> Vec<u8> {
     const WORDS: &[&str] = &[
         "the", "layer", "store", "mount", "overlay", "static", "const", "return", "fn", "let", "struct",
@@ -64,6 +67,9 @@ fn text_pool(len: usize) -> Vec<u8> {
             .wrapping_add(1_442_695_040_888_963_407);
         let w = WORDS[(x >> 33) as usize % WORDS.len()];
         out.extend_from_slice(w.as_bytes());
+        if x & 0x3000 == 0 {
+            out.extend_from_slice((x >> 44).to_string().as_bytes());
+        }
         out.push(if x & 0x700 == 0 { b'\n' } else { b' ' });
     }
     out.truncate(len);
@@ -77,7 +83,8 @@ fn generate(path: &Path, total_mb: u64, files: u64) -> (u64, u64) {
     let big_files = 100.min(files / 2).max(1);
     let big = total_mb * 1_000_000 / 2 / big_files;
     let small_files = files - big_files;
-    let pool = text_pool((big as usize).max(64 << 10) + (64 << 10));
+    const SPREAD: u64 = 8 << 20; // where files start in the pool: far apart, as gzip sees them
+    let pool = text_pool((big.max(64 << 10) + SPREAD) as usize);
     let mut b = tar::Builder::new(std::io::BufWriter::with_capacity(
         1 << 20,
         std::fs::File::create(path).unwrap(),
@@ -118,9 +125,9 @@ fn generate(path: &Path, total_mb: u64, files: u64) -> (u64, u64) {
                 // 0.5 KiB .. 24 KiB, scaled so the small files hold the other half of the bytes.
                 let raw = 512 + (n.wrapping_mul(7919) % (24 << 10));
                 (raw * (total_mb * 1_000_000 / 2) / (small_files * (512 + (12 << 10))).max(1))
-                    .min(pool.len() as u64 - (64 << 10))
+                    .min(pool.len() as u64 - SPREAD)
             };
-            let off = (n.wrapping_mul(104_729) % (64 << 10)) as usize;
+            let off = (n.wrapping_mul(104_729) % SPREAD) as usize;
             let mode = if f % 4 == 0 { 0o755 } else { 0o644 };
             let mut h = header(tar::EntryType::Regular, mode, size, n);
             b.append_data(&mut h, &name, &pool[off..off + size as usize])
@@ -340,7 +347,8 @@ struct Pair<'a> {
     kind: FsKind,
 }
 
-fn rounds(p: &Pair<'_>, bytes: u64, n: u64) {
+/// Returns the slower member's median: what a criterion sample of the pair costs.
+fn rounds(p: &Pair<'_>, bytes: u64, n: u64) -> Duration {
     let mbs = |d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
@@ -364,14 +372,15 @@ fn rounds(p: &Pair<'_>, bytes: u64, n: u64) {
         line += &format!(" (tar + syncfs {:.0} MB/s)", mbs(median(c)));
     }
     println!("{line}  [median of {n} alternating rounds]");
+    a.max(b)
 }
 
-fn bench_pair(c: &mut Criterion, p: &Pair<'_>, bytes: u64) {
+fn bench_pair(c: &mut Criterion, p: &Pair<'_>, bytes: u64, sample: Duration) {
     let mut g = c.benchmark_group(&p.group);
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(10));
+        .measurement_time((sample * 12).max(Duration::from_secs(10)));
     g.throughput(Throughput::Bytes(bytes));
     let kind = p.kind;
     g.bench_function("mountkit", |b| {
@@ -418,9 +427,13 @@ fn bench(c: &mut Criterion) {
     let files = env_u64("MOUNTKIT_BENCH_FILES", 20_000);
     let n = env_u64("MOUNTKIT_BENCH_ROUNDS", 3);
     let src = tempfile::tempdir_in(shm()).unwrap();
-    let tar = src.path().join("layer.tar");
+    // MOUNTKIT_BENCH_DATA=DIR: generate into DIR and leave it there (for profiling by hand).
+    let data =
+        std::env::var_os("MOUNTKIT_BENCH_DATA").map_or_else(|| src.path().to_path_buf(), PathBuf::from);
+    std::fs::create_dir_all(&data).unwrap();
+    let tar = data.join("layer.tar");
     let (bytes, members) = generate(&tar, mb, files);
-    let (layout, blob) = oci_layout(&tar, &src.path().join("oci"));
+    let (layout, blob) = oci_layout(&tar, &data.join("oci"));
     let gz = std::fs::metadata(&blob).unwrap().len();
     println!(
         "layer: {:.0} MB tar, {members} members ({files} files); gzip blob {:.0} MB",
@@ -452,11 +465,18 @@ fn bench(c: &mut Criterion) {
             kind,
         });
     }
-    for p in &pairs {
-        rounds(p, bytes, n);
+    if let Ok(only) = std::env::var("MOUNTKIT_BENCH_ONLY") {
+        pairs.retain(|p| p.group.contains(&only));
     }
-    for p in &pairs {
-        bench_pair(c, p, bytes);
+    let samples: Vec<Duration> = pairs
+        .iter()
+        .map(|p| match n {
+            0 => Duration::ZERO,
+            _ => rounds(p, bytes, n),
+        })
+        .collect();
+    for (p, sample) in pairs.iter().zip(samples) {
+        bench_pair(c, p, bytes, sample);
     }
 }
 

@@ -3,6 +3,8 @@
 //! A producer thread makes the uncompressed tar stream (reads a file or a stream, verifies and
 //! decompresses it, or archives a directory) and hashes it; the calling thread parses and unpacks
 //! it. On two cores decompression and hashing overlap with file creation instead of adding to it.
+//! A producer that is the busier of the two (gzip's inflate is) leaves the hashing of the
+//! uncompressed stream to the unpacker's thread.
 //! At most [`QUEUE`] + 3 buffers of [`CHUNK`] bytes exist at any time: memory stays flat whatever
 //! the layer size.
 
@@ -20,8 +22,8 @@ pub(crate) const CHUNK: usize = 256 << 10;
 const QUEUE: usize = 8;
 
 enum Msg {
-    /// A buffer and how many of its bytes are data.
-    Data(Vec<u8>, usize),
+    /// A buffer, how many of its bytes are data, and whether the unpacker hashes them.
+    Data(Vec<u8>, usize, bool),
     /// The producer failed; the unpacker stops (the producer's own error is what gets reported).
     Fail(String),
 }
@@ -34,6 +36,8 @@ pub(crate) struct Sink {
     filled: usize,
     hasher: Sha256,
     count: u64,
+    /// The unpacker hashes the stream (see [`Sink::hash_downstream`]).
+    downstream: bool,
     /// The unpacker stopped taking data (it failed): the producer's error is only a consequence.
     hung_up: bool,
 }
@@ -44,12 +48,14 @@ impl Sink {
             return Ok(());
         }
         let data = &self.buf[..self.filled];
-        self.hasher.update(data);
+        if !self.downstream {
+            self.hasher.update(data);
+        }
         self.count += data.len() as u64;
         let next = self.free.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
         let full = std::mem::replace(&mut self.buf, next);
         let n = std::mem::take(&mut self.filled);
-        self.tx.send(Msg::Data(full, n)).map_err(|_| {
+        self.tx.send(Msg::Data(full, n, self.downstream)).map_err(|_| {
             self.hung_up = true;
             io::Error::new(io::ErrorKind::BrokenPipe, "the unpacker stopped")
         })
@@ -68,6 +74,13 @@ impl Sink {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Leaves the hashing of the stream to the unpacker's thread: for a producer busier than the
+    /// unpacker (one that inflates gzip). Only before anything was written.
+    pub(crate) fn hash_downstream(&mut self) {
+        debug_assert_eq!((self.count, self.filled), (0, 0));
+        self.downstream = true;
     }
 
     /// True once the unpacker hung up.
@@ -101,6 +114,8 @@ pub(crate) struct Source {
     len: usize,
     failed: Option<String>,
     eof: bool,
+    /// Hashes the chunks the producer left to this thread.
+    hasher: Sha256,
 }
 
 impl Read for Source {
@@ -116,7 +131,12 @@ impl Read for Source {
                 let _ = self.free.send(std::mem::take(&mut self.cur));
             }
             match self.rx.recv() {
-                Ok(Msg::Data(b, n)) => (self.cur, self.pos, self.len) = (b, 0, n),
+                Ok(Msg::Data(b, n, hash)) => {
+                    if hash {
+                        self.hasher.update(&b[..n]);
+                    }
+                    (self.cur, self.pos, self.len) = (b, 0, n)
+                }
                 Ok(Msg::Fail(m)) => self.failed = Some(m),
                 Err(_) => self.eof = true,
             }
@@ -133,6 +153,13 @@ pub(crate) struct Produced<T> {
     pub id: LayerId,
     pub size: u64,
     pub value: T,
+}
+
+/// The same, before the ID is known when the unpacker's thread hashed.
+struct Made<T> {
+    id: Option<LayerId>,
+    size: u64,
+    value: T,
 }
 
 /// Runs `produce` on a new thread and `consume` on this one, joined by the queue. `consume` need
@@ -159,6 +186,7 @@ where
                     filled: 0,
                     hasher: Sha256::new(),
                     count: 0,
+                    downstream: false,
                     hung_up: false,
                 };
                 let r = produce(&mut sink).and_then(|v| {
@@ -167,8 +195,11 @@ where
                 });
                 match r {
                     Ok(value) => (
-                        Ok(Produced {
-                            id: LayerId::from_digest(&sink.hasher.finalize()),
+                        Ok(Made {
+                            id: match sink.downstream {
+                                true => None,
+                                false => Some(LayerId::from_digest(&sink.hasher.finalize())),
+                            },
                             size: sink.count,
                             value,
                         }),
@@ -189,6 +220,7 @@ where
             len: 0,
             failed: None,
             eof: false,
+            hasher: Sha256::new(),
         };
         let consumed = consume(&mut src).and_then(|u| {
             io::copy(&mut src, &mut io::sink()).map_err(|e| Error::Corrupt {
@@ -197,6 +229,7 @@ where
             })?;
             Ok(u)
         });
+        let downstream_id = LayerId::from_digest(&std::mem::take(&mut src.hasher).finalize());
         drop(src); // a producer blocked on a full queue sees the hang-up
         let (produced, hung_up) = producer.join().unwrap_or_else(|_| {
             (
@@ -208,7 +241,14 @@ where
             )
         });
         match (produced, consumed) {
-            (Ok(p), Ok(u)) => Ok((p, u)),
+            (Ok(p), Ok(u)) => Ok((
+                Produced {
+                    id: p.id.unwrap_or(downstream_id),
+                    size: p.size,
+                    value: p.value,
+                },
+                u,
+            )),
             (Err(pe), Err(ce)) => Err(if hung_up { ce } else { pe }),
             (Err(pe), Ok(_)) => Err(pe),
             (Ok(_), Err(ce)) => Err(ce),
@@ -245,6 +285,20 @@ mod tests {
         .unwrap();
         assert_eq!((p.value, p.size, p.id), (7, data.len() as u64, sha(&data)));
         assert_eq!(head, data[..CHUNK + 3]);
+    }
+
+    #[test]
+    fn the_unpacker_can_hash() {
+        let data: Vec<u8> = (0..2 * CHUNK + 5).map(|i| (i % 13) as u8).collect();
+        let (p, ()) = run(
+            |sink| {
+                sink.hash_downstream();
+                sink.write_all(&data).map_err(|e| Error::io("write", "test", e))
+            },
+            |_src| Ok(()),
+        )
+        .unwrap();
+        assert_eq!((p.size, p.id), (data.len() as u64, sha(&data)));
     }
 
     #[test]

@@ -257,6 +257,10 @@ fn produce(raw: impl Read, sink: &mut Sink, hash_blob: bool) -> Result<Option<St
     // A plain stream's digest is its ID, which the sink computes anyway.
     raw.on &= format != Format::Plain;
     let mut whole = io::Cursor::new(&head[..n]).chain(&mut raw);
+    if format == Format::Gzip {
+        // Inflating is the slowest step: the unpacker's thread hashes instead.
+        sink.hash_downstream();
+    }
     let filled = match format {
         Format::Plain => sink.fill_from(&mut whole),
         _ => sink.fill_from(&mut format.decoder(&mut whole)?),

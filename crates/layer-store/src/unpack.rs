@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::mpsc::{SyncSender, sync_channel};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
@@ -89,25 +90,65 @@ pub(crate) fn unpack(src: impl Read, dest: &Path) -> Result<u64> {
         .map_err(|e| Error::io("open staging directory", dest, e))?;
     let st = rustix::fs::fstat(&root).map_err(|e| Error::io("stat staging directory", dest, e))?;
     let creds = Creds::probe(&root, &st);
-    tracing::debug!(dest = %dest.display(), skip_chown = creds.skip_chown, umask = ?creds.umask, "unpack");
-    let mut u = Unpacker {
-        root: Rc::new(root),
-        root_gid: st.st_gid,
-        stack: Vec::new(),
-        dirs: Vec::new(),
-        entries: 0,
-        buf: vec![0u8; COPY_BUF],
-        creds,
+    let early = match rustix::fs::fstatfs(&root) {
+        Ok(fs) => !matches!(fs.f_type as u64, TMPFS_MAGIC | RAMFS_MAGIC),
+        Err(_) => true,
     };
-    let mut ar = tar::Archive::new(src);
-    let entries = ar.entries().map_err(bad_stream)?;
-    for e in entries {
-        let mut e = e.map_err(bad_stream)?;
-        u.entry(&mut e)?;
-    }
-    u.fixup_dirs()?;
-    Ok(u.entries)
+    tracing::debug!(dest = %dest.display(), skip_chown = creds.skip_chown, umask = ?creds.umask, early_writeback = early, "unpack");
+    let flusher_fd = match early {
+        true => Some(root.try_clone().map_err(|e| Error::io("dup", dest, e))?),
+        false => None,
+    };
+    std::thread::scope(|s| {
+        // Made in here: were extraction to panic, dropping it ends the writeback thread, which
+        // the scope waits for.
+        let mut u = Unpacker {
+            root: Rc::new(root),
+            root_gid: st.st_gid,
+            stack: Vec::new(),
+            dirs: Vec::new(),
+            entries: 0,
+            buf: vec![0u8; COPY_BUF],
+            creds,
+            kick: None,
+            dirty: 0,
+        };
+        if let Some(fd) = flusher_fd {
+            // Writeback started early, on another thread, while extraction goes on: the syncfs
+            // of the commit then finds little left to write. It makes nothing durable that the
+            // commit's syncfs would not; errors are left for that one to report.
+            let (tx, rx) = sync_channel::<()>(1);
+            u.kick = Some(tx);
+            std::thread::Builder::new()
+                .name("layer-writeback".into())
+                .spawn_scoped(s, move || {
+                    while rx.recv().is_ok() {
+                        let _ = rustix::fs::syncfs(&fd);
+                    }
+                })
+                .map_err(|e| Error::io("start a thread for", "writeback", e))?;
+        }
+        let extracted = (|| -> Result<()> {
+            let mut ar = tar::Archive::new(src);
+            for e in ar.entries().map_err(bad_stream)? {
+                u.entry(&mut e.map_err(bad_stream)?)?;
+            }
+            Ok(())
+        })();
+        // Ends the writeback thread (after the syncfs it may be running), also on an error.
+        u.kick = None;
+        extracted?;
+        u.fixup_dirs()?;
+        Ok(u.entries)
+    })
 }
+
+/// Filesystems without writeback.
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+const RAMFS_MAGIC: u64 = 0x8584_58f6;
+
+/// Bytes written between two kicks of the early writeback.
+const KICK_BYTES: u64 = 64 << 20;
 
 fn bad_stream(e: io::Error) -> Error {
     Error::Corrupt {
@@ -252,6 +293,10 @@ struct Unpacker {
     /// The copy buffer for file contents (one per unpack: memory stays flat).
     buf: Vec<u8>,
     creds: Creds,
+    /// Starts a writeback of the filesystem (on a filesystem that has one).
+    kick: Option<SyncSender<()>>,
+    /// Bytes written since the last kick.
+    dirty: u64,
 }
 
 fn join(comps: &[&[u8]]) -> Vec<u8> {
@@ -595,6 +640,14 @@ impl Unpacker {
                 return Ok(());
             }
             write_all(fd, &self.buf[..n]).map_err(|err| Error::io("write file", shown, err))?;
+            self.dirty += n as u64;
+            if self.dirty >= KICK_BYTES
+                && let Some(kick) = &self.kick
+            {
+                // A writeback already running takes this one's place.
+                let _ = kick.try_send(());
+                self.dirty = 0;
+            }
             if n < self.buf.len() {
                 return Ok(());
             }
