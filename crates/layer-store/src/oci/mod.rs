@@ -13,7 +13,7 @@
 //! The image is chosen by reference (`PATH:REF` or [`ImportOptions::reference`]): an OCI manifest
 //! whose `org.opencontainers.image.ref.name` annotation equals it (a nested index's annotation
 //! applies to the manifests inside), or a docker-archive entry with that `RepoTags` entry (`REF`
-//! or `REF:latest`). Index entries with a platform other than linux/<host architecture> are
+//! or `REF:latest`). Index entries with a platform other than `linux/<host architecture>` are
 //! skipped; nested indexes are followed (8 levels at most). Without a reference, the layout must
 //! hold exactly one such image.
 //!
