@@ -8,6 +8,11 @@
 //!   command pays (1,000 volumes, none in use). Floor: one `stat`.
 //! - `list_1000`: list 1,000 volumes (target: under 10 ms; podman 85 ms), from the cache and right after a
 //!   change (every record read).
+//! - `run_sequence` (ext4 under the temp dir) and `run_sequence_tmpfs` (/dev/shm): the registry's share of
+//!   one `mountkit run --rm -v named:/data IMAGE_WITH_VOLUME` (issue 3): create the anonymous volume,
+//!   reference both, acquire both, release both, drop both references, remove the anonymous volume.
+//!   `single calls` makes one call per volume per step; the floor is the anonymous volume's create + remove
+//!   (as `create_remove`'s) and a reference made and dropped as one directory entry for each volume.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -123,8 +128,76 @@ fn list_1000(c: &mut Criterion) {
     g.finish();
 }
 
+/// The kernel work of the run sequence: the anonymous volume's create + remove, and one directory entry
+/// made and removed per reference.
+fn floor_run_sequence(root: &Path, named: &Path) {
+    let anon = root.join("anon-ref");
+    fs::write(&anon, b"").expect("ref");
+    let named_ref = named.join("ref");
+    fs::write(&named_ref, b"").expect("ref");
+    fs::remove_file(&named_ref).expect("unref");
+    fs::remove_file(&anon).expect("unref");
+    floor_create_remove(root);
+}
+
+const CONTAINER: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn single_calls(reg: &Registry) {
+    let anon = reg
+        .create(
+            None,
+            CreateOptions {
+                anonymous: true,
+                ..Default::default()
+            },
+        )
+        .expect("create")
+        .name;
+    for v in ["named", anon.as_str()] {
+        reg.add_ref(v, CONTAINER).expect("add_ref");
+    }
+    for v in ["named", anon.as_str()] {
+        reg.acquire(v, CONTAINER).expect("acquire");
+    }
+    for v in ["named", anon.as_str()] {
+        reg.release(v, CONTAINER).expect("release");
+    }
+    for v in ["named", anon.as_str()] {
+        reg.remove_ref(v, CONTAINER).expect("remove_ref");
+    }
+    assert!(reg.remove(&anon, false).expect("remove"));
+}
+
+fn run_sequence_in(c: &mut Criterion, group: &str, dir: &Path) {
+    let reg = Registry::open(dir.join("volumes")).expect("open registry");
+    reg.create(Some("named"), CreateOptions::default())
+        .expect("create named");
+    let floor = dir.join("floor");
+    let floor_named = floor.join("named");
+    fs::create_dir_all(&floor_named).expect("mkdir floor");
+    let mut g = c.benchmark_group(group);
+    g.bench_function("c_floor", |b| b.iter(|| floor_run_sequence(&floor, &floor_named)));
+    g.bench_function("single calls", |b| b.iter(|| single_calls(&reg)));
+    g.finish();
+}
+
+fn run_sequence(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run_sequence_in(c, "run_sequence", dir.path());
+}
+
+fn run_sequence_tmpfs(c: &mut Criterion) {
+    let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("SKIP run sequence on tmpfs: no /dev/shm");
+        return;
+    };
+    run_sequence_in(c, "run_sequence_tmpfs", dir.path());
+}
+
 criterion_group!(
     benches,
+    run_sequence,
+    run_sequence_tmpfs,
     create_remove,
     create_remove_tmpfs,
     open_reconcile,
