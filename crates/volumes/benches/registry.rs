@@ -11,8 +11,10 @@
 //! - `run_sequence` (ext4 under the temp dir) and `run_sequence_tmpfs` (/dev/shm): the registry's share of
 //!   one `mountkit run --rm -v named:/data IMAGE_WITH_VOLUME` (issue 3): create the anonymous volume,
 //!   reference both, acquire both, release both, drop both references, remove the anonymous volume.
-//!   `single calls` makes one call per volume per step; the floor is the anonymous volume's create + remove
-//!   (as `create_remove`'s) and a reference made and dropped as one directory entry for each volume.
+//!   `single calls` makes one call per volume per step (what mountkit called before the batch APIs);
+//!   `batch calls` makes the calls mountkit should make (`add_refs`, `acquire_all`, `release_all`,
+//!   `remove_refs`). The floor is the anonymous volume's create + remove (as `create_remove`'s) and a
+//!   reference made and dropped as one directory entry for each volume.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -168,6 +170,25 @@ fn single_calls(reg: &Registry) {
     assert!(reg.remove(&anon, false).expect("remove"));
 }
 
+fn batch_calls(reg: &Registry) {
+    let anon = reg
+        .create(
+            None,
+            CreateOptions {
+                anonymous: true,
+                ..Default::default()
+            },
+        )
+        .expect("create")
+        .name;
+    let names = ["named", anon.as_str()];
+    reg.add_refs(&names, CONTAINER).expect("add_refs");
+    let acquired = reg.acquire_all(&names, CONTAINER).expect("acquire_all");
+    reg.release_all(&acquired).expect("release_all");
+    reg.remove_refs(&names, CONTAINER).expect("remove_refs");
+    assert!(reg.remove(&anon, false).expect("remove"));
+}
+
 fn run_sequence_in(c: &mut Criterion, group: &str, dir: &Path) {
     let reg = Registry::open(dir.join("volumes")).expect("open registry");
     reg.create(Some("named"), CreateOptions::default())
@@ -178,6 +199,7 @@ fn run_sequence_in(c: &mut Criterion, group: &str, dir: &Path) {
     let mut g = c.benchmark_group(group);
     g.bench_function("c_floor", |b| b.iter(|| floor_run_sequence(&floor, &floor_named)));
     g.bench_function("single calls", |b| b.iter(|| single_calls(&reg)));
+    g.bench_function("batch calls", |b| b.iter(|| batch_calls(&reg)));
     g.finish();
 }
 

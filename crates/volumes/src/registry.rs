@@ -1,7 +1,7 @@
 //! The registry: volume records on disk, their lifecycle, references, acquire/release and prune.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::os::unix::ffi::OsStringExt;
@@ -29,6 +29,14 @@ const CACHE: &str = ".list-cache.json";
 const IDLE: &str = ".idle";
 const ACTIVE: &str = ".active.json";
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+/// Present once no record keeps references in its `users` field any more (they are `ref.` entries).
+const REFS_MIGRATED: &str = ".refs-migrated";
+/// The prefix of a reference entry: `<root>/<name>/ref.<container>`.
+const REF_PREFIX: &str = "ref.";
+/// The entry that says a volume has received content: `<root>/<name>/populated`.
+const POPULATED: &str = "populated";
+/// The longest container name a reference can carry (the entry name is `ref.` + the name, at most 255).
+const MAX_REF_LEN: usize = 250;
 
 /// The registry lock, held for one change; the first write under it replaces the generation token.
 struct Held {
@@ -115,6 +123,80 @@ impl Volume {
     }
 }
 
+/// One volume made usable by [`Registry::acquire_all`]: the host path to bind into the container, whether
+/// it already has content, and what [`Registry::release_all`] has to undo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquired {
+    /// The volume's name.
+    pub name: String,
+    /// The host path of its data (`<root>/<name>/_data`, with the driver mount attached if it has one).
+    pub path: PathBuf,
+    /// Whether it has received content already. While the volume stays acquired this cannot go back to
+    /// false, so a caller may skip [`Registry::populate`] when it is true; when false, `populate` decides
+    /// (under the lock) whether to copy.
+    pub populated: bool,
+    /// The user it was acquired for.
+    user: String,
+    /// Whether the use was recorded (driver volumes, and users without a reference): release must undo it.
+    recorded: bool,
+}
+
+impl Acquired {
+    /// Whether [`Registry::populate`] may have something to do for this volume (it has no content yet).
+    pub fn needs_populate(&self) -> bool {
+        !self.populated
+    }
+}
+
+/// The state kept as directory entries beside `volume.json`, each made or removed by one system call.
+#[derive(Default)]
+struct Entries {
+    refs: Vec<String>,
+    populated: bool,
+}
+
+/// The name of the entry that records `container`'s reference.
+fn ref_entry(container: &str) -> String {
+    format!("{REF_PREFIX}{container}")
+}
+
+/// A container name must fit in a directory entry: not empty, no `/` or NUL, at most 250 bytes.
+fn validate_ref(container: &str) -> Result<()> {
+    let reason = if container.is_empty() {
+        "it is empty"
+    } else if container.len() > MAX_REF_LEN {
+        "it is longer than 250 bytes"
+    } else if container.contains(['/', '\0']) {
+        "it contains '/' or NUL"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidReference {
+        container: container.to_string(),
+        reason,
+    })
+}
+
+/// Creates an empty file at `path` with one `mknodat(2)` (no descriptor to open and close): a reference
+/// or a marker. `Ok(false)` when it exists already.
+fn make_entry(path: &Path) -> Result<bool> {
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+    match mknodat(CWD, path, FileType::RegularFile, Mode::from_raw_mode(0o644), 0) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::EXIST) => Ok(false),
+        Err(e) => Err(Error::io("create", path, e)),
+    }
+}
+
+/// Removes the entry at `path`; `Ok(false)` when there was none.
+fn remove_entry(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
 /// The volume registry in one directory; see the crate docs for the layout and the rules.
 #[derive(Debug)]
 pub struct Registry {
@@ -125,6 +207,8 @@ pub struct Registry {
     root: OnceLock<PathBuf>,
     /// `open` saw `.idle`: the first `reconcile` has nothing to do.
     idle_at_open: AtomicBool,
+    /// `.refs-migrated` was seen: no record keeps references any more (it is never removed).
+    refs_migrated: AtomicBool,
 }
 
 impl Clone for Registry {
@@ -133,6 +217,7 @@ impl Clone for Registry {
             given: self.given.clone(),
             root: self.root.clone(),
             idle_at_open: AtomicBool::new(false),
+            refs_migrated: AtomicBool::new(self.refs_migrated.load(Ordering::Relaxed)),
         }
     }
 }
@@ -257,6 +342,7 @@ impl Registry {
             given,
             root: OnceLock::new(),
             idle_at_open: AtomicBool::new(idle),
+            refs_migrated: AtomicBool::new(false),
         })
     }
 
@@ -266,11 +352,40 @@ impl Registry {
             .get_or_init(|| fs::canonicalize(&self.given).unwrap_or_else(|_| self.given.clone()))
     }
 
+    /// Takes the registry lock for a change. The first time in a registry written by an older mountkit,
+    /// it moves the references kept in records (`users`) to `ref.` entries (see "References" in the crate
+    /// docs), so that dropping a reference never has to read a record.
     fn lock(&self) -> Result<Held> {
-        Ok(Held {
+        let held = Held {
             _lock: Lock::exclusive(&self.root().join(LOCK))?,
             bumped: Cell::new(false),
-        })
+        };
+        if !self.refs_migrated.load(Ordering::Relaxed) {
+            if fs::symlink_metadata(self.root().join(REFS_MIGRATED)).is_err() {
+                self.migrate_refs(&held)?;
+            }
+            self.refs_migrated.store(true, Ordering::Relaxed);
+        }
+        Ok(held)
+    }
+
+    /// Moves the references of every record that still has them in `users` to `ref.` entries: the entries
+    /// first, then the record rewritten without them (so a crash in between loses nothing).
+    fn migrate_refs(&self, held: &Held) -> Result<()> {
+        for name in self.names()? {
+            match self.load_record(&name) {
+                Ok(record) if !record.users.is_empty() => {
+                    let mut vol = self.load(&name)?;
+                    debug!(volume = %name, users = ?vol.users, "moving references to entries");
+                    self.save(held, &mut vol)?;
+                }
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => warn!("cannot move the references of a volume to entries: {e}"),
+            }
+        }
+        let marker = self.root().join(REFS_MIGRATED);
+        make_entry(&marker)?;
+        Ok(())
     }
 
     /// The generation token: the target of the `.generation` symlink (a symlink because replacing it is
@@ -428,7 +543,51 @@ impl Registry {
         }
     }
 
+    /// The volume as its record and its entries say (references and `populated` are the union of both:
+    /// older records kept them in the record).
     fn load(&self, name: &str) -> Result<Volume> {
+        let mut vol = self.load_record(name)?;
+        let entries = self.read_entries(name)?;
+        vol.users.sort();
+        vol.users.dedup();
+        for c in &entries.refs {
+            insert_sorted(&mut vol.users, c);
+        }
+        vol.populated |= entries.populated;
+        Self::void_other_boot(&mut vol);
+        Ok(vol)
+    }
+
+    /// The entries beside a volume's record; [`Error::NotFound`] when its directory is gone.
+    fn read_entries(&self, name: &str) -> Result<Entries> {
+        let dir = self.dir(name);
+        let mut entries = Entries::default();
+        let listing = match fs::read_dir(&dir) {
+            Ok(l) => l,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    name: name.to_string(),
+                });
+            }
+            Err(e) => return Err(Error::io("read directory", &dir, e)),
+        };
+        for entry in listing {
+            let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
+            if let Some(container) = file_name.strip_prefix(REF_PREFIX) {
+                entries.refs.push(container.to_string());
+            } else if file_name == POPULATED {
+                entries.populated = true;
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The record alone (`volume.json`), with its name and mountpoint filled in.
+    fn load_record(&self, name: &str) -> Result<Volume> {
         let path = self.dir(name).join(META);
         let bytes = match fs::read(&path) {
             Ok(b) if !b.is_empty() => b,
@@ -450,8 +609,12 @@ impl Registry {
             serde_json::from_slice(&bytes).map_err(|source| Error::Metadata { path, source })?;
         vol.name = name.to_string();
         vol.mountpoint = self.data_path(name);
-        Self::void_other_boot(&mut vol);
         Ok(vol)
+    }
+
+    /// Whether `name` has a whole record (a volume, as far as one `stat` can tell).
+    fn record_exists(&self, name: &str) -> bool {
+        fs::metadata(self.dir(name).join(META)).is_ok_and(|m| m.is_file() && m.len() > 0)
     }
 
     /// Clears users and the mount flag recorded in another boot: nothing of them survived the reboot.
@@ -475,6 +638,13 @@ impl Registry {
     }
 
     /// Writes a changed record (atomically and durably). Stamps `active_boot` when it says "in use".
+    ///
+    /// References and `populated` are entries, not record fields: they are made to match `vol` first
+    /// (a reference in `vol.users` gets its entry, `populated` its marker or none), and the record is
+    /// written without them. Only driver mounts and users without a reference come here (and the one-time
+    /// move of references out of older records), so the fsync of `write_atomic` is rarely paid; it is kept
+    /// because an unsynced replace can leave an empty record after a power loss (xfs), and an empty record
+    /// hides the volume and, when it is adopted again, loses its driver options.
     fn save(&self, held: &Held, vol: &mut Volume) -> Result<()> {
         self.touch(held)?;
         vol.active_boot = if vol.in_use() {
@@ -482,9 +652,30 @@ impl Registry {
         } else {
             String::new()
         };
-        let path = self.dir(&vol.name).join(META);
-        let json = serde_json::to_vec_pretty(vol).map_err(|e| Error::io("encode", &path, e))?;
+        let dir = self.dir(&vol.name);
+        for c in &vol.users {
+            make_entry(&dir.join(ref_entry(c)))?;
+        }
+        if vol.populated {
+            make_entry(&dir.join(POPULATED))?;
+        } else {
+            remove_entry(&dir.join(POPULATED))?;
+        }
+        let record = Volume {
+            users: Vec::new(),
+            populated: false,
+            ..vol.clone()
+        };
+        let path = dir.join(META);
+        let json = serde_json::to_vec_pretty(&record).map_err(|e| Error::io("encode", &path, e))?;
         mountkit_safefs::write_atomic(&path, &json)?;
+        Ok(())
+    }
+
+    /// Marks the volume as having received content: one entry, no record rewrite.
+    fn mark_populated(&self, held: &Held, name: &str) -> Result<()> {
+        self.touch(held)?;
+        make_entry(&self.dir(name).join(POPULATED))?;
         Ok(())
     }
 
@@ -634,7 +825,10 @@ impl Registry {
             Ok(()) => {}
             // A non-empty directory without a whole record (`load` said NotFound): adopt it.
             Err(e) if matches!(e.kind(), ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists) => {
-                Self::adopt(&stage, &dest, &name)?
+                Self::adopt(&stage, &dest, &name)?;
+                info!(volume = %name, "created volume (adopted)");
+                // What survived beside the lost record (references, `populated`) is the volume's.
+                return self.load(&name);
             }
             Err(e) => return Err(Error::io("move staged volume into place at", &dest, e)),
         }
@@ -768,72 +962,250 @@ impl Registry {
 
     /// Records that `container` references the volume (at container create). Idempotent.
     pub fn add_ref(&self, name: &str, container: &str) -> Result<()> {
-        validate_name(name)?;
+        self.add_refs(&[name], container)
+    }
+
+    /// Records that `container` references each of `names`, under one lock: one directory entry per
+    /// volume, nothing rewritten, no fsync. Idempotent. When one of the volumes does not exist
+    /// ([`Error::NotFound`]), no reference is added.
+    pub fn add_refs(&self, names: &[&str], container: &str) -> Result<()> {
+        validate_ref(container)?;
+        for name in names {
+            validate_name(name)?;
+        }
         let held = self.lock()?;
-        let mut vol = self.load(name)?;
-        if insert_sorted(&mut vol.users, container) {
-            debug!(volume = name, container, "volume referenced");
-            self.save(&held, &mut vol)?;
+        if let Some(missing) = names.iter().find(|n| !self.record_exists(n)) {
+            return Err(Error::NotFound {
+                name: missing.to_string(),
+            });
+        }
+        for name in names {
+            self.touch(&held)?;
+            if make_entry(&self.dir(name).join(ref_entry(container)))? {
+                debug!(volume = name, container, "volume referenced");
+            }
         }
         Ok(())
     }
 
     /// Drops `container`'s reference (at container rm). Idempotent; [`Error::NotFound`] if the volume is gone.
     pub fn remove_ref(&self, name: &str, container: &str) -> Result<()> {
-        validate_name(name)?;
-        let held = self.lock()?;
-        let mut vol = self.load(name)?;
-        if remove_item(&mut vol.users, container) {
-            debug!(volume = name, container, "volume reference dropped");
-            self.save(&held, &mut vol)?;
+        self.remove_refs(&[name], container)
+    }
+
+    /// Drops `container`'s reference to each of `names`, under one lock: one `unlink` per volume. Every
+    /// volume is dealt with; the first error (such as [`Error::NotFound`] for a volume that is gone) is
+    /// returned after.
+    pub fn remove_refs(&self, names: &[&str], container: &str) -> Result<()> {
+        validate_ref(container)?;
+        for name in names {
+            validate_name(name)?;
         }
-        Ok(())
+        let held = self.lock()?;
+        let mut first_error = None;
+        for name in names {
+            self.touch(&held)?;
+            let result = match remove_entry(&self.dir(name).join(ref_entry(container))) {
+                Ok(true) => {
+                    debug!(volume = name, container, "volume reference dropped");
+                    Ok(())
+                }
+                // No entry: no reference, unless the record holds it (edited by hand); or no volume.
+                Ok(false) => self.load(name).and_then(|mut vol| {
+                    if remove_item(&mut vol.users, container) {
+                        self.save(&held, &mut vol)?;
+                    }
+                    Ok(())
+                }),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Makes the references exactly `refs` (volume name -> the containers that reference it): missing
+    /// ones are added, others dropped, for every volume (a volume not in `refs` has none). Names in `refs`
+    /// that are not volumes are ignored. Returns how many references were added or dropped.
+    ///
+    /// References are written without fsync, so a power loss can lose a recent one, or bring back one
+    /// that was dropped (see "References" in the crate docs). A caller that keeps its own durable record of
+    /// which container uses which volume (mountkit's container records) calls this before acting on
+    /// references: before `remove`, `prune` and a `dangling` listing.
+    pub fn set_refs(&self, refs: &BTreeMap<String, BTreeSet<String>>) -> Result<usize> {
+        for containers in refs.values() {
+            for c in containers {
+                validate_ref(c)?;
+            }
+        }
+        let held = self.lock()?;
+        let none = BTreeSet::new();
+        let mut changes = 0;
+        for name in self.names()? {
+            let mut vol = match self.load(&name) {
+                Ok(v) => v,
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => {
+                    warn!("cannot check the references of a volume: {e}");
+                    continue;
+                }
+            };
+            let want = refs.get(&name).unwrap_or(&none);
+            let dir = self.dir(&name);
+            for c in want.iter().filter(|c| vol.users.binary_search(c).is_err()) {
+                self.touch(&held)?;
+                make_entry(&dir.join(ref_entry(c)))?;
+                info!(volume = %name, container = %c, "missing volume reference restored");
+                changes += 1;
+            }
+            let stale: Vec<String> = vol.users.iter().filter(|c| !want.contains(*c)).cloned().collect();
+            for c in &stale {
+                self.touch(&held)?;
+                if !remove_entry(&dir.join(ref_entry(c)))? {
+                    // Held by the record itself (edited by hand): rewrite it without.
+                    remove_item(&mut vol.users, c);
+                    self.save(&held, &mut vol)?;
+                }
+                info!(volume = %name, container = %c, "stale volume reference dropped");
+                changes += 1;
+            }
+        }
+        Ok(changes)
     }
 
     /// Makes the volume usable by `user` and returns the host path to bind into the container.
     ///
     /// For a volume with driver options, the first user makes the mount at `_data` in the caller's mount
-    /// namespace; later users share it. Idempotent per user.
+    /// namespace; later users share it. Idempotent per user. The use is recorded (the record is rewritten,
+    /// with fsync); [`acquire_all`](Registry::acquire_all) skips that where it is not needed.
     pub fn acquire(&self, name: &str, user: &str) -> Result<PathBuf> {
         validate_name(name)?;
         let held = self.lock()?;
+        Ok(self.acquire_locked(&held, name, user)?.mountpoint)
+    }
+
+    /// Acquires each of `names` for `user` (a container), all or none: on an error, what was acquired is
+    /// released again. Returns one [`Acquired`] per name, in order; give them to
+    /// [`release_all`](Registry::release_all) when the container stops.
+    ///
+    /// A plain directory volume (no driver options) that `user` references ([`add_ref`](Registry::add_ref))
+    /// is not recorded as in use: the reference already keeps it from `remove` and `prune`, there is no
+    /// mount to undo after a crash, and nothing is written or locked (one record read). Other volumes are
+    /// acquired as [`acquire`](Registry::acquire) does, under one lock for all of them.
+    pub fn acquire_all(&self, names: &[&str], user: &str) -> Result<Vec<Acquired>> {
+        for name in names {
+            validate_name(name)?;
+        }
+        let mut held: Option<Held> = None;
+        let mut out: Vec<Acquired> = Vec::with_capacity(names.len());
+        for name in names {
+            let result = self.load(name).and_then(|vol| {
+                let plain = matches!(driver::parse(&vol.options)?, Backing::Directory);
+                if plain && vol.users.binary_search_by(|u| u.as_str().cmp(user)).is_ok() {
+                    return Ok((vol, false));
+                }
+                let held = match &mut held {
+                    Some(h) => h,
+                    none => none.insert(self.lock()?),
+                };
+                Ok((self.acquire_locked(held, name, user)?, true))
+            });
+            match result {
+                Ok((vol, recorded)) => out.push(Acquired {
+                    name: name.to_string(),
+                    path: vol.mountpoint,
+                    populated: vol.populated,
+                    user: user.to_string(),
+                    recorded,
+                }),
+                Err(e) => {
+                    // Only recorded uses need undoing, and recording took the lock.
+                    if let Some(held) = &held {
+                        for a in out.iter().filter(|a| a.recorded) {
+                            if let Err(e) = self.release_locked(held, &a.name, &a.user) {
+                                warn!("cannot release a volume after a failed acquire: {e}");
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Acquires the volume for `user` with the lock held; returns the volume as acquired.
+    fn acquire_locked(&self, held: &Held, name: &str, user: &str) -> Result<Volume> {
         let mut vol = self.load(name)?;
         let data = vol.mountpoint.clone();
         if !vol.in_use() {
-            self.enter_use(&held, name)?;
+            self.enter_use(held, name)?;
         }
         if let Backing::Mount(plan) = driver::parse(&vol.options)? {
             let attached = is_mount_point(&data)?;
             if attached && !vol.mounted {
+                if !vol.in_use() {
+                    self.leave_use(held, name)?;
+                }
                 return Err(Error::ForeignMount {
                     name: name.to_string(),
                     path: data,
                 });
             }
             if !attached {
-                // Record the intent first: a crash after the mount leaves a record reconcile can act on.
+                // Record the intent (and the user) first: a crash after the mount leaves a record that
+                // reconcile can act on.
+                let before = vol.clone();
                 vol.mounted = true;
-                self.save(&held, &mut vol)?;
+                insert_sorted(&mut vol.active, user);
+                self.save(held, &mut vol)?;
                 if let Err(e) = driver::mount(name, &plan, &data) {
+                    vol = before;
                     vol.mounted = false;
-                    self.save(&held, &mut vol)?;
+                    self.save(held, &mut vol)?;
                     if !vol.in_use() {
-                        self.leave_use(&held, name)?;
+                        self.leave_use(held, name)?;
                     }
                     return Err(e);
                 }
                 info!(volume = name, what = %plan.describe(), "volume mounted");
+                return Ok(vol);
             }
         }
-        insert_sorted(&mut vol.active, user);
-        self.save(&held, &mut vol)?;
-        Ok(data)
+        if insert_sorted(&mut vol.active, user) {
+            self.save(held, &mut vol)?;
+        }
+        Ok(vol)
     }
 
     /// Ends `user`'s use of the volume; the last user out unmounts a driver mount. Idempotent per user.
     pub fn release(&self, name: &str, user: &str) -> Result<()> {
         validate_name(name)?;
         let held = self.lock()?;
+        self.release_locked(&held, name, user)
+    }
+
+    /// Releases what [`acquire_all`](Registry::acquire_all) acquired: nothing to do (no lock taken) for the
+    /// volumes it did not record; the others under one lock. Every volume is dealt with; the first error
+    /// is returned after.
+    pub fn release_all(&self, acquired: &[Acquired]) -> Result<()> {
+        if !acquired.iter().any(|a| a.recorded) {
+            return Ok(());
+        }
+        let held = self.lock()?;
+        let mut first_error = None;
+        for a in acquired.iter().filter(|a| a.recorded) {
+            if let Err(e) = self.release_locked(&held, &a.name, &a.user) {
+                warn!("cannot release a volume: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn release_locked(&self, held: &Held, name: &str, user: &str) -> Result<()> {
         let mut vol = self.load(name)?;
         let changed = remove_item(&mut vol.active, user);
         if vol.active.is_empty() && vol.mounted {
@@ -841,9 +1213,9 @@ impl Registry {
         } else if !changed {
             return Ok(());
         }
-        self.save(&held, &mut vol)?;
+        self.save(held, &mut vol)?;
         if !vol.in_use() {
-            self.leave_use(&held, name)?;
+            self.leave_use(held, name)?;
         }
         Ok(())
     }
@@ -943,7 +1315,7 @@ impl Registry {
     pub fn populate(&self, name: &str, source: &Path) -> Result<bool> {
         validate_name(name)?;
         let held = self.lock()?;
-        let mut vol = self.load(name)?;
+        let vol = self.load(name)?;
         if vol.populated {
             return Ok(false);
         }
@@ -957,8 +1329,7 @@ impl Registry {
             });
         }
         if !dir_is_empty(&data)? {
-            vol.populated = true;
-            self.save(&held, &mut vol)?;
+            self.mark_populated(&held, name)?;
             return Ok(false);
         }
         // The source itself may be reached through a link (a `/proc/self/fd/N` path of a directory the
@@ -979,8 +1350,7 @@ impl Registry {
         }
         debug!(volume = name, source = %source.display(), "populating volume from image content");
         crate::copy::copy_tree(source, &data)?;
-        vol.populated = true;
-        self.save(&held, &mut vol)?;
+        self.mark_populated(&held, name)?;
         info!(volume = name, "volume populated");
         Ok(true)
     }

@@ -533,3 +533,46 @@ fn populate_of_a_tmpfs_volume_needs_it_acquired() {
         reg.release("shm", "c2").unwrap();
     });
 }
+
+#[test]
+fn acquire_all_records_and_mounts_a_driver_volume_even_for_a_referencing_container() {
+    if !privileged("acquire_all_records_and_mounts_a_driver_volume_even_for_a_referencing_container") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_mount_ns(|| {
+        let (base, reg) = setup(dir.path());
+        reg.create(Some("shm"), opts(&[("type", "tmpfs")])).unwrap();
+        reg.create(Some("plain"), CreateOptions::default()).unwrap();
+        reg.add_refs(&["shm", "plain"], "c1").unwrap();
+        reg.add_refs(&["shm", "plain"], "c2").unwrap();
+        let data = reg.data_path("shm");
+        let source = base.join("image-dir");
+        fs::create_dir(&source).unwrap();
+        fs::write(source.join("seed.txt"), b"from the image").unwrap();
+
+        let a1 = reg.acquire_all(&["shm", "plain"], "c1").unwrap();
+        assert_eq!(mounts_at(&data), ["tmpfs"]);
+        assert!(a1[0].needs_populate());
+        assert!(reg.populate("shm", &source).unwrap());
+        // The second container shares the mount, already populated: it need not populate.
+        let a2 = reg.acquire_all(&["shm", "plain"], "c2").unwrap();
+        assert!(!a2[0].needs_populate());
+        let v = reg.get("shm").unwrap();
+        assert_eq!(v.active, ["c1", "c2"], "a driver volume's users are recorded");
+        assert!(v.mounted);
+        assert!(reg.get("plain").unwrap().active.is_empty());
+
+        // A crash of both: reconcile unmounts what only dead users held.
+        let next = Registry::open(reg.root()).unwrap();
+        next.reconcile(&|u| u == "c2").unwrap();
+        assert_eq!(mounts_at(&data), ["tmpfs"], "c2 still lives");
+        reg.release_all(&a2).unwrap();
+        assert!(mounts_at(&data).is_empty(), "the last release unmounts");
+        let v = reg.get("shm").unwrap();
+        assert!(v.active.is_empty() && !v.mounted && !v.populated);
+        assert!(!reg.root().join("shm/populated").exists());
+        reg.release_all(&a1).unwrap(); // already forgotten by reconcile: nothing to do
+        assert!(mounts_at(&data).is_empty());
+    });
+}

@@ -603,3 +603,223 @@ fn a_generation_file_of_an_older_mountkit_is_read() {
     assert!(std::fs::symlink_metadata(&generation).unwrap().is_symlink());
     assert_eq!(names(reg.list(&[]).unwrap()), ["real"]);
 }
+
+/// The identity of a volume's record file: references, acquire by a referencing container and populate
+/// must not replace it.
+fn record_inode(reg: &Registry, name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(reg.root().join(name).join("volume.json"))
+        .unwrap()
+        .ino()
+}
+
+fn refs(pairs: &[(&str, &[&str])]) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    pairs
+        .iter()
+        .map(|(v, cs)| (v.to_string(), cs.iter().map(|c| c.to_string()).collect()))
+        .collect()
+}
+
+#[test]
+fn references_are_entries_beside_the_record() {
+    let (_d, reg) = registry();
+    reg.create(Some("data"), CreateOptions::default()).unwrap();
+    reg.create(Some("logs"), CreateOptions::default()).unwrap();
+    let ino = record_inode(&reg, "data");
+    reg.add_refs(&["data", "logs"], "c1").unwrap();
+    reg.add_ref("data", "c2").unwrap();
+    assert!(reg.root().join("data/ref.c1").is_file());
+    assert!(reg.root().join("logs/ref.c1").is_file());
+    assert_eq!(reg.get("data").unwrap().users, ["c1", "c2"]);
+    assert_eq!(record_inode(&reg, "data"), ino, "the record is not rewritten");
+    // All or none: one unknown volume adds no reference at all.
+    assert!(
+        reg.add_refs(&["data", "nope-vol"], "c3")
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(reg.get("data").unwrap().users, ["c1", "c2"]);
+    // remove_refs deals with every volume and reports the missing one after.
+    assert!(
+        reg.remove_refs(&["data", "nope-vol", "logs"], "c1")
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(reg.get("data").unwrap().users, ["c2"]);
+    assert!(reg.get("logs").unwrap().users.is_empty());
+    assert_eq!(record_inode(&reg, "data"), ino);
+    // A name that cannot be a directory entry is refused.
+    for bad in ["", "a/b", "nul\0"] {
+        assert!(matches!(
+            reg.add_ref("data", bad),
+            Err(Error::InvalidReference { .. })
+        ));
+    }
+    assert_eq!(names(reg.list(&[f("dangling=true")]).unwrap()), ["logs"]);
+}
+
+#[test]
+fn references_lost_or_brought_back_by_a_power_loss_are_set_right_by_set_refs() {
+    let (_d, reg) = registry();
+    let v = reg.create(Some("todo-list"), CreateOptions::default()).unwrap();
+    std::fs::write(v.mountpoint.join("db"), b"items").unwrap();
+    reg.create(Some("cache"), CreateOptions::default()).unwrap();
+    reg.add_ref("todo-list", "c1").unwrap();
+    reg.add_ref("cache", "c-gone").unwrap();
+    // A power loss lost c1's reference (its entry was not written back), and brought back the reference of
+    // c-gone, removed before it: todo-list looks free, cache looks used.
+    std::fs::remove_file(reg.root().join("todo-list/ref.c1")).unwrap();
+    assert!(reg.get("todo-list").unwrap().users.is_empty());
+    assert!(matches!(reg.remove("cache", false), Err(Error::InUse { .. })));
+    // The caller's durable records (containers) say the truth: c1 uses todo-list, nobody uses cache.
+    // Names that are not volumes (a container whose volume is gone) are ignored.
+    let truth = refs(&[("todo-list", &["c1"]), ("not-a-volume", &["c9"])]);
+    assert_eq!(reg.set_refs(&truth).unwrap(), 2);
+    assert_eq!(reg.get("todo-list").unwrap().users, ["c1"]);
+    assert!(reg.get("cache").unwrap().users.is_empty());
+    assert!(!reg.exists("not-a-volume"));
+    assert!(matches!(reg.remove("todo-list", false), Err(Error::InUse { .. })));
+    assert!(reg.remove("cache", false).unwrap());
+    assert_eq!(
+        std::fs::read(v.mountpoint.join("db")).unwrap(),
+        b"items",
+        "nothing deleted"
+    );
+    // Nothing to change: nothing changed.
+    assert_eq!(reg.set_refs(&truth).unwrap(), 0);
+}
+
+#[test]
+fn an_empty_or_missing_record_keeps_data_and_references_and_is_adopted() {
+    let (_d, reg) = registry();
+    for (name, emptied) in [("emptied", true), ("unlinked", false)] {
+        let v = reg.create(Some(name), labels(&[("app", "todo")])).unwrap();
+        std::fs::write(v.mountpoint.join("todo.db"), b"buy milk").unwrap();
+        reg.add_ref(name, "c1").unwrap();
+        reg.populate(name, &v.mountpoint).unwrap(); // non-empty: marked populated
+        assert!(reg.get(name).unwrap().populated);
+        // What a power loss can leave of a record (an unsynced replace on xfs: an empty file).
+        let record = reg.root().join(name).join("volume.json");
+        if emptied {
+            std::fs::write(&record, b"").unwrap();
+        } else {
+            std::fs::remove_file(&record).unwrap();
+        }
+        // Not a volume any more: nothing may delete it, nothing lists it as free.
+        assert!(reg.get(name).unwrap_err().is_not_found());
+        assert!(!reg.remove(name, true).unwrap());
+        assert!(reg.add_ref(name, "c2").unwrap_err().is_not_found());
+        assert!(reg.acquire_all(&[name], "c1").unwrap_err().is_not_found());
+    }
+    reg.create(Some("other"), CreateOptions::default()).unwrap();
+    assert_eq!(reg.prune(true, &[]).unwrap(), ["other"]);
+    assert!(reg.list(&[]).unwrap().is_empty());
+    // Creating the name again (what `run -v emptied:/data` does) adopts it: data, references and
+    // `populated` kept; the labels were in the lost record.
+    for name in ["emptied", "unlinked"] {
+        let v = reg.create(Some(name), CreateOptions::default()).unwrap();
+        assert_eq!(std::fs::read(v.mountpoint.join("todo.db")).unwrap(), b"buy milk");
+        assert_eq!(v.users, ["c1"]);
+        assert!(v.populated);
+        assert_eq!(reg.get(name).unwrap(), v);
+        assert!(matches!(reg.remove(name, false), Err(Error::InUse { .. })));
+    }
+}
+
+#[test]
+fn acquire_all_records_only_what_needs_recording() {
+    let (_d, reg) = registry();
+    reg.reconcile(&|_| true).unwrap();
+    reg.create(Some("named"), CreateOptions::default()).unwrap();
+    reg.create(Some("unref"), CreateOptions::default()).unwrap();
+    reg.add_ref("named", "c1").unwrap();
+    let ino = record_inode(&reg, "named");
+    let acquired = reg.acquire_all(&["named", "unref"], "c1").unwrap();
+    assert_eq!(acquired.len(), 2);
+    assert_eq!(acquired[0].name, "named");
+    assert_eq!(acquired[0].path, reg.data_path("named"));
+    assert!(acquired[0].needs_populate() && acquired[1].needs_populate());
+    // A plain volume the container references: nothing written, nothing in use.
+    assert!(reg.get("named").unwrap().active.is_empty());
+    assert_eq!(record_inode(&reg, "named"), ino);
+    // One it does not reference: recorded, so it cannot be removed under it.
+    assert_eq!(reg.get("unref").unwrap().active, ["c1"]);
+    assert!(matches!(reg.remove("unref", false), Err(Error::Active { .. })));
+    assert!(!idle(&reg));
+    reg.release_all(&acquired).unwrap();
+    assert!(reg.get("unref").unwrap().active.is_empty());
+    assert!(idle(&reg));
+    // The named volume is still protected by its reference while the container lives.
+    assert!(matches!(reg.remove("named", false), Err(Error::InUse { .. })));
+
+    // All or none: when one volume is missing, the ones recorded before it are released again.
+    let err = reg
+        .acquire_all(&["unref", "named", "missing-vol"], "c1")
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(reg.get("unref").unwrap().active.is_empty());
+    assert!(idle(&reg));
+}
+
+#[test]
+fn populated_is_an_entry_and_acquire_all_reports_it() {
+    let (d, reg) = registry();
+    let source = d.path().join("image-dir");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("seed.txt"), b"from the image").unwrap();
+    let v = reg.create(Some("fresh"), CreateOptions::default()).unwrap();
+    reg.add_ref("fresh", "c1").unwrap();
+    let ino = record_inode(&reg, "fresh");
+    assert!(reg.acquire_all(&["fresh"], "c1").unwrap()[0].needs_populate());
+    assert!(reg.populate("fresh", &source).unwrap());
+    assert!(reg.root().join("fresh/populated").is_file());
+    assert_eq!(
+        record_inode(&reg, "fresh"),
+        ino,
+        "populate does not rewrite the record"
+    );
+    let again = reg.acquire_all(&["fresh"], "c1").unwrap();
+    assert!(!again[0].needs_populate());
+    assert!(!reg.populate("fresh", &source).unwrap());
+    assert_eq!(
+        std::fs::read(v.mountpoint.join("seed.txt")).unwrap(),
+        b"from the image"
+    );
+    // A power loss lost the marker: the volume has content, so populate marks it again and copies
+    // nothing.
+    std::fs::remove_file(reg.root().join("fresh/populated")).unwrap();
+    std::fs::write(v.mountpoint.join("seed.txt"), b"changed by the app").unwrap();
+    assert!(!reg.populate("fresh", &source).unwrap());
+    assert!(reg.get("fresh").unwrap().populated);
+    assert_eq!(
+        std::fs::read(v.mountpoint.join("seed.txt")).unwrap(),
+        b"changed by the app"
+    );
+    // An older record says `populated` itself: still populated.
+    edit_record(&reg, "fresh", |v| v["populated"] = true.into());
+    std::fs::remove_file(reg.root().join("fresh/populated")).unwrap();
+    assert!(reg.get("fresh").unwrap().populated);
+}
+
+#[test]
+fn references_in_an_older_record_are_moved_to_entries() {
+    let (_d, reg) = registry();
+    reg.create(Some("old-vol"), CreateOptions::default()).unwrap();
+    // An older mountkit kept references in the record, and knew no `.refs-migrated`.
+    edit_record(&reg, "old-vol", |v| {
+        v["users"] = serde_json::json!(["c-old", "c-other"])
+    });
+    std::fs::remove_file(reg.root().join(".refs-migrated")).unwrap();
+    let reg = Registry::open(reg.root()).unwrap();
+    assert_eq!(reg.get("old-vol").unwrap().users, ["c-old", "c-other"]);
+    // The first change moves them to entries, then drops the one asked for.
+    reg.remove_ref("old-vol", "c-old").unwrap();
+    assert_eq!(reg.get("old-vol").unwrap().users, ["c-other"]);
+    assert!(reg.root().join("old-vol/ref.c-other").is_file());
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reg.root().join("old-vol/volume.json")).unwrap()).unwrap();
+    assert_eq!(record["users"], serde_json::json!([]));
+    assert!(reg.root().join(".refs-migrated").exists());
+    reg.remove_ref("old-vol", "c-other").unwrap();
+    assert!(reg.remove("old-vol", false).unwrap());
+}
