@@ -109,8 +109,15 @@
 //!   because replacing one is metadata only: replacing a small file by rename makes ext4 write the new
 //!   file back at once (its `auto_da_alloc`), measured here at 360 µs against 30 µs for the symlink. Both
 //!   files are written without fsync; the boot ID guards against a power loss reverting them. The
-//!   `volume.json` records stay the truth: deleting the two files is always safe. Records edited by hand
-//!   are seen by `get` at once, by `list` after the next change.
+//!   `volume.json` records stay the truth: deleting the two files is always safe. After a change, `list`
+//!   does not read every record again: it takes from the previous cache (of this boot) each volume whose
+//!   directory has the inode and ctime it had then, provided the directory had been still for a second
+//!   when that cache was built (file timestamps come from a coarse clock); everything a change does to a
+//!   volume is an entry made, removed or renamed in its directory, which sets that ctime. So one `stat`
+//!   per unchanged volume, and the cost of a full read only for the changed ones. `prune` and `reconcile`
+//!   never reuse: they read every record. A record edited by hand in place (not replaced by a rename)
+//!   does not change its directory: `get` sees it at once, `list` once the directory changes or the
+//!   cache is deleted.
 //! - **Reconcile, and what every command pays**: [`open`](Registry::open) + [`reconcile`](Registry::reconcile)
 //!   run before every mountkit command, including the `run --rm` hot path, so the common case (no volume
 //!   in use) is one `stat` of `.idle`: no lock, no directory listing, no record read. The marker is kept

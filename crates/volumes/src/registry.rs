@@ -50,6 +50,44 @@ struct Cache {
     boot_id: String,
     generation: String,
     volumes: Vec<Volume>,
+    /// When the cache was built (ns since the epoch), and the stamp of each volume's directory then: a
+    /// later rebuild reuses the entry of a volume whose directory has not changed (see `snapshot_locked`).
+    #[serde(default)]
+    built_ns: i64,
+    #[serde(default)]
+    stamps: BTreeMap<String, Stamp>,
+}
+
+/// What changes whenever anything in a volume's directory changes: every entry made, removed or renamed
+/// there (a reference, `populated`, a new record) sets the directory's ctime, and a new directory of the
+/// same name has another inode.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+struct Stamp {
+    ino: u64,
+    ctime_ns: i64,
+}
+
+/// A directory's stamp; `None` when it cannot be read.
+fn dir_stamp(path: &Path) -> Option<Stamp> {
+    let m = fs::symlink_metadata(path).ok()?;
+    Some(Stamp {
+        ino: m.ino(),
+        ctime_ns: m
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(m.ctime_nsec()),
+    })
+}
+
+/// A cached volume is reused only if its directory had not changed for this long when the cache was
+/// built: a later change then gets a ctime past the stamp even though file timestamps are taken from a
+/// coarse clock (one tick, a few ms), unless the clock is stepped back by more than this in between.
+const STAMP_MARGIN_NS: i64 = 1_000_000_000;
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// The volumes that may have active users or a driver mount in this boot (`<root>/.active.json`).
@@ -185,6 +223,22 @@ fn make_entry(path: &Path) -> Result<bool> {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::EXIST) => Ok(false),
         Err(e) => Err(Error::io("create", path, e)),
+    }
+}
+
+/// Reads a small file: open, read until the end, close (`fs::read` also `stat`s it for a size hint).
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -425,17 +479,63 @@ impl Registry {
     /// and the names of the records that could not be read. The caller holds the registry lock (shared or
     /// exclusive). With `lenient`, corrupt records are skipped with a warning (and the cache is not
     /// written); otherwise they are an error.
-    fn snapshot_locked(&self, lenient: bool) -> Result<(Vec<Volume>, Vec<String>)> {
+    ///
+    /// With `reuse` (for `list`, which only shows), a rebuild takes from the previous cache of this boot
+    /// every volume whose directory still has the [`Stamp`] it had then (one `stat` instead of reading the
+    /// record and listing the directory); the others are read. Decisions (`prune`, `reconcile`) read
+    /// every record.
+    fn snapshot_locked(&self, lenient: bool, reuse: bool) -> Result<(Vec<Volume>, Vec<String>)> {
         let generation = self.generation();
         let boot = boot_id();
-        if let Some(vols) = self.read_cache(generation.as_deref(), boot) {
+        let old = self.load_cache(boot);
+        if let (Some(cache), Some(generation)) = (&old, &generation)
+            && cache.generation == *generation
+        {
+            let mut vols = cache.volumes.clone();
+            for v in &mut vols {
+                v.mountpoint = self.data_path(&v.name);
+            }
             return Ok((vols, Vec::new()));
         }
+        let built_ns = now_ns();
+        let mut reusable: BTreeMap<String, (Stamp, Volume)> = BTreeMap::new();
+        if let (true, Some(cache)) = (reuse, old) {
+            let Cache {
+                volumes,
+                stamps,
+                built_ns: then,
+                ..
+            } = cache;
+            for v in volumes {
+                if let Some(stamp) = stamps.get(&v.name)
+                    && stamp.ctime_ns.saturating_add(STAMP_MARGIN_NS) < then
+                {
+                    reusable.insert(v.name.clone(), (*stamp, v));
+                }
+            }
+        }
         let mut vols = Vec::new();
+        let mut stamps = BTreeMap::new();
         let mut broken = Vec::new();
         for name in self.names()? {
+            let stamp = dir_stamp(&self.dir(&name));
+            if let (Some(stamp), Some((then, v))) = (stamp, reusable.remove(&name))
+                && stamp == then
+            {
+                vols.push(Volume {
+                    mountpoint: self.data_path(&name),
+                    ..v
+                });
+                stamps.insert(name, stamp);
+                continue;
+            }
             match self.load(&name) {
-                Ok(v) => vols.push(v),
+                Ok(v) => {
+                    if let Some(stamp) = stamp {
+                        stamps.insert(name, stamp);
+                    }
+                    vols.push(v)
+                }
                 Err(Error::NotFound { .. }) => {
                     // Under the lock nothing is half-way: a directory without a whole record is a create
                     // that a power loss cut short (see "Durability" in the crate docs).
@@ -460,6 +560,8 @@ impl Registry {
                 boot_id: boot.to_string(),
                 generation,
                 volumes: vols,
+                built_ns,
+                stamps,
             };
             match serde_json::to_vec(&cache) {
                 Ok(json) => {
@@ -474,11 +576,20 @@ impl Registry {
         Ok((vols, broken))
     }
 
-    fn read_cache(&self, generation: Option<&str>, boot: &str) -> Option<Vec<Volume>> {
-        let generation = generation?;
+    /// The list cache, when it was written in this boot (at any generation).
+    fn load_cache(&self, boot: &str) -> Option<Cache> {
+        if boot.is_empty() {
+            return None;
+        }
         let bytes = fs::read(self.root().join(CACHE)).ok()?;
         let cache: Cache = serde_json::from_slice(&bytes).ok()?;
-        if cache.generation != generation || cache.boot_id != boot || boot.is_empty() {
+        (cache.boot_id == boot).then_some(cache)
+    }
+
+    fn read_cache(&self, generation: Option<&str>, boot: &str) -> Option<Vec<Volume>> {
+        let generation = generation?;
+        let cache = self.load_cache(boot)?;
+        if cache.generation != generation {
             return None;
         }
         let mut vols = cache.volumes;
@@ -494,7 +605,7 @@ impl Registry {
             return Ok(vols);
         }
         let _shared = Lock::shared(&self.root().join(LOCK))?;
-        Ok(self.snapshot_locked(false)?.0)
+        Ok(self.snapshot_locked(false, true)?.0)
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -560,21 +671,30 @@ impl Registry {
 
     /// The entries beside a volume's record; [`Error::NotFound`] when its directory is gone.
     fn read_entries(&self, name: &str) -> Result<Entries> {
+        use rustix::fs::{CWD, Mode, OFlags, RawDir, openat};
         let dir = self.dir(name);
         let mut entries = Entries::default();
-        let listing = match fs::read_dir(&dir) {
-            Ok(l) => l,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+        // getdents64 on a stack buffer: no stat of the directory as std's `read_dir` makes (this runs once
+        // per volume when `list` reads every record).
+        let fd = match openat(
+            CWD,
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => {
                 return Err(Error::NotFound {
                     name: name.to_string(),
                 });
             }
             Err(e) => return Err(Error::io("read directory", &dir, e)),
         };
-        for entry in listing {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut listing = RawDir::new(fd, &mut buf);
+        while let Some(entry) = listing.next() {
             let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
-            let file_name = entry.file_name();
-            let Some(file_name) = file_name.to_str() else {
+            let Ok(file_name) = entry.file_name().to_str() else {
                 continue;
             };
             if let Some(container) = file_name.strip_prefix(REF_PREFIX) {
@@ -589,7 +709,7 @@ impl Registry {
     /// The record alone (`volume.json`), with its name and mountpoint filled in.
     fn load_record(&self, name: &str) -> Result<Volume> {
         let path = self.dir(name).join(META);
-        let bytes = match fs::read(&path) {
+        let bytes = match read_small(&path) {
             Ok(b) if !b.is_empty() => b,
             // An empty record is what a power loss leaves of a create whose record had not been written
             // back yet (see "Durability" in the crate docs): no volume.
@@ -705,7 +825,7 @@ impl Registry {
     /// The volumes in use in this boot, read from every record (or the list cache), plus those whose
     /// record cannot be read (they might be in use): what the index is rebuilt from.
     fn scan_in_use(&self) -> Result<Vec<String>> {
-        let (vols, mut names) = self.snapshot_locked(true)?;
+        let (vols, mut names) = self.snapshot_locked(true, false)?;
         names.extend(vols.into_iter().filter(Volume::in_use).map(|v| v.name));
         names.sort();
         names.dedup();
@@ -944,7 +1064,7 @@ impl Registry {
     pub fn prune(&self, all: bool, filters: &[Filter]) -> Result<Vec<String>> {
         let held = self.lock()?;
         let mut removed = Vec::new();
-        for vol in self.snapshot_locked(true)?.0 {
+        for vol in self.snapshot_locked(true, false)?.0 {
             let name = vol.name.clone();
             if !vol.users.is_empty() || !vol.active.is_empty() || (!all && !vol.anonymous) {
                 continue;

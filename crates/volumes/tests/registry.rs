@@ -823,3 +823,53 @@ fn references_in_an_older_record_are_moved_to_entries() {
     reg.remove_ref("old-vol", "c-other").unwrap();
     assert!(reg.remove("old-vol", false).unwrap());
 }
+
+#[test]
+fn a_list_after_a_change_rereads_only_the_volumes_that_changed() {
+    let (_d, reg) = registry();
+    reg.create(Some("a-vol"), CreateOptions::default()).unwrap();
+    reg.create(Some("b-vol"), CreateOptions::default()).unwrap();
+    // A cached volume is reused only if its directory had been still for a second when the cache was built.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(names(reg.list(&[]).unwrap()), ["a-vol", "b-vol"]); // builds the cache
+    // Doctor b-vol's cached labels: whatever shows them was taken from the cache.
+    let cache_path = reg.root().join(".list-cache.json");
+    let mut cache: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache_path).unwrap()).unwrap();
+    cache["volumes"][1]["labels"] = serde_json::json!({"from": "cache"});
+    std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
+    let from_cache = |reg: &Registry| !reg.list(&[f("label=from=cache")]).unwrap().is_empty();
+    assert!(from_cache(&reg));
+
+    // A change to a-vol: the next list reads a-vol again and takes b-vol, unchanged, from the cache.
+    reg.add_ref("a-vol", "c1").unwrap();
+    let all = reg.list(&[]).unwrap();
+    assert_eq!(all[0].users, ["c1"]);
+    assert!(from_cache(&reg));
+    // A change to b-vol (a reference is an entry in its directory): read again.
+    reg.add_ref("b-vol", "c2").unwrap();
+    assert_eq!(reg.list(&[]).unwrap()[1].users, ["c2"]);
+    assert!(!from_cache(&reg));
+
+    // Prune decides on every record, never on a reused entry: a cache built a second after a-vol's last
+    // change, doctored to say a-vol has no reference and made stale, must not get it pruned.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    reg.create(Some("c-vol"), CreateOptions::default()).unwrap();
+    assert_eq!(reg.list(&[]).unwrap().len(), 3);
+    let mut cache: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache_path).unwrap()).unwrap();
+    assert_eq!(cache["volumes"][0]["name"], "a-vol");
+    cache["volumes"][0]["users"] = serde_json::json!([]);
+    std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
+    reg.add_ref("c-vol", "c3").unwrap(); // the cache is stale now
+    assert!(
+        reg.list(&[f("dangling=true")]).unwrap()[0].name == "a-vol",
+        "list reuses"
+    );
+    reg.remove_ref("c-vol", "c3").unwrap();
+    assert_eq!(reg.prune(true, &[]).unwrap(), ["c-vol"]);
+    assert_eq!(reg.get("a-vol").unwrap().users, ["c1"]);
+    // A volume removed and created again under the same name is a new directory: read again.
+    reg.remove_ref("b-vol", "c2").unwrap();
+    reg.remove("b-vol", false).unwrap();
+    reg.create(Some("b-vol"), labels(&[("new", "1")])).unwrap();
+    assert_eq!(reg.list(&[f("label=new")]).unwrap().len(), 1);
+}
