@@ -5,7 +5,8 @@
 //! ```text
 //! <root>/layers/<hex>/diff/        the unpacked layer (an overlay lowerdir; never written after commit)
 //! <root>/layers/<hex>/layer.json   its LayerInfo
-//! <root>/images/<key>.json         one ImageInfo per image (key: sha256 of the name, or the ID if unnamed)
+//! <root>/images/<key>.json         one ImageInfo per image (key: sha256 of `name:<name>`, so a lookup by
+//!                                   name reads one file; the ID if unnamed)
 //! <root>/tmp/<rand>/ + <rand>.lock staging, owned by whoever holds the flock on the .lock file
 //! <root>/store.lock, tmp.lock      store-wide locks (commits/removals; staging creation vs. sweep)
 //! ```

@@ -817,6 +817,12 @@ impl Store {
         self.root.join("images").join(format!("{key}.json"))
     }
 
+    /// The record file of the image named `name`: its key is the sha256 of `name:<name>`, so a lookup
+    /// by name reads one file instead of every record.
+    fn named_image_file(&self, name: &str) -> PathBuf {
+        self.image_file(&sha256_hex(format!("name:{name}").as_bytes()))
+    }
+
     /// Creates an image from stored layers (bottom first) and a config.
     ///
     /// The ID is the sha256 of `{layers, config}`: several names may share one ID (as Docker tags do).
@@ -840,9 +846,9 @@ impl Store {
                 .expect("serialises")
             )
         );
-        let key = match name {
-            Some(n) => sha256_hex(format!("name:{n}").as_bytes()),
-            None => id.trim_start_matches("sha256:").to_string(),
+        let path = match name {
+            Some(n) => self.named_image_file(n),
+            None => self.image_file(id.trim_start_matches("sha256:")),
         };
         let _g = self.store_lock()?;
         for l in layers {
@@ -850,7 +856,6 @@ impl Store {
                 return Err(Error::MissingLayer { layer: l.to_string() });
             }
         }
-        let path = self.image_file(&key);
         if path.exists() {
             let old: ImageInfo = read_json(&path)?;
             return match name {
@@ -890,6 +895,16 @@ impl Store {
     }
 
     fn resolve_image(&self, input: &str) -> Result<(PathBuf, ImageInfo)> {
+        // A name: one file, found by its key.
+        if validate_image_name(input).is_ok() {
+            let path = self.named_image_file(input);
+            match read_json::<ImageInfo>(&path) {
+                Ok(info) if info.name.as_deref() == Some(input) => return Ok((path, info)),
+                Ok(_) => {}
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         let all = self.image_entries()?;
         if let Some(found) = all.iter().find(|(_, i)| i.name.as_deref() == Some(input)) {
             return Ok(found.clone());
