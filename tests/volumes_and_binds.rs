@@ -409,6 +409,52 @@ fn volume_in_use_is_protected_and_prune_is_careful() {
     });
 }
 
+/// References are written without fsync; a power loss (a new boot) can lose one or bring back a dropped
+/// one. The first `volume rm`/`prune`/`ls --filter dangling` of a boot re-derives them from the container
+/// records: a lost reference still protects the volume, a stale one does not keep it forever.
+#[test]
+fn volume_references_are_rederived_from_container_records_after_a_reboot() {
+    if !privileged("volume_references_are_rederived_from_container_records_after_a_reboot") {
+        return;
+    }
+    in_mount_ns(|| {
+        let env = Env::new();
+        env.sample("sample");
+        env.ok(&["volume", "create", "todo-list"]);
+        env.ok(&["volume", "create", "unused"]);
+        let id = env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "c1",
+            "-v",
+            "todo-list:/data",
+            "sample",
+            "true",
+        ]);
+        let vols = env.root.join("volumes");
+        // What a power loss can leave: c1's reference gone, a removed container's reference back.
+        std::fs::remove_file(vols.join("todo-list").join(format!("ref.{id}"))).unwrap();
+        std::fs::write(vols.join("unused").join("ref.0123456789abcdef"), "").unwrap();
+        std::fs::write(env.root.join("volume-refs.boot"), "a previous boot\n").unwrap();
+
+        env.fails(&["volume", "rm", "todo-list"], 1, "c1");
+        assert!(vols.join("todo-list").join(format!("ref.{id}")).exists());
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(env.root.join("volume-refs.boot")).unwrap(),
+            boot,
+            "the check is recorded for this boot"
+        );
+        assert_eq!(
+            env.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]),
+            "unused"
+        );
+        assert_eq!(env.ok(&["volume", "prune", "-a", "-f"]), "unused");
+        assert_eq!(env.ok(&["volume", "ls", "-q"]), "todo-list");
+    });
+}
+
 /// Removing a container whose bind mount is still attached (runner killed) never deletes host files.
 #[test]
 fn container_rm_never_deletes_through_a_bind() {

@@ -36,6 +36,13 @@
 //!   first 12 digits.
 //! - The overlay mount method is detected (`mountkit system info`); `MOUNTKIT_OVERLAY_METHOD=classic|new-api`
 //!   forces one, for tests and for working around a kernel bug.
+//! - Volumes (Docker's rules): `-v name:/path` creates `name` when it does not exist; an image `VOLUME`
+//!   or `-v /path` makes an anonymous volume that `rm -v` and `run --rm` remove; an empty volume is
+//!   filled from the image's content at its path on first use unless mounted `nocopy`; a volume a
+//!   container references cannot be removed (the error names the containers). References are written
+//!   cheaply by the registry (no fsync) and re-derived from the container records, which are durable,
+//!   once per boot before anything acts on them (`volume rm`, `volume prune`, `volume ls --filter
+//!   dangling`): a power loss can neither let a used volume be removed nor keep a free one forever.
 //!
 //! Dependencies: the workspace crates above; `serde`/`serde_json` for metadata and `--format json`;
 //! `thiserror` for [`Error`]; `tracing` for diagnostics; `toml` for image recipes.

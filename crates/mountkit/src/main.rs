@@ -955,7 +955,7 @@ fn volume(mk: &Mountkit, c: VolumeCmd, fmt: &dyn Fn(Option<Format>) -> Format) -
             println!("{}", v.name);
         }
         VolumeCmd::Ls { quiet, filters, f } => {
-            let vs = mk.volumes().list(&parse_filters(&filters)?)?;
+            let vs = mk.list_volumes(&parse_filters(&filters)?)?;
             print_listing(
                 fmt(f.format),
                 &vs,
@@ -991,7 +991,7 @@ fn volume(mk: &Mountkit, c: VolumeCmd, fmt: &dyn Fn(Option<Format>) -> Format) -
             force: _,
             filters,
         } => {
-            let removed = mk.volumes().prune(all, &parse_filters(&filters)?)?;
+            let removed = mk.prune_volumes(all, &parse_filters(&filters)?)?;
             for n in &removed {
                 println!("{n}");
             }

@@ -52,23 +52,29 @@ impl Mountkit {
             .ok_or_else(|| Error::AlreadyRunning(c.name.clone()))?;
         let stack = self.stack(&c, image);
 
-        let mut acquired: Vec<String> = Vec::new();
-        let planned = self.plan(&c, &mut acquired);
-        let (plan, populate) = match planned {
+        let acquired = {
+            let names = Self::volume_names(&c);
+            if names.is_empty() {
+                Vec::new()
+            } else {
+                self.volumes().acquire_all(&names, &c.id)?
+            }
+        };
+        let (plan, populate) = match self.plan(&c, &acquired) {
             Ok(p) => p,
             Err(e) => {
-                self.release(&c, &acquired);
+                self.release(&acquired);
                 return Err(e);
             }
         };
 
         let merged = dir.join("merged");
         let method = Self::overlay_method();
-        let volumes_root = self.root().join("volumes");
+        // Only volumes without content yet need the registry inside the container's namespace.
+        let registry = (!populate.is_empty()).then(|| self.volumes().clone());
         let prepare: mountkit_ns_runner::Prepare = Box::new(move || {
             mountkit_overlay::mount(&stack, &merged, method)?;
-            if !populate.is_empty() {
-                let registry = mountkit_volumes::Registry::open(&volumes_root)?;
+            if let Some(registry) = registry {
                 let root = inroot::open_root(&merged)?;
                 for (name, target) in populate {
                     // The image's content at the mount path, resolved inside the rootfs.
@@ -94,7 +100,7 @@ impl Mountkit {
         let running = match mountkit_ns_runner::spawn(&spec, prepare) {
             Ok(r) => r,
             Err(e) => {
-                self.release(&c, &acquired);
+                self.release(&acquired);
                 c.state.status = Status::Exited;
                 c.state.exit_code = Some(e.exit_code());
                 c.state.finished = Some(now_rfc3339());
@@ -110,7 +116,7 @@ impl Mountkit {
         tracing::info!(id = %c.id, pid = running.pid(), "container running");
         let exit = running.wait();
         let _lock = self.lock()?;
-        self.release(&c, &acquired);
+        self.release(&acquired);
         c.state.status = Status::Exited;
         c.state.pid = None;
         c.state.finished = Some(now_rfc3339());
@@ -126,16 +132,18 @@ impl Mountkit {
         Ok(exit?)
     }
 
-    /// The mounts to make inside the rootfs, volumes turned into host paths (acquiring them), and the
-    /// volumes to fill from the image on first use.
+    /// The mounts to make inside the rootfs (volumes as binds of the host paths `acquired` gives, in the
+    /// container's mount order), and the volumes to fill from the image: those without content yet and
+    /// not mounted with `nocopy`.
     #[allow(clippy::type_complexity)]
     fn plan(
         &self,
         c: &Container,
-        acquired: &mut Vec<String>,
+        acquired: &[mountkit_volumes::Acquired],
     ) -> Result<(Vec<Planned>, Vec<(String, PathBuf)>)> {
         let mut plan = Vec::new();
         let mut populate = Vec::new();
+        let mut volumes = acquired.iter();
         for m in &c.mounts {
             match &m.spec {
                 MountSpec::Volume {
@@ -145,13 +153,15 @@ impl Mountkit {
                     nocopy,
                     ..
                 } => {
-                    let source = self.volumes().acquire(name, &c.id)?;
-                    acquired.push(name.clone());
-                    if !nocopy {
+                    let a = volumes
+                        .next()
+                        .filter(|a| &a.name == name)
+                        .expect("acquire_all returns one entry per volume, in order");
+                    if a.needs_populate() && !nocopy {
                         populate.push((name.clone(), target.clone()));
                     }
                     plan.push(Planned::Bind {
-                        source,
+                        source: a.path.clone(),
                         target: target.clone(),
                         readonly: *readonly,
                         propagation: Default::default(),
@@ -194,11 +204,10 @@ impl Mountkit {
         Ok((plan, populate))
     }
 
-    fn release(&self, c: &Container, acquired: &[String]) {
-        for name in acquired {
-            if let Err(e) = self.volumes().release(name, &c.id) {
-                tracing::warn!(volume = %name, error = %e, "release");
-            }
+    /// Ends the container's use of its volumes (the last user of a driver volume unmounts it).
+    fn release(&self, acquired: &[mountkit_volumes::Acquired]) {
+        if let Err(e) = self.volumes().release_all(acquired) {
+            tracing::warn!(error = %e, "release of the container's volumes");
         }
     }
 }
