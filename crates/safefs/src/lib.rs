@@ -8,7 +8,9 @@
 //! - [`Lock`]: `flock(2)` on a lock file, released when dropped (or when the process dies, even by SIGKILL).
 //! - [`remove_tree`]: deletes a directory tree but refuses when anything is mounted at or below it (checked
 //!   in `/proc/self/mountinfo` first, and again for every directory it descends into, by comparing mount
-//!   IDs), never follows a symlink, and never crosses into another filesystem. This is how a container's
+//!   IDs), never follows a symlink, and never crosses into another filesystem. Only the mount-point field
+//!   of mountinfo is needed, so it is read in one go and that field unescaped here (the `procfs` crate
+//!   would also read the kernel version and parse every field, on the path of every `run --rm`). This is how a container's
 //!   writable layer or a volume is removed without ever deleting host files through a bind mount.
 //! - [`inroot`]: resolves a path inside a root directory as if that directory were `/` (`..` and absolute
 //!   symlinks stay inside), creates missing directories and files the same way, and hands back `O_PATH`
@@ -24,8 +26,7 @@
 //!
 //! Dependencies: `rustix` for typed syscalls std lacks (`openat2`, `statx` with mount IDs, `flock`,
 //! `getrandom`, `*at` calls on descriptors); `libc` for the one syscall rustix lacks, `mount_setattr`
-//! ([`set_read_only`]); `procfs` to read mountinfo rather than parsing it by hand;
-//! `thiserror` for the error type; `tracing` for diagnostics.
+//! ([`set_read_only`]); `thiserror` for the error type; `tracing` for diagnostics.
 
 #![deny(missing_docs)]
 
@@ -40,7 +41,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use mount_attr::set_read_only;
-pub use remove::{is_mount_point, mounts_under, remove_tree};
+pub use remove::{is_mount_point, mounts_under, mounts_under_canonical, remove_tree};
 
 /// The error of every operation in this crate: what was being done, to which path, and why.
 #[derive(Debug, thiserror::Error)]

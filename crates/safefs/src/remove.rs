@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
@@ -14,14 +14,43 @@ use crate::{Error, Result};
 pub fn mounts_under(path: &Path) -> Result<Vec<PathBuf>> {
     let base =
         std::fs::canonicalize(path).unwrap_or_else(|_| std::path::absolute(path).unwrap_or(path.into()));
-    let infos = procfs::process::Process::myself()
-        .and_then(|p| p.mountinfo())
-        .map_err(|e| Error::io("read mountinfo for", &base, std::io::Error::other(e)))?;
-    Ok(infos
-        .into_iter()
-        .map(|m| m.mount_point)
-        .filter(|mp| mp.starts_with(&base))
+    mounts_under_canonical(&base)
+}
+
+/// [`mounts_under`] for a path the caller knows to be absolute and free of symlinks (built on a
+/// canonical root, say): it is compared with the mount table as given, with no resolving.
+pub fn mounts_under_canonical(path: &Path) -> Result<Vec<PathBuf>> {
+    const MOUNTINFO: &str = "/proc/self/mountinfo";
+    // One read of the whole table; only the mount point (the fifth field) is needed.
+    let info = std::fs::read(MOUNTINFO).map_err(|e| Error::io("read", MOUNTINFO, e))?;
+    Ok(info
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(|field| PathBuf::from(OsString::from_vec(unescape_mountinfo(field))))
+        .filter(|mp| mp.starts_with(path))
         .collect())
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011` tab, `\012` newline, `\134` backslash).
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| d[0] <= b'3' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (field[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Whether something is mounted exactly at `path` (a final symlink is not followed): its mount ID
@@ -98,11 +127,11 @@ pub fn remove_tree(path: &Path) -> Result<()> {
 /// Deletes everything inside the directory `dir` (at `dir_path`), depth first, with an explicit stack.
 fn empty_dir(dir: OwnedFd, dir_path: &Path, mount: u64, top: &Path) -> Result<()> {
     // Each frame: a directory fd, its path (for messages), and the names still to delete in it.
-    let mut stack: Vec<(OwnedFd, PathBuf, Vec<OsString>)> = Vec::new();
+    let mut stack: Vec<(OwnedFd, PathBuf, Vec<Entry>)> = Vec::new();
     let names = list(&dir, dir_path)?;
     stack.push((dir, dir_path.to_path_buf(), names));
     while let Some((fd, path, mut names)) = stack.pop() {
-        let Some(name) = names.pop() else {
+        let Some((name, is_dir)) = names.pop() else {
             // Finished this directory: remove it from its parent (the frame below), unless it is the top.
             if let Some((parent, ppath, _)) = stack.last() {
                 let n = path.file_name().expect("child has a name");
@@ -112,9 +141,15 @@ fn empty_dir(dir: OwnedFd, dir_path: &Path, mount: u64, top: &Path) -> Result<()
             continue;
         };
         let child = path.join(&name);
-        let st = rustix::fs::statat(&fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| Error::io("stat", &child, e))?;
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        let is_dir = match is_dir {
+            Some(d) => d,
+            None => {
+                let st = rustix::fs::statat(&fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| Error::io("stat", &child, e))?;
+                FileType::from_raw_mode(st.st_mode) == FileType::Directory
+            }
+        };
+        if is_dir {
             let cfd = rustix::fs::openat(
                 &fd,
                 name.as_os_str(),
@@ -140,15 +175,27 @@ fn empty_dir(dir: OwnedFd, dir_path: &Path, mount: u64, top: &Path) -> Result<()
     Ok(())
 }
 
-fn list(fd: &OwnedFd, path: &Path) -> Result<Vec<OsString>> {
-    let mut dir = rustix::fs::Dir::read_from(fd).map_err(|e| Error::io("read directory", path, e))?;
+/// A directory entry's name, and whether it is a directory if the entry says (`None`: it does not).
+type Entry = (OsString, Option<bool>);
+
+/// The entries of the directory open at `fd` (read from its start, on that descriptor: no reopening),
+/// each with whether it is a directory when the filesystem says so in the entry (`None`: it did not).
+fn list(fd: &OwnedFd, path: &Path) -> Result<Vec<Entry>> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut dir = rustix::fs::RawDir::new(fd, &mut buf);
     let mut out = Vec::new();
-    while let Some(entry) = dir.read() {
+    while let Some(entry) = dir.next() {
         let entry = entry.map_err(|e| Error::io("read directory", path, e))?;
         let n = entry.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            out.push(OsString::from(std::ffi::OsStr::from_bytes(n)));
+        if n == b"." || n == b".." {
+            continue;
         }
+        let is_dir = match entry.file_type() {
+            FileType::Directory => Some(true),
+            FileType::Unknown => None,
+            _ => Some(false),
+        };
+        out.push((OsString::from(std::ffi::OsStr::from_bytes(n)), is_dir));
     }
     Ok(out)
 }
@@ -163,6 +210,14 @@ mod tests {
         std::fs::write(root.join("a/f"), "x").unwrap();
         std::fs::write(root.join("a/b/c/g"), "y").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("a/link")).unwrap();
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo(br"/a\040b\011c\134d"), b"/a b\tc\\d");
+        assert_eq!(unescape_mountinfo(br"/plain/path"), b"/plain/path");
+        // Not an escape: kept as it is.
+        assert_eq!(unescape_mountinfo(br"/x\9y\777\04"), br"/x\9y\777\04");
     }
 
     #[test]

@@ -4,7 +4,6 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -301,40 +300,9 @@ fn write_new(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// The mount points at or below `path` (canonical: every path here is built on the canonical root) in
-/// this process's mount namespace. `mountkit_safefs::mounts_under` does the same for any path; this reads
-/// `/proc/self/mountinfo` in one go and skips resolving the path, a third of the system calls, on the
-/// path of every `volume rm`.
+/// this process's mount namespace, without resolving the path again.
 fn mounts_below(path: &Path) -> Result<Vec<PathBuf>> {
-    const MOUNTINFO: &str = "/proc/self/mountinfo";
-    let info = fs::read(MOUNTINFO).map_err(|e| Error::io("read", MOUNTINFO, e))?;
-    Ok(info
-        .split(|&b| b == b'\n')
-        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .map(|field| PathBuf::from(std::ffi::OsString::from_vec(unescape_mountinfo(field))))
-        .filter(|mp| mp.starts_with(path))
-        .collect())
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
-fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| d[0] <= b'3' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (field[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
+    Ok(mountkit_safefs::mounts_under_canonical(path)?)
 }
 
 fn is_mount_point(path: &Path) -> Result<bool> {
@@ -1479,14 +1447,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape_mountinfo(br"/a\040b\011c\134d"), b"/a b\tc\\d");
-        assert_eq!(unescape_mountinfo(br"/plain/path"), b"/plain/path");
-        // Not an escape: kept as it is.
-        assert_eq!(unescape_mountinfo(br"/x\9y\777\04"), br"/x\9y\777\04");
-    }
 
     #[test]
     fn mounts_below_finds_the_root_mount() {
