@@ -93,8 +93,9 @@
 //!   volume on first use, keeping owners, modes, timestamps, xattrs, symlinks (never followed), hard links
 //!   and device nodes, and not descending into other mounts of the source. The root of the volume takes the
 //!   owner and mode of the image's directory, as in Docker. It copies only when the volume is empty and the
-//!   source has content (Docker's rule), and then sets `populated`; a volume found non-empty is marked
-//!   `populated` too. So a missing or empty image directory leaves the volume open to a later image (as in
+//!   source has content (Docker's rule), and then sets `populated`; a volume found non-empty then is marked
+//!   `populated` without copying. A missing or empty source is found before the lock is taken, so a mount
+//!   path the image leaves empty costs a `stat` and a directory read, nothing of the registry. So a missing or empty image directory leaves the volume open to a later image (as in
 //!   Docker), but once a volume has had content it is never filled again, even if emptied (Docker would
 //!   fill an emptied volume again; mountkit prefers not to resurrect data the user deleted). A tmpfs
 //!   volume loses its content with its mount, so its `populated` flag is cleared when it is unmounted.

@@ -1402,6 +1402,18 @@ impl Registry {
     /// followed if it is a link, but nothing under it is.
     pub fn populate(&self, name: &str, source: &Path) -> Result<bool> {
         validate_name(name)?;
+        // The source first: it is the image's, not the registry's, so no lock is needed to find that
+        // there is nothing to copy (the common case: a mount path the image has empty, or not at all).
+        // The source itself may be reached through a link (a `/proc/self/fd/N` path of a directory the
+        // caller resolved inside the image root); nothing below it is followed.
+        let meta = match fs::metadata(source) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io("inspect", source, e)),
+        };
+        if meta.is_dir() && dir_is_empty(source)? {
+            return Ok(false);
+        }
         let held = self.lock()?;
         let vol = self.load(name)?;
         if vol.populated {
@@ -1420,21 +1432,11 @@ impl Registry {
             self.mark_populated(&held, name)?;
             return Ok(false);
         }
-        // The source itself may be reached through a link (a `/proc/self/fd/N` path of a directory the
-        // caller resolved inside the image root); nothing below it is followed.
-        let meta = match fs::metadata(source) {
-            Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(Error::io("inspect", source, e)),
-        };
         if !meta.is_dir() {
             return Err(Error::SourceNotDirectory {
                 name: name.to_string(),
                 path: source.to_path_buf(),
             });
-        }
-        if dir_is_empty(source)? {
-            return Ok(false);
         }
         debug!(volume = name, source = %source.display(), "populating volume from image content");
         crate::copy::copy_tree(source, &data)?;
