@@ -41,7 +41,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use mount_attr::set_read_only;
-pub use remove::{is_mount_point, mounts_under, mounts_under_canonical, remove_tree};
+pub use remove::{is_mount_point, mounts_under, mounts_under_canonical, remove_tree, remove_tree_checked};
 
 /// The error of every operation in this crate: what was being done, to which path, and why.
 #[derive(Debug, thiserror::Error)]

@@ -112,6 +112,25 @@ pub fn remove_tree(path: &Path) -> Result<()> {
             mounts,
         });
     }
+    remove_checked_dir(path)
+}
+
+/// [`remove_tree`] for a directory whose mountinfo check the caller has just made, under its former
+/// name, with [`mounts_under`] or [`mounts_under_canonical`] (finding nothing), before moving it aside
+/// under a lock: the mount table is not read a second time. Everything else is as in [`remove_tree`]:
+/// symlinks are not followed, and the walk still refuses to enter a directory on another mount (a mount
+/// made in between). `Ok(())` when `path` does not exist.
+pub fn remove_tree_checked(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => remove_checked_dir(path),
+        Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("stat", path, e)),
+    }
+}
+
+/// Removes the directory at `path` and everything in it, its mount table check done.
+fn remove_checked_dir(path: &Path) -> Result<()> {
     tracing::debug!(path = %path.display(), "remove tree");
     let top = rustix::fs::open(
         path,
@@ -295,6 +314,40 @@ mod tests {
             let fd = rustix::fs::open(&t, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
             let id = mnt_id(&fd, &t).unwrap();
             let err = empty_dir(fd, &t, id, &t).unwrap_err();
+            assert!(matches!(err, Error::CrossesMount { .. }), "{err}");
+            assert_eq!(std::fs::read_to_string(canary.join("precious")).unwrap(), "p");
+            nix::mount::umount(&t.join("m")).unwrap();
+        });
+    }
+
+    #[test]
+    fn remove_tree_checked_removes_and_still_refuses_to_cross_a_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("t");
+        tree(&t);
+        remove_tree_checked(&t).unwrap();
+        assert!(!t.exists());
+        remove_tree_checked(&t).unwrap(); // missing is fine
+        if !mountkit_testutil::privileged("remove_tree_checked_removes_and_still_refuses_to_cross_a_mount") {
+            return;
+        }
+        mountkit_testutil::in_mount_ns(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let canary = dir.path().join("canary");
+            std::fs::create_dir(&canary).unwrap();
+            std::fs::write(canary.join("precious"), "p").unwrap();
+            let t = dir.path().join("t");
+            std::fs::create_dir_all(t.join("m")).unwrap();
+            mount(
+                Some(&canary),
+                &t.join("m"),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .unwrap();
+            // A mount made after the caller's check: the walk refuses it.
+            let err = remove_tree_checked(&t).unwrap_err();
             assert!(matches!(err, Error::CrossesMount { .. }), "{err}");
             assert_eq!(std::fs::read_to_string(canary.join("precious")).unwrap(), "p");
             nix::mount::umount(&t.join("m")).unwrap();

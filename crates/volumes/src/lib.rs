@@ -78,9 +78,10 @@
 //!   are read as references, and the first change moves them to entries (`.refs-migrated` says it was
 //!   done; mixing an older mountkit with this one on a store is not supported: it would not see the
 //!   entries).
-//! - **Removal** is a rename out of the registry followed by `mountkit_safefs::remove_tree`, which refuses
-//!   when anything is mounted under the volume's directory and never crosses a mount. It deletes only
-//!   mountkit's own files: the `device` of a bind volume is never touched.
+//! - **Removal** refuses when anything is mounted under the volume's directory (one read of the mount
+//!   table, under the lock), renames the volume out of the registry and deletes it with
+//!   `mountkit_safefs::remove_tree_checked`, which does not read the table again and never crosses a
+//!   mount. It deletes only mountkit's own files: the `device` of a bind volume is never touched.
 //! - **Prune** removes unreferenced anonymous volumes; with `all`, unreferenced named ones too (Docker 23+).
 //!   Volumes with references or active users are kept. A volume that cannot be removed (something mounted
 //!   under it) is skipped with a warning, as Docker does, and is not in the returned list.

@@ -1020,7 +1020,8 @@ impl Registry {
         fs::rename(&dir, &grave).map_err(|e| Error::io("move out for removal", &dir, e))?;
         // The volume is gone from the registry now; if its files cannot all be deleted (something was
         // mounted there in between), they stay in staging, and the next sweep tries again.
-        if let Err(e) = mountkit_safefs::remove_tree(&grave) {
+        // Its mounts were checked above, under the lock, before the rename.
+        if let Err(e) = mountkit_safefs::remove_tree_checked(&grave) {
             warn!(volume = %vol.name, "volume removed, but some of its files are left in staging: {e}");
         }
         info!(volume = %vol.name, "removed volume");
