@@ -407,9 +407,12 @@ impl Store {
     /// process holds (left by a crash).
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
-        for d in ["", "layers", "images", "tmp"] {
-            let p = root.join(d);
-            std::fs::create_dir_all(&p).map_err(|e| Error::io("create store directory", &p, e))?;
+        // `tmp` is made last: when it is there, so are the others (one stat on every later open).
+        if !root.join("tmp").is_dir() {
+            for d in ["", "layers", "images", "tmp"] {
+                let p = root.join(d);
+                std::fs::create_dir_all(&p).map_err(|e| Error::io("create store directory", &p, e))?;
+            }
         }
         let store = Store {
             root,
@@ -444,8 +447,17 @@ impl Store {
 
     /// Removes staging left by dead processes: every `tmp/<name>` whose `tmp/<name>.lock` nobody holds.
     fn sweep(&self) -> Result<()> {
-        let _g = Lock::exclusive(&self.root.join("tmp.lock"))?;
         let tmp = self.tmp();
+        // Nothing staged (the common case): nothing to sweep, and no lock to take. Staging made after
+        // this look belongs to a live process anyway.
+        let empty = std::fs::read_dir(&tmp)
+            .map_err(|e| Error::io("read directory", &tmp, e))?
+            .next()
+            .is_none();
+        if empty {
+            return Ok(());
+        }
+        let _g = Lock::exclusive(&self.root.join("tmp.lock"))?;
         let rd = std::fs::read_dir(&tmp).map_err(|e| Error::io("read directory", &tmp, e))?;
         for ent in rd {
             let ent = ent.map_err(|e| Error::io("read directory", &tmp, e))?;
