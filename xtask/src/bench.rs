@@ -119,6 +119,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             .unwrap_or("");
         println!("{id:<58} {:>12}  {ratio:>7}  {reference}", fmt_ns(*ns));
     }
+    if let Ok(text) = std::fs::read_to_string(base.join("criterion-interleaved.txt")) {
+        print!("{text}");
+    }
     if let Ok(rss) = std::fs::read_to_string(base.join("criterion-peak-rss.txt")) {
         println!(
             "peak RSS of `mountkit run --rm sample true`: {} KiB (target <= 5 MB; crun 3.5 MB, runc 10 MB)",

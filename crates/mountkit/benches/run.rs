@@ -10,7 +10,7 @@ use std::process::Command;
 use criterion::{Criterion, criterion_group};
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     root: PathBuf,
     floor: PathBuf,
     peakrss: PathBuf,
@@ -72,7 +72,64 @@ fn fixture() -> Fixture {
         floor,
         peakrss,
         scratch,
-        _dir: dir,
+        _dir: Some(dir),
+    }
+}
+
+/// The images, volume and directories of the interleaved comparisons, in `base` (another filesystem),
+/// sharing `f`'s compiled helpers.
+fn small_fixture(base: &Path, f: &Fixture) -> Fixture {
+    let root = base.join("store");
+    ok(mk(&root).args(["system", "sample-image", "sample"]));
+    ok(mk(&root).args(["system", "sample-image", "samplevol", "--volume", "/anon"]));
+    ok(mk(&root).args(["volume", "create", "benchvol"]));
+    std::fs::create_dir_all(base.join("host")).unwrap();
+    let scratch = base.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    Fixture {
+        root,
+        floor: f.floor.clone(),
+        peakrss: f.peakrss.clone(),
+        scratch,
+        _dir: None,
+    }
+}
+
+/// A new ext4 on a loop device backed by a file in /dev/shm: ext4's own costs without this VM's disk
+/// (mounted with `discard`, where every freed block costs 0.1-1.8 ms). Unmounted on drop (mount(8)'s
+/// loop device is detached with it).
+struct RamExt4 {
+    dir: tempfile::TempDir,
+}
+
+impl RamExt4 {
+    fn new() -> Option<RamExt4> {
+        let dir = tempfile::tempdir_in("/dev/shm").ok()?;
+        let img = dir.path().join("img");
+        std::fs::File::create(&img).ok()?.set_len(512 << 20).ok()?;
+        std::fs::create_dir(dir.path().join("mnt")).ok()?;
+        let made = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
+            .arg(&img)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("mount")
+                .args(["-t", "ext4", "-o", "loop"])
+                .arg(&img)
+                .arg(dir.path().join("mnt"))
+                .status()
+                .is_ok_and(|s| s.success());
+        made.then_some(RamExt4 { dir })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for RamExt4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.path()).status();
     }
 }
 
@@ -111,6 +168,66 @@ fn peak_rss_kib(f: &Fixture, args: &[&str]) -> i64 {
         .trim()
         .parse()
         .expect("peakrss prints KiB")
+}
+
+/// Runs `a` and `b` alternately `pairs` times and returns (mean of a, mean of b) in ms. Criterion measures
+/// one function after the other, so on a shared machine drift between them shows up in their ratio;
+/// alternating run by run cancels it. Printed beside the criterion figures (not a timed assertion).
+fn interleaved_ms(pairs: u32, a: &mut dyn FnMut(), b: &mut dyn FnMut()) -> (f64, f64) {
+    let (mut ta, mut tb) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    for _ in 0..pairs {
+        let t = std::time::Instant::now();
+        a();
+        ta += t.elapsed();
+        let t = std::time::Instant::now();
+        b();
+        tb += t.elapsed();
+    }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / f64::from(pairs);
+    (ms(ta), ms(tb))
+}
+
+/// The interleaved ratios of issues 2 and 3 for the store of `f`, as lines naming `label`.
+fn interleaved_report(f: &Fixture, label: &str) -> String {
+    let pairs = 60;
+    let lowers = lowerdir(f, "sample");
+    let bind = format!("{}:/host", f.root.parent().unwrap().join("host").display());
+    let run = |args: &[&str]| assert!(mk(&f.root).args(args).status().unwrap().success());
+    let (floor, core) = interleaved_ms(
+        pairs,
+        &mut || {
+            let st = Command::new(&f.floor)
+                .current_dir(&f.scratch)
+                .arg(&lowers)
+                .arg(&f.scratch)
+                .arg("true")
+                .status();
+            assert!(st.unwrap().success())
+        },
+        &mut || run(&["run", "--rm", "sample", "true"]),
+    );
+    let (plain, volumes) = interleaved_ms(
+        pairs,
+        &mut || run(&["run", "--rm", "sample", "true"]),
+        &mut || {
+            run(&[
+                "run",
+                "--rm",
+                "-v",
+                "benchvol:/data",
+                "-v",
+                &bind,
+                "samplevol",
+                "true",
+            ])
+        },
+    );
+    format!(
+        "interleaved ({label}), {pairs} pairs: run --rm 3 layers {core:.2} ms / C floor {floor:.2} ms = {:.2}x (target <= 1.3x)\n\
+         interleaved ({label}), {pairs} pairs: run --rm anon+named+bind {volumes:.2} ms / plain {plain:.2} ms = {:.2}x (target <= 1.3x)\n",
+        core / floor,
+        volumes / plain
+    )
 }
 
 fn bench(c: &mut Criterion) {
@@ -199,6 +316,21 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    // The two ratios of the issues, measured alternately run by run as well: on the store's filesystem
+    // (this machine's disk) and on a fresh ext4 in RAM.
+    let mut interleaved = interleaved_report(&f, "disk");
+    match RamExt4::new() {
+        Some(fs) => {
+            let small = small_fixture(&fs.path(), &f);
+            interleaved.push_str(&interleaved_report(&small, "ext4 in RAM"));
+        }
+        None => eprintln!("no ext4 in RAM (mkfs.ext4 or loop devices missing): disk figures only"),
+    }
+    print!("{interleaved}");
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/criterion-interleaved.txt"),
+        interleaved,
+    );
     let rss = peak_rss_kib(&f, &["run", "--rm", "sample", "true"]);
     println!(
         "peak RSS of `mountkit run --rm sample true`: {rss} KiB (reference: crun 3.5 MB, runc 10 MB, target <= 5 MB)"
