@@ -187,6 +187,21 @@ fn interleaved_ms(pairs: u32, a: &mut dyn FnMut(), b: &mut dyn FnMut()) -> (f64,
     (ms(ta), ms(tb))
 }
 
+/// Issue 3's run: an anonymous volume (the image's VOLUME), a named volume and a bind (`bind` is
+/// `HOSTDIR:/host`).
+fn volume_run_args(bind: &str) -> [&str; 8] {
+    [
+        "run",
+        "--rm",
+        "-v",
+        "benchvol:/data",
+        "-v",
+        bind,
+        "samplevol",
+        "true",
+    ]
+}
+
 /// The interleaved ratios of issues 2 and 3 for the store of `f`, as lines naming `label`.
 fn interleaved_report(f: &Fixture, label: &str) -> String {
     let pairs = 60;
@@ -209,18 +224,7 @@ fn interleaved_report(f: &Fixture, label: &str) -> String {
     let (plain, volumes) = interleaved_ms(
         pairs,
         &mut || run(&["run", "--rm", "sample", "true"]),
-        &mut || {
-            run(&[
-                "run",
-                "--rm",
-                "-v",
-                "benchvol:/data",
-                "-v",
-                &bind,
-                "samplevol",
-                "true",
-            ])
-        },
+        &mut || run(&volume_run_args(&bind)),
     );
     format!(
         "interleaved ({label}), {pairs} pairs: run --rm 3 layers {core:.2} ms / C floor {floor:.2} ms = {:.2}x (target <= 1.3x)\n\
@@ -299,16 +303,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             assert!(
                 mk(&f.root)
-                    .args([
-                        "run",
-                        "--rm",
-                        "-v",
-                        "benchvol:/data",
-                        "-v",
-                        &bind,
-                        "samplevol",
-                        "true"
-                    ])
+                    .args(volume_run_args(&bind))
                     .status()
                     .unwrap()
                     .success()

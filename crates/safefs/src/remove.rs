@@ -289,6 +289,25 @@ mod tests {
         });
     }
 
+    /// In `dir`: a `canary` directory holding `precious`, and a tree `t` with the canary bind-mounted
+    /// at `t/m` (in the caller's mount namespace).
+    fn bind_canary_under_tree(dir: &Path) -> (PathBuf, PathBuf) {
+        let canary = dir.join("canary");
+        std::fs::create_dir(&canary).unwrap();
+        std::fs::write(canary.join("precious"), "p").unwrap();
+        let t = dir.join("t");
+        std::fs::create_dir_all(t.join("m")).unwrap();
+        mount(
+            Some(&canary),
+            &t.join("m"),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        (canary, t)
+    }
+
     #[test]
     fn empty_dir_refuses_to_cross_a_mount_it_meets() {
         if !mountkit_testutil::privileged("empty_dir_refuses_to_cross_a_mount_it_meets") {
@@ -298,19 +317,7 @@ mod tests {
         // which also covers a mount that appears after the first check.
         mountkit_testutil::in_mount_ns(|| {
             let dir = tempfile::tempdir().unwrap();
-            let canary = dir.path().join("canary");
-            std::fs::create_dir(&canary).unwrap();
-            std::fs::write(canary.join("precious"), "p").unwrap();
-            let t = dir.path().join("t");
-            std::fs::create_dir_all(t.join("m")).unwrap();
-            mount(
-                Some(&canary),
-                &t.join("m"),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .unwrap();
+            let (canary, t) = bind_canary_under_tree(dir.path());
             let fd = rustix::fs::open(&t, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
             let id = mnt_id(&fd, &t).unwrap();
             let err = empty_dir(fd, &t, id, &t).unwrap_err();
@@ -333,19 +340,7 @@ mod tests {
         }
         mountkit_testutil::in_mount_ns(|| {
             let dir = tempfile::tempdir().unwrap();
-            let canary = dir.path().join("canary");
-            std::fs::create_dir(&canary).unwrap();
-            std::fs::write(canary.join("precious"), "p").unwrap();
-            let t = dir.path().join("t");
-            std::fs::create_dir_all(t.join("m")).unwrap();
-            mount(
-                Some(&canary),
-                &t.join("m"),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .unwrap();
+            let (canary, t) = bind_canary_under_tree(dir.path());
             // A mount made after the caller's check: the walk refuses it.
             let err = remove_tree_checked(&t).unwrap_err();
             assert!(matches!(err, Error::CrossesMount { .. }), "{err}");
