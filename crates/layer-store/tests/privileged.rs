@@ -480,6 +480,14 @@ fn images_protect_their_layers_and_gc_removes_the_rest() {
             Err(Error::InvalidName { .. })
         ));
         assert!(matches!(store.image("nope"), Err(Error::NotFound { .. })));
+        // A name is found by its record's key, without reading the other records: a damaged one does
+        // not get in the way (a lookup that has to scan names it).
+        let damaged = store.root().join("images").join("damaged.json");
+        std::fs::write(&damaged, b"{not json").unwrap();
+        assert_eq!(store.image("app:1").unwrap(), img);
+        let err = store.image("nope").unwrap_err();
+        assert!(err.to_string().contains("damaged.json"), "{err}");
+        std::fs::remove_file(&damaged).unwrap();
 
         // Same content under a second name: the ID is shared, so looking it up by ID is ambiguous.
         let twin = store
