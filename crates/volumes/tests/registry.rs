@@ -873,3 +873,28 @@ fn a_list_after_a_change_rereads_only_the_volumes_that_changed() {
     reg.create(Some("b-vol"), labels(&[("new", "1")])).unwrap();
     assert_eq!(reg.list(&[f("label=new")]).unwrap().len(), 1);
 }
+
+#[test]
+fn populate_with_an_empty_or_missing_source_does_not_wait_for_the_registry() {
+    let (d, reg) = registry();
+    reg.create(Some("vol"), CreateOptions::default()).unwrap();
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let missing = d.path().join("missing");
+    // Another process holds the registry's lock (a flock on its own open file).
+    let held = mountkit_safefs::Lock::exclusive(&reg.root().join(".lock")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reg2 = reg.clone();
+    std::thread::spawn(move || {
+        let results = (reg2.populate("vol", &empty), reg2.populate("vol", &missing));
+        let _ = tx.send((results.0.unwrap(), results.1.unwrap()));
+    });
+    // Nothing to copy, so no lock to wait for (the generous limit only keeps a regression from hanging).
+    let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+    assert_eq!(got, Ok((false, false)), "populate waited for the registry's lock");
+    drop(held);
+    assert!(
+        !reg.get("vol").unwrap().populated,
+        "nothing was copied, so not populated"
+    );
+}
