@@ -8,9 +8,12 @@
 //! (its libraries, heap and stack still are). Only the `mountkit` binary is linked this way; the
 //! libraries, tests and benches are unchanged.
 //!
-//! Not with `+crt-static` (the static build `cargo xtask vm-test` makes for its guests): rustc links
-//! that as a static PIE, whose start-up code relocates itself, and adding `-no-pie` to it yields an
-//! executable that crashes before `main`.
+//! Inside this workspace `.cargo/config.toml` builds every binary static and position-dependent
+//! (`+crt-static`, `relocation-model=static`), which makes this moot; the flag matters for builds
+//! without that configuration (another target, flags of one's own). Not with `+crt-static`: rustc
+//! links that as a static executable already (a static PIE when the relocation model is left at PIC,
+//! as `cargo xtask vm-test` does), and adding `-no-pie` to a static PIE yields an executable that
+//! crashes before `main`.
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();

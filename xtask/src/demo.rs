@@ -1,6 +1,6 @@
 //! `cargo xtask demo`: the storage model on the built-in sample image, narrated, in a throwaway store.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -62,10 +62,12 @@ pub fn main(_args: &[String]) -> anyhow::Result<()> {
         bail!("the demo mounts for real and needs root: run `sudo -E cargo xtask demo`");
     }
     crate::ci::run("cargo", &["build", "--quiet", "-p", "mountkit"])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/mountkit");
+    // Built by the line above into the directory that holds this xtask binary (same target, same
+    // profile: `target/<host triple>/debug/`, see .cargo/config.toml).
+    let bin = std::env::current_exe()?
+        .parent()
+        .context("the xtask binary has no directory")?
+        .join("mountkit");
     let tmp = tempdir()?;
     let demo = Demo {
         bin,

@@ -28,7 +28,7 @@ impl Mountkit {
         let lock = self.lock()?;
         let c = self.container(reference)?;
         let image = self.layers().image(&c.image)?;
-        self.start_locked(c, &image, lock)
+        self.start_locked(c, &image, lock).map(|(exit, _lock)| exit)
     }
 
     /// `run`: create, start, wait, and with `auto_remove` remove the container and its anonymous volumes.
@@ -38,15 +38,21 @@ impl Mountkit {
         let (c, image) = self.create_locked(opts)?;
         let result = self.start_locked(c.clone(), &image, lock);
         if opts.auto_remove {
-            let removed = self.lock().and_then(|_l| self.remove_locked(&c, true, true));
+            // After a run, under the store lock `start_locked` took back; after a failed start, under a
+            // new one.
+            let removed = match &result {
+                Ok(_) => self.remove_locked(&c, true, true),
+                Err(_) => self.lock().and_then(|_l| self.remove_locked(&c, true, true)),
+            };
             if let Err(e) = removed {
                 tracing::warn!(container = %c.name, error = %e, "--rm: could not remove the container");
             }
         }
-        result.map(|exit| (c, exit))
+        result.map(|(exit, _lock)| (c, exit))
     }
 
-    fn start_locked(&self, mut c: Container, image: &ImageInfo, lock: Lock) -> Result<Exit> {
+    /// Runs the container to its end; returns its exit and the store lock, taken back after the wait.
+    fn start_locked(&self, mut c: Container, image: &ImageInfo, lock: Lock) -> Result<(Exit, Lock)> {
         let dir = self.container_dir(&c.id);
         let run_lock = Lock::try_exclusive(&dir.join("running.lock"))?
             .ok_or_else(|| Error::AlreadyRunning(c.name.clone()))?;
@@ -115,7 +121,7 @@ impl Mountkit {
         drop(lock); // others may use the store while the container runs
         tracing::info!(id = %c.id, pid = running.pid(), "container running");
         let exit = running.wait();
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         self.release(&acquired);
         c.state.status = Status::Exited;
         c.state.pid = None;
@@ -129,7 +135,7 @@ impl Mountkit {
             self.save(&c)?;
         }
         drop(run_lock);
-        Ok(exit?)
+        Ok((exit?, lock))
     }
 
     /// The mounts to make inside the rootfs (volumes as binds of the host paths `acquired` gives, in the

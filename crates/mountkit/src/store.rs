@@ -330,10 +330,9 @@ impl Mountkit {
         let stage = self.staging("container");
         let made = (|| {
             // Staged under tmp/ and renamed into containers/ so that a half-made container is never visible.
-            std::fs::create_dir_all(stage.parent().expect("staging has a parent"))
-                .map_err(|e| Error::io("create", &stage, e))?;
+            create_staged_dir(&stage)?;
             for d in ["upper", "work", "merged"] {
-                std::fs::create_dir_all(stage.join(d)).map_err(|e| Error::io("create", stage.join(d), e))?;
+                std::fs::create_dir(stage.join(d)).map_err(|e| Error::io("create", stage.join(d), e))?;
             }
             let data = serde_json::to_vec_pretty(&c).expect("container serializes");
             let meta = stage.join("container.json");
@@ -591,9 +590,15 @@ impl Mountkit {
         }
         // Unmounted or not, remove_tree checks mountinfo again and never crosses a mount.
         let trash = self.staging("rm");
-        std::fs::create_dir_all(trash.parent().expect("staging has a parent"))
-            .map_err(|e| Error::io("create", &trash, e))?;
-        std::fs::rename(&dir, &trash).map_err(|e| Error::io("move aside", &dir, e))?;
+        let moved = std::fs::rename(&dir, &trash).or_else(|e| {
+            // `staging/` itself may be gone (removed by hand): make it and try once more.
+            if e.kind() != std::io::ErrorKind::NotFound || !dir.exists() {
+                return Err(e);
+            }
+            std::fs::create_dir_all(trash.parent().expect("staging has a parent"))?;
+            std::fs::rename(&dir, &trash)
+        });
+        moved.map_err(|e| Error::io("move aside", &dir, e))?;
         remove_tree(&trash)?;
         self.release_name(&c.name, &c.id);
         self.forget_volumes(c, volumes);
@@ -775,6 +780,17 @@ pub(crate) fn merge_env(image: &[String], flags: &[String]) -> Result<Vec<String
         env.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
     }
     Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+/// Creates the staging directory `stage` (a fresh name), and `staging/` above it only when missing: one
+/// `mkdir` on the path of every `run`.
+fn create_staged_dir(stage: &Path) -> Result<()> {
+    match std::fs::create_dir(stage) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(stage).map_err(|e| Error::io("create", stage, e))
+        }
+        other => other.map_err(|e| Error::io("create", stage, e)),
+    }
 }
 
 #[cfg(test)]

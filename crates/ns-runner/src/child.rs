@@ -1,5 +1,7 @@
-//! What runs after `fork`: the container process (PID 1 of the new PID namespace), one function per
-//! step, in the order the crate docs give.
+//! What runs after `clone`: the container process (PID 1 of the new PID namespace), one function per
+//! step, in the order the crate docs give. It shares the caller's memory until its exec (see the crate
+//! docs): it frees only what it owns, and calls the kernel, not glibc, where glibc would act on the
+//! caller's threads.
 
 use std::ffi::CString;
 use std::io;
@@ -22,7 +24,7 @@ fn fail(step: &'static str, cause: impl std::fmt::Display) -> Error {
     }
 }
 
-/// The container process, forked by [`crate::spawn`] as PID 1 of a new PID namespace: runs every step
+/// The container process, cloned by [`crate::spawn`] as PID 1 of a new PID namespace: runs every step
 /// up to exec; on failure reports on the status pipe and exits with the failure's code. Never returns.
 pub(crate) fn container_main(spec: &Spec, prepare: Prepare, status: OwnedFd, lifeline: OwnedFd) -> ! {
     let run = std::panic::AssertUnwindSafe(|| container(spec, prepare, lifeline));
@@ -562,12 +564,17 @@ fn drop_privileges(u: &ResolvedUser) -> Result<(), Error> {
     let step = "privileges";
     debug!(uid = u.uid, gid = u.gid, "setgroups, setgid, setuid");
     let groups: Vec<libc::gid_t> = u.supplementary.clone();
+    // Raw system calls, not glibc's wrappers: this process shares the caller's memory, and in a
+    // multi-threaded caller glibc's set*id would signal the *caller's* threads to change their
+    // credentials too (its "setxid broadcast" walks the thread list in that memory).
     // SAFETY: setgroups reads `len` gids from a live vector; setgid/setuid take integers.
     unsafe {
-        cvt(libc::setgroups(groups.len(), groups.as_ptr()))
+        cvt_long(libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()))
             .map_err(|e| fail(step, format!("setgroups {groups:?}: {e}")))?;
-        cvt(libc::setgid(u.gid)).map_err(|e| fail(step, format!("setgid {}: {e}", u.gid)))?;
-        cvt(libc::setuid(u.uid)).map_err(|e| fail(step, format!("setuid {}: {e}", u.uid)))?;
+        cvt_long(libc::syscall(libc::SYS_setgid, u.gid))
+            .map_err(|e| fail(step, format!("setgid {}: {e}", u.gid)))?;
+        cvt_long(libc::syscall(libc::SYS_setuid, u.uid))
+            .map_err(|e| fail(step, format!("setuid {}: {e}", u.uid)))?;
     }
     Ok(())
 }

@@ -8,9 +8,9 @@
 //! process exits, the kernel drops every mount, and a killed runner leaks nothing into the host.
 //!
 //! # The sequence (one step, one function in `child.rs`, traced with `tracing`)
-//! 1. The calling thread `unshare(CLONE_NEWPID)`s, `fork`s the **container process** (which is
-//!    therefore PID 1 of the new PID namespace) and `setns`es straight back to its own PID namespace, so
-//!    nothing else the caller forks later lands in the container's. The container process arms
+//! 1. The calling thread `clone`s the **container process** with `CLONE_NEWPID` (so it is PID 1 of a
+//!    new PID namespace; the caller's own later children stay in the caller's), `CLONE_VM` and
+//!    `CLONE_VFORK` (see "shares the caller's memory" below). The container process arms
 //!    `PR_SET_PDEATHSIG(SIGKILL)`, re-checks through a "lifeline" pipe that the caller is still alive,
 //!    and unshares mount, UTS and IPC namespaces.
 //! 2. `mount --make-rprivate /`.
@@ -50,19 +50,27 @@
 //!
 //! # Decisions (where the issue was silent)
 //! - **No supervisor process.** The container process must be PID 1 of its PID namespace. It is the
-//!   caller's direct child: `unshare(CLONE_NEWPID)` in the calling thread (it only changes where that
-//!   thread's next child goes), glibc's `fork` (which keeps `malloc` usable in the child of a
-//!   multi-threaded caller, unlike a raw `clone(2)`), then `setns` back. One process fewer than
+//!   caller's direct child, cloned straight into the new PID namespace: one process fewer than
 //!   `unshare --fork --pid` (a supervisor in between cost a fork and an exit of a copy of the caller on
 //!   every run). The caller reaps the container process itself, so it must not ignore `SIGCHLD`
 //!   (`SIG_IGN` would make the kernel reap it and lose its status). [`Running::pid`] is its PID as the
 //!   caller sees it.
+//! - **The container process shares the caller's memory until its exec** (`CLONE_VM | CLONE_VFORK`,
+//!   what glibc's `posix_spawn` does), on its own 8 MiB stack, while the calling thread waits. A `fork`
+//!   would copy the caller's page tables, then fault on every page either side writes, then tear the
+//!   copy down at exec: on this project's reference machine (a VM where page faults are dear) that was
+//!   a sixth of a `mountkit run --rm`. The rules that follow, kept by `child.rs`: the container process
+//!   frees only what it owns (the `prepare` closure, taken out of a hand-off struct); it calls the
+//!   kernel directly where glibc would act on the caller's threads (`setgroups`, `setgid`, `setuid`);
+//!   it never returns into the caller's frames (it execs or `_exit`s). What it still holds at exec
+//!   (argv, environment: a few hundred bytes) stays allocated in the caller's heap: a bounded leak per
+//!   container, the price of not copying the address space.
 //! - **No daemon: the runner is the container's parent.** The container process has
 //!   `PR_SET_PDEATHSIG(SIGKILL)` (bubblewrap's `--die-with-parent`): if the runner is killed, PID 1 of
 //!   the container dies, then the kernel kills the rest of the PID namespace and drops its mount
 //!   namespace. Note that PDEATHSIG follows the *thread* that called [`spawn`]: call it from a thread
 //!   that outlives the container.
-//! - **Signals.** [`spawn`] blocks SIGINT, SIGTERM and SIGHUP in the calling thread (before the fork,
+//! - **Signals.** [`spawn`] blocks SIGINT, SIGTERM and SIGHUP in the calling thread (before the clone,
 //!   so none is lost); [`Running::wait`] forwards each one received to the container (through a
 //!   `signalfd`; a `pidfd` tells when the container process exited) and restores the mask afterwards.
 //!   Such signals still pending when the container has exited were meant for it and are discarded.
@@ -77,12 +85,15 @@
 //! - **Hostname** is left as the host's (in the container's own UTS namespace) when none is given.
 //! - **Not done here:** capability dropping, seccomp, cgroups, rlimits (inherited
 //!   unchanged: root here lacks `CAP_SYS_RESOURCE`; nothing is raised), user namespaces.
-//! - **The prepare closure** runs in the forked container process: it must not rely on other threads of
-//!   the caller (they do not exist there) or on locks they might have held at fork time. It runs as
-//!   root, before anything else is mounted, with `/` private.
+//! - **The prepare closure** runs in the container process, a separate process that shares the
+//!   caller's memory while the calling thread waits: it sees the caller's data as the calling thread
+//!   would (other threads keep running, so their locks are taken and released as usual), but its
+//!   mounts, descriptors and credentials are its own. It must not start threads or processes, nor
+//!   change process-wide state through glibc (set*id). It runs as root, before anything else is
+//!   mounted, with `/` private.
 //!
 //! # Dependencies
-//! - `libc`: fork, unshare, mount, pivot_root, prctl, signals, execve; thin wrappers in `sys.rs`.
+//! - `libc`: clone, unshare, mount, pivot_root, prctl, signals, execve; thin wrappers in `sys.rs`.
 //! - `mountkit-safefs`: in-root path resolution for every mount target (`inroot`).
 //! - `thiserror` for [`Error`]; `tracing` around every privileged step.
 //!
@@ -101,7 +112,7 @@ mod user;
 mod wire;
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use tracing::debug;
@@ -181,7 +192,7 @@ impl Spec {
         self
     }
 
-    /// Checks what can be checked before forking: a command, no NUL bytes, `KEY=VALUE` entries, an
+    /// Checks what can be checked before cloning: a command, no NUL bytes, `KEY=VALUE` entries, an
     /// absolute working directory, a hostname the kernel accepts.
     pub fn validate(&self) -> Result<()> {
         let bad = |cause: String| Err(Error::Setup { step: "spec", cause });
@@ -272,7 +283,7 @@ pub enum Error {
         /// Why.
         cause: String,
     },
-    /// A system call in the caller failed (pipe, fork, wait).
+    /// A system call in the caller failed (pipe, stack, wait).
     #[error("cannot {op}: {source}")]
     Io {
         /// What was being done.
@@ -328,54 +339,81 @@ impl Drop for MaskGuard {
     }
 }
 
+/// What the container process takes over from [`spawn`], through the memory the two share until the
+/// exec (see "The container process shares the caller's memory" in the crate docs).
+struct Handoff<'a> {
+    spec: &'a Spec,
+    /// Taken by the container process; still here afterwards only if it never ran.
+    prepare: Option<Prepare>,
+    /// The status pipe's write end and the lifeline's read end: the container process's.
+    status: RawFd,
+    lifeline: RawFd,
+    /// The caller's ends of the two pipes, closed in the container process.
+    callers: [RawFd; 2],
+}
+
+/// The container process's first function, on its own stack (see [`sys::ChildStack`]). Never returns.
+extern "C" fn container_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Handoff` that `spawn` keeps alive on its stack; the caller's thread is
+    // suspended (CLONE_VFORK) until this process execs or exits, so nothing else touches it meanwhile.
+    let h = unsafe { &mut *arg.cast::<Handoff<'_>>() };
+    for fd in h.callers {
+        // SAFETY: closes this process's copies of the caller's pipe ends (its own descriptor table).
+        unsafe { libc::close(fd) };
+    }
+    let Some(prepare) = h.prepare.take() else {
+        sys::exit_now(125)
+    };
+    // SAFETY: this process's copies of the two descriptors, owned from here on.
+    let (status, lifeline) = unsafe { (OwnedFd::from_raw_fd(h.status), OwnedFd::from_raw_fd(h.lifeline)) };
+    child::container_main(h.spec, prepare, status, lifeline)
+}
+
 /// Starts `spec` over the root that `prepare` makes, and returns once the command was executed (or
 /// failed to be: then the error, after the process was reaped).
 pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
     spec.validate()?;
     let (rd, wr) = sys::pipe().map_err(Error::io("create the status pipe"))?;
     let (life_r, life_w) = sys::pipe().map_err(Error::io("create the lifeline pipe"))?;
-    // The caller's own PID namespace, to return to after the fork (see the crate docs).
-    let own_pid_ns = std::fs::File::open("/proc/thread-self/ns/pid")
-        .or_else(|_| std::fs::File::open("/proc/self/ns/pid"))
-        .map_err(Error::io("open /proc/self/ns/pid"))?;
+    let stack = sys::ChildStack::new().map_err(Error::io("map the container process's stack"))?;
+    let mut handoff = Handoff {
+        spec,
+        prepare: Some(prepare),
+        status: wr.as_raw_fd(),
+        lifeline: life_r.as_raw_fd(),
+        callers: [rd.as_raw_fd(), life_w.as_raw_fd()],
+    };
     let guard = MaskGuard(
         sys::sigmask(libc::SIG_BLOCK, &sys::forwarded_signals()).map_err(Error::io("block signals"))?,
     );
-    debug!(args = ?spec.args, "unshare(CLONE_NEWPID), fork the container process");
-    // SAFETY: unshare with one flag: only the PID namespace of this thread's future children changes.
-    sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWPID) }).map_err(|e| Error::Setup {
-        step: "namespaces",
-        cause: format!("cannot create a PID namespace: {e}"),
-    })?;
-    // SAFETY: glibc's fork makes malloc usable in the child; the child only runs `container_main`,
-    // which never returns.
-    let pid = unsafe { libc::fork() };
-    let fork_err = io::Error::last_os_error();
-    if pid == 0 {
-        drop(rd);
-        drop(life_w);
-        std::mem::forget(guard); // signals stay blocked until just before exec
-        child::container_main(spec, prepare, wr, life_r);
-    }
-    // Back to our own PID namespace for children forked later (by this thread, for anything).
-    // SAFETY: setns with a live namespace descriptor: the caller's own active PID namespace.
-    let back = sys::cvt(unsafe { libc::setns(own_pid_ns.as_raw_fd(), libc::CLONE_NEWPID) });
+    debug!(args = ?spec.args, "clone(CLONE_VM | CLONE_VFORK | CLONE_NEWPID) the container process");
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_NEWPID | libc::SIGCHLD;
+    // SAFETY: `container_entry` runs on `stack` (alive until after this call returns: CLONE_VFORK
+    // suspends this thread until the child execs or exits) with `handoff`, which outlives the call.
+    let pid = unsafe {
+        libc::clone(
+            container_entry,
+            stack.top(),
+            flags,
+            (&mut handoff as *mut Handoff<'_>).cast(),
+        )
+    };
+    let clone_err = io::Error::last_os_error();
+    drop(stack);
     if pid < 0 {
-        return Err(Error::io("fork the container process")(fork_err));
+        return Err(Error::Setup {
+            step: "namespaces",
+            cause: format!("cannot create the container process in a new PID namespace: {clone_err}"),
+        });
     }
     drop(wr);
     drop(life_r);
-    drop(prepare);
+    // Normally taken (and consumed) by the container process; dropped here only if it never ran.
+    drop(handoff.prepare.take());
     let running = Running {
         pid,
         old_mask: Some(guard),
     };
-    if let Err(e) = back {
-        // Not expected to happen: a kernel that took the unshare takes the setns back.
-        let _ = running.signal(libc::SIGKILL);
-        let _ = running.wait();
-        return Err(Error::io("return to the caller's PID namespace")(e));
-    }
     let mut buf = Vec::new();
     let read = std::fs::File::from(rd).read_to_end(&mut buf);
     // The container process is past its lifeline check once the status pipe is closed.

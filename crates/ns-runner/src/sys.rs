@@ -152,7 +152,7 @@ pub(crate) fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>
     }
 }
 
-/// Leaves the process at once with `code`, skipping destructors and atexit handlers (after fork).
+/// Leaves the process at once with `code`, skipping destructors and atexit handlers (in the container process).
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it does not return.
     unsafe { libc::_exit(code) }
@@ -174,4 +174,50 @@ pub(crate) fn is_dir_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> io::Res
         st
     };
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// The container process's stack: an 8 MiB anonymous mapping (committed only as it is touched) with a
+/// guard page at its bottom, unmapped on drop. The container process runs on it from `clone` until
+/// its exec, sharing the caller's memory, so it cannot use the caller's stack.
+pub(crate) struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    const LEN: usize = 8 << 20;
+
+    pub(crate) fn new() -> io::Result<ChildStack> {
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = ChildStack { base, len: Self::LEN };
+        // SAFETY: the lowest page of our own mapping becomes the guard (stacks grow down).
+        cvt(unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) })?;
+        Ok(stack)
+    }
+
+    /// The initial stack pointer: the mapping's end (page-aligned, so 16-byte aligned).
+    pub(crate) fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of our mapping, as clone(2) expects for a downward-growing stack.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, no longer used (the child has exec'd or exited: CLONE_VFORK).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
 }
