@@ -565,8 +565,10 @@ fn drop_privileges(u: &ResolvedUser) -> Result<(), Error> {
     debug!(uid = u.uid, gid = u.gid, "setgroups, setgid, setuid");
     let groups: Vec<libc::gid_t> = u.supplementary.clone();
     // Raw system calls, not glibc's wrappers: this process shares the caller's memory, and in a
-    // multi-threaded caller glibc's set*id would signal the *caller's* threads to change their
-    // credentials too (its "setxid broadcast" walks the thread list in that memory).
+    // multi-threaded caller glibc's set*id runs its "setxid broadcast", which walks the caller's thread
+    // list in that memory, flags each thread's descriptor and signals it to change credentials too.
+    // The signals miss here (the caller's threads are not in the container's PID namespace), but that
+    // is luck, not design; the raw calls change this process alone.
     // SAFETY: setgroups reads `len` gids from a live vector; setgid/setuid take integers.
     unsafe {
         cvt_long(libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()))

@@ -927,3 +927,37 @@ fn running_signal_reaches_the_command() {
     assert_eq!(r.wait().unwrap(), mountkit_ns_runner::Exit::Code(3));
     assert!(t.host_mounts().is_empty());
 }
+
+/// The `Uid:` line of every thread of this process (`real effective saved fs`).
+fn thread_uids() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("status")).ok())
+        .filter_map(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn switching_user_in_the_container_leaves_the_callers_threads_alone() {
+    privileged!("switching_user_in_the_container_leaves_the_callers_threads_alone");
+    // The container process shares this process's memory until its exec, where glibc's set*id
+    // wrappers would find this process's threads; a second thread is alive across the spawn.
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let helper = std::thread::spawn(move || stop_rx.recv().ok());
+    let t = rootfs();
+    let before = thread_uids();
+    assert!(before.len() >= 2, "{before:?}");
+    let r = spawn(&sh("id -u > /tmp/uid").user("1000:1000"), t.prepare()).unwrap();
+    assert_eq!(r.wait().unwrap(), mountkit_ns_runner::Exit::Code(0));
+    assert_eq!(std::fs::read_to_string(t.root.join("tmp/uid")).unwrap(), "1000\n");
+    assert_eq!(thread_uids(), before, "the caller's threads changed credentials");
+    assert!(
+        before
+            .iter()
+            .all(|l| l.split_whitespace().skip(1).all(|u| u == "0")),
+        "{before:?}"
+    );
+    stop_tx.send(()).unwrap();
+    helper.join().unwrap();
+    assert!(t.host_mounts().is_empty());
+}
