@@ -204,7 +204,8 @@ impl Mountkit {
         }
     }
 
-    /// `<root>/container-names/`: one symlink per container name, `NAME -> ID`. Creating the link is
+    /// `<root>/container-names/`: one symlink per container name, `NAME -> ID` (the ID in the short form
+    /// of [`crate::names::id_to_link`]). Creating the link is
     /// what claims a name (atomically: `symlink` fails if the name exists), so creating a container
     /// reads no other container's record. Made from the records when missing (stores from before it).
     fn names_dir(&self) -> Result<PathBuf> {
@@ -215,7 +216,10 @@ impl Mountkit {
         let stage = self.staging("names");
         std::fs::create_dir_all(&stage).map_err(|e| Error::io("create", &stage, e))?;
         for c in self.containers()? {
-            std::os::unix::fs::symlink(&c.id, stage.join(&c.name))
+            let Some(target) = crate::names::id_to_link(&c.id) else {
+                continue;
+            };
+            std::os::unix::fs::symlink(target, stage.join(&c.name))
                 .map_err(|e| Error::io("index the name of", stage.join(&c.name), e))?;
         }
         match std::fs::rename(&stage, &dir) {
@@ -237,11 +241,8 @@ impl Mountkit {
         }
         let link = self.names_dir()?.join(name);
         match std::fs::read_link(&link) {
-            Ok(id) => {
-                let id = id.to_string_lossy().into_owned();
-                let alive = id.len() == 64 && self.container_dir(&id).join("container.json").exists();
-                Ok(alive.then_some(id))
-            }
+            Ok(target) => Ok(crate::names::id_from_link(&target.to_string_lossy())
+                .filter(|id| self.container_dir(id).join("container.json").exists())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("read", &link, e)),
         }
@@ -251,7 +252,8 @@ impl Mountkit {
     fn claim_name(&self, name: &str, id: &str) -> Result<bool> {
         let dir = self.names_dir()?;
         let link = dir.join(name);
-        match std::os::unix::fs::symlink(id, &link) {
+        let target = crate::names::id_to_link(id).expect("container IDs are 64 hex digits");
+        match std::os::unix::fs::symlink(&target, &link) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 if self.name_owner(name)?.is_some() {
@@ -259,7 +261,7 @@ impl Mountkit {
                 }
                 // A stale link: replace it atomically.
                 let tmp = dir.join(format!(".{name}.{}", mountkit_safefs::random_hex(6)));
-                std::os::unix::fs::symlink(id, &tmp).map_err(|e| Error::io("create", &tmp, e))?;
+                std::os::unix::fs::symlink(&target, &tmp).map_err(|e| Error::io("create", &tmp, e))?;
                 std::fs::rename(&tmp, &link).map_err(|e| Error::io("replace", &link, e))?;
                 Ok(true)
             }
@@ -270,7 +272,9 @@ impl Mountkit {
     /// Gives `name` up if container `id` holds it.
     fn release_name(&self, name: &str, id: &str) {
         let link = self.root.join("container-names").join(name);
-        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == id) {
+        if std::fs::read_link(&link)
+            .is_ok_and(|t| crate::names::id_from_link(&t.to_string_lossy()).as_deref() == Some(id))
+        {
             let _ = std::fs::remove_file(&link);
         }
     }
