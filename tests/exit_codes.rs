@@ -116,3 +116,80 @@ fn run_applies_user_workdir_env_and_default_path() {
         );
     });
 }
+
+#[test]
+fn run_rm_container_is_listed_while_it_runs_and_a_failed_one_leaves_nothing() {
+    if !privileged("run_rm_container_is_listed_while_it_runs_and_a_failed_one_leaves_nothing") {
+        return;
+    }
+    in_mount_ns(|| {
+        let env = Env::new();
+        env.sample("sample");
+        let staging_is_empty = || {
+            std::fs::read_dir(env.root.join("staging"))
+                .map(|d| d.count() == 0)
+                .unwrap_or(true)
+        };
+        // A --rm container that fails to start was never visible and leaves nothing: no container, no
+        // staging, its name free, its anonymous volume gone.
+        env.fails(
+            &[
+                "run",
+                "--rm",
+                "--name",
+                "gone",
+                "-v",
+                "/data",
+                "sample",
+                "no-such-command",
+            ],
+            127,
+            "no-such-command",
+        );
+        assert_eq!(env.ok(&["container", "ls", "-a", "-q"]), "");
+        assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
+        assert!(staging_is_empty());
+        env.ok(&["container", "create", "--name", "gone", "sample", "true"]);
+        env.ok(&["container", "rm", "gone"]);
+
+        // A running --rm container is listed as running, with its pid, its name and its volume.
+        let mut child = env
+            .cmd()
+            .args([
+                "run", "--rm", "--name", "rmwatch", "-v", "/data", "sample", "sleep", "300",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut seen = serde_json::Value::Null;
+        while std::time::Instant::now() < deadline {
+            let out = env.run(&["container", "inspect", "rmwatch"]);
+            seen = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if seen[0]["state"]["pid"].as_i64().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let Some(pid) = seen[0]["state"]["pid"].as_i64() else {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("never seen running: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        assert_eq!(seen[0]["state"]["status"], "running", "{seen}");
+        let id = seen[0]["id"].as_str().unwrap().to_string();
+        assert!(env.root.join("containers").join(&id).join("upper").is_dir());
+        assert_eq!(env.ok(&["container", "ls", "-q"]), id[..12]);
+        assert_eq!(env.ok(&["volume", "ls", "-q"]).lines().count(), 1);
+        env.fails(
+            &["container", "create", "--name", "rmwatch", "sample", "true"],
+            125,
+            "rmwatch",
+        );
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL).unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(137));
+        assert_eq!(env.ok(&["container", "ls", "-a", "-q"]), "");
+        assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
+        assert!(staging_is_empty());
+    });
+}

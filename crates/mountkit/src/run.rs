@@ -2,14 +2,16 @@
 //!
 //! The data flow of `run` (also in ARCHITECTURE.md):
 //! 1. `create`: resolve image, command, env, mounts; stage `containers/<id>/{upper,work,merged}` and the
-//!    record; create the anonymous volumes and take references on every volume.
+//!    record; create the anonymous volumes and take references on every volume. (`run --rm` stages the
+//!    container without its record and commits it once its process runs: see [`Mountkit::run`].)
 //! 2. `start`: take the container's `running.lock`; acquire its volumes (driver mounts happen here); build
 //!    the plan (the overlay stack, then binds and volumes by depth, then tmpfs).
 //! 3. `mountkit-ns-runner` forks into new mount/pid/uts/ipc namespaces; inside, the closure below mounts
 //!    the overlay on `merged/`, fills empty volumes from the image, mounts the plan; the runner adds /proc,
 //!    /dev, /sys, pivots into the root, drops to the user and execs.
-//! 4. The parent records the pid, waits (forwarding signals), releases the volumes, records the exit, and
-//!    with `--rm` removes the container and its anonymous volumes.
+//! 4. The parent records the pid (for `--rm`: writes the record and moves the container into
+//!    `containers/`), waits (forwarding signals), releases the volumes, records the exit, and with
+//!    `--rm` removes the container and its anonymous volumes.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -28,35 +30,59 @@ impl Mountkit {
         let lock = self.lock()?;
         let c = self.container(reference)?;
         let image = self.layers().image(&c.image)?;
-        self.start_locked(c, &image, lock).map(|(exit, _lock)| exit)
+        self.start_locked(c, &image, lock, None).map(|(exit, _lock)| exit)
     }
 
     /// `run`: create, start, wait, and with `auto_remove` remove the container and its anonymous volumes.
     /// Created and started under one hold of the store lock, so nothing is read twice.
+    ///
+    /// An `auto_remove` container is created *pending* (in `staging/`, without a record) and committed
+    /// into `containers/`, its record written once with the running state, right after its process
+    /// started, still under the store lock: it becomes visible when it runs (as `docker ps` shows it),
+    /// and its record is written once instead of twice, one file fewer to create and free per run. If
+    /// it never starts, it is never visible; a crash in between leaves staging that the next mountkit
+    /// command sweeps.
     pub fn run(&self, opts: &CreateOptions) -> Result<(Container, Exit)> {
         let lock = self.lock()?;
-        let (c, image) = self.create_locked(opts)?;
-        let result = self.start_locked(c.clone(), &image, lock);
-        if opts.auto_remove {
-            // After a run, under the store lock `start_locked` took back; after a failed start, under a
-            // new one.
-            let removed = match &result {
-                Ok(_) => self.remove_locked(&c, true, true),
-                Err(_) => self.lock().and_then(|_l| self.remove_locked(&c, true, true)),
-            };
-            if let Err(e) = removed {
-                tracing::warn!(container = %c.name, error = %e, "--rm: could not remove the container");
-            }
+        if !opts.auto_remove {
+            let (c, image) = self.create_locked(opts)?;
+            return self
+                .start_locked(c.clone(), &image, lock, None)
+                .map(|(exit, _lock)| (c, exit));
+        }
+        let (c, image, stage) = self.create_staged(opts, false)?;
+        let result = self.start_locked(c.clone(), &image, lock, Some(&stage));
+        let removed = match &result {
+            // After a run, under the store lock `start_locked` took back.
+            Ok(_) => self.remove_locked(&c, true, true),
+            // After a failed start: still pending, or committed and then failed.
+            Err(_) => self.lock().and_then(|_l| {
+                if stage.exists() {
+                    self.discard_pending(&stage, &c)
+                } else {
+                    self.remove_locked(&c, true, true)
+                }
+            }),
+        };
+        if let Err(e) = removed {
+            tracing::warn!(container = %c.name, error = %e, "--rm: could not remove the container");
         }
         result.map(|(exit, _lock)| (c, exit))
     }
 
     /// Runs the container to its end; returns its exit and the store lock, taken back after the wait.
-    fn start_locked(&self, mut c: Container, image: &ImageInfo, lock: Lock) -> Result<(Exit, Lock)> {
-        let dir = self.container_dir(&c.id);
+    /// `pending`: the staging directory of a container that [`Mountkit::run`] commits once it runs.
+    fn start_locked(
+        &self,
+        mut c: Container,
+        image: &ImageInfo,
+        lock: Lock,
+        pending: Option<&std::path::Path>,
+    ) -> Result<(Exit, Lock)> {
+        let dir = pending.map_or_else(|| self.container_dir(&c.id), std::path::Path::to_path_buf);
         let run_lock = Lock::try_exclusive(&dir.join("running.lock"))?
             .ok_or_else(|| Error::AlreadyRunning(c.name.clone()))?;
-        let stack = self.stack(&c, image);
+        let stack = self.stack_at(&dir, image);
 
         let acquired = {
             let names = Self::volume_names(&c);
@@ -111,13 +137,25 @@ impl Mountkit {
                 c.state.exit_code = Some(e.exit_code());
                 c.state.finished = Some(now_rfc3339());
                 c.state.error = Some(e.to_string());
-                self.save(&c)?;
+                if pending.is_none() {
+                    self.save(&c)?;
+                }
                 return Err(e.into());
             }
         };
         c.state.status = Status::Running;
         c.state.pid = Some(running.pid());
-        self.save(&c)?;
+        let recorded = match pending {
+            Some(stage) => self.commit_pending(stage, &c),
+            None => self.save(&c),
+        };
+        if let Err(e) = recorded {
+            // Not visible as running: stop it rather than leave it unaccounted for.
+            let _ = running.signal(nix::sys::signal::Signal::SIGKILL as i32);
+            let _ = running.wait();
+            self.release(&acquired);
+            return Err(e);
+        }
         drop(lock); // others may use the store while the container runs
         tracing::info!(id = %c.id, pid = running.pid(), "container running");
         let exit = running.wait();

@@ -288,6 +288,19 @@ impl Mountkit {
 
     /// [`Mountkit::create`] under the store lock the caller holds; also returns the image.
     pub(crate) fn create_locked(&self, opts: &CreateOptions) -> Result<(Container, ImageInfo)> {
+        let (c, image, _dir) = self.create_staged(opts, true)?;
+        Ok((c, image))
+    }
+
+    /// Creates a container; with `commit`, writes its record and moves it into `containers/` as
+    /// [`Mountkit::create`] does; without, leaves it *pending* in `staging/` with no record (its name,
+    /// mounts and volumes claimed all the same) for `run --rm` to commit once it runs (see
+    /// `Mountkit::run`). Returns the container, its image and its directory.
+    pub(crate) fn create_staged(
+        &self,
+        opts: &CreateOptions,
+        commit: bool,
+    ) -> Result<(Container, ImageInfo, PathBuf)> {
         let image = self.layers.image(&opts.image)?;
         if let Some(n) = &opts.name {
             validate_container_name(n)?;
@@ -338,6 +351,9 @@ impl Mountkit {
             for d in ["upper", "work", "merged"] {
                 std::fs::create_dir(stage.join(d)).map_err(|e| Error::io("create", stage.join(d), e))?;
             }
+            if !commit {
+                return self.create_volumes(&c);
+            }
             let data = serde_json::to_vec_pretty(&c).expect("container serializes");
             let meta = stage.join("container.json");
             if c.auto_remove {
@@ -356,8 +372,25 @@ impl Mountkit {
             let _ = remove_tree(&dir);
             return Err(e);
         }
-        tracing::info!(id = %c.id, name = %c.name, "container created");
-        Ok((c, image))
+        tracing::info!(id = %c.id, name = %c.name, pending = !commit, "container created");
+        Ok((c, image, if commit { dir } else { stage }))
+    }
+
+    /// Moves a pending container (see [`Mountkit::create_staged`]) into `containers/` with its record,
+    /// written once with the state it has now.
+    pub(crate) fn commit_pending(&self, stage: &Path, c: &Container) -> Result<()> {
+        let data = serde_json::to_vec_pretty(c).expect("container serializes");
+        write_atomic_nosync(&stage.join("container.json"), &data)?;
+        let dir = self.container_dir(&c.id);
+        std::fs::rename(stage, &dir).map_err(|e| Error::io("commit container", &dir, e))
+    }
+
+    /// Undoes a pending container that never ran: its directory, name and volumes.
+    pub(crate) fn discard_pending(&self, stage: &Path, c: &Container) -> Result<()> {
+        remove_tree(stage)?;
+        self.release_name(&c.name, &c.id);
+        self.forget_volumes(c, true);
+        Ok(())
     }
 
     /// Works out the container's mounts: the image's `VOLUME`s become anonymous volumes unless something
@@ -691,7 +724,11 @@ impl Mountkit {
     }
 
     pub(crate) fn stack(&self, c: &Container, image: &ImageInfo) -> mountkit_overlay::Stack {
-        let dir = self.container_dir(&c.id);
+        self.stack_at(&self.container_dir(&c.id), image)
+    }
+
+    /// The overlay stack of a container whose directory is `dir` (a pending one's is in `staging/`).
+    pub(crate) fn stack_at(&self, dir: &Path, image: &ImageInfo) -> mountkit_overlay::Stack {
         mountkit_overlay::Stack::new()
             .lowers(image.layers.iter().map(|l| self.layers.layer_path(l)))
             .upper(dir.join("upper"), dir.join("work"))
