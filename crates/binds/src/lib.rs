@@ -33,7 +33,7 @@
 //! - `z`/`Z` (SELinux relabelling) and `consistent`/`cached`/`delegated` (macOS) are accepted and
 //!   ignored: mountkit does no SELinux labelling.
 //! - `-v` creates a missing bind source directory (mode 0755, owned by root) in [`prepare_sources`];
-//!   `--mount` refuses it with Docker's "bind source path does not exist: <path>".
+//!   `--mount` refuses it with Docker's "bind source path does not exist: PATH".
 //! - `--mount` accepts only the `local` volume driver, and no `volume-subpath` or `volume-label`
 //!   (labels belong to `volume create --label`; the spec has no field for them): clear errors.
 //! - `--tmpfs` options are checked up front (Docker hands unknown ones to the kernel, which fails with
