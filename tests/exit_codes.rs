@@ -43,29 +43,9 @@ fn run_exit_codes_follow_docker() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut pid = None;
-        // Generous: under emulation (the VM suite) a start takes seconds.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while std::time::Instant::now() < deadline {
-            let out = env.run(&["container", "inspect", "killed"]);
-            let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            if let Some(p) = c[0]["state"]["pid"].as_i64() {
-                pid = Some(p as i32);
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let Some(pid) = pid else {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            let inspect = env.run(&["container", "inspect", "killed"]);
-            panic!(
-                "the container never reported a pid; runner {:?}: {}\ninspect: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr),
-                String::from_utf8_lossy(&inspect.stdout)
-            );
-        };
+        let pid = env.wait_running("killed", &mut child)[0]["state"]["pid"]
+            .as_i64()
+            .unwrap() as i32;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
         assert_eq!(child.wait().unwrap().code(), Some(137));
         env.ok(&["container", "rm", "killed"]);
@@ -161,21 +141,8 @@ fn run_rm_container_is_listed_while_it_runs_and_a_failed_one_leaves_nothing() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let mut seen = serde_json::Value::Null;
-        while std::time::Instant::now() < deadline {
-            let out = env.run(&["container", "inspect", "rmwatch"]);
-            seen = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            if seen[0]["state"]["pid"].as_i64().is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let Some(pid) = seen[0]["state"]["pid"].as_i64() else {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("never seen running: {}", String::from_utf8_lossy(&out.stderr));
-        };
+        let seen = env.wait_running("rmwatch", &mut child);
+        let pid = seen[0]["state"]["pid"].as_i64().unwrap();
         assert_eq!(seen[0]["state"]["status"], "running", "{seen}");
         let id = seen[0]["id"].as_str().unwrap().to_string();
         assert!(env.root.join("containers").join(&id).join("upper").is_dir());

@@ -101,6 +101,28 @@ impl Env {
         self.ok(&["system", "sample-image", name])
     }
 
+    /// Waits until container `name`, started by `runner` (a `mountkit run` with piped stderr), reports a
+    /// pid in `container inspect`, and returns that inspect output. Generous: under emulation (the VM
+    /// suite) a start takes seconds. Kills the runner and panics with its stderr if it never does.
+    pub fn wait_running(&self, name: &str, runner: &mut std::process::Child) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut seen = serde_json::Value::Null;
+        while std::time::Instant::now() < deadline {
+            let out = self.run(&["container", "inspect", name]);
+            seen = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if seen[0]["state"]["pid"].as_i64().is_some() {
+                return seen;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = runner.kill();
+        let mut stderr = String::new();
+        if let Some(mut e) = runner.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        panic!("container {name} never reported a pid; runner: {stderr}\ninspect: {seen}");
+    }
+
     /// The writable layer of a container.
     pub fn upper(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id).join("upper")

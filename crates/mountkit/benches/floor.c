@@ -1,8 +1,11 @@
 /* The floor for `mountkit run --rm IMAGE true`: the same kernel work with nothing else.
  * A fresh upper/work, an overlay of the given lowers, new mount/pid/uts/ipc namespaces, /proc,
  * pivot_root, exec, wait, remove the upper. Built and run by crates/mountkit/benches/run.rs.
- * usage: floor LOWERDIR_OPTION SCRATCH_DIR CMD [ARGS...]
- *        (LOWERDIR_OPTION is the top-first, colon-separated lowerdir string, as mount(2) wants it)
+ * usage: floor [-C DIR] LOWERDIR_OPTION SCRATCH_DIR CMD [ARGS...]
+ *        (LOWERDIR_OPTION is the top-first, colon-separated lowerdir string, as mount(2) wants it;
+ *        -C: change to DIR first, for relative lower paths. The floor changes directory itself so that
+ *        the benchmark starts both programs the same way: Rust's Command with a working directory
+ *        falls back from posix_spawn to a fork of the whole benchmark process in a static build.)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,7 +33,12 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
 static int rm_rf(const char *path) { return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT); }
 
 int main(int argc, char **argv) {
-    if (argc < 4) { fprintf(stderr, "usage: floor LOWERS SCRATCH CMD...\n"); return 2; }
+    if (argc > 2 && strcmp(argv[1], "-C") == 0) {
+        if (chdir(argv[2])) die("chdir");
+        argv += 2;
+        argc -= 2;
+    }
+    if (argc < 4) { fprintf(stderr, "usage: floor [-C DIR] LOWERS SCRATCH CMD...\n"); return 2; }
     char dir[4096], upper[4200], work[4200], merged[4200], opts[8192];
     snprintf(dir, sizeof dir, "%s/floorXXXXXX", argv[2]);
     if (!mkdtemp(dir)) die("mkdtemp");
