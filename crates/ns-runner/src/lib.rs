@@ -59,7 +59,7 @@
 //!   what glibc's `posix_spawn` does), on its own 8 MiB stack, while the calling thread waits. A `fork`
 //!   would copy the caller's page tables, then fault on every page either side writes, then tear the
 //!   copy down at exec: on this project's reference machine (a VM where page faults are dear) that was
-//!   a sixth of a `mountkit run --rm`. The rules that follow, kept by `child.rs`: the container process
+//!   4-6% of a `mountkit run --rm` (measured run by run against the fork version). The rules that follow, kept by `child.rs`: the container process
 //!   frees only what it owns (the `prepare` closure, taken out of a hand-off struct); it calls the
 //!   kernel directly where glibc would act on the caller's threads (`setgroups`, `setgid`, `setuid`);
 //!   it never returns into the caller's frames (it execs or `_exit`s). What it still holds at exec
