@@ -245,7 +245,8 @@ fn s11_bind_mounts_are_two_way_and_readonly_is_recursive() {
             "container\n"
         );
         // A submount inside the source (a tmpfs), then a read-only bind: the submount is read-only too.
-        nix_mount_tmpfs(&src.join("sub"));
+        // (Unmounted when the test ends, pass or fail, so the temp dir can be removed.)
+        let _sub = TmpfsAt::mount(&src.join("sub"));
         let ro = format!("{}:/src:ro", src.display());
         let top = env.run(&["run", "--rm", "-v", &ro, "sample", "sh", "-c", "echo x > /src/y"]);
         assert!(
@@ -272,13 +273,25 @@ fn s11_bind_mounts_are_two_way_and_readonly_is_recursive() {
     });
 }
 
-fn nix_mount_tmpfs(at: &std::path::Path) {
-    let st = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "tmpfs"])
-        .arg(at)
-        .status()
-        .unwrap();
-    assert!(st.success());
+/// A tmpfs the test mounted (in its own mount namespace), unmounted on drop.
+struct TmpfsAt(std::path::PathBuf);
+
+impl TmpfsAt {
+    fn mount(at: &std::path::Path) -> TmpfsAt {
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        TmpfsAt(at.to_path_buf())
+    }
+}
+
+impl Drop for TmpfsAt {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
 
 /// S12: a bind over an image directory hides its files; S13: a single-file bind keeps the others visible.
