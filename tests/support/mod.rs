@@ -1,7 +1,8 @@
 //! Support for the end-to-end tests: a temp store and a way to run the `mountkit` binary against it.
 //!
-//! The binary is `$MOUNTKIT_BIN` when set (the VM harness sets it), else `target/<profile>/mountkit` next
-//! to the test executable's directory (cargo builds it for the workspace's test run).
+//! The binary is `$MOUNTKIT_BIN` when set (the VM harness sets it), else `mountkit` in the profile
+//! directory above the test executable's (`target/<triple>/<profile>/`; cargo builds it for the
+//! workspace's test run).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,7 +13,7 @@ pub fn bin() -> PathBuf {
         return b.into();
     }
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test>-<hash> -> target/<profile>/mountkit
+    // <profile dir>/deps/<test>-<hash> -> <profile dir>/mountkit
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
