@@ -23,6 +23,11 @@ fn mk(root: &Path) -> Command {
     c
 }
 
+/// `mountkit --root ROOT ARGS...`, asserting success (one timed run).
+fn mk_run(root: &Path, args: &[&str]) {
+    assert!(mk(root).args(args).status().unwrap().success());
+}
+
 fn ok(c: &mut Command) -> String {
     let out = c.output().expect("spawn");
     assert!(
@@ -255,7 +260,7 @@ fn interleaved_report(f: &Fixture, label: &str) -> String {
     let pairs = 60;
     let floor_args = FloorArgs::new(f, "sample");
     let bind = format!("{}:/host", f.root.parent().unwrap().join("host").display());
-    let run = |args: &[&str]| assert!(mk(&f.root).args(args).status().unwrap().success());
+    let run = |args: &[&str]| mk_run(&f.root, args);
     let (floor, core) = interleaved_ms(pairs, &mut || floor_args.run(f), &mut || {
         run(&["run", "--rm", "sample", "true"])
     });
@@ -284,15 +289,7 @@ fn bench(c: &mut Criterion) {
         g.sample_size(if image == "big" { 20 } else { 30 });
         g.bench_function("c_floor", |b| b.iter(|| floor.run(&f)));
         g.bench_function("mountkit", |b| {
-            b.iter(|| {
-                assert!(
-                    mk(&f.root)
-                        .args(["run", "--rm", image, "true"])
-                        .status()
-                        .unwrap()
-                        .success()
-                )
-            })
+            b.iter(|| mk_run(&f.root, &["run", "--rm", image, "true"]))
         });
         g.finish();
     }
@@ -300,27 +297,11 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("run_rm_volumes");
     g.sample_size(30);
     g.bench_function("ref_core_run", |b| {
-        b.iter(|| {
-            assert!(
-                mk(&f.root)
-                    .args(["run", "--rm", "sample", "true"])
-                    .status()
-                    .unwrap()
-                    .success()
-            )
-        })
+        b.iter(|| mk_run(&f.root, &["run", "--rm", "sample", "true"]))
     });
     let bind = format!("{}:/host", f.root.parent().unwrap().join("host").display());
     g.bench_function("anon_named_bind", |b| {
-        b.iter(|| {
-            assert!(
-                mk(&f.root)
-                    .args(volume_run_args(&bind))
-                    .status()
-                    .unwrap()
-                    .success()
-            )
-        })
+        b.iter(|| mk_run(&f.root, &volume_run_args(&bind)))
     });
     g.finish();
     // The two ratios of the issues, measured alternately run by run as well: on the store's filesystem
@@ -328,13 +309,7 @@ fn bench(c: &mut Criterion) {
     let mut interleaved = interleaved_report(&f, "disk");
     let big = FloorArgs::new(&f, "big");
     let (floor, core) = interleaved_ms(20, &mut || big.run(&f), &mut || {
-        assert!(
-            mk(&f.root)
-                .args(["run", "--rm", "big", "true"])
-                .status()
-                .unwrap()
-                .success()
-        )
+        mk_run(&f.root, &["run", "--rm", "big", "true"])
     });
     interleaved.push_str(&format!(
         "interleaved (disk), 20 pairs: run --rm 500 layers {core:.2} ms / C floor {floor:.2} ms = {:.2}x (target <= 1.3x)\n",

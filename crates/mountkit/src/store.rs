@@ -144,14 +144,7 @@ impl Mountkit {
     }
 
     pub(crate) fn save(&self, c: &Container) -> Result<()> {
-        let path = self.container_dir(&c.id).join("container.json");
-        let data = serde_json::to_vec_pretty(c).expect("container serializes");
-        if c.auto_remove {
-            write_atomic_nosync(&path, &data)?
-        } else {
-            write_atomic(&path, &data)?
-        }
-        Ok(())
+        write_record(&self.container_dir(&c.id), c)
     }
 
     fn ids(&self) -> Result<Vec<String>> {
@@ -354,13 +347,7 @@ impl Mountkit {
             if !commit {
                 return self.create_volumes(&c);
             }
-            let data = serde_json::to_vec_pretty(&c).expect("container serializes");
-            let meta = stage.join("container.json");
-            if c.auto_remove {
-                write_atomic_nosync(&meta, &data)?
-            } else {
-                write_atomic(&meta, &data)?
-            }
+            write_record(&stage, &c)?;
             std::fs::rename(&stage, &dir).map_err(|e| Error::io("commit container", &dir, e))?;
             self.create_volumes(&c)
         })();
@@ -379,8 +366,7 @@ impl Mountkit {
     /// Moves a pending container (see [`Mountkit::create_staged`]) into `containers/` with its record,
     /// written once with the state it has now.
     pub(crate) fn commit_pending(&self, stage: &Path, c: &Container) -> Result<()> {
-        let data = serde_json::to_vec_pretty(c).expect("container serializes");
-        write_atomic_nosync(&stage.join("container.json"), &data)?;
+        write_record(stage, c)?;
         let dir = self.container_dir(&c.id);
         std::fs::rename(stage, &dir).map_err(|e| Error::io("commit container", &dir, e))
     }
@@ -821,6 +807,19 @@ pub(crate) fn merge_env(image: &[String], flags: &[String]) -> Result<Vec<String
         env.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
     }
     Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+/// Writes `c`'s record into its directory `dir`, atomically; durably (fsync) unless it is a `--rm`
+/// container, whose state nobody needs after a crash.
+fn write_record(dir: &Path, c: &Container) -> Result<()> {
+    let path = dir.join("container.json");
+    let data = serde_json::to_vec_pretty(c).expect("container serializes");
+    if c.auto_remove {
+        write_atomic_nosync(&path, &data)?
+    } else {
+        write_atomic(&path, &data)?
+    }
+    Ok(())
 }
 
 /// Creates the staging directory `stage` (a fresh name), and `staging/` above it only when missing: one
