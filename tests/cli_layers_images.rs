@@ -157,3 +157,51 @@ fn image_from_recipe_runs_with_its_config() {
         assert_eq!(names.lines().count(), 2, "no half-made image: {names}");
     });
 }
+
+/// Issue 10.1: an image with several names (one ID) is one image. Its containers start and mount,
+/// every reference to it resolves, and a name can go while another remains; the last name of an image a
+/// container uses cannot.
+#[test]
+fn an_image_with_two_names_is_one_image() {
+    if !privileged("an_image_with_two_names_is_one_image") {
+        return;
+    }
+    in_mount_ns(|| {
+        let env = Env::new();
+        let id = env.sample("app:v1");
+        let archive = env.path("app.tar");
+        let a = archive.to_str().unwrap();
+        env.ok(&["image", "save", "app:v1", "-o", a, "--format", "oci-archive"]);
+        // The same layout imported under another name: the same image, a second name.
+        assert_eq!(env.ok(&["image", "import", a, "--tag", "app:latest"]), id);
+        env.ok(&["container", "create", "--name", "c1", "app:v1", "echo", "hi"]);
+        assert_eq!(env.ok(&["container", "start", "c1"]), "hi");
+        let merged = env.ok(&["container", "mount", "c1"]);
+        assert!(std::path::Path::new(&merged).join("bin/sh").exists());
+        env.ok(&["container", "unmount", "c1"]);
+        // Every spelling of the reference: full ID, bare hex, a prefix, `app` for `app:latest`.
+        for r in [&id[..], &id[7..], &id[7..19], "app", "app:latest", "app:v1"] {
+            let v: serde_json::Value = serde_json::from_str(&env.ok(&["image", "inspect", r])).unwrap();
+            assert_eq!(v[0]["id"], id.as_str(), "{r}");
+            assert_eq!(v[0]["names"], serde_json::json!(["app:latest", "app:v1"]), "{r}");
+        }
+        // By ID, an image with two names is removed only with --force (docker rmi).
+        env.fails(
+            &["image", "rm", &id[7..19]],
+            1,
+            "has several names (app:latest, app:v1)",
+        );
+        assert_eq!(env.ok(&["image", "rm", "app:v1"]), "app:v1");
+        assert_eq!(env.ok(&["container", "start", "c1"]), "hi");
+        assert_eq!(env.ok(&["image", "ls", "-q"]), id);
+        // Its last name (`app` is `app:latest`) while c1 uses it: refused, with --force too.
+        env.fails(&["image", "rm", "app"], 1, "used by container(s) c1");
+        env.fails(&["image", "rm", "-f", &id], 1, "used by container(s) c1");
+        env.ok(&["container", "rm", "c1"]);
+        // With --force, an ID removes every name.
+        env.ok(&["image", "import", a, "--tag", "app:v2"]);
+        let removed = env.ok(&["image", "rm", "--force", &id]);
+        assert_eq!(removed.lines().collect::<Vec<_>>(), ["app:latest", "app:v2"]);
+        assert_eq!(env.ok(&["image", "ls", "-q"]), "");
+    });
+}

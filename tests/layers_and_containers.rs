@@ -353,3 +353,156 @@ fn concurrent_creates_and_listings() {
         }
     });
 }
+
+/// Runs `mountkit <args>` and waits for it, failing the test (instead of hanging it) if it has not
+/// returned after `secs` seconds: a guard against deadlocks, not a speed measurement.
+fn ok_within(env: &Env, args: &[&str], secs: u64) -> String {
+    let mut child = env
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "mountkit {args:?} still running after {secs} s (deadlock?): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "mountkit {args:?}: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim_end().to_string()
+}
+
+/// Issue 10.2: `rm -f` of a running, attached container returns (it used to wait for the runner while
+/// holding the store lock the runner needed), the runner exits 137, and nothing of the container stays:
+/// with `-v` its anonymous volume goes too; with `run --rm` its runner removes it and its volumes.
+#[test]
+fn rm_force_of_a_running_container_returns_and_removes_it() {
+    if !privileged("rm_force_of_a_running_container_returns_and_removes_it") {
+        return;
+    }
+    in_mount_ns(|| {
+        let env = Env::new();
+        env.sample("sample");
+        for (name, rm_flag, extra) in [("busy", None, "-fv"), ("busy-rm", Some("--rm"), "-f")] {
+            let mut args = vec!["run", "--name", name, "-v", "/data"];
+            args.extend(rm_flag);
+            args.extend(["sample", "sleep", "300"]);
+            let mut runner = env
+                .cmd()
+                .args(&args)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let id = env.wait_running(name, &mut runner)[0]["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(env.ok(&["volume", "ls", "-q"]).lines().count(), 1, "{name}");
+            assert_eq!(ok_within(&env, &["container", "rm", extra, name], 120), name);
+            assert_eq!(
+                runner.wait().unwrap().code(),
+                Some(137),
+                "{name}: the runner's status"
+            );
+            assert_eq!(env.ok(&["container", "ls", "-a", "-q"]), "", "{name}");
+            assert_eq!(
+                env.ok(&["volume", "ls", "-q"]),
+                "",
+                "{name}: its anonymous volume"
+            );
+            assert!(!env.root.join("containers").join(&id).exists(), "{name}");
+            assert!(mounts_under(&env.root).is_empty(), "{name}");
+        }
+        // Without -f a running container is refused, and nothing waits.
+        let mut runner = env
+            .cmd()
+            .args(["run", "--name", "third", "sample", "sleep", "300"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        env.wait_running("third", &mut runner);
+        env.fails(&["container", "rm", "third"], 1, "is running");
+        ok_within(&env, &["container", "rm", "-f", "third"], 120);
+        assert_eq!(runner.wait().unwrap().code(), Some(137));
+    });
+}
+
+/// Issue 10.5: something mounted under a container by someone else: `rm` (with or without `-f`) refuses
+/// before anything moves, names the mount point, leaves the container as it was and the mount attached.
+#[test]
+fn rm_refuses_a_foreign_mount_under_the_container_and_changes_nothing() {
+    if !privileged("rm_refuses_a_foreign_mount_under_the_container_and_changes_nothing") {
+        return;
+    }
+    in_mount_ns(|| {
+        let env = Env::new();
+        env.sample("sample");
+        let id = env.ok(&["container", "create", "--name", "held", "sample", "true"]);
+        let upper = env.upper(&id);
+        let host = env.path("host-dir");
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("precious"), "keep me").unwrap();
+        let target = upper.join("x");
+        std::fs::create_dir_all(&target).unwrap();
+        nix::mount::mount(
+            Some(&host),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        let before = env.ok(&["container", "inspect", "held"]);
+        for args in [
+            &["container", "rm", "held"][..],
+            &["container", "rm", "-f", "-v", "held"],
+        ] {
+            let err = env.fails(args, 1, "mountkit did not mount it");
+            assert!(err.contains(&target.display().to_string()), "{err}");
+        }
+        assert_eq!(env.ok(&["container", "inspect", "held"]), before);
+        assert_eq!(env.ok(&["container", "ls", "-a", "-q"]), id[..12]);
+        assert_eq!(mounts_under(&env.root), [target.display().to_string()]);
+        assert_eq!(std::fs::read_to_string(host.join("precious")).unwrap(), "keep me");
+        assert!(
+            std::fs::read_dir(env.root.join("staging")).map_or(true, |mut d| d.next().is_none()),
+            "nothing moved aside"
+        );
+        // Under `container mount`, a foreign mount inside the rootfs is refused the same way.
+        nix::mount::umount(&target).unwrap();
+        let merged = env.ok(&["container", "mount", "held"]);
+        let inner = std::path::Path::new(&merged).join("app");
+        nix::mount::mount(
+            Some(&host),
+            &inner,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        env.fails(
+            &["container", "rm", "-f", "held"],
+            1,
+            &inner.display().to_string(),
+        );
+        nix::mount::umount(&inner).unwrap();
+        // mountkit's own rootfs mount is undone by -f; then the container goes.
+        env.ok(&["container", "rm", "-f", "held"]);
+        assert!(mounts_under(&env.root).is_empty());
+        assert_eq!(std::fs::read_to_string(host.join("precious")).unwrap(), "keep me");
+    });
+}

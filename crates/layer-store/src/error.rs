@@ -14,7 +14,7 @@ pub enum Error {
         /// The ID, prefix or name that was looked up.
         id: String,
     },
-    /// A prefix (or an image ID shared by several names) matches more than one object.
+    /// A prefix matches more than one object (for images: more than one image ID; names of one image never do).
     #[error("{what} {id:?} is ambiguous: it matches {}; give more of the ID (or a name)", .matches.join(", "))]
     Ambiguous {
         /// "layer" or "image".

@@ -112,10 +112,15 @@
 //!
 //! An image is an ordered list of layer IDs (bottom first) plus an [`ImageConfig`], with an optional
 //! name. Its ID is the sha256 of the canonical JSON of `{layers, config}`, so two names may share an ID
-//! (like two Docker tags); looking such an ID up is ambiguous and asks for a name. Names follow Docker
+//! (like two Docker tags): each name is one record, and the image is every record of its ID. One
+//! resolution rule holds for every lookup ([`Store::image`], [`Store::image_records`],
+//! [`Store::remove_image`]), as `docker` resolves references: a name first (`app` and `app:latest`
+//! are the same name), then a full ID or a prefix of at least 4 hex digits (with or without
+//! `sha256:`), which names the image under all its names. Only a prefix matching two *different* IDs
+//! is ambiguous. Names follow Docker
 //! references loosely: `[a-z0-9._-/:]`, starting with a letter or digit, no `..`, no empty component,
-//! nothing that reads as an ID (see [`validate_image_name`]). Lookups accept a name, a full ID, or a
-//! unique ID prefix of at least 4 hex digits (layers alike). A layer used by an image cannot be
+//! nothing that reads as an ID (see [`validate_image_name`]). Layers are looked up by full ID or
+//! unique prefix alike. A layer used by an image cannot be
 //! removed; [`Store::remove_image`] leaves its layers for [`Store::gc`], which removes every layer no
 //! image references (including one imported a moment ago for an image not yet created: do not run
 //! gc concurrently with an import-then-create sequence).
@@ -154,7 +159,7 @@
 //! let image = store.create_image(Some("motd:1"), &[layer.id.clone()], config)?;
 //! assert_eq!(store.image("motd:1")?.id, image.id);
 //! assert!(store.remove_layer(layer.id.hex()).is_err()); // used by motd:1
-//! store.remove_image("motd:1")?;
+//! assert_eq!(store.remove_image("motd:1")?.len(), 1);
 //! assert_eq!(store.gc()?, vec![layer.id]);
 //! # Ok(()) }
 //! ```

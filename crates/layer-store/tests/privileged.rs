@@ -489,12 +489,37 @@ fn images_protect_their_layers_and_gc_removes_the_rest() {
         assert!(err.to_string().contains("damaged.json"), "{err}");
         std::fs::remove_file(&damaged).unwrap();
 
-        // Same content under a second name: the ID is shared, so looking it up by ID is ambiguous.
+        // Same content under a second name: one image with two names. Its full ID, a prefix of it and
+        // either name all resolve (names of one image are never ambiguous); `app` is `app:latest`.
         let twin = store
-            .create_image(Some("app:latest"), &[l1.clone(), l2.clone()], config)
+            .create_image(Some("app:latest"), &[l1.clone(), l2.clone()], config.clone())
             .unwrap();
         assert_eq!(twin.id, img.id);
-        assert!(matches!(store.image(&img.id), Err(Error::Ambiguous { .. })));
+        for r in [
+            &img.id[..],
+            &img.id["sha256:".len()..],
+            &img.id[7..15],
+            "app",
+            "app:latest",
+        ] {
+            assert_eq!(store.image(r).unwrap().id, img.id, "{r}");
+        }
+        assert_eq!(store.image_names(&img.id).unwrap(), ["app:1", "app:latest"]);
+        assert_eq!(store.image_records(&img.id).unwrap().len(), 2);
+        assert_eq!(store.image_records("app").unwrap().len(), 1);
+        assert!(matches!(
+            store.create_image(Some("app"), &[l3.clone()], ImageConfig::default()),
+            Err(Error::NameTaken { name, .. }) if name == "app:latest"
+        ));
+        // The same content without a name is the image it already is (no `<none>` record).
+        assert_eq!(
+            store
+                .create_image(None, &[l1.clone(), l2.clone()], config.clone())
+                .unwrap()
+                .id,
+            img.id
+        );
+        assert_eq!(store.images().unwrap().len(), 2);
 
         match store.remove_layer(&l1.hex()[..12]) {
             Err(Error::InUse { layer, images }) => {
@@ -510,10 +535,10 @@ fn images_protect_their_layers_and_gc_removes_the_rest() {
         ));
         assert!(!store.root().join("layers").join(l3.hex()).exists());
 
-        assert_eq!(
-            store.remove_image("app:1").unwrap().name.as_deref(),
-            Some("app:1")
-        );
+        let removed = store.remove_image("app:1").unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].name.as_deref(), Some("app:1"));
+        assert_eq!(store.image(&img.id).unwrap().name.as_deref(), Some("app:latest"));
         assert!(
             store.gc().unwrap().is_empty(),
             "app:latest still uses both layers"

@@ -59,6 +59,17 @@ pub enum Error {
     /// The container's rootfs is mounted in the host namespace (`container mount`).
     #[error("container {0} is mounted at {1}; run `mountkit container unmount {0}` first or use --force")]
     Mounted(String, PathBuf),
+    /// Something that mountkit did not mount is mounted under the container's directory.
+    #[error(
+        "container {container} cannot be removed: {} is mounted under it, and mountkit did not mount it; unmount it first (umount {}); nothing was changed",
+        .mount.display(), .mount.display()
+    )]
+    ForeignMount {
+        /// The container's name.
+        container: String,
+        /// The mount point.
+        mount: PathBuf,
+    },
     /// An image is used by containers.
     #[error("image {image} is used by container(s) {containers}; remove them first")]
     ImageInUse {
@@ -66,6 +77,16 @@ pub enum Error {
         image: String,
         /// The containers using it.
         containers: String,
+    },
+    /// An image ID was given for removal, and the image has several names.
+    #[error(
+        "image {image} has several names ({names}); remove one name at a time, or every name with --force"
+    )]
+    ImageHasNames {
+        /// The reference given.
+        image: String,
+        /// The image's names.
+        names: String,
     },
     /// A volume is referenced by containers.
     #[error(

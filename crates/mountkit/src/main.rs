@@ -138,9 +138,14 @@ enum ImageCmd {
         #[command(flatten)]
         f: FormatArg,
     },
-    /// Remove images no container uses
-    #[command(alias = "remove")]
-    Rm { name: Vec<String> },
+    /// Remove image names; an image goes with its last name, unless a container uses it
+    #[command(alias = "remove", alias = "rmi")]
+    Rm {
+        /// Given an ID of an image with several names, remove every name
+        #[arg(short, long)]
+        force: bool,
+        name: Vec<String>,
+    },
     /// Import an OCI layout directory, an oci-archive or a docker-archive (`PATH[:REF]`); prints the ID
     Import {
         /// The layout or archive, optionally `:REF` to choose an image in it
@@ -659,11 +664,20 @@ fn image(mk: &Mountkit, c: ImageCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> 
             )?;
         }
         ImageCmd::Inspect { name, f: _ } => {
-            let infos = name
-                .iter()
-                .map(|n| mk.layers().image(n))
-                .collect::<Result<Vec<_>, _>>()?;
-            inspect_json(&infos)?;
+            /// The record plus every name of the image (Docker's RepoTags).
+            #[derive(Serialize)]
+            struct View {
+                #[serde(flatten)]
+                info: mountkit::layer_store::ImageInfo,
+                names: Vec<String>,
+            }
+            let mut views = Vec::new();
+            for n in &name {
+                let info = mk.layers().image(n)?;
+                let names = mk.layers().image_names(&info.id)?;
+                views.push(View { info, names });
+            }
+            inspect_json(&views)?;
         }
         ImageCmd::Import {
             path,
@@ -708,10 +722,11 @@ fn image(mk: &Mountkit, c: ImageCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> 
             };
             mountkit::layer_store::oci::save(mk.layers(), &name, &output, format)?;
         }
-        ImageCmd::Rm { name } => {
+        ImageCmd::Rm { force, name } => {
             for n in &name {
-                let info = mk.remove_image(n)?;
-                println!("{}", info.name.unwrap_or(info.id));
+                for info in mk.remove_image(n, force)? {
+                    println!("{}", info.display_name());
+                }
             }
         }
     }
