@@ -337,6 +337,88 @@ fn s12_s13_directory_bind_hides_file_bind_merges() {
     });
 }
 
+/// An image whose `/data` is a symlink dangling inside it (`/data -> /srv/appdata`, `/cache ->
+/// ../../srv/cache`): like Docker, `-v HOSTDIR:/data` and a named volume at `/cache` create the missing
+/// directories inside the container's root and mount there; nothing appears beside HOSTDIR.
+#[test]
+fn mounts_behind_dangling_image_symlinks_land_inside_the_root() {
+    if !privileged("mounts_behind_dangling_image_symlinks_land_inside_the_root") {
+        return;
+    }
+    in_mount_ns(|| {
+        let env = Env::new();
+        env.sample("sample");
+        let info = json(&env.ok(&["image", "inspect", "sample"]));
+        let layer = env.path("links");
+        std::fs::create_dir_all(&layer).unwrap();
+        std::os::unix::fs::symlink("/srv/appdata", layer.join("data")).unwrap();
+        std::os::unix::fs::symlink("../../srv/cache", layer.join("cache")).unwrap();
+        let mut args = vec!["image".to_string(), "create".into(), "links".into()];
+        for l in info[0]["layers"].as_array().unwrap() {
+            args.extend(["--layer".into(), l.as_str().unwrap().to_string()]);
+        }
+        args.extend(["--layer".into(), layer.to_string_lossy().into_owned()]);
+        env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let host = env.path("host");
+        let hostdir = host.join("dir");
+        std::fs::create_dir_all(&hostdir).unwrap();
+        let bind = format!("{}:/data", hostdir.display());
+        let out = env.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &bind,
+            "links",
+            "sh",
+            "-c",
+            "echo x > /data/f; readlink /data; ls /srv/appdata",
+        ]);
+        assert_eq!(out, "/srv/appdata\nf");
+        assert_eq!(std::fs::read_to_string(hostdir.join("f")).unwrap(), "x\n");
+        let names = |d: &std::path::Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&host), ["dir"]);
+        assert_eq!(names(&hostdir), ["f"]);
+        // A named volume at a target behind the relative dangling link.
+        env.ok(&["volume", "create", "cache"]);
+        env.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "cache:/cache",
+            "links",
+            "sh",
+            "-c",
+            "echo kept > /cache/f",
+        ]);
+        assert_eq!(
+            env.ok(&[
+                "run",
+                "--rm",
+                "-v",
+                "cache:/cache",
+                "links",
+                "cat",
+                "/srv/cache/f"
+            ]),
+            "kept"
+        );
+        assert_eq!(
+            std::fs::read_to_string(env.root.join("volumes/cache/_data/f")).unwrap(),
+            "kept\n"
+        );
+        assert!(!env.dir.path().join("srv").exists());
+        assert!(mounts_under(&env.root).is_empty());
+        assert!(mounts_under(env.dir.path()).is_empty());
+    });
+}
+
 /// tmpfs: size and mode honoured; contents gone after the container exits.
 #[test]
 fn tmpfs_size_mode_and_lifetime() {

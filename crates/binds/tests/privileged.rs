@@ -2,6 +2,7 @@
 //! namespace (`mountkit_testutil::in_mount_ns`), so nothing outlives the test. They skip, saying so,
 //! when not run as root.
 
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
@@ -348,6 +349,114 @@ fn hostile_symlinks_in_the_root_cannot_reach_the_host() {
         assert_eq!(std::fs::read("/etc/hostname").ok(), host_hostname_before);
     });
     assert!(!Path::new("/etc/marker-9f1c").exists());
+}
+
+/// Every name under `dir`, recursively, with file contents: a snapshot to compare.
+fn tree_of(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                todo.push(p.clone());
+            }
+            let content = meta.is_file().then(|| std::fs::read(&p).unwrap());
+            out.push((p.strip_prefix(dir).unwrap().to_path_buf(), content));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Targets behind symlinks that dangle inside the root (Docker/runc behaviour): the missing directories,
+/// or the empty file for a file bind, are created inside the root and the mount lands there. A naive
+/// resolution of each link would reach the host directory beside the root, which stays untouched.
+#[test]
+fn targets_behind_dangling_links_are_created_inside_the_root() {
+    if !privileged("targets_behind_dangling_links_are_created_inside_the_root") {
+        return;
+    }
+    let fx = Fixture::new();
+    let root = fx.root();
+    for d in ["vol", "cache", "abs"] {
+        std::fs::create_dir_all(fx.host(&format!("src/{d}"))).unwrap();
+        std::fs::write(fx.host(&format!("src/{d}/marker")), d).unwrap();
+    }
+    std::fs::write(fx.host("src/conf"), "conf from host").unwrap();
+    std::fs::write(fx.host("src/app.conf"), "app.conf from host").unwrap();
+    // Absolute and relative dangling links; the relative ones climb above the root, where a naive
+    // resolution would find the host directory (`<base>/host`).
+    symlink("/srv/appdata", root.join("data")).unwrap();
+    symlink("../../host/cache", root.join("cache")).unwrap();
+    symlink(fx.host("abs"), root.join("abs")).unwrap();
+    symlink("/opt/conf", root.join("etc/conf")).unwrap();
+    symlink("../../host/app.conf", root.join("etc/app.conf")).unwrap();
+    let host_before = tree_of(&fx.base.join("host"));
+    in_mount_ns(|| {
+        let plan = [
+            bind(&fx.host("src/vol"), "/data"),
+            bind(&fx.host("src/cache"), "/cache/sub"),
+            bind(&fx.host("src/abs"), "/abs"),
+            bind(&fx.host("src/conf"), "/etc/conf"),
+            bind(&fx.host("src/app.conf"), "/etc/app.conf"),
+        ];
+        mount_all(&root, &plan).unwrap();
+        let inside_host = root.join(fx.host("abs").strip_prefix("/").unwrap());
+        for (at, marker) in [
+            (root.join("srv/appdata"), "vol"),
+            (root.join("host/cache/sub"), "cache"),
+            (inside_host, "abs"),
+        ] {
+            assert!(mountinfo_at(&at).is_some(), "no mount at {}", at.display());
+            assert_eq!(std::fs::read_to_string(at.join("marker")).unwrap(), marker);
+        }
+        // Through the links, as the container sees them (resolved in the root, not on the host).
+        let root_fd = mountkit_safefs::inroot::open_root(&root).unwrap();
+        for (p, text) in [
+            ("/data/marker", "vol"),
+            ("/cache/sub/marker", "cache"),
+            ("/etc/conf", "conf from host"),
+        ] {
+            let fd = mountkit_safefs::inroot::resolve(root_fd.as_fd(), Path::new(p)).unwrap();
+            let via = mountkit_safefs::inroot::fd_path(fd.as_fd());
+            assert_eq!(std::fs::read_to_string(via).unwrap(), text, "{p}");
+        }
+        for (at, text) in [
+            (root.join("opt/conf"), "conf from host"),
+            (root.join("host/app.conf"), "app.conf from host"),
+        ] {
+            assert!(mountinfo_at(&at).is_some(), "no mount at {}", at.display());
+            assert_eq!(std::fs::read_to_string(&at).unwrap(), text);
+        }
+        assert_eq!(
+            std::fs::metadata(root.join("opt")).unwrap().permissions().mode() & 0o777,
+            0o755 & !current_umask()
+        );
+        // The links themselves are still links.
+        assert!(std::fs::symlink_metadata(root.join("data")).unwrap().is_symlink());
+        assert!(
+            std::fs::symlink_metadata(root.join("etc/conf"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert_eq!(
+            tree_of(&fx.base.join("host")),
+            host_before,
+            "the host side changed"
+        );
+        assert!(
+            mountkit_safefs::mounts_under(&fx.base.join("host"))
+                .unwrap()
+                .is_empty()
+        );
+    });
+    assert_eq!(
+        tree_of(&fx.base.join("host")),
+        host_before,
+        "the host side changed"
+    );
 }
 
 #[test]

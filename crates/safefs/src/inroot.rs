@@ -7,12 +7,25 @@
 //! Where the kernel lacks `openat2` (before Linux 5.6) an equivalent walk, one component at a time with
 //! `O_NOFOLLOW` and symlinks expanded by hand, gives the same answers.
 //!
+//! [`mkdir_all`] and [`create_file`] create what is missing the way Docker does (runc's in-root
+//! `MkdirAll`): a mount target behind a symlink that dangles, such as an image's `/data ->
+//! /srv/appdata` (or `../../srv/appdata`) where `/srv/appdata` does not exist, is resolved inside the
+//! root and the missing directories (for a file bind: the parents and an empty file) are created
+//! *there*, `<root>/srv/appdata`; so is `/data/sub` below such a link. This is one walk from the root:
+//! each component is opened `O_PATH | O_NOFOLLOW` relative to the directory reached so far, a missing
+//! one is created relative to that directory's descriptor (`mkdirat`, or `openat(O_CREAT | O_EXCL |
+//! O_NOFOLLOW)` for the file), and whatever is found under the name afterwards, a symlink swapped in
+//! meanwhile included, is treated like any other component: a symlink is expanded inside the root. So
+//! neither a dangling link nor a racing one can make a lookup or a creation leave the root, and nothing
+//! is ever created on the host. A link whose target runs through a regular file is an error naming
+//! that file, a loop (more than 40 links) an `ELOOP` error.
+//!
 //! The functions return `O_PATH` descriptors: mount onto [`fd_path`] of the descriptor (or with the new
 //! mount API onto the descriptor itself), so that a symlink swapped in after resolution cannot redirect
 //! the mount.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -86,69 +99,190 @@ pub fn resolve(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd> {
 /// The fallback resolver (also used directly by tests): walks one component at a time with `O_NOFOLLOW`,
 /// expanding symlinks by hand; `..` at the root stays at the root.
 pub fn walk(root: BorrowedFd<'_>, path: &Path) -> std::result::Result<OwnedFd, Errno> {
-    let dup = || {
+    walk_in_root(root, path, Create::Nothing).map_err(|e| e.errno)
+}
+
+/// What [`walk_in_root`] does with a component that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Create {
+    /// Nothing: it is `ENOENT` (plain resolution).
+    Nothing,
+    /// A directory with this mode, for every component; the result must be a directory.
+    Dirs(u32),
+    /// A directory (0755) for every component but the last, which is an empty regular file with this
+    /// mode; the result must not be a directory.
+    File(u32),
+}
+
+/// Why [`walk_in_root`] failed: the cause, what it was doing, and where, as an in-root path (after
+/// symlink expansion, so it may differ from the path asked for).
+#[derive(Debug)]
+struct WalkError {
+    errno: Errno,
+    op: &'static str,
+    at: PathBuf,
+}
+
+impl WalkError {
+    /// The public error for `path`, the path as asked for.
+    fn into_error(self, path: &Path) -> Error {
+        // The component at fault, when it is not simply the path asked for.
+        let at = (self.at != Path::new("/").join(rel(path))).then(|| self.at.display().to_string());
+        let reason = match (self.op, self.errno, at) {
+            (_, Errno::NOTDIR, None) => "exists and is not a directory".to_string(),
+            (_, Errno::NOTDIR, Some(at)) => format!("{at} exists and is not a directory"),
+            (_, Errno::ISDIR, None) => "is a directory, expected a file".to_string(),
+            (_, Errno::ISDIR, Some(at)) => format!("{at} is a directory, expected a file"),
+            (op, e, None) => format!("cannot {op}: {}", std::io::Error::from(e)),
+            (op, e, Some(at)) => format!("cannot {op} {at}: {}", std::io::Error::from(e)),
+        };
+        in_root_err(path, reason)
+    }
+}
+
+fn open_nofollow(dir: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// The one walk behind [`walk`], [`mkdir_all`] and [`create_file`], the way runc's in-root `MkdirAll`
+/// works: from the root, one component at a time, each opened `O_PATH | O_NOFOLLOW` relative to the
+/// directory reached so far. A symlink is read (through its own descriptor) and its parts take its
+/// place in the to-do list: an absolute one restarts at the root, `..` never climbs above the root, more
+/// than [`MAX_SYMLINKS`] links or a procfs magic link is `ELOOP`. A missing component is created (per `create`) relative to
+/// the current directory descriptor, `EEXIST` (a race) is accepted, and whatever is then found under
+/// that name is opened again with `O_NOFOLLOW` and handled like anything else, a symlink included. So
+/// neither a dangling link nor one swapped in meanwhile can lead a lookup or a creation out of the root.
+fn walk_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    create: Create,
+) -> std::result::Result<OwnedFd, WalkError> {
+    // The in-root path of `name` in the directory reached through `names`.
+    let at = |names: &[Vec<u8>], name: Option<&[u8]>| -> PathBuf {
+        let mut p = PathBuf::from("/");
+        for n in names.iter().map(Vec::as_slice).chain(name) {
+            p.push(OsStr::from_bytes(n));
+        }
+        p
+    };
+    let fail = |op, errno, at: PathBuf| WalkError { errno, op, at };
+    // `stack` holds the directories from the root down to the current one; `names` their names (the
+    // root has none), for messages.
+    let mut stack: Vec<OwnedFd> = vec![
         rustix::fs::openat(
             root,
             ".",
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-    };
-    // `stack` holds the directories from the root down to the current one.
-    let mut stack: Vec<OwnedFd> = vec![dup()?];
+        .map_err(|e| fail("open", e, PathBuf::from("/")))?,
+    ];
+    let mut names: Vec<Vec<u8>> = Vec::new();
     // Components still to walk, in reverse order so that pop() gives the next one.
     let mut todo: Vec<Vec<u8>> = split(path.as_os_str().as_bytes());
     let mut links = 0;
-    let mut last: Option<OwnedFd> = None;
     while let Some(name) = todo.pop() {
-        if let Some(l) = last.take() {
-            // The previous component was not a directory but more components follow.
-            drop(l);
-            return Err(Errno::NOTDIR);
-        }
         if name == b"." {
             continue;
         }
         if name == b".." {
             if stack.len() > 1 {
                 stack.pop();
+                names.pop();
             }
             continue;
         }
-        let cur = stack.last().expect("root stays on the stack");
+        let last = todo.is_empty();
+        let cur = stack.last().expect("root stays on the stack").as_fd();
         let name_os = OsStr::from_bytes(&name);
-        let fd = rustix::fs::openat(
-            cur,
-            name_os,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let st = rustix::fs::fstat(&fd)?;
+        let here = || at(&names, Some(&name));
+        let fd = match open_nofollow(cur, name_os) {
+            Err(Errno::NOENT) if create != Create::Nothing => {
+                let (op, made) = match create {
+                    Create::File(mode) if last => (
+                        "create file",
+                        rustix::fs::openat(
+                            cur,
+                            name_os,
+                            OFlags::CREATE
+                                | OFlags::EXCL
+                                | OFlags::NOFOLLOW
+                                | OFlags::WRONLY
+                                | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(mode),
+                        )
+                        .map(drop),
+                    ),
+                    Create::Dirs(mode) => (
+                        "create directory",
+                        rustix::fs::mkdirat(cur, name_os, Mode::from_raw_mode(mode)),
+                    ),
+                    _ => (
+                        "create directory",
+                        rustix::fs::mkdirat(cur, name_os, Mode::from_raw_mode(0o755)),
+                    ),
+                };
+                match made {
+                    // EEXIST: something appeared meanwhile; it is looked at like anything else.
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(fail(op, e, here())),
+                }
+                open_nofollow(cur, name_os).map_err(|e| fail("open", e, here()))?
+            }
+            Err(e) => return Err(fail("open", e, here())),
+            Ok(fd) => fd,
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| fail("stat", e, here()))?;
         match rustix::fs::FileType::from_raw_mode(st.st_mode) {
             rustix::fs::FileType::Symlink => {
                 links += 1;
-                if links > MAX_SYMLINKS {
-                    return Err(Errno::LOOP);
+                if links > MAX_SYMLINKS || may_be_magic(cur, &fd) {
+                    return Err(fail("resolve", Errno::LOOP, here()));
                 }
-                let target = rustix::fs::readlinkat(cur, name_os, Vec::new())?;
+                // The link read through its own descriptor: the very inode that was just looked at.
+                let target = rustix::fs::readlinkat(&fd, "", Vec::new())
+                    .map_err(|e| fail("read symlink", e, here()))?;
                 let target = target.as_bytes();
                 if target.first() == Some(&b'/') {
                     stack.truncate(1);
+                    names.clear();
                 }
-                let mut parts = split(target);
-                parts.reverse();
-                // `todo` is reversed: push the link's parts so that they come next, in order.
-                for p in parts.into_iter().rev() {
-                    todo.push(p);
-                }
+                // `split` gives the parts reversed, like `todo`: the link's come next, in order.
+                todo.extend(split(target));
             }
-            rustix::fs::FileType::Directory => stack.push(fd),
-            _ => last = Some(fd),
+            rustix::fs::FileType::Directory => {
+                stack.push(fd);
+                names.push(name);
+            }
+            // Anything else ends the walk: it must be the last component, and not where a directory
+            // is wanted.
+            _ if last && !matches!(create, Create::Dirs(_)) => return Ok(fd),
+            _ => return Err(fail("resolve", Errno::NOTDIR, here())),
         }
     }
-    match last {
-        Some(fd) => Ok(fd),
-        None => Ok(stack.pop().expect("root stays on the stack")),
+    if matches!(create, Create::File(_)) {
+        return Err(fail("resolve", Errno::ISDIR, at(&names, None)));
+    }
+    Ok(stack.pop().expect("root stays on the stack"))
+}
+
+/// Whether `link`, a symlink in the directory `dir`, may be a procfs magic link (`/proc/<pid>/cwd`,
+/// `fd/N`, `root`, ...), which the walk refuses as `openat2(RESOLVE_NO_MAGICLINKS)` does (`ELOOP`).
+/// On procfs only the symlinks at the top of the mount (`self`, `thread-self`, `mounts`, ...) are
+/// plain ones; magic links all live in the per-process directories below it.
+fn may_be_magic(dir: BorrowedFd<'_>, link: &OwnedFd) -> bool {
+    const PROC_ROOT_INO: u64 = 1;
+    match rustix::fs::fstatfs(link) {
+        Ok(fs) if fs.f_type == rustix::fs::PROC_SUPER_MAGIC => {
+            rustix::fs::fstat(dir).map_or(true, |st| st.st_ino != PROC_ROOT_INO)
+        }
+        Ok(_) => false,
+        Err(_) => true,
     }
 }
 
@@ -170,77 +304,32 @@ fn is_dir(fd: &OwnedFd) -> bool {
 }
 
 /// Creates every missing directory of `path` inside `root` (with `mode`, owned by the caller) and returns
-/// an `O_PATH` descriptor of the last one. Existing symlinks along the way are followed inside the root.
+/// an `O_PATH` descriptor of the last one. Existing symlinks along the way are followed inside the root,
+/// dangling ones too: what they name is created inside the root (see the module documentation).
 pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result<OwnedFd> {
     let r = rel(path);
     // The common case first: the whole path exists already (one openat2). Anything else takes the
-    // walk below, whose errors name the component at fault.
+    // walk, which creates what is missing and whose errors name the component at fault.
     if let Ok(fd) = resolve_errno(root, &r)
         && is_dir(&fd)
     {
         return Ok(fd);
     }
-    let comps: Vec<&OsStr> = r.iter().collect();
-    let mut parent: OwnedFd = resolve(root, Path::new("."))?;
-    let mut prefix = PathBuf::new();
-    for c in comps {
-        prefix.push(c);
-        let fd = match resolve_errno(root, &prefix) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => {
-                match rustix::fs::mkdirat(&parent, c, Mode::from_raw_mode(mode)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(errno_err("create directory", &prefix, e)),
-                }
-                resolve_errno(root, &prefix).map_err(|e| match e {
-                    Errno::NOENT => {
-                        in_root_err(&prefix, "is a dangling symlink; refusing to create its target")
-                    }
-                    e => errno_err("resolve", &prefix, e),
-                })?
-            }
-            Err(e) => return Err(errno_err("resolve", &prefix, e)),
-        };
-        if !is_dir(&fd) {
-            return Err(in_root_err(&prefix, "exists and is not a directory"));
-        }
-        parent = fd;
-    }
-    Ok(parent)
+    walk_in_root(root, &r, Create::Dirs(mode)).map_err(|e| e.into_error(path))
 }
 
 /// Makes sure `path` exists inside `root` as a non-directory (creating missing parent directories with
-/// mode 0755 and an empty regular file with `mode`) and returns an `O_PATH` descriptor of it. An existing
-/// directory at `path` is an error (a file cannot be bind-mounted onto a directory).
+/// mode 0755 and an empty regular file with `mode`, behind a dangling symlink too) and returns an
+/// `O_PATH` descriptor of it. An existing directory at `path` is an error (a file cannot be
+/// bind-mounted onto a directory).
 pub fn create_file(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result<OwnedFd> {
     let r = rel(path);
-    let fd = match resolve_errno(root, &r) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => {
-            let (Some(parent), Some(name)) = (r.parent(), r.file_name()) else {
-                return Err(in_root_err(path, "has no file name"));
-            };
-            let dir = mkdir_all(root, parent, 0o755)?;
-            match rustix::fs::openat(
-                &dir,
-                name,
-                OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC,
-                Mode::from_raw_mode(mode),
-            ) {
-                Ok(_) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(errno_err("create file", path, e)),
-            }
-            resolve_errno(root, &r).map_err(|e| match e {
-                Errno::NOENT => in_root_err(path, "is a dangling symlink; refusing to create its target"),
-                e => errno_err("resolve", path, e),
-            })?
-        }
-        Err(e) => return Err(errno_err("resolve", path, e)),
-    };
-    if is_dir(&fd) {
-        return Err(in_root_err(path, "is a directory, expected a file"));
+    if let Ok(fd) = resolve_errno(root, &r)
+        && !is_dir(&fd)
+    {
+        return Ok(fd);
     }
-    Ok(fd)
+    walk_in_root(root, &r, Create::File(mode)).map_err(|e| e.into_error(path))
 }
 
 /// The path of `fd` as the kernel sees it (`readlink /proc/self/fd/N`), for messages and tests.
@@ -296,21 +385,73 @@ mod tests {
         assert_eq!(both(&root, "pw").0, root.join("etc/passwd"));
     }
 
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
     fn mkdir_all_creates_through_hostile_links_inside() {
-        let (_d, root) = hostile();
+        let (d, root) = hostile();
+        let host = d.path().join("host");
         let r = open_root(&root).unwrap();
         let fd = mkdir_all(r.as_fd(), Path::new("/data/sub/deeper"), 0o755).unwrap();
         assert_eq!(real_path(fd.as_fd()).unwrap(), root.join("etc/sub/deeper"));
-        assert!(!root.parent().unwrap().join("host/etc/sub").exists());
+        assert!(!host.join("etc/sub").exists());
         let err = mkdir_all(r.as_fd(), Path::new("/file/x"), 0o755)
             .unwrap_err()
             .to_string();
         assert!(err.contains("file") && err.contains("not a directory"), "{err}");
-        let err = mkdir_all(r.as_fd(), Path::new("/dangling"), 0o755)
+        // A dangling link (`/dangling -> /nowhere/x`): its target is created inside the root, as
+        // runc's in-root MkdirAll does; so is a path below such a link.
+        let fd = mkdir_all(r.as_fd(), Path::new("/dangling"), 0o755).unwrap();
+        assert_eq!(real_path(fd.as_fd()).unwrap(), root.join("nowhere/x"));
+        let fd = mkdir_all(r.as_fd(), Path::new("/dangling/sub"), 0o755).unwrap();
+        assert_eq!(real_path(fd.as_fd()).unwrap(), root.join("nowhere/x/sub"));
+        // Links that a naive resolution would take to the host sibling directory: a relative one that
+        // climbs above the root, an absolute one naming the host path, and one below a dangling one.
+        symlink("../../host/new", root.join("up")).unwrap();
+        symlink(host.join("abs"), root.join("abs")).unwrap();
+        std::fs::create_dir(root.join("lib")).unwrap();
+        symlink("../../../host/chained", root.join("lib/chain")).unwrap();
+        symlink("/lib/chain/more", root.join("via")).unwrap();
+        let inside_host = root.join(host.strip_prefix("/").unwrap());
+        for (p, want) in [
+            ("/up/sub", root.join("host/new/sub")),
+            ("up", root.join("host/new")),
+            ("/abs/x", inside_host.join("abs/x")),
+            ("/via/end", root.join("host/chained/more/end")),
+        ] {
+            let fd = mkdir_all(r.as_fd(), Path::new(p), 0o700).unwrap();
+            assert_eq!(real_path(fd.as_fd()).unwrap(), want, "{p}");
+            // The resolvers agree with what was created.
+            let (a, b) = both(&root, p);
+            assert_eq!((&a, &b), (&want, &want), "{p}");
+        }
+        assert_eq!(names(&host), ["etc"], "something was created on the host side");
+        assert!(names(&host.join("etc")).is_empty());
+        // A link to a path below a regular file: an error naming the file.
+        symlink("/file/x/y", root.join("under-file")).unwrap();
+        let err = mkdir_all(r.as_fd(), Path::new("/under-file"), 0o755)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("dangling"), "{err}");
+        assert!(
+            err.contains("under-file") && err.contains("/file ") && err.contains("not a directory"),
+            "{err}"
+        );
+        assert!(!root.join("file.d").exists());
+        // A symlink loop is an error, not an endless walk.
+        symlink("/loop-b/x", root.join("loop-a")).unwrap();
+        symlink("/loop-a/x", root.join("loop-b")).unwrap();
+        let err = mkdir_all(r.as_fd(), Path::new("/loop-a"), 0o755)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loop-a") && err.contains("symbolic links"), "{err}");
     }
 
     #[test]
@@ -322,6 +463,127 @@ mod tests {
         let fd = create_file(r.as_fd(), Path::new("/pw"), 0o644).unwrap();
         assert_eq!(real_path(fd.as_fd()).unwrap(), root.join("etc/passwd"));
         assert!(create_file(r.as_fd(), Path::new("/etc"), 0o644).is_err());
+    }
+
+    #[test]
+    fn create_file_through_a_dangling_link_creates_inside_the_root() {
+        let (d, root) = hostile();
+        let host = d.path().join("host");
+        let r = open_root(&root).unwrap();
+        // `/etc/conf -> /opt/conf`: `/opt` (0755) and an empty `opt/conf` are made in the root.
+        symlink("/opt/conf", root.join("etc/conf")).unwrap();
+        let fd = create_file(r.as_fd(), Path::new("/etc/conf"), 0o600).unwrap();
+        assert_eq!(real_path(fd.as_fd()).unwrap(), root.join("opt/conf"));
+        let meta = std::fs::symlink_metadata(root.join("opt/conf")).unwrap();
+        assert!(meta.is_file() && meta.len() == 0);
+        assert!(std::fs::metadata(root.join("opt")).unwrap().is_dir());
+        // Relative and absolute links aimed at the host sibling directory stay inside.
+        symlink("../../host/app.conf", root.join("etc/rel.conf")).unwrap();
+        let fd = create_file(r.as_fd(), Path::new("etc/rel.conf"), 0o644).unwrap();
+        assert_eq!(real_path(fd.as_fd()).unwrap(), root.join("host/app.conf"));
+        symlink(host.join("x/abs.conf"), root.join("abs.conf")).unwrap();
+        let fd = create_file(r.as_fd(), Path::new("/abs.conf"), 0o644).unwrap();
+        let inside_host = root.join(host.strip_prefix("/").unwrap());
+        assert_eq!(real_path(fd.as_fd()).unwrap(), inside_host.join("x/abs.conf"));
+        // A file below a dangling directory link.
+        let fd = create_file(r.as_fd(), Path::new("/dangling/in/f"), 0o644).unwrap();
+        assert_eq!(real_path(fd.as_fd()).unwrap(), root.join("nowhere/x/in/f"));
+        assert_eq!(names(&host), ["etc"], "something was created on the host side");
+        assert!(names(&host.join("etc")).is_empty());
+        // A link to a path whose parent is a regular file.
+        symlink("/file/conf", root.join("bad.conf")).unwrap();
+        let err = create_file(r.as_fd(), Path::new("/bad.conf"), 0o644)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.conf") && err.contains("/file ") && err.contains("not a directory"),
+            "{err}"
+        );
+        // A link to a directory is still refused for a file.
+        symlink("/etc", root.join("etc-link")).unwrap();
+        let err = create_file(r.as_fd(), Path::new("/etc-link"), 0o644)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is a directory"), "{err}");
+    }
+
+    /// A target swapped between a directory and a symlink to the host, over and over while targets
+    /// are created through it: whatever each call meets, nothing is created outside the root.
+    #[test]
+    fn links_swapped_in_during_creation_stay_inside() {
+        let (d, root) = hostile();
+        let host = d.path().join("host");
+        std::fs::create_dir(root.join("x")).unwrap();
+        symlink(&host, root.join("x-link")).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, root) = (stop.clone(), root.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    rustix::fs::renameat_with(
+                        rustix::fs::CWD,
+                        root.join("x"),
+                        rustix::fs::CWD,
+                        root.join("x-link"),
+                        rustix::fs::RenameFlags::EXCHANGE,
+                    )
+                    .unwrap();
+                }
+            })
+        };
+        let r = open_root(&root).unwrap();
+        for i in 0..500 {
+            let p = format!("/x/d{i}/e");
+            let res = if i % 2 == 0 {
+                mkdir_all(r.as_fd(), Path::new(&p), 0o755)
+            } else {
+                create_file(r.as_fd(), Path::new(&p), 0o644)
+            };
+            if let Ok(fd) = res {
+                let at = real_path(fd.as_fd()).unwrap();
+                assert!(at.starts_with(&root), "{p} reached {}", at.display());
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert_eq!(names(&host), ["etc"], "something was created on the host side");
+        assert!(names(&host.join("etc")).is_empty());
+    }
+
+    /// A procfs magic link is refused by the creating walk too (its text is never taken as a path).
+    #[test]
+    fn magic_links_are_refused_when_creating() {
+        if !mountkit_testutil::privileged("magic_links_are_refused_when_creating") {
+            return;
+        }
+        let (_d, root) = hostile();
+        std::fs::create_dir(root.join("proc")).unwrap();
+        symlink("/proc/self/cwd", root.join("cwd")).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        mountkit_testutil::in_mount_ns(|| {
+            nix::mount::mount(
+                Some("proc"),
+                &root.join("proc"),
+                Some("proc"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
+            let r = open_root(&root).unwrap();
+            for p in ["/cwd/x", "/proc/self/cwd/x"] {
+                let err = mkdir_all(r.as_fd(), Path::new(p), 0o755).unwrap_err().to_string();
+                assert!(err.contains("symbolic links"), "{p}: {err}");
+                let err = create_file(r.as_fd(), Path::new(p), 0o644)
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("symbolic links"), "{p}: {err}");
+            }
+            // `/proc/self` is a plain link: followed (the creation then fails on procfs).
+            let fd = resolve(r.as_fd(), Path::new("/proc/self")).unwrap();
+            let b = walk(r.as_fd(), Path::new("proc/self")).unwrap();
+            assert_eq!(real_path(fd.as_fd()).unwrap(), real_path(b.as_fd()).unwrap());
+            assert!(!root.join(cwd.strip_prefix("/").unwrap()).exists());
+        });
     }
 
     #[test]
