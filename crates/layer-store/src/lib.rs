@@ -86,8 +86,12 @@
 //! A refused archive leaves nothing in the store; [`Error::Rejected`] names the entry and the reason.
 //!
 //! - A `..` component anywhere in a member name or a hard-link target.
-//! - Absolute names are *not* refused: leading `/` are removed, as GNU tar and Docker do, so `/etc/x`
-//!   lands at `etc/x` inside the layer. Leading `./`, `.` components and repeated `/` are dropped too.
+//! - Absolute names are *not* refused (a decision): leading `/` are removed, as GNU tar (without
+//!   `-P`) and Docker's and containerd's unpackers do, so `/etc/x` lands at `etc/x` inside the layer.
+//!   Why: archives made with absolute names exist in the wild (`tar -P`, some hand-made and older
+//!   docker-archive layers) and every other tool imports them this way; a name is only ever joined
+//!   below the layer root, so the leading `/` cannot reach the host (a test checks that nothing lands
+//!   outside the layer). Leading `./`, `.` components and repeated `/` are dropped too.
 //! - A member whose parent path goes through a symlink (or a non-directory) extracted earlier.
 //! - A hard link whose target is outside the layer, not extracted (yet), a directory, or itself.
 //! - A non-directory member naming the layer root (`.`, `./`, `/`; umoci CVE-2021-29136). A *directory*

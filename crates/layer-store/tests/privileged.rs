@@ -426,6 +426,7 @@ fn hostile_tars_are_refused_and_leave_nothing() {
         let tar = tar_bytes(&[
             dir("./"),
             file("/abs", b"1"),
+            file("//etc/mountkit-abs-test", b"2"),
             file("dup", b"old"),
             file("dup", b"new"),
             dir("m/"),
@@ -436,6 +437,11 @@ fn hostile_tars_are_refused_and_leave_nothing() {
             .unwrap();
         let l = store.layer_path(&info.id);
         assert_eq!(fs::read(l.join("abs")).unwrap(), b"1");
+        assert_eq!(fs::read(l.join("etc/mountkit-abs-test")).unwrap(), b"2");
+        assert!(
+            !Path::new("/etc/mountkit-abs-test").exists(),
+            "an absolute name reached the host"
+        );
         assert_eq!(fs::read(l.join("dup")).unwrap(), b"new");
         assert!(l.join("m").is_dir());
         assert_eq!(listing(&store.root().join("tmp")), Vec::<String>::new());
