@@ -629,3 +629,176 @@ fn mount_parse_errors_exit_125_and_create_nothing() {
         assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
     });
 }
+
+/// `volume inspect` names the containers that reference a volume, whatever their state (JSON by default,
+/// a readable block with `--format text`); `container ls --filter volume=` finds them by the volume's name
+/// or by the mount's destination. A stale reference or a volume whose record is gone breaks neither.
+#[test]
+fn volume_inspect_names_its_containers_and_ls_filters_by_volume() {
+    if !privileged("volume_inspect_names_its_containers_and_ls_filters_by_volume") {
+        return;
+    }
+    in_mount_ns(|| {
+        let env = Env::new();
+        env.sample("sample");
+        env.ok(&["volume", "create", "shared"]);
+        env.ok(&["volume", "create", "idle"]);
+        // web: created, mounts `shared` by name; worker: exited, gets it through --volumes-from.
+        let web = env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "web",
+            "-v",
+            "shared:/data",
+            "sample",
+            "true",
+        ]);
+        env.ok(&[
+            "run",
+            "--name",
+            "worker",
+            "--volumes-from",
+            "web",
+            "sample",
+            "true",
+        ]);
+        let worker = json(&env.ok(&["container", "inspect", "worker"]))[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let other = env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "other",
+            "-v",
+            "/scratch",
+            "sample",
+            "true",
+        ]);
+        let lines = |s: String| s.lines().map(String::from).collect::<Vec<_>>();
+
+        let v = json(&env.ok(&["volume", "inspect", "shared", "idle"]));
+        assert_eq!(
+            v[0]["containers"],
+            serde_json::json!([
+                {"id": web, "name": "web", "status": "created"},
+                {"id": worker, "name": "worker", "status": "exited"},
+            ]),
+            "{v}"
+        );
+        assert_eq!(v[1]["name"], "idle");
+        assert_eq!(v[1]["containers"], serde_json::json!([]), "{v}");
+
+        let text = env.ok(&["volume", "inspect", "--format", "text", "shared"]);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("Name:") && l.ends_with(" shared")),
+            "{text}"
+        );
+        assert!(text.contains("Driver:") && text.contains("Mountpoint:"), "{text}");
+        for (id, name, status) in [(&web, "web", "created"), (&worker, "worker", "exited")] {
+            assert!(
+                text.lines().any(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    w == [&id[..12], name, status]
+                }),
+                "{name} in {text}"
+            );
+        }
+        let idle = env.ok(&["--format", "text", "volume", "inspect", "idle"]);
+        assert!(idle.lines().any(|l| l == "Containers: none"), "{idle}");
+
+        let short = |ids: &[&String]| ids.iter().map(|i| i[..12].to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            lines(env.ok(&["container", "ls", "-a", "-q", "--filter", "volume=shared"])),
+            short(&[&web, &worker])
+        );
+        assert_eq!(
+            lines(env.ok(&["ps", "-a", "-q", "--filter", "volume=/data"])),
+            short(&[&web, &worker]),
+            "by destination"
+        );
+        assert_eq!(env.ok(&["container", "ls", "-a", "-q", "-f", "volume=idle"]), "");
+        assert_eq!(
+            env.ok(&["container", "ls", "-q", "--filter", "volume=shared"]),
+            "",
+            "without -a: running ones only"
+        );
+        assert_eq!(
+            lines(env.ok(&[
+                "container",
+                "ls",
+                "-a",
+                "-q",
+                "--filter",
+                "volume=idle",
+                "--filter",
+                "volume=/scratch",
+            ])),
+            short(&[&other]),
+            "filters on the same key: any of them"
+        );
+        let listed = json(&env.ok(&[
+            "container",
+            "ls",
+            "-a",
+            "--format",
+            "json",
+            "--filter",
+            "volume=shared",
+        ]));
+        assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+        env.fails(
+            &["container", "ls", "-a", "--filter", "colour=red"],
+            125,
+            "colour",
+        );
+        env.fails(&["ps", "--filter", "volume"], 125, "volume");
+
+        // A reference whose container is gone is not listed; a container whose volume record is gone
+        // is still found by the filter, and inspecting that volume is a plain "no such volume".
+        std::fs::write(
+            env.root
+                .join("volumes/shared")
+                .join(format!("ref.{}", "f".repeat(64))),
+            "",
+        )
+        .unwrap();
+        let orphan = env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "orphan",
+            "-v",
+            "gone:/g",
+            "sample",
+            "true",
+        ]);
+        std::fs::remove_dir_all(env.root.join("volumes/gone")).unwrap();
+        assert_eq!(
+            lines(env.ok(&["container", "ls", "-a", "-q", "--filter", "volume=gone"])),
+            short(&[&orphan])
+        );
+        env.fails(&["volume", "inspect", "gone"], 1, "gone");
+        let v = json(&env.ok(&["volume", "inspect", "shared"]));
+        assert_eq!(v[0]["containers"].as_array().map(Vec::len), Some(2), "{v}");
+
+        env.ok(&["container", "rm", "worker"]);
+        let v = json(&env.ok(&["volume", "inspect", "shared"]));
+        assert_eq!(
+            v[0]["containers"],
+            serde_json::json!([{"id": web, "name": "web", "status": "created"}]),
+            "{v}"
+        );
+        assert_eq!(
+            lines(env.ok(&["container", "ls", "-a", "-q", "--filter", "volume=shared"])),
+            short(&[&web])
+        );
+        for c in ["web", "other", "orphan"] {
+            env.ok(&["container", "rm", c]);
+        }
+        assert!(mounts_under(&env.root).is_empty());
+    });
+}

@@ -59,12 +59,14 @@ mod recipe;
 mod run;
 pub mod sample;
 mod store;
+mod usage;
 
 pub use container::{Container, ContainerConfig, CreateOptions, MountRecord, State, Status};
 pub use error::{Error, Result};
 pub use names::{generate_name, validate_container_name};
 pub use recipe::Recipe;
 pub use store::Mountkit;
+pub use usage::{ContainerFilter, VolumeInspect, VolumeUser, volume_users};
 
 pub use mountkit_binds as binds;
 pub use mountkit_layer_store as layer_store;

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use mountkit::layer_store::{ImageConfig, LayerId, LayerSource};
-use mountkit::{Container, CreateOptions, Mountkit, Status};
+use mountkit::{Container, ContainerFilter, CreateOptions, Mountkit, Status};
 
 #[derive(Parser)]
 #[command(
@@ -77,9 +77,17 @@ struct ListArgs {
     /// Only print IDs (or names)
     #[arg(short, long)]
     quiet: bool,
+    /// Only containers that match: `volume=NAME` or `volume=/DESTINATION` (repeatable)
+    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = parse_container_filter)]
+    filters: Vec<ContainerFilter>,
     /// Output format
     #[arg(long, value_enum)]
     format: Option<Format>,
+}
+
+/// `--filter` of `container ls`/`ps`, checked while parsing so that a bad one is a usage error (125).
+fn parse_container_filter(s: &str) -> Result<ContainerFilter, String> {
+    s.parse().map_err(|e: mountkit::Error| e.to_string())
 }
 
 #[derive(Args)]
@@ -332,7 +340,7 @@ enum VolumeCmd {
         #[command(flatten)]
         f: FormatArg,
     },
-    /// Show volumes' details
+    /// Show volumes' details and the containers that use them (JSON unless --format text)
     Inspect {
         name: Vec<String>,
         #[command(flatten)]
@@ -446,7 +454,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Layer(c) => layer(&mk, c, &fmt),
         Cmd::Image(c) => image(&mk, c, &fmt),
         Cmd::Container(c) => container(&mk, c, &fmt),
-        Cmd::Volume(c) => volume(&mk, c, &fmt),
+        Cmd::Volume(c) => volume(&mk, c, &fmt, cli.format),
         Cmd::Run(r) => {
             let mut opts = create_options(&r.create)?;
             opts.auto_remove = r.rm;
@@ -792,11 +800,7 @@ fn status_text(c: &Container) -> String {
 }
 
 fn list_containers(mk: &Mountkit, a: &ListArgs, format: Format) -> anyhow::Result<i32> {
-    let cs: Vec<Container> = mk
-        .containers()?
-        .into_iter()
-        .filter(|c| a.all || c.state.status == Status::Running)
-        .collect();
+    let cs = mk.list_containers(a.all, &a.filters)?;
     print_listing(
         format,
         &cs,
@@ -954,7 +958,42 @@ fn mount_view(mk: &Mountkit, m: &mountkit::MountRecord) -> serde_json::Value {
     }
 }
 
-fn volume(mk: &Mountkit, c: VolumeCmd, fmt: &dyn Fn(Option<Format>) -> Format) -> anyhow::Result<i32> {
+/// `volume inspect --format text`: one block per volume.
+fn write_volume_text(o: &mut dyn Write, v: &mountkit::VolumeInspect) -> std::io::Result<()> {
+    let pairs = |m: &std::collections::BTreeMap<String, String>| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let vol = &v.volume;
+    writeln!(o, "Name:       {}", vol.name)?;
+    writeln!(o, "Driver:     {}", vol.driver)?;
+    writeln!(o, "Mountpoint: {}", vol.mountpoint.display())?;
+    writeln!(o, "Labels:     {}", pairs(&vol.labels))?;
+    writeln!(o, "Options:    {}", pairs(&vol.options))?;
+    if v.containers.is_empty() {
+        return writeln!(o, "Containers: none");
+    }
+    writeln!(o, "Containers:")?;
+    for c in &v.containers {
+        writeln!(o, "  {}  {:<24} {}", &c.id[..12], c.name, c.status)?;
+    }
+    Ok(())
+}
+
+/// `global` is the `--format` given before the subcommand, if any: inspect prints JSON unless text is
+/// asked for explicitly.
+fn volume(
+    mk: &Mountkit,
+    c: VolumeCmd,
+    fmt: &dyn Fn(Option<Format>) -> Format,
+    global: Option<Format>,
+) -> anyhow::Result<i32> {
     use mountkit::volumes::{CreateOptions as VolOpts, Filter};
     let parse_filters = |fs: &[String]| -> anyhow::Result<Vec<Filter>> {
         fs.iter()
@@ -990,12 +1029,18 @@ fn volume(mk: &Mountkit, c: VolumeCmd, fmt: &dyn Fn(Option<Format>) -> Format) -
                 |v| format!("{:<10} {}", v.driver, v.name),
             )?;
         }
-        VolumeCmd::Inspect { name, f: _ } => {
-            let vs = name
-                .iter()
-                .map(|n| mk.volumes().get(n))
-                .collect::<Result<Vec<_>, _>>()?;
-            inspect_json(&vs)?;
+        VolumeCmd::Inspect { name, f } => {
+            let vs = mk.inspect_volumes(&name)?;
+            let format = f.format.or(global).unwrap_or(Format::Json);
+            print_json_or(format, &vs, |o| {
+                for (i, v) in vs.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(o)?;
+                    }
+                    write_volume_text(o, v)?;
+                }
+                Ok(())
+            })?;
         }
         VolumeCmd::Rm { force, name } => {
             let mut failed = false;
