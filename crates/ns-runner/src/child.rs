@@ -185,18 +185,7 @@ fn mount_at(
     mount(source, &path, fstype, flags, data).map_err(|e| fail(step, format!("cannot mount {what}: {e}")))
 }
 
-/// The directory of a runtime mount (`/proc`, `/dev`, `/sys`), made if missing. As runc does, it must
-/// be an ordinary directory of the image: a symlink there is refused (in-root resolution would keep it
-/// inside the root, but the container's /proc, say, must not be moved to wherever the image points).
 fn in_root_dir(step: &'static str, root: BorrowedFd<'_>, path: &str, mode: u32) -> Result<OwnedFd, Error> {
-    if let Ok(st) = rustix::fs::statat(root, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-        && rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
-    {
-        return Err(fail(
-            step,
-            format!("/{path} is a symlink in the image; {step} must be mounted on an ordinary directory"),
-        ));
-    }
     inroot::mkdir_all(root, Path::new(path), mode).map_err(|e| fail(step, e))
 }
 

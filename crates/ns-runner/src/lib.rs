@@ -94,9 +94,6 @@
 //!
 //! # Dependencies
 //! - `libc`: clone, unshare, mount, pivot_root, prctl, signals, execve; thin wrappers in `sys.rs`.
-//! - `rustix` (`fs`): typed `statat` where a raw call would need a hand-made `stat` buffer (the check
-//!   that `/proc`, `/dev` and `/sys` are ordinary directories of the image, not symlinks, as runc
-//!   requires).
 //! - `mountkit-safefs`: in-root path resolution for every mount target (`inroot`).
 //! - `thiserror` for [`Error`]; `tracing` around every privileged step.
 //!
