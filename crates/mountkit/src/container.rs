@@ -95,6 +95,7 @@ pub struct State {
     pub error: Option<String>,
 }
 
+/// The transitions of a container's life: created -> running -> exited (and exited -> running again).
 impl State {
     pub(crate) fn created() -> State {
         State {
@@ -105,6 +106,49 @@ impl State {
             finished: None,
             error: None,
         }
+    }
+
+    /// Its process is about to be started: the start time, and no error of an earlier start.
+    pub(crate) fn starting(&mut self) {
+        self.started = Some(now_rfc3339());
+        self.error = None;
+    }
+
+    /// Its process runs as `pid` (in the host's PID namespace).
+    pub(crate) fn running(&mut self, pid: i32) {
+        self.status = Status::Running;
+        self.pid = Some(pid);
+    }
+
+    /// Its process could not be started: exited with the status `docker run` gives for `error`.
+    pub(crate) fn failed_to_start(&mut self, error: &mountkit_ns_runner::Error) {
+        self.status = Status::Exited;
+        self.pid = None;
+        self.exit_code = Some(error.exit_code());
+        self.finished = Some(now_rfc3339());
+        self.error = Some(error.to_string());
+    }
+
+    /// Its process ended: with a status, or with an error of the wait itself.
+    pub(crate) fn exited(
+        &mut self,
+        exit: &std::result::Result<mountkit_ns_runner::Exit, mountkit_ns_runner::Error>,
+    ) {
+        self.status = Status::Exited;
+        self.pid = None;
+        self.finished = Some(now_rfc3339());
+        match exit {
+            Ok(e) => self.exit_code = Some(e.code()),
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    /// Its runner died without recording the end (SIGKILL): its process died with it (PDEATHSIG).
+    pub(crate) fn runner_lost(&mut self) {
+        self.status = Status::Exited;
+        self.pid = None;
+        self.error
+            .get_or_insert_with(|| "runner was killed; exit status unknown".into());
     }
 }
 

@@ -20,7 +20,7 @@
 //! `upper/` and overlay's `work/`, the mount point `merged/`, lock files), `container-names/` (one
 //! symlink `NAME -> ID` per container, the ID in 43 characters of base64url so the link fits in an ext4
 //! inode: a name is claimed by creating its link, so `create` and lookups by name read one record, not
-//! all of them; rebuilt from the records when missing), `volume-refs.boot`
+//! all of them), `volume-refs.boot`
 //! (the boot in which volume references were last checked against the records), `staging/` (this
 //! crate's work in progress, swept when the process that made it is gone). On-disk metadata is JSON,
 //! written atomically (temp file, fsync, rename); a `--rm` container skips the fsyncs since nobody needs
@@ -53,13 +53,18 @@
 
 mod changes;
 mod container;
+mod create;
 mod error;
+mod mount;
 mod names;
 mod recipe;
+mod records;
+mod remove;
 mod run;
 pub mod sample;
 mod store;
 mod usage;
+mod volume_refs;
 
 pub use container::{Container, ContainerConfig, CreateOptions, MountRecord, State, Status};
 pub use error::{Error, Result};

@@ -1,6 +1,8 @@
-//! Container names: validation and Docker-style generation.
+//! Container names: validation, Docker-style generation, and the name index (`<root>/container-names/`).
 
-use crate::{Error, Result};
+use std::path::PathBuf;
+
+use crate::{Error, Mountkit, Result};
 
 /// Longest container name accepted.
 pub const MAX_NAME_LEN: usize = 128;
@@ -120,6 +122,65 @@ pub(crate) fn id_from_link(target: &str) -> Option<String> {
     }
     // The last character carries 4 bits of the last byte and 2 bits that must be zero.
     (id_to_link(&id)?.as_str() == target).then_some(id)
+}
+
+/// The name index: which container holds which name.
+impl Mountkit {
+    /// `<root>/container-names/`: one symlink per container name, `NAME -> ID` (the ID in the short form
+    /// of [`id_to_link`]). Creating the link is what claims a name (atomically: `symlink` fails if the
+    /// name exists), so creating a container reads no other container's record.
+    fn names_dir(&self) -> Result<PathBuf> {
+        let dir = self.root().join("container-names");
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        }
+        Ok(dir)
+    }
+
+    /// The ID of the container that holds `name`, if any. A link whose container is gone (a crash
+    /// between removing a container and its name) counts as free.
+    pub(crate) fn name_owner(&self, name: &str) -> Result<Option<String>> {
+        if validate_container_name(name).is_err() {
+            return Ok(None);
+        }
+        let link = self.names_dir()?.join(name);
+        match std::fs::read_link(&link) {
+            Ok(target) => Ok(id_from_link(&target.to_string_lossy())
+                .filter(|id| self.container_dir(id).join("container.json").exists())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", &link, e)),
+        }
+    }
+
+    /// Claims `name` for container `id`: Ok(false) when a live container holds it already.
+    pub(crate) fn claim_name(&self, name: &str, id: &str) -> Result<bool> {
+        let dir = self.names_dir()?;
+        let link = dir.join(name);
+        let target = id_to_link(id).expect("container IDs are 64 hex digits");
+        match std::os::unix::fs::symlink(&target, &link) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if self.name_owner(name)?.is_some() {
+                    return Ok(false);
+                }
+                // A stale link: replace it atomically.
+                let tmp = dir.join(format!(".{name}.{}", mountkit_safefs::random_hex(6)));
+                std::os::unix::fs::symlink(&target, &tmp).map_err(|e| Error::io("create", &tmp, e))?;
+                std::fs::rename(&tmp, &link).map_err(|e| Error::io("replace", &link, e))?;
+                Ok(true)
+            }
+            Err(e) => Err(Error::io("create", &link, e)),
+        }
+    }
+
+    /// Gives `name` up if container `id` holds it.
+    pub(crate) fn release_name(&self, name: &str, id: &str) {
+        let link = self.root().join("container-names").join(name);
+        if std::fs::read_link(&link).is_ok_and(|t| id_from_link(&t.to_string_lossy()).as_deref() == Some(id))
+        {
+            let _ = std::fs::remove_file(&link);
+        }
+    }
 }
 
 #[cfg(test)]

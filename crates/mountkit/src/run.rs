@@ -1,28 +1,92 @@
-//! Starting a container: mount plan, namespaces, process, exit.
+//! Starting a container and living through its run, read top-down:
 //!
-//! The data flow of `run` (also in ARCHITECTURE.md):
-//! 1. `create`: resolve image, command, env, mounts; stage `containers/<id>/{upper,work,merged}` and the
-//!    record; create the anonymous volumes and take references on every volume. (`run --rm` stages the
-//!    container without its record and commits it once its process runs: see [`Mountkit::run`].)
-//! 2. `start`: take the container's `running.lock`; acquire its volumes (driver mounts happen here); build
-//!    the plan (the overlay stack, then binds and volumes by depth, then tmpfs).
-//! 3. `mountkit-ns-runner` forks into new mount/pid/uts/ipc namespaces; inside, the closure below mounts
-//!    the overlay on `merged/`, fills empty volumes from the image, mounts the plan; the runner adds /proc,
-//!    /dev, /sys, pivots into the root, drops to the user and execs.
-//! 4. The parent records the pid (for `--rm`: writes the record and moves the container into
-//!    `containers/`), waits (forwarding signals), releases the volumes, records the exit, and with
-//!    `--rm` removes the container and its anonymous volumes.
+//! 1. [`Mountkit::run`] creates the container (pending, for `--rm`: see [`Pending`]) under the store
+//!    lock and hands it to [`Mountkit::start_locked`]; [`Mountkit::start`] loads an existing one.
+//! 2. `start_locked`: [`Mountkit::prepare_start`] takes the container's `running.lock`, acquires its
+//!    volumes ([`VolumesInUse`]: driver mounts happen here) and plans its mounts; the process is spawned
+//!    by `mountkit-ns-runner`, whose child runs [`prepare_root`] in the new mount namespace (overlay on
+//!    `merged/`, empty volumes filled from the image, volumes, binds and tmpfs by depth) before the
+//!    runner adds /proc, /dev, /sys, pivots, drops to the user and execs.
+//! 3. Once the process runs, its record says so (a pending container is committed now), the store lock
+//!    is let go, and the runner waits, forwarding signals.
+//! 4. [`Mountkit::record_exit`], under the store lock again: volumes released, the exit recorded, or
+//!    with `--rm` the container and its anonymous volumes removed.
+//!
+//! Every path out of a failed start goes through [`Mountkit::abandon_start`].
 
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use mountkit_binds::{MountSpec, Planned};
 use mountkit_layer_store::ImageInfo;
-use mountkit_ns_runner::{Exit, Spec};
+use mountkit_ns_runner::{Exit, Prepare, Spec};
 use mountkit_safefs::{Lock, inroot};
+use mountkit_volumes::{Acquired, Registry};
 
-use crate::container::{Container, CreateOptions, Status, now_rfc3339};
+use crate::container::{Container, ContainerConfig, CreateOptions};
+use crate::create::Pending;
 use crate::{Error, Mountkit, Result};
+
+/// The volumes a starting or running container has acquired. Dropping it releases them (the last user
+/// of a driver volume unmounts it), on every path out of a start and after the container's exit.
+struct VolumesInUse<'a> {
+    registry: &'a Registry,
+    acquired: Vec<Acquired>,
+}
+
+impl Drop for VolumesInUse<'_> {
+    fn drop(&mut self) {
+        if self.acquired.is_empty() {
+            return;
+        }
+        if let Err(e) = self.registry.release_all(&self.acquired) {
+            tracing::warn!(error = %e, "release of the container's volumes");
+        }
+    }
+}
+
+/// A volume to fill from the image's content at its mount path: its name and that path.
+type Populate = Vec<(String, PathBuf)>;
+
+impl VolumesInUse<'_> {
+    /// The mounts to make inside the rootfs, in the container's mount order (volumes as binds of their
+    /// host directories, by `mountkit_binds`' own planning), and the volumes to fill from the image:
+    /// those without content yet and not mounted `nocopy`.
+    fn plan(&self, c: &Container) -> Result<(Vec<Planned>, Populate)> {
+        let mut acquired = self.acquired.iter();
+        let mut plan = Vec::with_capacity(c.mounts.len());
+        let mut populate = Vec::new();
+        for m in &c.mounts {
+            let volume_dir = match &m.spec {
+                MountSpec::Volume {
+                    name: Some(name),
+                    target,
+                    nocopy,
+                    ..
+                } => {
+                    let a = acquired
+                        .next()
+                        .filter(|a| &a.name == name)
+                        .expect("acquire_all returns one entry per volume, in mount order");
+                    if a.needs_populate() && !nocopy {
+                        populate.push((name.clone(), target.clone()));
+                    }
+                    Some(a.path.as_path())
+                }
+                _ => None,
+            };
+            plan.push(m.spec.to_planned(volume_dir)?);
+        }
+        Ok((plan, populate))
+    }
+}
+
+/// What a container needs before its process can be spawned.
+struct Prepared<'a> {
+    run_lock: Lock,
+    volumes: VolumesInUse<'a>,
+    prepare: Prepare,
+}
 
 impl Mountkit {
     /// Starts a created (or exited) container attached and waits for its process; returns its exit.
@@ -30,228 +94,188 @@ impl Mountkit {
         let lock = self.lock()?;
         let c = self.container(reference)?;
         let image = self.layers().image(&c.image)?;
-        self.start_locked(c, &image, lock, None).map(|(exit, _lock)| exit)
+        self.start_locked(c, &image, lock, None)
     }
 
-    /// `run`: create, start, wait, and with `auto_remove` remove the container and its anonymous volumes.
-    /// Created and started under one hold of the store lock, so nothing is read twice.
-    ///
-    /// An `auto_remove` container is created *pending* (in `staging/`, without a record) and committed
-    /// into `containers/`, its record written once with the running state, right after its process
-    /// started, still under the store lock: it becomes visible when it runs (as `docker ps` shows it),
-    /// and its record is written once instead of twice, one file fewer to create and free per run. If
-    /// it never starts, it is never visible; a crash in between leaves staging that the next mountkit
-    /// command sweeps.
+    /// `run`: create, start and wait; with `auto_remove` (`--rm`) the container and its anonymous volumes
+    /// are removed when it ends. Created and started under one hold of the store lock, so nothing is
+    /// read twice. An `auto_remove` container is created [`Pending`]: it becomes visible when its
+    /// process runs (as `docker ps` shows it), and is never visible if it does not start.
     pub fn run(&self, opts: &CreateOptions) -> Result<(Container, Exit)> {
         let lock = self.lock()?;
-        if !opts.auto_remove {
+        let (c, image, pending) = if opts.auto_remove {
+            let (c, image, pending) = self.create_pending(opts)?;
+            (c, image, Some(pending))
+        } else {
             let (c, image) = self.create_locked(opts)?;
-            return self
-                .start_locked(c.clone(), &image, lock, None)
-                .map(|(exit, _lock)| (c, exit));
-        }
-        let (c, image, stage) = self.create_staged(opts, false)?;
-        let result = self.start_locked(c.clone(), &image, lock, Some(&stage));
-        let removed = match &result {
-            // After a run, under the store lock `start_locked` took back.
-            Ok(_) => self.remove_locked(&c, true, true),
-            // After a failed start: still pending, or committed and then failed.
-            Err(_) => self.lock().and_then(|_l| {
-                if stage.exists() {
-                    self.discard_pending(&stage, &c)
-                } else {
-                    self.remove_locked(&c, true, true)
-                }
-            }),
+            (c, image, None)
         };
-        if let Err(e) = removed {
-            tracing::warn!(container = %c.name, error = %e, "--rm: could not remove the container");
-        }
-        result.map(|(exit, _lock)| (c, exit))
+        let exit = self.start_locked(c.clone(), &image, lock, pending)?;
+        Ok((c, exit))
     }
 
-    /// Runs the container to its end; returns its exit and the store lock, taken back after the wait.
-    /// `pending`: the staging directory of a container that [`Mountkit::run`] commits once it runs.
+    /// Runs container `c` to its end. `lock` is the store lock, let go while the process runs and taken
+    /// again to record its end; `pending` is set when `c` is a [`Pending`] container.
     fn start_locked(
         &self,
         mut c: Container,
         image: &ImageInfo,
         lock: Lock,
-        pending: Option<&std::path::Path>,
-    ) -> Result<(Exit, Lock)> {
-        let dir = pending.map_or_else(|| self.container_dir(&c.id), std::path::Path::to_path_buf);
-        let run_lock = Lock::try_exclusive(&dir.join("running.lock"))?
-            .ok_or_else(|| Error::AlreadyRunning(c.name.clone()))?;
-        let stack = self.stack_at(&dir, image);
-
-        let acquired = {
-            let names = Self::volume_names(&c);
-            if names.is_empty() {
-                Vec::new()
-            } else {
-                self.volumes().acquire_all(&names, &c.id)?
-            }
-        };
-        let (plan, populate) = match self.plan(&c, &acquired) {
+        pending: Option<Pending>,
+    ) -> Result<Exit> {
+        let dir = pending
+            .as_ref()
+            .map_or_else(|| self.container_dir(&c.id), |p| p.dir().to_path_buf());
+        let prepared = match self.prepare_start(&c, image, &dir) {
             Ok(p) => p,
             Err(e) => {
-                self.release(&acquired);
+                self.abandon_start(&c, pending, false);
                 return Err(e);
             }
         };
-
-        let merged = dir.join("merged");
-        let method = Self::overlay_method();
-        // Only volumes without content yet need the registry inside the container's namespace.
-        let registry = (!populate.is_empty()).then(|| self.volumes().clone());
-        let prepare: mountkit_ns_runner::Prepare = Box::new(move || {
-            mountkit_overlay::mount(&stack, &merged, method)?;
-            if let Some(registry) = registry {
-                let root = inroot::open_root(&merged)?;
-                for (name, target) in populate {
-                    // The image's content at the mount path, resolved inside the rootfs.
-                    if let Ok(src) = inroot::resolve(root.as_fd(), &target) {
-                        registry.populate(&name, &inroot::fd_path(src.as_fd()))?;
-                    }
-                }
-            }
-            mountkit_binds::mount_all(&merged, &plan)?;
-            Ok(merged)
-        });
-        let spec = Spec {
-            args: c.config.args.clone(),
-            env: c.config.env.clone(),
-            workdir: Some(c.config.workdir.clone()),
-            user: c.config.user.clone(),
-            groups: Vec::new(),
-            hostname: Some(c.config.hostname.clone()),
-            readonly_root: c.config.readonly_root,
-        };
-        c.state.started = Some(now_rfc3339());
-        c.state.error = None;
-        let running = match mountkit_ns_runner::spawn(&spec, prepare) {
-            Ok(r) => r,
+        let Prepared {
+            run_lock,
+            volumes,
+            prepare,
+        } = prepared;
+        c.state.starting();
+        let process = match mountkit_ns_runner::spawn(&process_spec(&c.config), prepare) {
+            Ok(p) => p,
             Err(e) => {
-                self.release(&acquired);
-                c.state.status = Status::Exited;
-                c.state.exit_code = Some(e.exit_code());
-                c.state.finished = Some(now_rfc3339());
-                c.state.error = Some(e.to_string());
-                if pending.is_none() {
-                    self.save(&c)?;
-                }
+                c.state.failed_to_start(&e);
+                drop(volumes);
+                self.abandon_start(&c, pending, true);
                 return Err(e.into());
             }
         };
-        c.state.status = Status::Running;
-        c.state.pid = Some(running.pid());
-        let recorded = match pending {
-            Some(stage) => self.commit_pending(stage, &c),
+        c.state.running(process.pid());
+        let recorded = match &pending {
+            Some(p) => p.commit(self, &c),
             None => self.save(&c),
         };
         if let Err(e) = recorded {
             // Not visible as running: stop it rather than leave it unaccounted for.
-            let _ = running.signal(nix::sys::signal::Signal::SIGKILL as i32);
-            let _ = running.wait();
-            self.release(&acquired);
+            let _ = process.signal(nix::sys::signal::Signal::SIGKILL as i32);
+            let _ = process.wait();
+            drop(volumes);
+            if let Some(p) = pending {
+                self.abandon_start(&c, Some(p), false);
+            }
             return Err(e);
         }
         drop(lock); // others may use the store while the container runs
-        tracing::info!(id = %c.id, pid = running.pid(), "container running");
-        let exit = running.wait();
-        let lock = self.lock()?;
-        self.release(&acquired);
-        c.state.status = Status::Exited;
-        c.state.pid = None;
-        c.state.finished = Some(now_rfc3339());
-        match &exit {
-            Ok(e) => c.state.exit_code = Some(e.code()),
-            Err(e) => c.state.error = Some(e.to_string()),
-        }
-        // An auto-removed container is deleted right after this: its final state is never read.
-        if !c.auto_remove {
-            self.save(&c)?;
-        }
-        drop(run_lock);
-        Ok((exit?, lock))
+        tracing::info!(id = %c.id, pid = process.pid(), "container running");
+        let exit = process.wait();
+        let _lock = self.lock()?;
+        self.record_exit(c, exit, volumes, run_lock)
     }
 
-    /// The mounts to make inside the rootfs (volumes as binds of the host paths `acquired` gives, in the
-    /// container's mount order), and the volumes to fill from the image: those without content yet and
-    /// not mounted with `nocopy`.
-    #[allow(clippy::type_complexity)]
-    fn plan(
+    /// Takes the container's `running.lock`, acquires its volumes and plans its mounts: everything a
+    /// spawn needs. Errors leave nothing acquired.
+    fn prepare_start<'a>(&'a self, c: &Container, image: &ImageInfo, dir: &Path) -> Result<Prepared<'a>> {
+        let run_lock = Lock::try_exclusive(&dir.join("running.lock"))?
+            .ok_or_else(|| Error::AlreadyRunning(c.name.clone()))?;
+        let names = Self::volume_names(c);
+        let volumes = VolumesInUse {
+            registry: self.volumes(),
+            acquired: if names.is_empty() {
+                Vec::new()
+            } else {
+                self.volumes().acquire_all(&names, &c.id)?
+            },
+        };
+        let (plan, populate) = volumes.plan(c)?;
+        // Only volumes without content yet need the registry inside the container's namespace.
+        let registry = (!populate.is_empty()).then(|| self.volumes().clone());
+        let prepare = prepare_root(
+            self.stack_at(dir, image),
+            dir.join("merged"),
+            plan,
+            populate,
+            registry,
+        );
+        Ok(Prepared {
+            run_lock,
+            volumes,
+            prepare,
+        })
+    }
+
+    /// After a start that failed before the process ran: a pending container is discarded (it was never
+    /// visible); an `auto_remove` one is removed; otherwise, when the spawn itself failed (`spawned`),
+    /// the failure is recorded in the container's state. Errors are logged: the start's error is the
+    /// one the caller reports.
+    fn abandon_start(&self, c: &Container, pending: Option<Pending>, spawned: bool) {
+        let cleanup = match pending {
+            Some(p) => p.discard(self, c),
+            None if c.auto_remove => self.remove_locked(c, true, true),
+            None if spawned => self.save(c),
+            None => Ok(()),
+        };
+        if let Err(e) = cleanup {
+            tracing::warn!(container = %c.name, error = %e, "after a failed start");
+        }
+    }
+
+    /// After the process ended, under the store lock: releases the volumes, records the exit (or with
+    /// `auto_remove` removes the container and its anonymous volumes), then lets the running lock go.
+    fn record_exit(
         &self,
-        c: &Container,
-        acquired: &[mountkit_volumes::Acquired],
-    ) -> Result<(Vec<Planned>, Vec<(String, PathBuf)>)> {
-        let mut plan = Vec::new();
-        let mut populate = Vec::new();
-        let mut volumes = acquired.iter();
-        for m in &c.mounts {
-            match &m.spec {
-                MountSpec::Volume {
-                    name: Some(name),
-                    target,
-                    readonly,
-                    nocopy,
-                    ..
-                } => {
-                    let a = volumes
-                        .next()
-                        .filter(|a| &a.name == name)
-                        .expect("acquire_all returns one entry per volume, in order");
-                    if a.needs_populate() && !nocopy {
-                        populate.push((name.clone(), target.clone()));
-                    }
-                    plan.push(Planned::Bind {
-                        source: a.path.clone(),
-                        target: target.clone(),
-                        readonly: *readonly,
-                        propagation: Default::default(),
-                        recursive: Default::default(),
-                    });
-                }
-                MountSpec::Volume {
-                    name: None, target, ..
-                } => {
-                    return Err(Error::InvalidArgument {
-                        what: "mount",
-                        value: target.display().to_string(),
-                        reason: "volume has no name (container record is damaged)".into(),
-                    });
-                }
-                MountSpec::Bind {
-                    source,
-                    target,
-                    readonly,
-                    propagation,
-                    recursive,
-                    ..
-                } => {
-                    plan.push(Planned::Bind {
-                        source: source.clone(),
-                        target: target.clone(),
-                        readonly: *readonly,
-                        propagation: *propagation,
-                        recursive: *recursive,
-                    });
-                }
-                MountSpec::Tmpfs { target, options } => {
-                    plan.push(Planned::Tmpfs {
-                        target: target.clone(),
-                        options: options.clone(),
-                    });
+        mut c: Container,
+        exit: mountkit_ns_runner::Result<Exit>,
+        volumes: VolumesInUse<'_>,
+        run_lock: Lock,
+    ) -> Result<Exit> {
+        drop(volumes);
+        c.state.exited(&exit);
+        if c.auto_remove {
+            drop(run_lock);
+            if let Err(e) = self.remove_locked(&c, true, true) {
+                tracing::warn!(container = %c.name, error = %e, "--rm: could not remove the container");
+            }
+        } else {
+            self.save(&c)?;
+            drop(run_lock);
+        }
+        Ok(exit?)
+    }
+}
+
+/// The process the runner starts, from the container's configuration.
+fn process_spec(config: &ContainerConfig) -> Spec {
+    Spec {
+        args: config.args.clone(),
+        env: config.env.clone(),
+        workdir: Some(config.workdir.clone()),
+        user: config.user.clone(),
+        groups: Vec::new(),
+        hostname: Some(config.hostname.clone()),
+        readonly_root: config.readonly_root,
+    }
+}
+
+/// The root preparation that runs in the container's new mount namespace: the overlay on `merged`,
+/// then the volumes that have no content yet filled from the image's content at their paths (resolved
+/// inside the rootfs), then the plan (parents first; tmpfs after what it sits on).
+fn prepare_root(
+    stack: mountkit_overlay::Stack,
+    merged: PathBuf,
+    plan: Vec<Planned>,
+    populate: Populate,
+    registry: Option<Registry>,
+) -> Prepare {
+    let method = Mountkit::overlay_method();
+    Box::new(move || {
+        mountkit_overlay::mount(&stack, &merged, method)?;
+        if let Some(registry) = registry {
+            let root = inroot::open_root(&merged)?;
+            for (name, target) in populate {
+                if let Ok(src) = inroot::resolve(root.as_fd(), &target) {
+                    registry.populate(&name, &inroot::fd_path(src.as_fd()))?;
                 }
             }
         }
-        Ok((plan, populate))
-    }
-
-    /// Ends the container's use of its volumes (the last user of a driver volume unmounts it).
-    fn release(&self, acquired: &[mountkit_volumes::Acquired]) {
-        if let Err(e) = self.volumes().release_all(acquired) {
-            tracing::warn!(error = %e, "release of the container's volumes");
-        }
-    }
+        mountkit_binds::mount_all(&merged, &plan)?;
+        Ok(merged)
+    })
 }
