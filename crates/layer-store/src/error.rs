@@ -83,6 +83,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An extended attribute of an archive entry could not be set (the filesystem under the store may
+    /// not support it, or refuse that namespace).
+    #[error("cannot set xattr {name:?} on {}: {source}", .path.display())]
+    Xattr {
+        /// The attribute's name (`user.x`, `security.capability`, ...).
+        name: String,
+        /// The entry, as named in the archive.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// Something in the store or in a source is not what it should be.
     #[error("{what}: {reason}")]
     Corrupt {
@@ -119,6 +131,14 @@ impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Error {
         Error::Io {
             op,
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn xattr(name: &str, path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Error {
+        Error::Xattr {
+            name: name.into(),
             path: path.into(),
             source: source.into(),
         }

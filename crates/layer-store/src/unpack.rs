@@ -574,7 +574,7 @@ impl Unpacker {
                 }
                 for (k, v) in &meta.xattrs {
                     rustix::fs::fsetxattr(&fd, k.as_str(), v, XattrFlags::empty())
-                        .map_err(|e| Error::io(xattr_op(k), shown, e))?;
+                        .map_err(|e| Error::xattr(k, shown, e))?;
                 }
                 rustix::fs::futimens(&fd, &times(meta.mtime)).map_err(|e| Error::io("set times of", shown, e))
             }
@@ -728,7 +728,7 @@ impl Unpacker {
         }
         for (k, v) in &meta.xattrs {
             rustix::fs::fsetxattr(fd, k.as_str(), v, XattrFlags::empty())
-                .map_err(|e| Error::io(xattr_op(k), shown, e))?;
+                .map_err(|e| Error::xattr(k, shown, e))?;
             if k == "system.posix_acl_default" {
                 // Modes of what is created below now come from this ACL, not the umask.
                 self.creds.umask = None;
@@ -772,7 +772,7 @@ impl Unpacker {
             p.extend_from_slice(name);
             for (k, v) in &meta.xattrs {
                 rustix::fs::lsetxattr(p.as_slice(), k.as_str(), v, XattrFlags::empty())
-                    .map_err(|e| Error::io(xattr_op(k), shown, e))?;
+                    .map_err(|e| Error::xattr(k, shown, e))?;
             }
         }
         rustix::fs::utimensat(dir, name, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
@@ -813,10 +813,6 @@ impl Unpacker {
         self.stack.clear();
         Ok(())
     }
-}
-
-fn xattr_op(_name: &str) -> &'static str {
-    "set an xattr on"
 }
 
 fn uid(n: u32) -> rustix::fs::Uid {

@@ -748,3 +748,37 @@ fn size_probe_misses_and_collisions_still_give_the_right_layer() {
         assert!(listing(&store.root().join("tmp")).is_empty());
     });
 }
+
+/// An xattr the filesystem refuses (an unknown namespace) fails the import with an error that names
+/// the attribute and the entry, and stores nothing.
+#[test]
+fn an_xattr_that_cannot_be_set_is_named_in_the_error() {
+    if !mountkit_testutil::privileged("an_xattr_that_cannot_be_set_is_named_in_the_error") {
+        return;
+    }
+    mountkit_testutil::in_mount_ns(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("store")).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("SCHILY.xattr.nosuchns.attr", &b"v"[..])])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("conf").unwrap();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let err = store
+            .import_layer(LayerSource::Reader(Box::new(std::io::Cursor::new(tar))))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Xattr { .. }), "{text}");
+        assert!(text.contains("nosuchns.attr") && text.contains("conf"), "{text}");
+        assert!(store.layers().unwrap().is_empty());
+        assert_eq!(listing(&store.root().join("tmp")), Vec::<String>::new());
+    });
+}
