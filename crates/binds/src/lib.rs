@@ -21,52 +21,20 @@
 //! assert_eq!(order, ["/data", "/app", "/app/src"]);
 //! ```
 //!
-//! # Parsing (pure; see [`parse_volume_flag`], [`parse_mount_flag`], [`parse_tmpfs_flag`])
+//! # Main items
 //!
-//! Docker's rules and Docker's error messages, checked in Docker's order (the CLI's checks, then the
-//! daemon's), so that a Docker user recognises both. Decisions where Docker leaves room:
-//! - Targets are lexically cleaned (`/a/./b/../c/` is `/a/c`), as Docker does; a target that cleans to
-//!   `/` is refused; a relative target is refused. A bind source is cleaned the same way.
-//! - `-v SRC:…` is a bind when SRC starts with `/` (or is `.` / `./…`, made absolute against the
-//!   current directory as the Docker CLI does); otherwise SRC must be a valid `local` volume name
-//!   (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`), with Docker's hint to use an absolute path.
-//! - `z`/`Z` (SELinux relabelling) and `consistent`/`cached`/`delegated` (macOS) are accepted and
-//!   ignored: mountkit does no SELinux labelling.
-//! - `-v` creates a missing bind source directory (mode 0755, owned by root) in [`prepare_sources`];
-//!   `--mount` refuses it with Docker's "bind source path does not exist: PATH".
-//! - `--mount` accepts only the `local` volume driver, and no `volume-subpath` or `volume-label`
-//!   (labels belong to `volume create --label`; the spec has no field for them): clear errors.
-//! - `--tmpfs` options are checked up front (Docker hands unknown ones to the kernel, which fails with
-//!   a bare EINVAL); Docker's defaults `noexec,nosuid,nodev` apply to `--tmpfs` and
-//!   `--mount type=tmpfs` alike, later options override them (`--tmpfs /run:exec`).
-//! - A newline in a `--mount` value is an error (Go's CSV reader silently ignores the rest).
+//! - Parsing, pure and with Docker's own error messages: [`parse_volume_flag`] (`-v`),
+//!   [`parse_mount_flag`] (`--mount`), [`parse_tmpfs_flag`] (`--tmpfs`) give a [`MountSpec`].
+//! - Planning: [`MountSpec::to_planned`] turns a spec into a [`Planned`] mount (the caller gives a
+//!   volume's host directory); [`sort_plan`] orders a plan parents first.
+//! - Mounting: [`prepare_sources`] (creates `-v` bind sources, as Docker), [`mount_all`] (every target
+//!   resolved inside the root with `mountkit_safefs::inroot`, missing directories made there, never on
+//!   the host; binds with `open_tree`/`move_mount`, read-only recursively; tmpfs).
+//! - [`Error`] names the flag or target and the cause.
 //!
-//! # Mounting ([`prepare_sources`], [`mount_all`])
-//!
-//! - Order: [`sort_plan`]: by target depth, parents first, stable; at equal depth binds and volumes
-//!   before tmpfs. Like Docker (which sorts all mounts by depth), a tmpfs at `/run` is mounted before
-//!   a bind at `/run/app`, so the bind is visible inside the tmpfs; a mount below another mount lands
-//!   inside it (its mount point is created in the parent mount, i.e. in the parent's host source).
-//! - Targets are resolved with [`mountkit_safefs::inroot`] as if the root were `/` (a `/data ->
-//!   /../../../etc` symlink leads to `<root>/etc`), missing directories (or, for a file source, an
-//!   empty file and its parents) are created inside the root, and the mount is made onto the resolved
-//!   `O_PATH` descriptor, so a symlink swapped in after resolution cannot redirect it.
-//! - Bind sources are opened once (`O_PATH`), **following symlinks on the host** as Docker does (the
-//!   host and the user naming the path are trusted; the image is not); the opened object is what gets
-//!   mounted, so the file/directory check and the mount cannot disagree.
-//! - Binds use the new mount API: `open_tree(OPEN_TREE_CLONE[|AT_RECURSIVE])` and `move_mount` onto
-//!   the target descriptor (Linux 5.2+; older kernels get a clear error). Read-only is set on the
-//!   detached tree with `mount_setattr(2)` (`AT_RECURSIVE` unless `bind-recursive=writable`), through
-//!   [`mountkit_safefs::set_read_only`]; on kernels without it (< 5.12), every mount of the tree is remounted
-//!   read-only one by one after attaching, as bubblewrap does. So read-only is always recursive,
-//!   as with `bind-recursive=readonly`, and an error if it cannot be done.
-//! - Propagation (default `rprivate`) is applied with mount(2) after attaching; `shared`/`slave`
-//!   only connect to the host if the source mount is itself shared in the namespace.
-//! - tmpfs: mount(2) onto the resolved descriptor with the flags and `size/mode/uid/gid` data.
-//! - Two mounts on one target are not refused by [`mount_all`] (the later one stacks on top);
-//!   callers check with [`check_duplicate_targets`] as Docker does.
-//! - Known limit (shared with Docker/runc): a mount below a read-only bind needs its mount point to
-//!   exist already in the bind's source, since it cannot be created through a read-only mount.
+//! The decisions where Docker leaves room (target cleaning, ignored SELinux/macOS options, `--tmpfs`
+//! defaults, mount order, symlinks on the host and in the image, kernels without `mount_setattr`) are
+//! in the repository's `docs/binds.md`.
 //!
 //! Dependencies: `mountkit-safefs` for in-root resolution and `mount_setattr`; `rustix` for typed
 //! `open_tree`, `move_mount`, `mount`, `fstatvfs`; `libc` for errno constants; `serde` because callers store specs in container metadata; `thiserror` for [`Error`];
