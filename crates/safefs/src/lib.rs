@@ -8,10 +8,17 @@
 //! - [`Lock`]: `flock(2)` on a lock file, released when dropped (or when the process dies, even by SIGKILL).
 //! - [`remove_tree`]: deletes a directory tree but refuses when anything is mounted at or below it (checked
 //!   in `/proc/self/mountinfo` first, and again for every directory it descends into, by comparing mount
-//!   IDs), never follows a symlink, and never crosses into another filesystem. Only the mount-point field
-//!   of mountinfo is needed, so it is read in one go and that field unescaped here (the `procfs` crate
-//!   would also read the kernel version and parse every field, on the path of every `run --rm`). This is how a container's
+//!   IDs), never follows a symlink, and never crosses into another filesystem. This is how a container's
 //!   writable layer or a volume is removed without ever deleting host files through a bind mount.
+//! - [`mountinfo`]: the one parser of `/proc/self/mountinfo` ([`mountinfo::MountTable`]), and
+//!   [`mount_id`] / [`mount_id_at`]: the one `statx(STATX_MNT_ID)` (`None` before Linux 5.8).
+//!   Decision: mountinfo is split by hand here, not with `procfs` (the design card's crate), because
+//!   [`remove_tree`] reads it on the path of every `run --rm` for the mount points alone, while procfs
+//!   reads the kernel version and parses every field into owned strings and maps (measured here, read
+//!   included: 62 vs 48 µs for 20 mounts, 470 vs 350 µs for 220; the read alone is 45 and 330 µs).
+//! - [`set_read_only`] (`mount_setattr`) and [`remount_read_only`] (a bind remount keeping the mount's
+//!   other flags): the two ways a mount is made read-only.
+//! - [`now_rfc3339`] (at a [`TimePrecision`]) for record timestamps, and [`boot_id`], read once.
 //! - [`inroot`]: resolves a path inside a root directory as if that directory were `/` (`..` and absolute
 //!   symlinks stay inside), creates missing directories and files the same way, and hands back `O_PATH`
 //!   file descriptors so that callers mount onto what was resolved, never onto a path that could have
@@ -25,13 +32,19 @@
 //! ```
 //!
 //! Dependencies: `rustix` for typed syscalls std lacks (`openat2`, `statx` with mount IDs, `flock`,
-//! `getrandom`, `*at` calls on descriptors); `libc` for the one syscall rustix lacks, `mount_setattr`
-//! ([`set_read_only`]); `thiserror` for the error type; `tracing` for diagnostics.
+//! `getrandom`, `*at` calls on descriptors, the bind remount); `libc` for the one syscall rustix lacks,
+//! `mount_setattr` ([`set_read_only`]); `humantime` to format RFC 3339; `thiserror` for the error type;
+//! `tracing` for diagnostics. Not used: `procfs` (see [`mountinfo`] above), `nix` (only in tests:
+//! rustix has every call here, `openat2` and `statx` included), `sys-mount` (a mount(2) builder: rustix's
+//! calls suffice), `caps` (nothing here handles capabilities).
 
 #![deny(missing_docs)]
 
+mod host;
 pub mod inroot;
 mod mount_attr;
+mod mount_id;
+pub mod mountinfo;
 mod remove;
 
 use std::fs::File;
@@ -40,7 +53,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub use mount_attr::set_read_only;
+pub use host::{TimePrecision, boot_id, now_rfc3339};
+pub use mount_attr::{remount_read_only, set_read_only};
+pub use mount_id::{FinalSymlink, mount_id, mount_id_at};
 pub use remove::{is_mount_point, mounts_under, mounts_under_canonical, remove_tree, remove_tree_checked};
 
 /// The error of every operation in this crate: what was being done, to which path, and why.
@@ -89,6 +104,15 @@ impl Error {
         match self {
             Error::Io { source, .. } => Some(source.kind()),
             _ => None,
+        }
+    }
+
+    /// The underlying `io::Error` of an [`Error::Io`] (for callers that report the path themselves);
+    /// any other error wrapped as [`io::Error::other`].
+    pub fn into_io(self) -> io::Error {
+        match self {
+            Error::Io { source, .. } => source,
+            other => io::Error::other(other),
         }
     }
 

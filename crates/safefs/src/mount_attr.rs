@@ -1,8 +1,12 @@
-//! `mount_setattr(2)` (Linux 5.12+), which neither rustix nor nix wraps: the one typed entry point
-//! that `mountkit-binds` and `mountkit-ns-runner` use to make a mount (tree) read-only.
+//! Making a mount read-only, the two ways `mountkit-binds` and `mountkit-ns-runner` both use:
+//! `mount_setattr(2)` (Linux 5.12+), which neither rustix nor nix wraps, and a bind remount of one mount
+//! that keeps its other flags (what works everywhere, and what bubblewrap falls back to).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+
+use rustix::fs::StatVfsMountFlags;
+use rustix::mount::MountFlags;
 
 /// `struct mount_attr` of `<linux/mount.h>` (`MOUNT_ATTR_SIZE_VER0`).
 #[repr(C)]
@@ -48,4 +52,27 @@ pub fn set_read_only(fd: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Remounts the one mount that `fd` refers to read-only (`mount(NULL, "/proc/self/fd/N", NULL,
+/// MS_REMOUNT | MS_BIND | MS_RDONLY | kept, "")`), keeping the `nosuid`, `nodev`, `noexec` and atime
+/// flags it has (read with `fstatvfs`: a bind remount that left one out would clear it, or fail in a
+/// user namespace where it is locked). Mounts below it are left as they are.
+pub fn remount_read_only(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let st = rustix::fs::fstatvfs(fd)?;
+    let mut flags = MountFlags::BIND | MountFlags::RDONLY;
+    for (have, keep) in [
+        (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
+        (StatVfsMountFlags::NODEV, MountFlags::NODEV),
+        (StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+        (StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
+        (StatVfsMountFlags::NODIRATIME, MountFlags::NODIRATIME),
+        (StatVfsMountFlags::RELATIME, MountFlags::RELATIME),
+    ] {
+        if st.f_flag.contains(have) {
+            flags |= keep;
+        }
+    }
+    rustix::mount::mount_remount(crate::inroot::fd_path(fd), flags, "")?;
+    Ok(())
 }

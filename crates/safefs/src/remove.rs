@@ -2,12 +2,13 @@
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
-use crate::{Error, Result};
+use crate::mountinfo::MountTable;
+use crate::{Error, FinalSymlink, Result, mount_id, mount_id_at};
 
 /// The mount points at or below `path` in the calling process's mount namespace, from
 /// `/proc/self/mountinfo`. `path` is made absolute and its symlinks resolved first when it exists.
@@ -20,37 +21,12 @@ pub fn mounts_under(path: &Path) -> Result<Vec<PathBuf>> {
 /// [`mounts_under`] for a path the caller knows to be absolute and free of symlinks (built on a
 /// canonical root, say): it is compared with the mount table as given, with no resolving.
 pub fn mounts_under_canonical(path: &Path) -> Result<Vec<PathBuf>> {
-    const MOUNTINFO: &str = "/proc/self/mountinfo";
-    // One read of the whole table; only the mount point (the fifth field) is needed.
-    let info = std::fs::read(MOUNTINFO).map_err(|e| Error::io("read", MOUNTINFO, e))?;
-    Ok(info
-        .split(|&b| b == b'\n')
-        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .map(|field| PathBuf::from(OsString::from_vec(unescape_mountinfo(field))))
+    // One read of the whole table; only the mount points are split out and unescaped.
+    Ok(MountTable::read()?
+        .mounts()
+        .filter_map(|m| m.mount_point())
         .filter(|mp| mp.starts_with(path))
         .collect())
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, `\011` tab, `\012` newline, `\134` backslash).
-fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| d[0] <= b'3' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (field[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// Whether something is mounted exactly at `path` (a final symlink is not followed): its mount ID
@@ -58,15 +34,10 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
 /// Where the kernel has no `STATX_MNT_ID` (before 5.8), mountinfo is read instead. A path that cannot
 /// be examined is not a mount point.
 pub fn is_mount_point(path: &Path) -> bool {
-    let id = |p: &Path, flags: AtFlags| {
-        rustix::fs::statx(rustix::fs::CWD, p, flags, StatxFlags::MNT_ID)
-            .ok()
-            .filter(|st| st.stx_mask & StatxFlags::MNT_ID.bits() != 0)
-            .map(|st| st.stx_mnt_id)
-    };
+    let id = |p: &Path, symlink| mount_id_at(rustix::fs::CWD, p, symlink).ok().flatten();
     match (
-        id(path, AtFlags::SYMLINK_NOFOLLOW),
-        id(&path.join(".."), AtFlags::empty()),
+        id(path, FinalSymlink::NoFollow),
+        id(&path.join(".."), FinalSymlink::Follow),
     ) {
         (Some(here), Some(parent)) => here != parent,
         _ => {
@@ -76,17 +47,6 @@ pub fn is_mount_point(path: &Path) -> bool {
             mounts_under(&canon).is_ok_and(|m| m.iter().any(|mp| mp == &canon))
         }
     }
-}
-
-fn mnt_id(fd: impl AsFd, path: &Path) -> Result<u64> {
-    let st = rustix::fs::statx(
-        fd,
-        "",
-        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::MNT_ID,
-    )
-    .map_err(|e| Error::io("statx", path, e))?;
-    Ok(st.stx_mnt_id)
 }
 
 /// Removes the tree at `path`, safely for a process running as root.
@@ -138,13 +98,15 @@ fn remove_checked_dir(path: &Path) -> Result<()> {
         Mode::empty(),
     )
     .map_err(|e| Error::io("open", path, e))?;
-    let id = mnt_id(&top, path)?;
+    let id = mount_id(top.as_fd(), path)?;
     empty_dir(top, path, id, path)?;
     std::fs::remove_dir(path).map_err(|e| Error::io("remove directory", path, e))
 }
 
-/// Deletes everything inside the directory `dir` (at `dir_path`), depth first, with an explicit stack.
-fn empty_dir(dir: OwnedFd, dir_path: &Path, mount: u64, top: &Path) -> Result<()> {
+/// Deletes everything inside the directory `dir` (at `dir_path`), depth first, with an explicit stack,
+/// refusing to enter a directory whose mount ID is not `mount` (`None`, before Linux 5.8: all compare
+/// equal, and the mountinfo check made before is the only one).
+fn empty_dir(dir: OwnedFd, dir_path: &Path, mount: Option<u64>, top: &Path) -> Result<()> {
     // Each frame: a directory fd, its path (for messages), and the names still to delete in it.
     let mut stack: Vec<(OwnedFd, PathBuf, Vec<Entry>)> = Vec::new();
     let names = list(&dir, dir_path)?;
@@ -176,7 +138,7 @@ fn empty_dir(dir: OwnedFd, dir_path: &Path, mount: u64, top: &Path) -> Result<()
                 Mode::empty(),
             )
             .map_err(|e| Error::io("open", &child, e))?;
-            if mnt_id(&cfd, &child)? != mount {
+            if mount_id(cfd.as_fd(), &child)? != mount {
                 return Err(Error::CrossesMount {
                     path: top.into(),
                     at: child,
@@ -229,14 +191,6 @@ mod tests {
         std::fs::write(root.join("a/f"), "x").unwrap();
         std::fs::write(root.join("a/b/c/g"), "y").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("a/link")).unwrap();
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape_mountinfo(br"/a\040b\011c\134d"), b"/a b\tc\\d");
-        assert_eq!(unescape_mountinfo(br"/plain/path"), b"/plain/path");
-        // Not an escape: kept as it is.
-        assert_eq!(unescape_mountinfo(br"/x\9y\777\04"), br"/x\9y\777\04");
     }
 
     #[test]
@@ -319,7 +273,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let (canary, t) = bind_canary_under_tree(dir.path());
             let fd = rustix::fs::open(&t, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
-            let id = mnt_id(&fd, &t).unwrap();
+            let id = mount_id(fd.as_fd(), &t).unwrap();
             let err = empty_dir(fd, &t, id, &t).unwrap_err();
             assert!(matches!(err, Error::CrossesMount { .. }), "{err}");
             assert_eq!(std::fs::read_to_string(canary.join("precious")).unwrap(), "p");
