@@ -13,38 +13,46 @@
 //! | `mountkit-ns-runner` | new namespaces, /proc /dev /sys, pivot_root, user, exec, exit status |
 //! | `mountkit-safefs` | atomic writes, locks, mount-aware removal, in-root resolution |
 //!
-//! # Where state lives
-//! Everything is under one root directory ([`Mountkit::open`]; the CLI takes `--root`, else
-//! `MOUNTKIT_ROOT`, else `/var/lib/mountkit`): `layers/`, `images/`, `tmp/` (the layer store),
-//! `volumes/` (the registry), `containers/<id>/` (this crate: `container.json`, the writable layer
-//! `upper/` and overlay's `work/`, the mount point `merged/`, lock files), `container-names/` (one
-//! symlink `NAME -> ID` per container, the ID in 43 characters of base64url so the link fits in an ext4
-//! inode: a name is claimed by creating its link, so `create` and lookups by name read one record, not
-//! all of them), `volume-refs.boot`
-//! (the boot in which volume references were last checked against the records), `staging/` (this
-//! crate's work in progress, swept when the process that made it is gone). On-disk metadata is JSON,
-//! written atomically (temp file, fsync, rename); a `--rm` container skips the fsyncs since nobody needs
-//! its state after a crash.
+//! # Example
 //!
-//! # Decisions where Docker is the reference
-//! - A container's mounts live in its own mount namespace: nothing of a running container is mounted in
-//!   the host's namespace, and a killed runner leaks no mount. The runner supervises the container: when
-//!   the runner dies, the container is killed (there is no daemon to adopt it).
-//! - Container IDs are 64 random hex digits; names are Docker-style generated (`adjective_name`) when not
-//!   given, and may be `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 characters. Any unique ID prefix works.
-//! - The command is the image's entrypoint followed by the given arguments, or by the image's cmd when
-//!   none are given (Docker's rule). The environment is the image's, overridden key by key with `-e`;
-//!   `-e KEY` alone copies KEY from the caller's environment when it is set. The hostname is the ID's
-//!   first 12 digits.
-//! - The overlay mount method is detected (`mountkit system info`); `MOUNTKIT_OVERLAY_METHOD=classic|new-api`
-//!   forces one, for tests and for working around a kernel bug.
-//! - Volumes (Docker's rules): `-v name:/path` creates `name` when it does not exist; an image `VOLUME`
-//!   or `-v /path` makes an anonymous volume that `rm -v` and `run --rm` remove; an empty volume is
-//!   filled from the image's content at its path on first use unless mounted `nocopy`; a volume a
-//!   container references cannot be removed (the error names the containers). References are written
-//!   cheaply by the registry (no fsync) and re-derived from the container records, which are durable,
-//!   once per boot before anything acts on them (`volume rm`, `volume prune`, `volume ls --filter
-//!   dangling`): a power loss can neither let a used volume be removed nor keep a free one forever.
+//! A store, a layer from a directory, an image and a container (creating one needs no privilege;
+//! running it does: see [`Mountkit::run`]).
+//!
+//! ```
+//! use mountkit::{CreateOptions, Mountkit};
+//! use mountkit::layer_store::{ImageConfig, LayerSource};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let rootfs = tmp.path().join("rootfs");
+//! std::fs::create_dir_all(rootfs.join("etc"))?;
+//! std::fs::write(rootfs.join("etc/motd"), "hello\n")?;
+//!
+//! let mk = Mountkit::open(tmp.path().join("store"))?;
+//! let layer = mk.layers().import_layer(LayerSource::Dir(rootfs))?;
+//! let config = ImageConfig { cmd: Some(vec!["cat".into(), "/etc/motd".into()]), ..Default::default() };
+//! mk.layers().create_image(Some("motd:1"), &[layer.id], config)?;
+//!
+//! let c = mk.create(&CreateOptions { name: Some("c1".into()), image: "motd:1".into(), ..Default::default() })?;
+//! assert_eq!(c.config.args, ["cat", "/etc/motd"]);
+//! assert_eq!(mk.container("c1")?.id, c.id);
+//! // The image cannot go while c1 uses it; the container can.
+//! assert!(mk.remove_image("motd:1", false).is_err());
+//! mk.remove("c1", false, true)?;
+//! assert!(mk.containers()?.is_empty());
+//! # Ok(()) }
+//! ```
+//!
+//! # Main types
+//!
+//! - [`Mountkit`]: the store (`open`), containers (`create`, `run`, `start`, `remove`, `mount`, `diff`,
+//!   `commit`, `export`), images (`remove_image`; the rest through [`Mountkit::layers`]) and volumes
+//!   (`remove_volume`, `prune_volumes`, `inspect_volumes`; the registry through [`Mountkit::volumes`]).
+//! - [`Container`] (its record: [`ContainerConfig`], [`MountRecord`]s, [`State`]), [`CreateOptions`]
+//!   (what `container create` and `run` take).
+//! - [`Error`]: the object and the cause; [`Error::run_exit_code`] gives `docker run`'s status.
+//!
+//! Where state lives, and the decisions where Docker is the reference (IDs and names, command and
+//! environment, volumes), are in the repository's `docs/decisions.md` and `ARCHITECTURE.md`.
 //!
 //! Dependencies: the workspace crates above; `serde`/`serde_json` for metadata and `--format json`;
 //! `thiserror` for [`Error`]; `tracing` for diagnostics; `toml` for image recipes.

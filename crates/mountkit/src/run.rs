@@ -99,7 +99,7 @@ impl Mountkit {
 
     /// `run`: create, start and wait; with `auto_remove` (`--rm`) the container and its anonymous volumes
     /// are removed when it ends. Created and started under one hold of the store lock, so nothing is
-    /// read twice. An `auto_remove` container is created [`Pending`]: it becomes visible when its
+    /// read twice. An `auto_remove` container is created *pending*: it becomes visible when its
     /// process runs (as `docker ps` shows it), and is never visible if it does not start.
     pub fn run(&self, opts: &CreateOptions) -> Result<(Container, Exit)> {
         let lock = self.lock()?;
