@@ -117,6 +117,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     // The end-to-end tests drive the binary: make sure it is built for this test run.
     run("cargo", &["build", "-p", "mountkit", "--bins"])?;
     run("cargo", &["nextest", "run", "--workspace", "--no-fail-fast"])?;
+    // nextest does not run doctests: the crates' examples are run here.
+    run("cargo", &["test", "--workspace", "--doc"])?;
     if !has("--no-vm") {
         // The harness first: a failing, a panicking and a hanging guest must each be reported as such.
         crate::vm::main(&["--self-test".to_string()])?;
