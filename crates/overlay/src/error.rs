@@ -170,7 +170,7 @@ pub enum Error {
     MountInfo {
         /// The path being checked.
         target: PathBuf,
-        /// procfs' error, rendered.
+        /// The read's error, rendered.
         message: String,
     },
     /// `umount2` failed.

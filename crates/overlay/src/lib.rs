@@ -90,11 +90,13 @@
 //! recognised. Output is sorted by path component by component (`/a`, `/a/x`, `/a-b`).
 //!
 //! # Dependencies
-//! - `rustix`: typed wrappers for fsopen/fsconfig/fsmount/move_mount, mount(2)/umount2, statx,
-//!   `unshare(CLONE_FS)` and chdir (nix lacks the new mount API).
-//! - `procfs`: reads `/proc/self/mountinfo` for [`unmount`]'s checks.
+//! - `rustix`: typed wrappers for fsopen/fsconfig/fsmount/move_mount, mount(2)/umount2, statx (the
+//!   mount-root attribute), `unshare(CLONE_FS)` and chdir (nix and sys-mount lack the new mount API).
+//! - `mountkit-safefs`: the mount ID (`statx`) and the mountinfo parser for [`unmount`]'s checks (the
+//!   workspace's one parser, not `procfs`: safefs's docs say why).
 //! - `serde`: [`Change`] serialises for `--format json`.
-//! - `thiserror`: the error enum; `tracing`: debug!/trace! around every privileged step.
+//! - `thiserror`: the error enum; `tracing`: debug!/trace! around every privileged step. No `caps`:
+//!   nothing here handles capabilities.
 #![deny(missing_docs)]
 
 mod diff;

@@ -7,6 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use mountkit_safefs::FinalSymlink;
+use mountkit_safefs::mountinfo::MountTable;
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags};
 use tracing::{debug, trace};
@@ -592,20 +594,19 @@ pub fn unmount(target: &Path) -> Result<()> {
 /// again, and `umount2(target, UMOUNT_NOFOLLOW)` runs; a concurrent rename of the mount point
 /// between that last check and the unmount is not guarded against.
 pub fn unmount_with(target: &Path, detach: bool) -> Result<()> {
+    let unmount_err = |source: io::Error| Error::Unmount {
+        target: target.to_path_buf(),
+        source,
+    };
     let fd = rustix::fs::open(
         target,
         OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::Unmount {
-        target: target.to_path_buf(),
-        source: io_err(e),
-    })?;
-    let stx =
-        rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID).map_err(|e| Error::Unmount {
-            target: target.to_path_buf(),
-            source: io_err(e),
-        })?;
+    .map_err(|e| unmount_err(io_err(e)))?;
+    // The mount-root attribute comes with any statx; the mount ID from safefs's one statx of it.
+    let stx = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::empty())
+        .map_err(|e| unmount_err(io_err(e)))?;
     let root = rustix::fs::StatxAttributes::MOUNT_ROOT;
     let is_root = stx.stx_attributes_mask.contains(root) && stx.stx_attributes.contains(root);
     if !is_root {
@@ -613,24 +614,25 @@ pub fn unmount_with(target: &Path, detach: bool) -> Result<()> {
             target: target.to_path_buf(),
         });
     }
-    let infos = procfs::process::Process::myself()
-        .and_then(|p| p.mountinfo())
-        .map_err(|e| Error::MountInfo {
-            target: target.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    let Some(info) = infos.iter().find(|m| m.mnt_id as u64 == stx.stx_mnt_id) else {
+    // No mount ID (before Linux 5.8): no mountinfo line can match, as when the kernel left it 0.
+    let mnt_id = mountkit_safefs::mount_id(fd.as_fd(), target).map_err(|e| unmount_err(e.into_io()))?;
+    let table = MountTable::read().map_err(|e| Error::MountInfo {
+        target: target.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let Some(info) = mnt_id.and_then(|id| table.by_id(id)) else {
         return Err(Error::NotMounted {
             target: target.to_path_buf(),
         });
     };
-    if info.fs_type != "overlay" {
+    let fs_type = info.fs_type().unwrap_or_default().to_string_lossy().into_owned();
+    if fs_type != "overlay" {
         return Err(Error::NotOverlay {
             target: target.to_path_buf(),
-            fs_type: info.fs_type.clone(),
+            fs_type,
         });
     }
-    let source = info.mount_source.clone().unwrap_or_default();
+    let source = info.source().unwrap_or_default().to_string_lossy().into_owned();
     if source != MOUNT_SOURCE {
         return Err(Error::NotOurs {
             target: target.to_path_buf(),
@@ -641,30 +643,18 @@ pub fn unmount_with(target: &Path, detach: bool) -> Result<()> {
     // The O_PATH fd pins the mount (umount through it would be EBUSY): close it, check that the
     // path still names the same mount, and unmount by path without following a final symlink.
     drop(fd);
-    let again = rustix::fs::statx(
-        rustix::fs::CWD,
-        target,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::MNT_ID,
-    )
-    .map_err(|e| Error::Unmount {
-        target: target.to_path_buf(),
-        source: io_err(e),
-    })?;
-    if again.stx_mnt_id != stx.stx_mnt_id {
-        return Err(Error::Unmount {
-            target: target.to_path_buf(),
-            source: io::Error::other("the mount at the target changed while it was being checked"),
-        });
+    let again = mountkit_safefs::mount_id_at(rustix::fs::CWD, target, FinalSymlink::NoFollow)
+        .map_err(|e| unmount_err(e.into_io()))?;
+    if again != mnt_id {
+        return Err(unmount_err(io::Error::other(
+            "the mount at the target changed while it was being checked",
+        )));
     }
     let flags = if detach {
         UnmountFlags::DETACH
     } else {
         UnmountFlags::empty()
     } | UnmountFlags::NOFOLLOW;
-    debug!(?target, mnt_id = stx.stx_mnt_id, detach, "umount2 overlay");
-    rustix::mount::unmount(target, flags).map_err(|e| Error::Unmount {
-        target: target.to_path_buf(),
-        source: io_err(e),
-    })
+    debug!(?target, mnt_id, detach, "umount2 overlay");
+    rustix::mount::unmount(target, flags).map_err(|e| unmount_err(io_err(e)))
 }
