@@ -63,15 +63,16 @@
 //! # Dependencies
 //!
 //! `mountkit-safefs` (atomic metadata writes, flock locks, mount-aware tree removal, `/proc/self/fd`
-//! paths); `rustix` (typed `*at` syscalls, xattrs, `mknodat`, `syncfs`, the effective uid/gid);
-//! `tar` (>= 0.4.45) to *parse* archives (headers, PAX, GNU long names; it never touches the
-//! filesystem here: extraction is ours); `flate2` (with the `zlib-rs` backend, the fastest inflate
-//! available without C, and its `runtime_detection` feature, which the workspace's
-//! `default-features = false` drops: without it zlib-rs uses neither its AVX2 inflate nor its
-//! pclmulqdq CRC, and gzip layers import 1.5x slower) and `zstd` to decompress (and read a zstd
-//! frame's content size); `sha2`/`hex` for IDs; `serde`/`serde_json` for metadata;
-//! `humantime` for RFC 3339 timestamps; `oci-spec` (image feature only) for the OCI index,
-//! manifest and config types; `thiserror`, `tracing`.
+//! paths, RFC 3339 record times in whole seconds); `rustix` (typed `*at` syscalls, xattrs, `mknodat`,
+//! `syncfs`, the effective uid/gid); `tar` (>= 0.4.45) to *parse* archives (headers, PAX, GNU long
+//! names; it never touches the filesystem here: extraction is ours); `flate2` (with the `zlib-rs`
+//! backend, the fastest inflate available without C, and its `runtime_detection` feature, which the
+//! workspace's `default-features = false` drops: without it zlib-rs uses neither its AVX2 inflate nor
+//! its pclmulqdq CRC, and gzip layers import 1.5x slower) and `zstd` to decompress (and read a zstd
+//! frame's content size); `sha2`/`hex` for IDs; `serde`/`serde_json` for metadata; `oci-spec` (image
+//! feature only) for the OCI index, manifest and config types; `thiserror`, `tracing`. Not used:
+//! `nix` (rustix has every call), `procfs`, `sys-mount`, `caps` (no mount table, mount or capability
+//! is handled here).
 
 #![deny(missing_docs)]
 

@@ -7,7 +7,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mountkit_safefs::{Lock, random_hex, remove_tree, write_atomic, write_atomic_nosync};
+use mountkit_safefs::{
+    Lock, TimePrecision, now_rfc3339, random_hex, remove_tree, write_atomic, write_atomic_nosync,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -342,10 +344,6 @@ fn zstd_content_size(head: &[u8]) -> SizeHint {
         Ok(Some(n)) => SizeHint::Exact(n),
         _ => SizeHint::Unknown,
     }
-}
-
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -691,7 +689,7 @@ impl Store {
             id: id.clone(),
             size,
             compressed_digest,
-            created: now_rfc3339(),
+            created: now_rfc3339(TimePrecision::Seconds),
             entries,
         };
         // No fsync of its own: the syncfs below covers it, and the rename publishes it.
@@ -890,7 +888,7 @@ impl Store {
             name: name.map(str::to_string),
             layers: layers.to_vec(),
             config,
-            created: now_rfc3339(),
+            created: now_rfc3339(TimePrecision::Seconds),
         };
         tracing::debug!(id = %info.id, name = ?info.name, "create image");
         write_atomic(&path, &to_json(&info))?;
@@ -1134,7 +1132,7 @@ mod tests {
                 name: name.map(str::to_string),
                 layers: Vec::new(),
                 config: ImageConfig::default(),
-                created: now_rfc3339(),
+                created: now_rfc3339(TimePrecision::Seconds),
             };
             std::fs::write(store.image_file(key), to_json(&info)).unwrap();
         };
