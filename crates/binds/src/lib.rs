@@ -36,9 +36,12 @@
 //! defaults, mount order, symlinks on the host and in the image, kernels without `mount_setattr`) are
 //! in the repository's `docs/binds.md`.
 //!
-//! Dependencies: `mountkit-safefs` for in-root resolution and `mount_setattr`; `rustix` for typed
-//! `open_tree`, `move_mount`, `mount`, `fstatvfs`; `libc` for errno constants; `serde` because callers store specs in container metadata; `thiserror` for [`Error`];
-//! `tracing` for a debug line around every privileged step.
+//! Dependencies: `mountkit-safefs` for in-root resolution, the mount table, and making a mount
+//! read-only (`mount_setattr`, or the flag-keeping bind remount where the kernel lacks it); `rustix` for
+//! typed `open_tree`, `move_mount`, `mount` and errno values; `serde` because callers store specs in
+//! container metadata; `thiserror` for [`Error`]; `tracing` for a debug line around every privileged
+//! step. Not used: `nix` and `sys-mount` (no new mount API: `open_tree`, `move_mount`), `procfs`
+//! (safefs's mountinfo parser), `caps` (no capability is handled here).
 
 #![deny(missing_docs)]
 

@@ -7,7 +7,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use mountkit_safefs::inroot;
-use rustix::fs::{Mode, OFlags, StatVfsMountFlags};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags};
 use tracing::{debug, trace};
 
@@ -177,7 +178,7 @@ pub(crate) fn bind_onto(
     debug!(source = %source.display(), target = %target.display(), ?opts, "open_tree(OPEN_TREE_CLONE)");
     let tree = rustix::mount::open_tree(&src.fd, "", flags).map_err(|e| {
         let e = io::Error::from(e);
-        if e.raw_os_error() == Some(libc::ENOSYS) {
+        if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) {
             fail("open_tree (needs Linux 5.2 or later)", e)
         } else {
             fail("open_tree", e)
@@ -193,7 +194,7 @@ pub(crate) fn bind_onto(
                 debug!(target = %target.display(), recursive = ro_recursive, "mount_setattr(MOUNT_ATTR_RDONLY)");
                 match mountkit_safefs::set_read_only(tree.as_fd(), ro_recursive) {
                     Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    Err(e) if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) => {
                         debug!("mount_setattr unavailable (Linux < 5.12): remounting each mount read-only");
                         remount_after = true;
                     }
@@ -236,7 +237,7 @@ pub(crate) fn bind_onto(
 /// (if `recursive`) every mount below it, found in mountinfo and reached through the tree (never
 /// leaving it), keeping each mount's nosuid/nodev/noexec/atime flags as bubblewrap does.
 fn remount_readonly(tree: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
-    remount_one_readonly(tree)?;
+    mountkit_safefs::remount_read_only(tree)?;
     if !recursive {
         return Ok(());
     }
@@ -249,28 +250,9 @@ fn remount_readonly(tree: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
         }
         trace!(submount = %mp.display(), "remounting submount read-only");
         let fd = inroot::resolve(tree, rel).map_err(io::Error::other)?;
-        remount_one_readonly(fd.as_fd())
+        mountkit_safefs::remount_read_only(fd.as_fd())
             .map_err(|e| io::Error::new(e.kind(), format!("submount {}: {e}", mp.display())))?;
     }
-    Ok(())
-}
-
-fn remount_one_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let st = rustix::fs::fstatvfs(fd)?;
-    let mut flags = MountFlags::BIND | MountFlags::RDONLY;
-    for (have, keep) in [
-        (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
-        (StatVfsMountFlags::NODEV, MountFlags::NODEV),
-        (StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
-        (StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
-        (StatVfsMountFlags::NODIRATIME, MountFlags::NODIRATIME),
-        (StatVfsMountFlags::RELATIME, MountFlags::RELATIME),
-    ] {
-        if st.f_flag.contains(have) {
-            flags |= keep;
-        }
-    }
-    rustix::mount::mount_remount(inroot::fd_path(fd), flags, "")?;
     Ok(())
 }
 
@@ -315,6 +297,7 @@ fn tmpfs(root: &Path, root_fd: BorrowedFd<'_>, target: &Path, options: &TmpfsOpt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::fs::StatVfsMountFlags;
     use std::os::unix::fs::symlink;
 
     fn ro_check(path: &Path) -> Option<i32> {
