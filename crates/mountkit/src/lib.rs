@@ -50,6 +50,11 @@
 //! - [`Container`] (its record: [`ContainerConfig`], [`MountRecord`]s, [`State`]), [`CreateOptions`]
 //!   (what `container create` and `run` take).
 //! - [`Error`]: the object and the cause; [`Error::run_exit_code`] gives `docker run`'s status.
+//! - What the `mountkit` command does beyond these, for programs that want the same behaviour:
+//!   [`Mountkit::default_root`] (where the store is without `--root`), [`layer_source_from_arg`]
+//!   (`layer import ARG`), [`Mountkit::export_to`] and [`Mountkit::export_layer_to`] (`-o FILE|-`, a file
+//!   written atomically: [`write_atomically`]), [`Mountkit::inspect_container`] (`container inspect`,
+//!   with Docker's `Mounts`).
 //!
 //! Where state lives, and the decisions where Docker is the reference (IDs and names, command and
 //! environment, volumes), are in the repository's `docs/decisions.md` and `ARCHITECTURE.md`.
@@ -62,7 +67,11 @@
 mod changes;
 mod container;
 mod create;
+mod default_root;
 mod error;
+mod export;
+mod inspect;
+mod layer_source;
 mod mount;
 mod names;
 mod recipe;
@@ -76,6 +85,9 @@ mod volume_refs;
 
 pub use container::{Container, ContainerConfig, CreateOptions, MountRecord, State, Status};
 pub use error::{Error, Result};
+pub use export::{ExportTarget, write_atomically};
+pub use inspect::{ContainerInspect, MountView};
+pub use layer_source::layer_source_from_arg;
 pub use names::{generate_name, validate_container_name};
 pub use recipe::Recipe;
 pub use store::Mountkit;
