@@ -54,7 +54,8 @@
 //!   [`Mountkit::default_root`] (where the store is without `--root`), [`layer_source_from_arg`]
 //!   (`layer import ARG`), [`Mountkit::export_to`] and [`Mountkit::export_layer_to`] (`-o FILE|-`, a file
 //!   written atomically: [`write_atomically`]), [`Mountkit::inspect_container`] (`container inspect`,
-//!   with Docker's `Mounts`).
+//!   with Docker's `Mounts`); [`cli_command`], the command line's definition, for generating shell
+//!   completions and man pages.
 //!
 //! Where state lives, and the decisions where Docker is the reference (IDs and names, command and
 //! environment, volumes), are in the repository's `docs/decisions.md` and `ARCHITECTURE.md`.
@@ -65,6 +66,8 @@
 #![deny(missing_docs)]
 
 mod changes;
+#[doc(hidden)]
+pub mod cli_args;
 mod container;
 mod create;
 mod default_root;
@@ -83,6 +86,7 @@ mod store;
 mod usage;
 mod volume_refs;
 
+pub use cli_args::cli_command;
 pub use container::{Container, ContainerConfig, CreateOptions, MountRecord, State, Status};
 pub use error::{Error, Result};
 pub use export::{ExportTarget, write_atomically};

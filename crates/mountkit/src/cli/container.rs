@@ -1,0 +1,66 @@
+//! `mountkit container` (create, start, ls, inspect, rm, mount, unmount, diff, commit, export) and
+//! `mountkit ps`.
+
+use mountkit::ExportTarget;
+use mountkit::cli_args::{ContainerCmd, ListArgs};
+
+use super::{Ctx, output, run};
+
+/// Runs a `container` subcommand.
+pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<i32> {
+    let mk = &ctx.mk;
+    match c {
+        ContainerCmd::Create(a) => println!("{}", mk.create(&run::create_options(&a)?)?.id),
+        ContainerCmd::Start { container } => return Ok(mk.start(&container)?.code()),
+        ContainerCmd::Ls(a) => return list(ctx, &a),
+        ContainerCmd::Inspect { container, f: _ } => {
+            let views = container
+                .iter()
+                .map(|n| mk.inspect_container(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            output::inspect_json(&views)?;
+        }
+        ContainerCmd::Rm {
+            force,
+            volumes,
+            container,
+        } => return Ok(remove(ctx, &container, force, volumes)),
+        ContainerCmd::Mount { container } => {
+            eprintln!(
+                "mountkit: mounting in the host's mount namespace (undo with `mountkit container unmount`)"
+            );
+            println!("{}", mk.mount(&container)?.display());
+        }
+        ContainerCmd::Unmount { container } => mk.unmount(&container)?,
+        ContainerCmd::Diff { container, f } => output::changes(ctx.format(f.format), &mk.diff(&container)?)?,
+        ContainerCmd::Commit { container, name } => println!("{}", mk.commit(&container, &name)?.id),
+        ContainerCmd::Export { container, output } => {
+            mk.export_to(&container, &ExportTarget::from_arg(&output))?
+        }
+    }
+    Ok(0)
+}
+
+/// `container ls`, `ps`.
+pub fn list(ctx: &Ctx, a: &ListArgs) -> anyhow::Result<i32> {
+    let cs = ctx.mk.list_containers(a.all, &a.filters)?;
+    output::containers(ctx.format(a.format), &cs, a.quiet)?;
+    Ok(0)
+}
+
+/// `container rm`: each container in turn; one that cannot be removed is reported and the others are
+/// still removed (exit status 1 then), as Docker does.
+fn remove(ctx: &Ctx, references: &[String], force: bool, volumes: bool) -> i32 {
+    let mut failed = false;
+    for n in references {
+        match ctx.mk.remove(n, force, volumes) {
+            // As Docker: echo the reference that was removed.
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                output::report(&e);
+                failed = true;
+            }
+        }
+    }
+    i32::from(failed)
+}

@@ -1,0 +1,393 @@
+//! The `mountkit` command line's definition: the clap types the binary parses into, and
+//! [`cli_command`], the same definition as a [`clap::Command`] for tools that generate shell
+//! completions and man pages from it (`cargo xtask completions`, `cargo xtask man`).
+//!
+//! Why here and not in the binary: the definition must be reachable from outside the binary (xtask),
+//! and it is in one place only: the binary parses with these types, xtask documents the same ones.
+//! The types are public for the binary's sake only (`#[doc(hidden)]`, no stability promise); their doc
+//! comments are the command's `--help` text. Each handler of the binary (`src/cli/`) converts them
+//! into the library's own types.
+//!
+//! The subcommand enums are `#[command(defer = true)]`: clap builds the arguments of the subcommand
+//! that is used only, not the whole tree, which every `mountkit run` would otherwise pay for at start-up
+//! (heap pages touched for nothing: about 30 page faults per exec).
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::ContainerFilter;
+
+/// The `mountkit` command line as a [`clap::Command`], every subcommand included: what the binary
+/// parses, for generating shell completions (`clap_complete`) and man pages (`clap_mangen`).
+pub fn cli_command() -> clap::Command {
+    Cli::command()
+}
+
+#[derive(Parser)]
+#[command(
+    name = "mountkit",
+    version,
+    about = "Container storage (layers, volumes, bind mounts) with the Linux kernel, no daemon"
+)]
+pub struct Cli {
+    /// Store directory [default: $MOUNTKIT_ROOT, else /var/lib/mountkit as root, else $XDG_DATA_HOME/mountkit]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Output format of listings and inspect
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Print debug diagnostics on stderr (or set MOUNTKIT_LOG=debug)
+    #[arg(long, short = 'D')]
+    pub debug: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+#[command(defer = true)]
+pub enum Cmd {
+    /// Layers: import, list, inspect, export, remove
+    #[command(subcommand)]
+    Layer(LayerCmd),
+    /// Images: ordered layers plus a config
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Containers: create, start, list, inspect, remove, mount
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// Volumes: storage with its own lifecycle
+    #[command(subcommand)]
+    Volume(VolumeCmd),
+    /// Create a container, start it attached, wait for it (exits with its status)
+    Run(Box<RunArgs>),
+    /// List containers (same as `container ls`)
+    Ps(ListArgs),
+    /// The store as a whole
+    #[command(subcommand)]
+    System(SystemCmd),
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Show all containers (default shows running ones)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only print IDs (or names)
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Only containers that match: `volume=NAME` or `volume=/DESTINATION` (repeatable)
+    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = parse_container_filter)]
+    pub filters: Vec<ContainerFilter>,
+    /// Output format
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+/// `--filter` of `container ls`/`ps`, checked while parsing so that a bad one is a usage error (125).
+pub fn parse_container_filter(s: &str) -> Result<ContainerFilter, String> {
+    s.parse().map_err(|e: crate::Error| e.to_string())
+}
+
+#[derive(Args)]
+pub struct FormatArg {
+    /// Output format
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+#[derive(Subcommand)]
+#[command(defer = true)]
+pub enum LayerCmd {
+    /// Import a directory, a tar (plain, gzip or zstd) or `-` (stdin); prints the layer ID
+    Import { path: String },
+    /// List layers
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        f: FormatArg,
+    },
+    /// Show a layer's details
+    Inspect {
+        id: Vec<String>,
+        #[command(flatten)]
+        f: FormatArg,
+    },
+    /// Remove layers no image uses
+    #[command(alias = "remove")]
+    Rm { id: Vec<String> },
+    /// Write a layer as a tar (OCI whiteouts) to FILE or `-`
+    Export {
+        id: String,
+        #[arg(short, long, value_name = "FILE|-")]
+        output: String,
+    },
+}
+
+#[derive(Subcommand)]
+#[command(defer = true)]
+pub enum ImageCmd {
+    /// Create an image from layers (bottom first) and a config, or from a TOML recipe; prints its ID
+    Create(Box<ImageCreateArgs>),
+    /// List images
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        f: FormatArg,
+    },
+    /// Show an image's details
+    Inspect {
+        name: Vec<String>,
+        #[command(flatten)]
+        f: FormatArg,
+    },
+    /// Remove image names; an image goes with its last name, unless a container uses it
+    #[command(alias = "remove", alias = "rmi")]
+    Rm {
+        /// Given an ID of an image with several names, remove every name
+        #[arg(short, long)]
+        force: bool,
+        name: Vec<String>,
+    },
+    /// Import an OCI layout directory, an oci-archive or a docker-archive (`PATH[:REF]`); prints the ID
+    Import {
+        /// The layout or archive, optionally `:REF` to choose an image in it
+        path: String,
+        /// Name the image this (default: the archive's own name)
+        #[arg(long, short)]
+        tag: Option<String>,
+        /// Which image of the layout or archive (a ref.name or RepoTags entry)
+        #[arg(long = "ref")]
+        reference: Option<String>,
+        /// No progress on the terminal
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Save an image as an OCI layout directory, an oci-archive or a docker-archive
+    Save {
+        name: String,
+        /// Destination: a directory (oci) or a file (oci-archive, docker-archive)
+        #[arg(short, long, value_name = "DIR|FILE.tar")]
+        output: PathBuf,
+        /// Archive format [default: oci-archive when the output ends in .tar, else oci]
+        #[arg(long, value_enum)]
+        format: Option<SaveFormat>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SaveFormat {
+    Oci,
+    OciArchive,
+    DockerArchive,
+}
+
+#[derive(Args)]
+pub struct ImageCreateArgs {
+    pub name: String,
+    /// A layer ID (or a directory or tar to import), bottom first; repeat for each layer
+    #[arg(long = "layer", value_name = "ID")]
+    pub layers: Vec<String>,
+    /// A TOML recipe with the same fields (layers may be directories or tars)
+    #[arg(long, conflicts_with_all = ["layers", "volumes", "user", "workdir", "env", "entrypoint", "cmd", "labels"])]
+    pub file: Option<PathBuf>,
+    /// A path the image declares as a volume (Dockerfile VOLUME)
+    #[arg(long = "volume", value_name = "PATH")]
+    pub volumes: Vec<String>,
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub workdir: Option<String>,
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Entrypoint argument; repeat for each
+    #[arg(long = "entrypoint", value_name = "ARG", allow_hyphen_values = true)]
+    pub entrypoint: Vec<String>,
+    /// Cmd argument; repeat for each
+    #[arg(long = "cmd", value_name = "ARG", allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct CreateArgs {
+    /// Container name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (K=V, or K to copy it from here)
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// User (name|uid[:group|gid])
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Container hostname
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Override the image's entrypoint
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Bind mount or volume: [SRC:]DST[:OPTS]
+    #[arg(short = 'v', long = "volume", value_name = "SPEC")]
+    pub volume: Vec<String>,
+    /// Mount: type=bind|volume|tmpfs,source=…,target=…[,readonly]…
+    #[arg(long = "mount", value_name = "SPEC")]
+    pub mount: Vec<String>,
+    /// tmpfs mount: DST[:OPTS]
+    #[arg(long = "tmpfs", value_name = "SPEC")]
+    pub tmpfs: Vec<String>,
+    /// Mount the volumes of another container: C[:ro|:rw]
+    #[arg(long = "volumes-from", value_name = "C")]
+    pub volumes_from: Vec<String>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Only print the ID
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Image name or ID
+    pub image: String,
+    /// Command and arguments (default: the image's)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Remove the container (and its anonymous volumes) when it exits
+    #[arg(long)]
+    pub rm: bool,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+#[derive(Subcommand)]
+#[command(defer = true)]
+pub enum ContainerCmd {
+    /// Create a container; prints its ID
+    Create(Box<CreateArgs>),
+    /// Start a container attached; exits with its status
+    Start { container: String },
+    /// List containers
+    #[command(alias = "list", alias = "ps")]
+    Ls(ListArgs),
+    /// Show containers' details, mounts included
+    Inspect {
+        container: Vec<String>,
+        #[command(flatten)]
+        f: FormatArg,
+    },
+    /// Remove containers and their writable layers
+    #[command(alias = "remove")]
+    Rm {
+        /// Kill a running container first; unmount a mounted one
+        #[arg(short, long)]
+        force: bool,
+        /// Also remove its anonymous volumes
+        #[arg(short, long)]
+        volumes: bool,
+        container: Vec<String>,
+    },
+    /// Mount the container's rootfs in the host namespace; prints the path
+    Mount { container: String },
+    /// List what the container changed (A added, C changed, D deleted), read from its writable layer
+    Diff {
+        container: String,
+        #[command(flatten)]
+        f: FormatArg,
+    },
+    /// Make an image from the container's image plus its writable layer; prints the image ID
+    Commit { container: String, name: String },
+    /// Write the container's flattened filesystem (volumes excluded) as a tar to FILE or `-`
+    Export {
+        container: String,
+        #[arg(short, long, value_name = "FILE|-")]
+        output: String,
+    },
+    /// Undo `container mount`
+    #[command(alias = "umount")]
+    Unmount { container: String },
+}
+
+#[derive(Subcommand)]
+#[command(defer = true)]
+pub enum VolumeCmd {
+    /// Create a volume; prints its name
+    Create {
+        name: Option<String>,
+        #[arg(short, long, default_value = "local")]
+        driver: String,
+        #[arg(long = "label", value_name = "K=V")]
+        labels: Vec<String>,
+        #[arg(short, long = "opt", value_name = "K=V")]
+        opts: Vec<String>,
+    },
+    /// List volumes
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(short, long = "filter", value_name = "F")]
+        filters: Vec<String>,
+        #[command(flatten)]
+        f: FormatArg,
+    },
+    /// Show volumes' details and the containers that use them (JSON unless --format text)
+    Inspect {
+        name: Vec<String>,
+        #[command(flatten)]
+        f: FormatArg,
+    },
+    /// Remove volumes no container uses
+    #[command(alias = "remove")]
+    Rm {
+        /// Do not fail on unknown names (never removes a volume in use)
+        #[arg(short, long)]
+        force: bool,
+        name: Vec<String>,
+    },
+    /// Remove unused anonymous volumes (with -a, unused named ones too)
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Accepted for Docker compatibility: mountkit never prompts
+        #[arg(short, long)]
+        force: bool,
+        #[arg(long = "filter", value_name = "F")]
+        filters: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+#[command(defer = true)]
+pub enum SystemCmd {
+    /// What this kernel supports and where the store is
+    Info {
+        #[command(flatten)]
+        f: FormatArg,
+    },
+    /// Remove layers that no image uses
+    Gc,
+    /// Build the built-in sample image from this machine's programs (no network); prints its ID
+    SampleImage {
+        /// Image name
+        #[arg(default_value = "sample")]
+        name: String,
+        /// Declare these paths as image volumes (Dockerfile VOLUME)
+        #[arg(long = "volume", value_name = "PATH")]
+        volumes: Vec<String>,
+    },
+}
