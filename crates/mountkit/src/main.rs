@@ -9,7 +9,7 @@
 //!   when the command cannot be executed, 127 when it is not found (as `docker run`);
 //! - `container create` exits 125 on failure (as `docker create`, which fails like `docker run` does);
 //! - other commands exit 1 on failure;
-//! - a usage error exits 125, whatever the command.
+//! - a usage error (an unknown flag, a missing argument, a bad `--filter`) exits 125, whatever the command.
 
 mod cli;
 

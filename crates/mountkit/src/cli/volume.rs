@@ -1,7 +1,7 @@
 //! `mountkit volume`: create, ls, inspect, rm, prune.
 
 use mountkit::cli_args::{Format, VolumeCmd};
-use mountkit::volumes::{CreateOptions, Filter};
+use mountkit::volumes::CreateOptions;
 
 use super::{Ctx, kv_map, output};
 
@@ -23,11 +23,9 @@ pub fn run(ctx: &Ctx, c: VolumeCmd) -> anyhow::Result<i32> {
             };
             println!("{}", mk.volumes().create(name.as_deref(), opts)?.name);
         }
-        VolumeCmd::Ls { quiet, filters, f } => output::volumes(
-            ctx.format(f.format),
-            &mk.list_volumes(&parse_filters(&filters)?)?,
-            quiet,
-        )?,
+        VolumeCmd::Ls { quiet, filters, f } => {
+            output::volumes(ctx.format(f.format), &mk.list_volumes(&filters)?, quiet)?
+        }
         VolumeCmd::Inspect { name, f } => {
             // JSON unless text is asked for, here or before the noun.
             let format = f.format.or(ctx.format).unwrap_or(Format::Json);
@@ -38,7 +36,7 @@ pub fn run(ctx: &Ctx, c: VolumeCmd) -> anyhow::Result<i32> {
             all,
             force: _,
             filters,
-        } => output::print_lines(mk.prune_volumes(all, &parse_filters(&filters)?)?),
+        } => output::print_lines(mk.prune_volumes(all, &filters)?),
     }
     Ok(0)
 }
@@ -58,8 +56,4 @@ fn remove(ctx: &Ctx, names: &[String], force: bool) -> i32 {
         }
     }
     i32::from(failed)
-}
-
-fn parse_filters(filters: &[String]) -> mountkit::volumes::Result<Vec<Filter>> {
-    filters.iter().map(|f| f.parse()).collect()
 }
