@@ -8,10 +8,16 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use mountkit_safefs::inroot;
+use mountkit_safefs::{FinalSymlink, inroot};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::{FileType, Mode};
+use rustix::io::Errno;
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::process::Signal;
+use rustix::thread::{Gid, Uid, UnshareFlags};
 use tracing::{debug, trace};
 
-use crate::sys::{self, cvt, cvt_long, mount};
+use crate::sys;
 use crate::user::{self, ResolvedUser};
 use crate::wire::{self, Msg};
 use crate::{Error, Prepare, Spec};
@@ -34,7 +40,7 @@ pub(crate) fn container_main(spec: &Spec, prepare: Prepare, status: OwnedFd, lif
         Err(payload) => fail("panic", panic_text(payload.as_ref())),
     };
     let code = err.exit_code();
-    wire::send(status.as_raw_fd(), &Msg::Failed(err));
+    wire::send(status.as_fd(), &Msg::Failed(err));
     sys::exit_now(code)
 }
 
@@ -89,17 +95,15 @@ fn container(spec: &Spec, prepare: Prepare, lifeline: OwnedFd) -> Result<std::co
 /// tell: it is 0 for PID 1 of a namespace.)
 fn die_with_parent(lifeline: OwnedFd) -> Result<(), Error> {
     trace!("prctl(PR_SET_PDEATHSIG, SIGKILL)");
-    // SAFETY: prctl with integer arguments.
-    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(|e| fail("die-with-parent", format!("prctl(PR_SET_PDEATHSIG): {e}")))?;
-    let mut pfd = libc::pollfd {
-        fd: lifeline.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+    let mut pfd = [PollFd::new(&lifeline, PollFlags::IN)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // SAFETY: poll on one live descriptor, no timeout.
-    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
-    if r > 0 && pfd.revents & (libc::POLLHUP | libc::POLLIN) != 0 {
+    let r = rustix::event::poll(&mut pfd, Some(&now));
+    if matches!(r, Ok(n) if n > 0) && pfd[0].revents().intersects(PollFlags::HUP | PollFlags::IN) {
         sys::exit_now(125);
     }
     Ok(())
@@ -108,15 +112,16 @@ fn die_with_parent(lifeline: OwnedFd) -> Result<(), Error> {
 /// Docker's (runc's) default umask, 022, whatever the caller's is.
 fn set_umask() {
     trace!("umask 022");
-    // SAFETY: umask cannot fail.
-    unsafe { libc::umask(0o022) };
+    rustix::process::umask(Mode::from_raw_mode(0o022));
 }
 
 /// Step 1 (cont.): new mount, UTS and IPC namespaces (the PID namespace was made by the caller).
 fn unshare_namespaces() -> Result<(), Error> {
     debug!("unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)");
-    // SAFETY: unshare with flags.
-    cvt(unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC) })
+    let flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC;
+    // SAFETY: no descriptor table is unshared (no CLONE_FILES), so no descriptor can be seen from a
+    // table it does not belong to.
+    unsafe { rustix::thread::unshare_unsafe(flags) }
         .map_err(|e| fail("namespaces", format!("unshare(mount, uts, ipc): {e}")))?;
     Ok(())
 }
@@ -124,7 +129,7 @@ fn unshare_namespaces() -> Result<(), Error> {
 /// Step 2: `mount --make-rprivate /`, so nothing mounted from here on propagates to the host.
 fn make_rprivate() -> Result<(), Error> {
     debug!("mount --make-rprivate /");
-    mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)
+    rustix::mount::mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
         .map_err(|e| fail("mount-private", format!("cannot make / recursively private: {e}")))
 }
 
@@ -147,22 +152,16 @@ fn run_prepare(prepare: Prepare) -> Result<PathBuf, Error> {
 /// Step 3 (cont.): pivot_root needs the new root to be a mount point; bind it onto itself if it is not
 /// (and return a descriptor of the bind).
 fn ensure_mount_point(root: &Path, fd: OwnedFd) -> Result<OwnedFd, Error> {
-    let here = sys::mount_id_at(fd.as_fd(), "");
-    let parent = sys::mount_id_at(fd.as_fd(), "..");
-    let is_mount = matches!((&here, &parent), (Ok(a), Ok(b)) if a != b);
+    // No mount ID (before Linux 5.8) or an error: bind it, which is harmless on a mount point too.
+    let here = mountkit_safefs::mount_id(fd.as_fd(), root);
+    let parent = mountkit_safefs::mount_id_at(fd.as_fd(), Path::new(".."), FinalSymlink::Follow);
+    let is_mount = matches!((&here, &parent), (Ok(Some(a)), Ok(Some(b))) if a != b);
     if is_mount {
         trace!(root = %root.display(), "root is a mount point already");
         return Ok(fd);
     }
     debug!(root = %root.display(), "bind-mounting the root onto itself (rbind)");
-    mount(
-        Some(&root.to_string_lossy()),
-        root,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )
-    .map_err(|e| {
+    rustix::mount::mount_bind_recursive(root, root).map_err(|e| {
         fail(
             "root-mount",
             format!("cannot bind {} onto itself: {e}", root.display()),
@@ -171,18 +170,16 @@ fn ensure_mount_point(root: &Path, fd: OwnedFd) -> Result<OwnedFd, Error> {
     inroot::open_root(root).map_err(|e| fail("root-mount", e))
 }
 
+/// Mounts `what` onto the resolved `target` with `mount`, given `/proc/self/fd/N` of the target.
 fn mount_at(
     step: &'static str,
     what: &str,
     target: BorrowedFd<'_>,
-    source: Option<&str>,
-    fstype: Option<&str>,
-    flags: libc::c_ulong,
-    data: Option<&str>,
+    mount: impl FnOnce(&Path) -> rustix::io::Result<()>,
 ) -> Result<(), Error> {
     let path = inroot::fd_path(target);
-    debug!(step, what, target = %path.display(), fstype, data, "mount");
-    mount(source, &path, fstype, flags, data).map_err(|e| fail(step, format!("cannot mount {what}: {e}")))
+    debug!(step, what, target = %path.display(), "mount");
+    mount(&path).map_err(|e| fail(step, format!("cannot mount {what}: {e}")))
 }
 
 fn in_root_dir(step: &'static str, root: BorrowedFd<'_>, path: &str, mode: u32) -> Result<OwnedFd, Error> {
@@ -192,15 +189,10 @@ fn in_root_dir(step: &'static str, root: BorrowedFd<'_>, path: &str, mode: u32) 
 /// Step 4a: a new proc for the new PID namespace at `/proc` (nosuid, nodev, noexec).
 fn mount_proc(root: BorrowedFd<'_>) -> Result<(), Error> {
     let target = in_root_dir("proc", root, "proc", 0o555)?;
-    mount_at(
-        "proc",
-        "proc on /proc",
-        target.as_fd(),
-        Some("proc"),
-        Some("proc"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        None,
-    )
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    mount_at("proc", "proc on /proc", target.as_fd(), |at| {
+        rustix::mount::mount("proc", at, "proc", flags, None)
+    })
 }
 
 /// Device nodes of the container's `/dev`: name, major, minor (Docker's and runc's defaults).
@@ -229,36 +221,26 @@ const DEV_LINKS: &[(&str, &str)] = &[
 /// mounted through `/proc/self/fd/N/NAME`, without resolving again.
 fn mount_dev(root: BorrowedFd<'_>) -> Result<(), Error> {
     let target = in_root_dir("dev", root, "dev", 0o755)?;
-    mount_at(
-        "dev",
-        "tmpfs on /dev",
-        target.as_fd(),
-        Some("tmpfs"),
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )?;
+    let flags = MountFlags::NOSUID | MountFlags::STRICTATIME;
+    mount_at("dev", "tmpfs on /dev", target.as_fd(), |at| {
+        rustix::mount::mount("tmpfs", at, "tmpfs", flags, Some(c"mode=755,size=65536k"))
+    })?;
     drop(target);
     let dev = inroot::resolve(root, Path::new("dev")).map_err(|e| fail("dev", e))?;
     let at = |name: &str| PathBuf::from(format!("/proc/self/fd/{}/{name}", dev.as_raw_fd()));
-    let cname = |name: &str| CString::new(name).unwrap_or_default();
     // Device nodes are created with mknod, as runc does outside user namespaces (mode 0666: umask 0
     // for the duration); where mknod is refused (a user namespace), the host's node is bind-mounted
     // onto an empty file instead.
-    // SAFETY: umask cannot fail.
-    let old_umask = unsafe { libc::umask(0) };
+    let old_umask = rustix::process::umask(Mode::empty());
     let mut made = Ok(());
     for (node, major, minor) in DEV_NODES {
-        let n = cname(node);
-        // SAFETY: mknodat with a NUL-terminated name and a live directory descriptor.
-        let r = cvt(unsafe {
-            libc::mknodat(
-                dev.as_raw_fd(),
-                n.as_ptr(),
-                libc::S_IFCHR | 0o666,
-                libc::makedev(*major, *minor),
-            )
-        });
+        let r = rustix::fs::mknodat(
+            &dev,
+            *node,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(*major, *minor),
+        );
         if let Err(e) = r {
             trace!(node, error = %e, "mknod refused; bind-mounting the host's node");
             made = bind_host_node(dev.as_fd(), node, &at(node));
@@ -267,52 +249,39 @@ fn mount_dev(root: BorrowedFd<'_>) -> Result<(), Error> {
             }
         }
     }
-    // SAFETY: umask cannot fail.
-    unsafe { libc::umask(old_umask) };
+    rustix::process::umask(old_umask);
     made?;
     let mkdir = |name: &str, mode: u32| {
-        let n = cname(name);
-        // SAFETY: mkdirat with a NUL-terminated name and a live directory descriptor.
-        cvt(unsafe { libc::mkdirat(dev.as_raw_fd(), n.as_ptr(), mode) })
+        rustix::fs::mkdirat(&dev, name, Mode::from_raw_mode(mode))
             .map(|_| at(name))
             .map_err(|e| fail("dev", format!("cannot create /dev/{name}: {e}")))
     };
     let pts = mkdir("pts", 0o755)?;
-    let pts_flags = libc::MS_NOSUID | libc::MS_NOEXEC;
-    let opts = "newinstance,ptmxmode=0666,mode=0620";
+    let pts_flags = MountFlags::NOSUID | MountFlags::NOEXEC;
     debug!(step = "dev", "devpts on /dev/pts");
-    if mount(
-        Some("devpts"),
-        &pts,
-        Some("devpts"),
-        pts_flags,
-        Some(&format!("{opts},gid=5")),
-    )
-    .is_err()
-    {
-        mount(Some("devpts"), &pts, Some("devpts"), pts_flags, Some(opts))
+    let devpts = |opts| rustix::mount::mount("devpts", &pts, "devpts", pts_flags, Some(opts));
+    if devpts(c"newinstance,ptmxmode=0666,mode=0620,gid=5").is_err() {
+        devpts(c"newinstance,ptmxmode=0666,mode=0620")
             .map_err(|e| fail("dev", format!("cannot mount devpts on /dev/pts: {e}")))?;
     }
     let shm = mkdir("shm", 0o1777)?;
     debug!(step = "dev", "tmpfs on /dev/shm");
-    mount(
-        Some("shm"),
+    rustix::mount::mount(
+        "shm",
         &shm,
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        Some(c"mode=1777,size=65536k"),
     )
     .map_err(|e| fail("dev", format!("cannot mount tmpfs on /dev/shm: {e}")))?;
     let mq = mkdir("mqueue", 0o755)?;
-    let mq_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    if let Err(e) = mount(Some("mqueue"), &mq, Some("mqueue"), mq_flags, None) {
+    let mq_flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    if let Err(e) = rustix::mount::mount("mqueue", &mq, "mqueue", mq_flags, None) {
         debug!(error = %e, "no /dev/mqueue (optional)");
     }
     for (name, target) in DEV_LINKS {
-        let (n, t) = (cname(name), cname(target));
         trace!(name, target, "symlink in /dev");
-        // SAFETY: symlinkat with NUL-terminated strings and a live directory descriptor.
-        cvt(unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) })
+        rustix::fs::symlinkat(*target, &dev, *name)
             .map_err(|e| fail("dev", format!("cannot create /dev/{name} -> {target}: {e}")))?;
     }
     Ok(())
@@ -326,12 +295,10 @@ fn bind_host_node(dev: BorrowedFd<'_>, node: &str, target: &Path) -> Result<(), 
         debug!(node, "host has no such device; skipped");
         return Ok(());
     }
-    let n = CString::new(node).unwrap_or_default();
-    // SAFETY: mknodat of a regular file with a NUL-terminated name and a live directory descriptor.
-    cvt(unsafe { libc::mknodat(dev.as_raw_fd(), n.as_ptr(), libc::S_IFREG | 0o666, 0) })
+    rustix::fs::mknodat(dev, node, FileType::RegularFile, Mode::from_raw_mode(0o666), 0)
         .map_err(|e| fail("dev", format!("cannot create /dev/{node}: {e}")))?;
     debug!(step = "dev", node, "bind-mounting the host's node");
-    mount(Some(&host), target, None, libc::MS_BIND, None)
+    rustix::mount::mount_bind(&host, target)
         .map_err(|e| fail("dev", format!("cannot mount {host} on /dev/{node}: {e}")))
 }
 
@@ -339,16 +306,10 @@ fn bind_host_node(dev: BorrowedFd<'_>, node: &str, target: &Path) -> Result<(), 
 /// of the host's `/sys`.
 fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Error> {
     let target = in_root_dir("sys", root, "sys", 0o555)?;
-    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    let Err(e) = mount_at(
-        "sys",
-        "sysfs on /sys",
-        target.as_fd(),
-        Some("sysfs"),
-        Some("sysfs"),
-        flags,
-        None,
-    ) else {
+    let flags = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let Err(e) = mount_at("sys", "sysfs on /sys", target.as_fd(), |at| {
+        rustix::mount::mount("sysfs", at, "sysfs", flags, None)
+    }) else {
         return Ok(());
     };
     debug!(error = %e, "sysfs refused; falling back to a read-only rbind of the host's /sys");
@@ -358,15 +319,9 @@ fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Error> {
 /// The fallback for `/sys`: the host's `/sys` bound recursively onto `target`, then made read-only
 /// recursively with `mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`.
 fn bind_host_sys_readonly(root: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Error> {
-    mount_at(
-        "sys",
-        "/sys (rbind) on /sys",
-        target,
-        Some("/sys"),
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )?;
+    mount_at("sys", "/sys (rbind) on /sys", target, |at| {
+        rustix::mount::mount_bind_recursive("/sys", at)
+    })?;
     let bound = inroot::resolve(root, Path::new("sys")).map_err(|e| fail("sys", e))?;
     mountkit_safefs::set_read_only(bound.as_fd(), true)
         .map_err(|e| fail("sys", format!("cannot make the /sys bind read-only: {e}")))?;
@@ -405,12 +360,9 @@ const MASKED_PATHS: &[&str] = &[
 /// `/proc/self/fd/N/REST` without resolving it again.
 fn mask_paths(root: BorrowedFd<'_>) -> Result<(), Error> {
     let step = "masked-paths";
-    let ro = libc::MS_REMOUNT
-        | libc::MS_BIND
-        | libc::MS_RDONLY
-        | libc::MS_NOSUID
-        | libc::MS_NODEV
-        | libc::MS_NOEXEC;
+    // A bind remount: read-only, nosuid, nodev, noexec.
+    let ro =
+        MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let proc = inroot::resolve(root, Path::new("proc")).map_err(|e| fail(step, e))?;
     let sys = inroot::resolve(root, Path::new("sys")).map_err(|e| fail(step, e))?;
     // (descriptor of the base, path below it, path for messages)
@@ -425,28 +377,23 @@ fn mask_paths(root: BorrowedFd<'_>) -> Result<(), Error> {
         let (base, rest) = split(p);
         let path = path_of(base, rest);
         trace!(step, path = p, "read-only bind onto itself");
-        match mount(
-            Some(&path.to_string_lossy()),
-            &path,
-            None,
-            libc::MS_BIND | libc::MS_REC,
-            None,
-        ) {
+        match rustix::mount::mount_bind_recursive(&path, &path) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(Errno::NOENT) => {
                 trace!(path = p, "absent; not made read-only");
                 continue;
             }
             Err(e) => return Err(fail(step, format!("cannot bind /{p} onto itself: {e}"))),
         }
         // The path now leads to the new bind (the top mount).
-        mount(None, &path, None, ro, None)
+        rustix::mount::mount_remount(&path, ro, "")
             .map_err(|e| fail(step, format!("cannot make /{p} read-only: {e}")))?;
     }
     for p in MASKED_PATHS {
         let (base, rest) = split(p);
-        let is_dir = match sys::is_dir_at(base, rest) {
-            Ok(d) => d,
+        // Whether it is a directory, a final symlink not followed.
+        let is_dir = match rustix::fs::statat(base, rest, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::Directory,
             Err(_) => {
                 trace!(path = p, "absent; not masked");
                 continue;
@@ -455,14 +402,14 @@ fn mask_paths(root: BorrowedFd<'_>) -> Result<(), Error> {
         let path = path_of(base, rest);
         if is_dir {
             trace!(step, path = p, "empty read-only tmpfs over it");
-            let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-            mount(Some("tmpfs"), &path, Some("tmpfs"), flags, Some("size=0"))
+            let flags = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+            rustix::mount::mount("tmpfs", &path, "tmpfs", flags, Some(c"size=0"))
                 .map_err(|e| fail(step, format!("cannot mount an empty tmpfs over /{p}: {e}")))?;
         } else {
             trace!(step, path = p, "/dev/null over it, read-only");
-            mount(Some("/dev/null"), &path, None, libc::MS_BIND, None)
+            rustix::mount::mount_bind("/dev/null", &path)
                 .map_err(|e| fail(step, format!("cannot bind /dev/null over /{p}: {e}")))?;
-            mount(None, &path, None, ro, None)
+            rustix::mount::mount_remount(&path, ro, "")
                 .map_err(|e| fail(step, format!("cannot make /{p} read-only: {e}")))?;
         }
     }
@@ -471,18 +418,8 @@ fn mask_paths(root: BorrowedFd<'_>) -> Result<(), Error> {
 
 /// Step 5: the root mount (not the mounts under it) becomes read-only, keeping its other flags.
 fn remount_root_readonly(root: BorrowedFd<'_>, root_path: &Path) -> Result<(), Error> {
-    let path = inroot::fd_path(root);
-    let keep = sys::mount_flags(&path)
-        .map_err(|e| fail("readonly-root", format!("statvfs {}: {e}", root_path.display())))?;
     debug!(root = %root_path.display(), "remounting the root read-only");
-    mount(
-        None,
-        &path,
-        None,
-        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
-        None,
-    )
-    .map_err(|e| {
+    mountkit_safefs::remount_read_only(root).map_err(|e| {
         fail(
             "readonly-root",
             format!("cannot remount {} read-only: {e}", root_path.display()),
@@ -493,8 +430,7 @@ fn remount_root_readonly(root: BorrowedFd<'_>, root_path: &Path) -> Result<(), E
 /// Step 6a: the hostname, in the new UTS namespace.
 fn set_hostname(name: &str) -> Result<(), Error> {
     debug!(hostname = name, "sethostname");
-    // SAFETY: sethostname reads `len` bytes from a live buffer.
-    cvt(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+    rustix::system::sethostname(name.as_bytes())
         .map_err(|e| fail("hostname", format!("cannot set hostname {name:?}: {e}")))?;
     Ok(())
 }
@@ -504,12 +440,10 @@ fn pivot_root(root: &Path) -> Result<(), Error> {
     let step = "pivot-root";
     debug!(root = %root.display(), "pivot_root");
     std::env::set_current_dir(root).map_err(|e| fail(step, format!("chdir {}: {e}", root.display())))?;
-    let dot = c".";
-    // SAFETY: pivot_root with two NUL-terminated paths.
-    cvt_long(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) })
+    rustix::process::pivot_root(".", ".")
         .map_err(|e| fail(step, format!("pivot_root into {}: {e}", root.display())))?;
-    // SAFETY: umount2 of the old root, which now sits on top of ".".
-    cvt(unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) })
+    // The old root now sits on top of ".".
+    rustix::mount::unmount(".", UnmountFlags::DETACH)
         .map_err(|e| fail(step, format!("cannot detach the old root: {e}")))?;
     std::env::set_current_dir("/").map_err(|e| fail(step, format!("chdir /: {e}")))?;
     Ok(())
@@ -563,21 +497,24 @@ fn to_cstrings(items: &[String], step: &'static str) -> Result<Vec<CString>, Err
 fn drop_privileges(u: &ResolvedUser) -> Result<(), Error> {
     let step = "privileges";
     debug!(uid = u.uid, gid = u.gid, "setgroups, setgid, setuid");
-    let groups: Vec<libc::gid_t> = u.supplementary.clone();
-    // Raw system calls, not glibc's wrappers: this process shares the caller's memory, and in a
-    // multi-threaded caller glibc's set*id runs its "setxid broadcast", which walks the caller's thread
-    // list in that memory, flags each thread's descriptor and signals it to change credentials too.
-    // The signals miss here (the caller's threads are not in the container's PID namespace), but that
-    // is luck, not design; the raw calls change this process alone.
-    // SAFETY: setgroups reads `len` gids from a live vector; setgid/setuid take integers.
-    unsafe {
-        cvt_long(libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()))
-            .map_err(|e| fail(step, format!("setgroups {groups:?}: {e}")))?;
-        cvt_long(libc::syscall(libc::SYS_setgid, u.gid))
-            .map_err(|e| fail(step, format!("setgid {}: {e}", u.gid)))?;
-        cvt_long(libc::syscall(libc::SYS_setuid, u.uid))
-            .map_err(|e| fail(step, format!("setuid {}: {e}", u.uid)))?;
-    }
+    let groups: Vec<Gid> = u
+        .supplementary
+        .iter()
+        .map(|&g| Gid::from_raw_unchecked(g))
+        .collect();
+    // The system calls themselves (rustix's per-thread set*id), not glibc's wrappers: this process
+    // shares the caller's memory, and in a multi-threaded caller glibc's set*id runs its "setxid
+    // broadcast", which walks the caller's thread list in that memory, flags each thread's descriptor
+    // and signals it to change credentials too. The signals miss here (the caller's threads are not in
+    // the container's PID namespace), but that is luck, not design; the system calls change this
+    // process alone (its only thread). `from_raw_unchecked`: an ID of -1 goes to the kernel, which
+    // refuses it (EINVAL), as it did when these were `syscall(SYS_set*id)`.
+    rustix::thread::set_thread_groups(&groups)
+        .map_err(|e| fail(step, format!("setgroups {:?}: {e}", u.supplementary)))?;
+    rustix::thread::set_thread_gid(Gid::from_raw_unchecked(u.gid))
+        .map_err(|e| fail(step, format!("setgid {}: {e}", u.gid)))?;
+    rustix::thread::set_thread_uid(Uid::from_raw_unchecked(u.uid))
+        .map_err(|e| fail(step, format!("setuid {}: {e}", u.uid)))?;
     Ok(())
 }
 
@@ -585,6 +522,7 @@ fn drop_privileges(u: &ResolvedUser) -> Result<(), Error> {
 /// caller learns that exec succeeded).
 fn close_fds() -> Result<(), Error> {
     trace!("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)");
+    // libc's syscall: rustix has no close_range.
     // SAFETY: close_range only flags descriptors; nothing is closed under our feet.
     let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     if r == 0 {
@@ -597,6 +535,8 @@ fn close_fds() -> Result<(), Error> {
         .filter(|fd| *fd > 2)
         .collect();
     for fd in fds {
+        // libc's fcntl on a bare number: one of these (the listing's own) is closed by now, which a
+        // rustix `BorrowedFd` must never be.
         // SAFETY: sets FD_CLOEXEC; a descriptor closed meanwhile (the directory's) just fails.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
@@ -607,6 +547,7 @@ fn close_fds() -> Result<(), Error> {
 /// forwarded signals were blocked: neither may leak into the command).
 fn reset_signals() {
     trace!("resetting signal dispositions and mask");
+    // libc: rustix has dispositions and masks only in its `runtime` module (see sys.rs).
     // SAFETY: signal() and sigprocmask with valid arguments; errors for SIGKILL/SIGSTOP and the
     // libc-reserved real-time signals are expected and ignored.
     unsafe {
@@ -621,6 +562,7 @@ fn reset_signals() {
     }
 }
 
+/// libc's execve: rustix has one only in its `runtime` module, for programs without a libc.
 fn exec_errno(path: &CString, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> io::Error {
     // SAFETY: argv and envp are NULL-terminated arrays of pointers into live CStrings.
     unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };

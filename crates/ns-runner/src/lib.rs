@@ -93,9 +93,18 @@
 //!   mounted, with `/` private.
 //!
 //! # Dependencies
-//! - `libc`: clone, unshare, mount, pivot_root, prctl, signals, execve; thin wrappers in `sys.rs`.
-//! - `mountkit-safefs`: in-root path resolution for every mount target (`inroot`).
+//! - `rustix`: every system call it has, typed (mount, umount2, pivot_root, unshare, prctl,
+//!   sethostname, set*id, mknodat/mkdirat/symlinkat, umask, pipe, mmap, poll, waitpid, pidfd_open). Its
+//!   `linux_raw` backend makes each call directly (no glibc state, no `errno`), which the container
+//!   process, sharing the caller's memory, needs; its set*id are the per-thread system calls.
+//! - `libc`: only what rustix lacks, each marked where it is used: `clone` onto a stack of our own,
+//!   signal masks, dispositions and `signalfd` (rustix has the first two only for libc-free runtimes,
+//!   and no signalfd), `kill` with any signal number, `close_range`, `execve`, `_exit`.
+//! - `mountkit-safefs`: in-root path resolution for every mount target (`inroot`), the root's mount ID,
+//!   and the two ways to make a mount read-only (`mount_setattr`, the flag-keeping bind remount).
 //! - `thiserror` for [`Error`]; `tracing` around every privileged step.
+//! - Not used: `nix` (a second typed layer beside rustix), `sys-mount` (rustix's mount calls do),
+//!   `caps` (capabilities are not dropped here), `procfs` (no /proc table is read on this path).
 //!
 //! # Example
 //! ```no_run
@@ -115,6 +124,10 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::pipe::PipeFlags;
+use rustix::process::{Pid, PidfdFlags, WaitOptions, WaitStatus};
 use tracing::debug;
 
 pub use user::{
@@ -330,6 +343,12 @@ impl std::fmt::Debug for Running {
     }
 }
 
+/// How long [`Running::wait`] sleeps between checks where the kernel has no pidfd (before Linux 5.3).
+const POLL_WITHOUT_PIDFD: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: 50_000_000,
+};
+
 /// Restores a thread's signal mask on drop.
 struct MaskGuard(libc::sigset_t);
 
@@ -359,7 +378,7 @@ extern "C" fn container_entry(arg: *mut libc::c_void) -> libc::c_int {
     let h = unsafe { &mut *arg.cast::<Handoff<'_>>() };
     for fd in h.callers {
         // SAFETY: closes this process's copies of the caller's pipe ends (its own descriptor table).
-        unsafe { libc::close(fd) };
+        unsafe { rustix::io::close(fd) };
     }
     let Some(prepare) = h.prepare.take() else {
         sys::exit_now(125)
@@ -373,8 +392,9 @@ extern "C" fn container_entry(arg: *mut libc::c_void) -> libc::c_int {
 /// failed to be: then the error, after the process was reaped).
 pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
     spec.validate()?;
-    let (rd, wr) = sys::pipe().map_err(Error::io("create the status pipe"))?;
-    let (life_r, life_w) = sys::pipe().map_err(Error::io("create the lifeline pipe"))?;
+    let pipe = || rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from);
+    let (rd, wr) = pipe().map_err(Error::io("create the status pipe"))?;
+    let (life_r, life_w) = pipe().map_err(Error::io("create the lifeline pipe"))?;
     let stack = sys::ChildStack::new().map_err(Error::io("map the container process's stack"))?;
     let mut handoff = Handoff {
         spec,
@@ -387,6 +407,7 @@ pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
         sys::sigmask(libc::SIG_BLOCK, &sys::forwarded_signals()).map_err(Error::io("block signals"))?,
     );
     debug!(args = ?spec.args, "clone(CLONE_VM | CLONE_VFORK | CLONE_NEWPID) the container process");
+    // libc's clone: rustix has no clone that starts a function on a stack of the caller's choosing.
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_NEWPID | libc::SIGCHLD;
     // SAFETY: `container_entry` runs on `stack` (alive until after this call returns: CLONE_VFORK
     // suspends this thread until the child execs or exits) with `handoff`, which outlives the call.
@@ -450,10 +471,8 @@ impl Running {
     /// so the PID cannot have been reused). As PID 1 of its namespace, the process only receives signals
     /// it has a handler for, and SIGKILL.
     pub fn signal(&self, sig: i32) -> Result<()> {
-        // SAFETY: kill with our own unreaped child.
-        sys::cvt(unsafe { libc::kill(self.pid, sig) })
-            .map_err(Error::io("send a signal to the container process"))?;
-        Ok(())
+        // Our own child, not reaped yet.
+        sys::kill(self.pid, sig).map_err(Error::io("send a signal to the container process"))
     }
 
     /// Waits for the command to end, forwarding SIGINT, SIGTERM and SIGHUP to it meanwhile; the
@@ -464,6 +483,7 @@ impl Running {
             Some(g) => g,
             None => MaskGuard(sys::sigmask(libc::SIG_BLOCK, &set).map_err(Error::io("block signals"))?),
         };
+        // libc's signalfd: rustix has none (see sys.rs).
         // SAFETY: signalfd over a live set; we own the returned descriptor.
         let sfd = unsafe {
             OwnedFd::from_raw_fd(
@@ -471,57 +491,39 @@ impl Running {
                     .map_err(Error::io("create a signalfd"))?,
             )
         };
-        // SAFETY: pidfd_open of our own unreaped child.
-        let pidfd = match sys::cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) }) {
-            // SAFETY: a new descriptor that we own.
-            Ok(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
-            Err(_) => None, // before Linux 5.3: poll with a timeout instead
-        };
+        // Before Linux 5.3 there is no pidfd: poll with a timeout instead.
+        let pidfd = rustix::process::pidfd_open(self.child_pid(), PidfdFlags::empty()).ok();
         let status = loop {
             if let Some(st) = self.try_reap()? {
                 break st;
             }
-            let mut fds = [
-                libc::pollfd {
-                    fd: sfd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: pidfd.as_ref().map_or(-1, |f| f.as_raw_fd()),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            let timeout = if pidfd.is_some() { -1 } else { 50 };
-            // SAFETY: poll over a live array of two pollfds.
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+            let readable = |fd| PollFd::new(fd, PollFlags::IN);
+            // Interrupted or not, the loop reaps and forwards again.
+            let _ = match &pidfd {
+                Some(pidfd) => rustix::event::poll(&mut [readable(&sfd), readable(pidfd)], None),
+                None => rustix::event::poll(&mut [readable(&sfd)], Some(&POLL_WITHOUT_PIDFD)),
+            };
             self.forward_pending(&sfd);
         };
         // Signals still queued were meant for the container, which is gone: discard them.
         drain(&sfd);
-        Ok(if libc::WIFEXITED(status) {
-            Exit::Code(libc::WEXITSTATUS(status))
-        } else {
-            Exit::Signal(libc::WTERMSIG(status))
+        // Without WUNTRACED or WCONTINUED, the child either exited or was killed.
+        Ok(match status.exit_status() {
+            Some(code) => Exit::Code(code),
+            None => Exit::Signal(status.terminating_signal().unwrap_or_default()),
         })
     }
 
-    fn try_reap(&self) -> Result<Option<libc::c_int>> {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child with a local status word.
-        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-        match r {
-            0 => Ok(None),
-            r if r == self.pid => Ok(Some(status)),
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    Ok(None)
-                } else {
-                    Err(Error::io("wait for the container process")(e))
-                }
-            }
+    /// The container process's PID as rustix types it (a child's PID is never 0).
+    fn child_pid(&self) -> Pid {
+        Pid::from_raw(self.pid).expect("a child's PID is positive")
+    }
+
+    fn try_reap(&self) -> Result<Option<WaitStatus>> {
+        match rustix::process::waitpid(Some(self.child_pid()), WaitOptions::NOHANG) {
+            Ok(reaped) => Ok(reaped.map(|(_, status)| status)),
+            Err(Errno::INTR) => Ok(None),
+            Err(e) => Err(Error::io("wait for the container process")(e.into())),
         }
     }
 
@@ -535,13 +537,13 @@ impl Running {
                 continue;
             }
             debug!(sig, pid = self.pid, "forwarding signal to the container");
-            // SAFETY: kill with our own unreaped child.
-            unsafe { libc::kill(self.pid, sig) };
+            // Our own child, not reaped yet.
+            let _ = sys::kill(self.pid, sig);
         }
     }
 }
 
-/// One queued signal: (number, `si_code`).
+/// One queued signal: (number, `si_code`), read as libc's `signalfd_siginfo`.
 fn read_signal(sfd: &OwnedFd) -> Option<(i32, i32)> {
     // SAFETY: reads one plain-data signalfd_siginfo from a non-blocking signalfd.
     unsafe {

@@ -1,21 +1,17 @@
-//! Thin `libc` wrappers: each turns `-1` into an `io::Error` and nothing more.
+//! The system calls rustix does not wrap, each with its reason, and the container process's stack.
 //!
-//! Kept separate so the unsafe surface is small and the steps in `child.rs` read like a script.
+//! Everything else in this crate calls rustix: typed flags, and in its `linux_raw` backend (the one
+//! this workspace builds) each call is the system call itself, with no glibc state and no `errno`
+//! touched, which suits the container process (it shares the caller's memory until its exec).
 
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-pub(crate) fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
-pub(crate) fn cvt_long(r: libc::c_long) -> io::Result<libc::c_long> {
+pub(crate) fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r == -1 {
         Err(io::Error::last_os_error())
     } else {
@@ -31,80 +27,9 @@ pub(crate) fn cstr(s: &OsStr) -> io::Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "contains a NUL byte"))
 }
 
-/// `mount(2)`.
-pub(crate) fn mount(
-    source: Option<&str>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: libc::c_ulong,
-    data: Option<&str>,
-) -> io::Result<()> {
-    let source = source.map(|s| cstr(OsStr::new(s))).transpose()?;
-    let target = cpath(target)?;
-    let fstype = fstype.map(|s| cstr(OsStr::new(s))).transpose()?;
-    let data = data.map(|s| cstr(OsStr::new(s))).transpose()?;
-    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
-    // SAFETY: every pointer is either null or a NUL-terminated string alive for the call.
-    cvt(unsafe {
-        libc::mount(
-            ptr(&source),
-            target.as_ptr(),
-            ptr(&fstype),
-            flags,
-            ptr(&data).cast(),
-        )
-    })?;
-    Ok(())
-}
-
-/// The mount ID of `name` below `dir` (`""`: `dir` itself) from statx `STATX_MNT_ID`, following
-/// symlinks.
-pub(crate) fn mount_id_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> io::Result<u64> {
-    use std::os::fd::AsRawFd;
-    let c = cstr(OsStr::new(name))?;
-    let flags = if name.is_empty() { libc::AT_EMPTY_PATH } else { 0 };
-    // SAFETY: statx fills a zeroed plain-data struct; the name is NUL-terminated, the fd live.
-    unsafe {
-        let mut st: libc::statx = std::mem::zeroed();
-        cvt(libc::statx(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            flags,
-            libc::STATX_MNT_ID,
-            &mut st,
-        ))?;
-        if st.stx_mask & libc::STATX_MNT_ID == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "statx gave no mount ID",
-            ));
-        }
-        Ok(st.stx_mnt_id)
-    }
-}
-
-/// Per-mount flags of the mount holding `path`, as `MS_*` bits fit for a bind remount.
-pub(crate) fn mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
-    let c = cpath(path)?;
-    // SAFETY: statvfs fills a zeroed plain-data struct; the path is NUL-terminated.
-    let st = unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        cvt(libc::statvfs(c.as_ptr(), &mut st))?;
-        st
-    };
-    let pairs = [
-        (libc::ST_NOSUID, libc::MS_NOSUID),
-        (libc::ST_NODEV, libc::MS_NODEV),
-        (libc::ST_NOEXEC, libc::MS_NOEXEC),
-        (libc::ST_NOATIME, libc::MS_NOATIME),
-        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
-    ];
-    Ok(pairs
-        .iter()
-        .filter(|(st_bit, _)| st.f_flag & *st_bit != 0)
-        .fold(0, |acc, (_, ms)| acc | ms))
-}
+// Signals stay with libc: rustix has signal masks and dispositions only in its `runtime` module (for
+// programs without a libc; its calls bypass glibc's handling of the signals glibc reserves), no
+// `signalfd`, and a `Signal` type that admits real-time numbers only through an unchecked constructor.
 
 /// The set {SIGINT, SIGTERM, SIGHUP}: the signals the caller forwards to the container.
 pub(crate) fn forwarded_signals() -> libc::sigset_t {
@@ -138,49 +63,26 @@ pub(crate) fn sigmask(how: libc::c_int, set: &libc::sigset_t) -> io::Result<libc
     }
 }
 
-/// `pipe2(O_CLOEXEC)`: (read end, write end).
-pub(crate) fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array, which we then own.
-    unsafe {
-        cvt(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
-        Ok((
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        ))
-    }
+/// `kill(pid, sig)` with any signal number the caller gives (real-time ones included; the kernel
+/// checks it).
+pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes two integers.
+    cvt(unsafe { libc::kill(pid, sig) })?;
+    Ok(())
 }
 
-/// Leaves the process at once with `code`, skipping destructors and atexit handlers (in the container process).
+/// Leaves the process at once with `code`, skipping destructors and atexit handlers (in the container
+/// process). libc's: rustix has `exit_group` only in its `runtime` module.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it does not return.
     unsafe { libc::_exit(code) }
-}
-
-/// Whether `name` below `dir` is a directory (`fstatat` without following a final symlink).
-pub(crate) fn is_dir_at(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let name = cstr(OsStr::new(name))?;
-    // SAFETY: fstatat into a zeroed stat buffer, with a NUL-terminated name and a live descriptor.
-    let st = unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        cvt(libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        ))?;
-        st
-    };
-    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
 /// The container process's stack: an 8 MiB anonymous mapping (committed only as it is touched) with a
 /// guard page at its bottom, unmapped on drop. The container process runs on it from `clone` until
 /// its exec, sharing the caller's memory, so it cannot use the caller's stack.
 pub(crate) struct ChildStack {
-    base: *mut libc::c_void,
+    base: *mut std::ffi::c_void,
     len: usize,
 }
 
@@ -188,23 +90,19 @@ impl ChildStack {
     const LEN: usize = 8 << 20;
 
     pub(crate) fn new() -> io::Result<ChildStack> {
-        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing; nothing
+        // else refers to it.
         let base = unsafe {
-            libc::mmap(
+            rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 Self::LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-                -1,
-                0,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::STACK,
             )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
         let stack = ChildStack { base, len: Self::LEN };
         // SAFETY: the lowest page of our own mapping becomes the guard (stacks grow down).
-        cvt(unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) })?;
+        unsafe { rustix::mm::mprotect(base, 4096, MprotectFlags::empty()) }?;
         Ok(stack)
     }
 
@@ -218,6 +116,6 @@ impl ChildStack {
 impl Drop for ChildStack {
     fn drop(&mut self) {
         // SAFETY: our own mapping, no longer used (the child has exec'd or exited: CLONE_VFORK).
-        unsafe { libc::munmap(self.base, self.len) };
+        let _ = unsafe { rustix::mm::munmap(self.base, self.len) };
     }
 }

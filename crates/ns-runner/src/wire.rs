@@ -5,7 +5,7 @@
 //! is never torn. The pipe is `O_CLOEXEC`: end of file
 //! without an error frame means the command was executed.
 
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 
 use crate::Error;
 
@@ -115,19 +115,15 @@ impl Msg {
 }
 
 /// Writes one frame (best effort: the reader treats a missing frame as "no news").
-pub(crate) fn send(fd: RawFd, msg: &Msg) {
+pub(crate) fn send(fd: BorrowedFd<'_>, msg: &Msg) {
     let bytes = msg.encode();
     let mut off = 0;
     while off < bytes.len() {
-        // SAFETY: writes from a live buffer to a descriptor this process owns.
-        let n = unsafe { libc::write(fd, bytes[off..].as_ptr().cast(), bytes.len() - off) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
+        match rustix::io::write(fd, &bytes[off..]) {
+            Ok(n) => off += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
         }
-        off += n as usize;
     }
 }
 
