@@ -181,7 +181,8 @@ pub struct CreateOptions {
     pub auto_remove: bool,
 }
 
-/// When the process started, and how long ago, for listings.
+/// Container record times (created, started, finished): nanoseconds, since records are listed in
+/// creation order by comparing these strings.
 pub(crate) fn now_rfc3339() -> String {
-    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+    mountkit_safefs::now_rfc3339(mountkit_safefs::TimePrecision::Nanoseconds)
 }

@@ -11,8 +11,8 @@ use mountkit_volumes::Registry;
 
 use crate::{Error, Result};
 
-/// Docker's default `PATH`, used when neither the image nor `-e` sets one.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Docker's default `PATH`, used when neither the image nor `-e` sets one (defined once, in ns-runner).
+pub use mountkit_ns_runner::DEFAULT_PATH;
 
 /// A mountkit store: the entry point of the library.
 ///

@@ -86,7 +86,11 @@ impl Mountkit {
     /// read, nothing is changed (a reference is never dropped on a guess) and the check is retried later.
     pub(crate) fn check_volume_refs(&self) {
         let marker = self.root().join("volume-refs.boot");
-        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        // The marker holds the ID with the kernel file's newline, as it always has.
+        let boot = match mountkit_safefs::boot_id() {
+            "" => String::new(),
+            id => format!("{id}\n"),
+        };
         if !boot.is_empty() && std::fs::read_to_string(&marker).is_ok_and(|m| m == boot) {
             return;
         }
