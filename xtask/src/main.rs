@@ -4,10 +4,12 @@
 //! - `cargo xtask vm-test`: the privileged suite inside QEMU guests on pinned kernels.
 //! - `cargo xtask bench`: criterion benchmarks, each figure beside its reference.
 //! - `cargo xtask demo`: the storage model on a built-in sample image.
+//! - `cargo xtask completions`, `cargo xtask man`: shell completions and man pages from the CLI's definition.
 
 mod bench;
 mod ci;
 mod demo;
+mod docs;
 mod vm;
 
 fn main() -> anyhow::Result<()> {
@@ -19,8 +21,10 @@ fn main() -> anyhow::Result<()> {
         "ci" => ci::main(&rest),
         "demo" => demo::main(&rest),
         "vm-test" => vm::main(&rest),
+        "completions" => docs::completions(&rest),
+        "man" => docs::man(&rest),
         "" | "help" | "-h" | "--help" => {
-            eprintln!("usage: cargo xtask <ci|vm-test|bench|demo> [ARGS]");
+            eprintln!("usage: cargo xtask <ci|vm-test|bench|demo|completions|man> [ARGS]");
             Ok(())
         }
         other => anyhow::bail!("unknown xtask command {other:?}; try `cargo xtask help`"),
