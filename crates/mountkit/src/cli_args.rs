@@ -15,6 +15,9 @@
 //! Filters (`--filter`) are parsed here, while the arguments are: a bad filter is a usage error, which
 //! exits 125 like every other usage error.
 
+// The doc comments below are `--help` text, where `[SRC:]DST` means an optional part, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
