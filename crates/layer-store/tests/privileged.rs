@@ -514,7 +514,7 @@ fn images_protect_their_layers_and_gc_removes_the_rest() {
         assert_eq!(store.image_records(&img.id).unwrap().len(), 2);
         assert_eq!(store.image_records("app").unwrap().len(), 1);
         assert!(matches!(
-            store.create_image(Some("app"), &[l3.clone()], ImageConfig::default()),
+            store.create_image(Some("app"), std::slice::from_ref(&l3), ImageConfig::default()),
             Err(Error::NameTaken { name, .. }) if name == "app:latest"
         ));
         // The same content without a name is the image it already is (no `<none>` record).
