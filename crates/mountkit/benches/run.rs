@@ -278,7 +278,7 @@ fn interleaved_report(f: &Fixture, label: &str) -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    if !nix_is_root() {
+    if !is_root() {
         eprintln!("SKIP run bench: needs root");
         return;
     }
@@ -337,7 +337,7 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-fn nix_is_root() -> bool {
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }

@@ -11,11 +11,11 @@
 //!   pauses the container with the cgroup freezer; mountkit has no cgroups, so stop the container first when
 //!   that matters.
 //! - `export` writes the flattened filesystem (image layers + writable layer, as the container sees it
-//!   without its volumes, binds and tmpfs) as a tar. The overlay is mounted in a short-lived child's own
-//!   mount namespace: nothing is mounted in the host's.
+//!   without its volumes, binds and tmpfs) as a tar. The overlay is mounted in a short-lived thread's own
+//!   mount namespace: nothing is mounted in the host's, and the mount goes with the thread.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsFd;
 
 use mountkit_layer_store::{ImageConfig, ImageInfo, LayerSource};
 use mountkit_overlay::Change;
@@ -65,69 +65,56 @@ impl Mountkit {
     }
 
     /// Writes the container's flattened filesystem as a tar to `out` (volumes, binds and tmpfs excluded).
-    pub fn export(&self, reference: &str, out: &mut dyn AsRawFd) -> Result<()> {
+    pub fn export(&self, reference: &str, out: &mut dyn AsFd) -> Result<()> {
         let c = self.container(reference)?;
         let image = self.layers().image(&c.image)?;
         let stack = self.stack(&c, &image);
         // A private mount point so that a `container mount` of the same container is not disturbed.
         let target = self.staging("export");
         std::fs::create_dir_all(&target).map_err(|e| Error::io("create", &target, e))?;
-        let fd = out.as_raw_fd();
-        let (rd, wr) = nix::unistd::pipe().map_err(|e| Error::io("pipe", &target, e.into()))?;
-        // SAFETY: mountkit is single-threaded here; the child only mounts, writes the tar and `_exit`s.
-        let result = match unsafe { nix::unistd::fork() }.map_err(|e| Error::io("fork", &target, e.into()))? {
-            nix::unistd::ForkResult::Child => {
-                drop(rd);
-                let mut errw = std::fs::File::from(wr);
-                let r = (|| -> std::result::Result<(), String> {
-                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-                        .map_err(|e| format!("unshare: {e}"))?;
-                    nix::mount::mount(
-                        None::<&str>,
-                        "/",
-                        None::<&str>,
-                        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                        None::<&str>,
-                    )
-                    .map_err(|e| format!("make / private: {e}"))?;
-                    mountkit_overlay::mount(&stack, &target, Self::overlay_method())
-                        .map_err(|e| e.to_string())?;
-                    // SAFETY: `fd` stays open in the parent for the child's lifetime; ManuallyDrop keeps
-                    // the child from closing the parent's descriptor twice.
-                    let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
-                    let mut w = std::io::BufWriter::with_capacity(1 << 20, &*file);
-                    mountkit_layer_store::canonical_tar(&target, &mut w).map_err(|e| e.to_string())?;
-                    w.flush().map_err(|e| format!("write the tar: {e}"))
-                })();
-                let code = match r {
-                    Ok(()) => 0,
-                    Err(msg) => {
-                        let _ = errw.write_all(msg.as_bytes());
-                        1
-                    }
-                };
-                // SAFETY: a forked child leaves without unwinding or running the parent's destructors.
-                unsafe { nix::libc::_exit(code) }
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                drop(wr);
-                let mut msg = String::new();
-                let _ = std::io::Read::read_to_string(&mut std::fs::File::from(rd), &mut msg);
-                match nix::sys::wait::waitpid(child, None) {
-                    Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
-                    other => Err(Error::InvalidArgument {
+        let out = std::fs::File::from(
+            rustix::io::fcntl_dupfd_cloexec(out.as_fd(), 0)
+                .map_err(|e| Error::io("duplicate the output of", &target, e.into()))?,
+        );
+        let method = Self::overlay_method();
+        let result = std::thread::scope(|s| {
+            s.spawn(|| export_in_own_namespace(&stack, &target, method, &out))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(Error::InvalidArgument {
                         what: "container export",
                         value: c.name.clone(),
-                        reason: if msg.is_empty() {
-                            format!("the exporter ended with {other:?}")
-                        } else {
-                            msg
-                        },
-                    }),
-                }
-            }
-        };
+                        reason: "the exporting thread panicked".into(),
+                    })
+                })
+        });
         let _ = std::fs::remove_dir(&target);
         result
     }
+}
+
+/// Runs on a thread of its own: gives the thread a mount namespace of its own (`unshare(CLONE_NEWNS)`,
+/// which a thread may do: its filesystem context is unshared with it), makes it private, mounts the
+/// overlay on `target` there and writes the canonical tar of it to `out`. Nobody else sees the mount,
+/// and the kernel drops it with the namespace when the thread ends, whatever happens.
+fn export_in_own_namespace(
+    stack: &mountkit_overlay::Stack,
+    target: &std::path::Path,
+    method: mountkit_overlay::Method,
+    out: &std::fs::File,
+) -> Result<()> {
+    // SAFETY: no descriptor table is unshared (no CLONE_FILES), so no descriptor can be closed behind
+    // another thread's back; only this thread's mount namespace and filesystem context change.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .map_err(|e| Error::io("give the exporter a mount namespace for", target, e.into()))?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
+    )
+    .map_err(|e| Error::io("make / private for", target, e.into()))?;
+    mountkit_overlay::mount(stack, target, method)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, out);
+    mountkit_layer_store::canonical_tar(target, &mut w)?;
+    w.flush()
+        .map_err(|e| Error::io("write the tar of", target, e))
 }

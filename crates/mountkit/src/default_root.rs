@@ -14,7 +14,7 @@ impl Mountkit {
         if let Some(r) = std::env::var_os("MOUNTKIT_ROOT").filter(|r| !r.is_empty()) {
             return r.into();
         }
-        if nix::unistd::geteuid().is_root() {
+        if rustix::process::geteuid().is_root() {
             return "/var/lib/mountkit".into();
         }
         let data = std::env::var_os("XDG_DATA_HOME")

@@ -61,7 +61,12 @@
 //! environment, volumes), are in the repository's `docs/decisions.md` and `ARCHITECTURE.md`.
 //!
 //! Dependencies: the workspace crates above; `serde`/`serde_json` for metadata and `--format json`;
-//! `thiserror` for [`Error`]; `tracing` for diagnostics; `toml` for image recipes.
+//! `thiserror` for [`Error`]; `tracing` for diagnostics; `toml` for image recipes; `rustix` for the
+//! few system calls of its own (the exporter's private mount namespace, `kill` for `rm -f`, the
+//! effective uid), typed, as the other crates make them (nix is not used: one syscall layer). The
+//! binary alone uses `clap` (arguments; its definitions live in the library so that `cargo xtask`
+//! generates completions and man pages from the same source), `anyhow` (its error reports) and
+//! `tracing-subscriber` (`--debug`, `MOUNTKIT_LOG`).
 
 #![deny(missing_docs)]
 

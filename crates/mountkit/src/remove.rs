@@ -41,7 +41,7 @@ impl Mountkit {
             }
             if let Some(pid) = c.state.pid {
                 tracing::info!(pid, container = %c.name, "killing running container");
-                let _ = nix_kill(pid);
+                let _ = kill(pid);
             }
             drop(lock);
             self.wait_stopped(&c.id)?;
@@ -142,6 +142,10 @@ impl Mountkit {
     }
 }
 
-fn nix_kill(pid: i32) -> nix::Result<()> {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+/// SIGKILL to the container's process (`docker rm -f`).
+fn kill(pid: i32) -> rustix::io::Result<()> {
+    match rustix::process::Pid::from_raw(pid) {
+        Some(pid) => rustix::process::kill_process(pid, rustix::process::Signal::KILL),
+        None => Err(rustix::io::Errno::SRCH),
+    }
 }

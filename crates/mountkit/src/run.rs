@@ -155,7 +155,7 @@ impl Mountkit {
         };
         if let Err(e) = recorded {
             // Not visible as running: stop it rather than leave it unaccounted for.
-            let _ = process.signal(nix::sys::signal::Signal::SIGKILL as i32);
+            let _ = process.signal(rustix::process::Signal::KILL.as_raw());
             let _ = process.wait();
             drop(volumes);
             if let Some(p) = pending {
@@ -208,7 +208,8 @@ impl Mountkit {
     fn abandon_start(&self, c: &Container, pending: Option<Pending>, spawned: bool) {
         let cleanup = match pending {
             Some(p) => p.discard(self, c),
-            None if c.auto_remove => self.remove_locked(c, true, true),
+            // Not when another runner has it (a start of a running container is refused, not undone).
+            None if c.auto_remove && !self.is_running(&c.id) => self.remove_locked(c, true, true),
             None if spawned => self.save(c),
             None => Ok(()),
         };
