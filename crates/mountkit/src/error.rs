@@ -17,9 +17,11 @@ pub enum Error {
     /// From the volume registry.
     #[error(transparent)]
     Volumes(#[from] mountkit_volumes::Error),
-    /// From running the container's process.
+    /// From running the container's process (set-up steps, exec). A failure of mountkit's own root
+    /// preparation in the container's namespace comes back as the error of the crate that failed
+    /// (`Overlay`, `Binds`, `Volumes`, `Fs`), not as this.
     #[error(transparent)]
-    Runner(#[from] mountkit_ns_runner::Error),
+    Runner(mountkit_ns_runner::Error),
     /// From a filesystem primitive.
     #[error(transparent)]
     Fs(#[from] mountkit_safefs::Error),
@@ -132,6 +134,32 @@ pub enum Error {
     },
 }
 
+impl From<mountkit_ns_runner::Error> for Error {
+    /// Unwraps the root preparation's own error (mountkit's closure returns the typed errors of the
+    /// overlay, binds, volumes and safefs crates), so callers and the exit-code mapping see its kind.
+    fn from(e: mountkit_ns_runner::Error) -> Error {
+        let mountkit_ns_runner::Error::Prepare { source } = e else {
+            return Error::Runner(e);
+        };
+        let source = match source.downcast::<mountkit_overlay::Error>() {
+            Ok(e) => return Error::Overlay(*e),
+            Err(other) => other,
+        };
+        let source = match source.downcast::<mountkit_binds::Error>() {
+            Ok(e) => return Error::Binds(*e),
+            Err(other) => other,
+        };
+        let source = match source.downcast::<mountkit_volumes::Error>() {
+            Ok(e) => return Error::Volumes(*e),
+            Err(other) => other,
+        };
+        match source.downcast::<mountkit_safefs::Error>() {
+            Ok(e) => Error::Fs(*e),
+            Err(other) => Error::Runner(mountkit_ns_runner::Error::Prepare { source: other }),
+        }
+    }
+}
+
 impl Error {
     /// The exit status `mountkit run` uses for this error: 126 when the command cannot be executed, 127
     /// when it is not found, 125 for every failure of mountkit itself (as `docker run`).
@@ -153,3 +181,32 @@ impl Error {
 
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preparation_error_comes_back_as_its_crates_error() {
+        let binds = mountkit_binds::Error::VolumeNotResolved {
+            name: "todo".into(),
+            target: "/data".into(),
+        };
+        let e: Error = mountkit_ns_runner::Error::Prepare {
+            source: Box::new(binds),
+        }
+        .into();
+        assert!(
+            matches!(e, Error::Binds(mountkit_binds::Error::VolumeNotResolved { .. })),
+            "{e:?}"
+        );
+        assert_eq!(e.run_exit_code(), 125);
+        // Anything else stays the runner's, with its text.
+        let e: Error = mountkit_ns_runner::Error::Prepare {
+            source: "something else".into(),
+        }
+        .into();
+        assert!(matches!(e, Error::Runner(_)), "{e:?}");
+        assert!(e.to_string().contains("something else"));
+    }
+}

@@ -20,7 +20,7 @@ use tracing::{debug, trace};
 use crate::sys;
 use crate::user::{self, ResolvedUser};
 use crate::wire::{self, Msg};
-use crate::{Error, Prepare, Spec};
+use crate::{Error, Prepare, PrepareError, Spec};
 
 /// A failed step: which one and why (a message naming the object and the cause).
 fn fail(step: &'static str, cause: impl std::fmt::Display) -> Error {
@@ -32,8 +32,14 @@ fn fail(step: &'static str, cause: impl std::fmt::Display) -> Error {
 
 /// The container process, cloned by [`crate::spawn`] as PID 1 of a new PID namespace: runs every step
 /// up to exec; on failure reports on the status pipe and exits with the failure's code. Never returns.
-pub(crate) fn container_main(spec: &Spec, prepare: Prepare, status: OwnedFd, lifeline: OwnedFd) -> ! {
-    let run = std::panic::AssertUnwindSafe(|| container(spec, prepare, lifeline));
+pub(crate) fn container_main(
+    spec: &Spec,
+    prepare: Prepare,
+    prepare_error: &mut Option<PrepareError>,
+    status: OwnedFd,
+    lifeline: OwnedFd,
+) -> ! {
+    let run = std::panic::AssertUnwindSafe(|| container(spec, prepare, prepare_error, lifeline));
     let err = match std::panic::catch_unwind(run) {
         Ok(Err(e)) => e,
         Ok(Ok(never)) => match never {},
@@ -54,12 +60,17 @@ pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// The container process: every step from "die with the caller" to exec. Returns only on failure.
-fn container(spec: &Spec, prepare: Prepare, lifeline: OwnedFd) -> Result<std::convert::Infallible, Error> {
+fn container(
+    spec: &Spec,
+    prepare: Prepare,
+    prepare_error: &mut Option<PrepareError>,
+    lifeline: OwnedFd,
+) -> Result<std::convert::Infallible, Error> {
     die_with_parent(lifeline)?;
     set_umask();
     unshare_namespaces()?;
     make_rprivate()?;
-    let root = run_prepare(prepare)?;
+    let root = run_prepare(prepare, prepare_error)?;
     // One open checks that the root exists and is a directory (the error names it).
     let rootfd =
         inroot::open_root(&root).map_err(|e| fail("prepare", format!("the root is not usable: {e}")))?;
@@ -134,10 +145,17 @@ fn make_rprivate() -> Result<(), Error> {
 }
 
 /// Step 3: the caller's preparation, which returns the root.
-fn run_prepare(prepare: Prepare) -> Result<PathBuf, Error> {
+/// The caller's error is sent as text (what the status pipe carries) and also left in `slot`, from which
+/// the caller's [`crate::spawn`] returns it typed (the two processes share memory until the exec).
+fn run_prepare(prepare: Prepare, slot: &mut Option<PrepareError>) -> Result<PathBuf, Error> {
     debug!("running the caller's root preparation");
     let root = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(prepare)) {
-        Ok(r) => r.map_err(|e| fail("prepare", e))?,
+        Ok(Ok(root)) => root,
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            *slot = Some(e);
+            return Err(fail("prepare", text));
+        }
         Err(p) => {
             return Err(fail(
                 "prepare",

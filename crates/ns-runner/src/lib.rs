@@ -247,10 +247,12 @@ impl Spec {
 }
 
 /// The caller's root preparation: runs in the container process, in its new mount namespace with `/`
-/// recursively private, and returns the path of the prepared root. Its error's text becomes the cause
-/// of [`Error::Setup`] (step `prepare`).
-pub type Prepare =
-    Box<dyn FnOnce() -> std::result::Result<PathBuf, Box<dyn std::error::Error + Send + Sync>>>;
+/// recursively private, and returns the path of the prepared root. Its error comes back from [`spawn`]
+/// as [`Error::Prepare`], typed.
+pub type Prepare = Box<dyn FnOnce() -> std::result::Result<PathBuf, PrepareError>>;
+
+/// The error a [`Prepare`] returns; [`spawn`] gives it back as [`Error::Prepare`].
+pub type PrepareError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How the command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,6 +284,15 @@ pub enum Error {
         /// What went wrong, naming the object.
         cause: String,
     },
+    /// The caller's root preparation ([`Prepare`]) failed. `source` is the error it returned, as it made
+    /// it (downcast it to the caller's own type; the container process hands it over through the memory
+    /// the two share until the exec). A panic in the preparation is a [`Error::Setup`] instead.
+    #[error("container setup failed (prepare): {source}")]
+    Prepare {
+        /// The preparation's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The command was not found (in the container's `PATH` when it has no `/`).
     #[error("exec: {command:?}: {}", if command.contains('/') { "no such file or directory" } else { "executable file not found in $PATH" })]
     NotFound {
@@ -312,7 +323,7 @@ impl Error {
     /// execute), 127 (not found).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Setup { .. } | Error::Io { .. } => 125,
+            Error::Setup { .. } | Error::Prepare { .. } | Error::Io { .. } => 125,
             Error::CannotExecute { .. } => 126,
             Error::NotFound { .. } => 127,
         }
@@ -364,6 +375,8 @@ struct Handoff<'a> {
     spec: &'a Spec,
     /// Taken by the container process; still here afterwards only if it never ran.
     prepare: Option<Prepare>,
+    /// Where the container process leaves the preparation's error for [`spawn`] to return it typed.
+    prepare_error: Option<PrepareError>,
     /// The status pipe's write end and the lifeline's read end: the container process's.
     status: RawFd,
     lifeline: RawFd,
@@ -385,7 +398,7 @@ extern "C" fn container_entry(arg: *mut libc::c_void) -> libc::c_int {
     };
     // SAFETY: this process's copies of the two descriptors, owned from here on.
     let (status, lifeline) = unsafe { (OwnedFd::from_raw_fd(h.status), OwnedFd::from_raw_fd(h.lifeline)) };
-    child::container_main(h.spec, prepare, status, lifeline)
+    child::container_main(h.spec, prepare, &mut h.prepare_error, status, lifeline)
 }
 
 /// Starts `spec` over the root that `prepare` makes, and returns once the command was executed (or
@@ -399,6 +412,7 @@ pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
     let mut handoff = Handoff {
         spec,
         prepare: Some(prepare),
+        prepare_error: None,
         status: wr.as_raw_fd(),
         lifeline: life_r.as_raw_fd(),
         callers: [rd.as_raw_fd(), life_w.as_raw_fd()],
@@ -442,6 +456,12 @@ pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
     let mut failure = read.err().map(Error::io("read the status pipe"));
     for wire::Msg::Failed(e) in wire::Msg::decode_all(&buf) {
         failure = failure.or(Some(e));
+    }
+    // The preparation's own error, left in the hand-off by the container process (now gone or exec'd).
+    if let (Some(Error::Setup { step: "prepare", .. }), Some(source)) =
+        (&failure, handoff.prepare_error.take())
+    {
+        failure = Some(Error::Prepare { source });
     }
     match failure {
         None => {

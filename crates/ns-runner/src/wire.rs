@@ -83,6 +83,8 @@ impl Msg {
                 frame(TAG_CANNOT_EXEC, &join(command, cause))
             }
             Msg::Failed(e @ Error::Io { .. }) => frame(TAG_SETUP, &join("runner", &e.to_string())),
+            // Never sent: the container process sends the text as `Setup` and hands the error over.
+            Msg::Failed(Error::Prepare { source }) => frame(TAG_SETUP, &join("prepare", &source.to_string())),
         }
     }
 

@@ -293,6 +293,41 @@ fn failing_prepare_is_setup_error_125() {
     }
 }
 
+/// The preparation's own error comes back from `spawn` typed (`Error::Prepare`), so a caller can tell
+/// its errors apart (downcast) instead of reading text.
+#[test]
+fn failing_prepare_comes_back_typed() {
+    privileged!("failing_prepare_comes_back_typed");
+    #[derive(Debug, PartialEq)]
+    struct Busy(&'static str);
+    impl std::fmt::Display for Busy {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "volume {}: cannot mount: device busy", self.0)
+        }
+    }
+    impl std::error::Error for Busy {}
+    mountkit_testutil::in_mount_ns(|| {
+        let t = rootfs();
+        let prepare: Prepare = Box::new(|| Err(Box::new(Busy("todo-list"))));
+        let err = match spawn(&Spec::new(["true"]), prepare) {
+            Err(e) => e,
+            Ok(_) => panic!("a failing preparation must fail the spawn"),
+        };
+        assert_eq!(err.exit_code(), 125);
+        assert!(
+            err.to_string().contains("volume todo-list: cannot mount"),
+            "{err}"
+        );
+        match err {
+            mountkit_ns_runner::Error::Prepare { source } => {
+                assert_eq!(source.downcast_ref::<Busy>(), Some(&Busy("todo-list")));
+            }
+            other => panic!("expected Error::Prepare, got {other:?}"),
+        }
+        drop(t);
+    });
+}
+
 #[test]
 fn prepare_runs_in_the_new_mount_namespace() {
     privileged!("prepare_runs_in_the_new_mount_namespace");
