@@ -7,90 +7,32 @@
 //! Everything mounted there lives only in the container's mount namespace: when the container's last
 //! process exits, the kernel drops every mount, and a killed runner leaks nothing into the host.
 //!
-//! # The sequence (one step, one function in `child.rs`, traced with `tracing`)
-//! 1. The calling thread `clone`s the **container process** with `CLONE_NEWPID` (so it is PID 1 of a
-//!    new PID namespace; the caller's own later children stay in the caller's), `CLONE_VM` and
-//!    `CLONE_VFORK` (see "shares the caller's memory" below). The container process arms
-//!    `PR_SET_PDEATHSIG(SIGKILL)`, re-checks through a "lifeline" pipe that the caller is still alive,
-//!    and unshares mount, UTS and IPC namespaces.
-//! 2. `mount --make-rprivate /`.
-//! 3. The caller's `prepare()` returns the root; if it is not a mount point it is bind-mounted (`rbind`)
-//!    onto itself, since `pivot_root` needs one.
-//! 4. `/proc` (a new proc for the new PID namespace, `nosuid,nodev,noexec`); a minimal `/dev`: tmpfs
-//!    (`mode=755,nosuid`), device nodes `null zero full random urandom tty` (mode 0666) made with
-//!    `mknod` as runc does (where `mknod` is refused, as in a user namespace, the host's nodes are
-//!    bind-mounted onto empty files), a new devpts instance at `/dev/pts`
-//!    (`newinstance,ptmxmode=0666,mode=0620,gid=5`, retried without `gid=5`), `/dev/ptmx -> pts/ptmx`, `/dev/shm` (tmpfs 1777), `/dev/fd`, `stdin`, `stdout`,
-//!    `stderr` links, `/dev/mqueue` when the kernel allows it; `/sys`: sysfs read-only, or a recursive
-//!    read-only bind of the host's `/sys` when a new sysfs is refused. Every target is resolved *inside
-//!    the root* with [`mountkit_safefs::inroot`] and mounted through `/proc/self/fd/N`, so an image whose
-//!    `/proc` is a symlink to `/../../etc` gets proc on *its own* `/etc`, never the host's. Below a
-//!    filesystem mounted here (the new `/dev` tmpfs, proc, sysfs), names are the runner's or the
-//!    kernel's own and are reached through `/proc/self/fd/N/NAME` without resolving again.
-//!    Then Docker's masked paths (`/proc/kcore`, `/proc/keys`, `/proc/timer_list`, `/sys/firmware`,
-//!    ...: `/dev/null` or an empty read-only tmpfs over them) and read-only paths (`/proc/sys`,
-//!    `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus`, `/proc/fs`).
-//! 5. With `readonly_root`, the root mount (only it: volumes below keep their modes) is remounted
-//!    read-only, keeping its other flags.
-//! 6. The hostname, if given; `chdir(root)`, `pivot_root(".", ".")`, `umount2(".", MNT_DETACH)` of the
-//!    old root (runc's trick, no temporary directory needed), `chdir("/")`.
-//! 7. The user, resolved in the **container's** `/etc/passwd` and `/etc/group` (see [`resolve_user`]).
-//!    The umask is set to 022 (runc's default) early in the container process.
-//! 8. The working directory, created when missing (owned by root, mode 0755), as Docker does for
-//!    `WORKDIR`; then `chdir` (as root, before dropping privileges).
-//! 9. The environment: exactly [`Spec::env`], plus Docker's default `PATH`, `HOSTNAME` and `HOME` when
-//!    missing (see [`build_env`]).
-//! 10. `setgroups`, `setgid`, `setuid`; every descriptor above 2 marked close-on-exec
-//!     (`close_range(CLOSE_RANGE_CLOEXEC)`); signal dispositions reset and the mask emptied; `execve`
-//!     with `execvp` semantics over the container's `PATH`.
+//! # Example
+//! ```no_run
+//! use mountkit_ns_runner::{run, Exit, Spec};
+//! let spec = Spec::new(["/bin/sh", "-c", "echo hello from $(hostname)"]).hostname("box");
+//! let exit = run(&spec, Box::new(|| Ok("/srv/rootfs".into()))).unwrap();
+//! assert_eq!(exit, Exit::Code(0));
+//! ```
+//! (`no_run`: it needs root; the crate's tests run the same calls as root.)
 //!
-//! A failure at any step reaches the caller over a close-on-exec pipe as a small framed message, so
-//! [`spawn`] returns once the exec succeeded (end of file) or failed: [`Error::Setup`] (125),
-//! [`Error::NotFound`] (127) or [`Error::CannotExecute`] (126), the exit codes of `docker run`.
+//! # Main items
 //!
-//! # Decisions (where the issue was silent)
-//! - **No supervisor process.** The container process must be PID 1 of its PID namespace. It is the
-//!   caller's direct child, cloned straight into the new PID namespace: one process fewer than
-//!   `unshare --fork --pid` (a supervisor in between cost a fork and an exit of a copy of the caller on
-//!   every run). The caller reaps the container process itself, so it must not ignore `SIGCHLD`
-//!   (`SIG_IGN` would make the kernel reap it and lose its status). [`Running::pid`] is its PID as the
-//!   caller sees it.
-//! - **The container process shares the caller's memory until its exec** (`CLONE_VM | CLONE_VFORK`,
-//!   what glibc's `posix_spawn` does), on its own 8 MiB stack, while the calling thread waits. A `fork`
-//!   would copy the caller's page tables, then fault on every page either side writes, then tear the
-//!   copy down at exec: on this project's reference machine (a VM where page faults are dear) that was
-//!   4-6% of a `mountkit run --rm` (measured run by run against the fork version). The rules that follow, kept by `child.rs`: the container process
-//!   frees only what it owns (the `prepare` closure, taken out of a hand-off struct); it calls the
-//!   kernel directly where glibc would act on the caller's threads (`setgroups`, `setgid`, `setuid`);
-//!   it never returns into the caller's frames (it execs or `_exit`s). What it still holds at exec
-//!   (argv, environment: a few hundred bytes) stays allocated in the caller's heap: a bounded leak per
-//!   container, the price of not copying the address space.
-//! - **No daemon: the runner is the container's parent.** The container process has
-//!   `PR_SET_PDEATHSIG(SIGKILL)` (bubblewrap's `--die-with-parent`): if the runner is killed, PID 1 of
-//!   the container dies, then the kernel kills the rest of the PID namespace and drops its mount
-//!   namespace. Note that PDEATHSIG follows the *thread* that called [`spawn`]: call it from a thread
-//!   that outlives the container.
-//! - **Signals.** [`spawn`] blocks SIGINT, SIGTERM and SIGHUP in the calling thread (before the clone,
-//!   so none is lost); [`Running::wait`] forwards each one received to the container (through a
-//!   `signalfd`; a `pidfd` tells when the container process exited) and restores the mask afterwards.
-//!   Such signals still pending when the container has exited were meant for it and are discarded.
-//!   Signals the *kernel* generated (`SI_KERNEL`: Ctrl-C or a hang-up on the terminal) are not
-//!   forwarded: they went to the whole foreground process group, which the container process is part
-//!   of, so forwarding would deliver them twice. In a multi-threaded program, block these signals in every
-//!   other thread too, or the kernel may deliver them there. As with Docker without `--init`, the
-//!   container's PID 1 only receives a signal it has a handler for (the kernel's rule for namespace
-//!   init processes); SIGKILL from outside always works.
-//! - **No user name** means root, with root's supplementary groups from the image's group file; the
-//!   home directory is the passwd entry's, else `/root` for uid 0, else `/`.
-//! - **Hostname** is left as the host's (in the container's own UTS namespace) when none is given.
-//! - **Not done here:** capability dropping, seccomp, cgroups, rlimits (inherited
-//!   unchanged: root here lacks `CAP_SYS_RESOURCE`; nothing is raised), user namespaces.
-//! - **The prepare closure** runs in the container process, a separate process that shares the
-//!   caller's memory while the calling thread waits: it sees the caller's data as the calling thread
-//!   would (other threads keep running, so their locks are taken and released as usual), but its
-//!   mounts, descriptors and credentials are its own. It must not start threads or processes, nor
-//!   change process-wide state through glibc (set*id). It runs as root, before anything else is
-//!   mounted, with `/` private.
+//! - [`spawn`] starts the process and returns once it was executed ([`Running`]: [`Running::pid`],
+//!   [`Running::signal`], [`Running::wait`], which forwards SIGINT/SIGTERM/SIGHUP); [`run`] is both.
+//! - [`Spec`]: argv, environment, working directory, user and groups, hostname, read-only root.
+//! - [`Prepare`]: the caller's closure that prepares the root inside the new mount namespace.
+//! - [`Exit`] (a status or a signal); [`Error`]: [`Error::Setup`] and [`Error::Prepare`] (exit code
+//!   125), [`Error::NotFound`] (127), [`Error::CannotExecute`] (126), as `docker run`.
+//! - [`resolve_user`], [`build_env`], [`DEFAULT_PATH`]: the user and environment rules, usable alone.
+//!
+//! The process is cloned with `CLONE_NEWPID | CLONE_VM | CLONE_VFORK` (it shares the caller's memory
+//! until its exec, as `posix_spawn` does), dies with the runner (`PR_SET_PDEATHSIG`), unshares mount,
+//! UTS and IPC namespaces, makes `/` private, runs [`Prepare`], mounts /proc, a minimal /dev and /sys
+//! (targets resolved inside the root), masks Docker's paths, pivots, switches user and execs: one step,
+//! one function in `child.rs`. The steps in full, and the decisions (no supervisor process, memory
+//! shared until exec, signals, users, what is not done here), are in the repository's
+//! `docs/ns-runner.md`.
 //!
 //! # Dependencies
 //! - `rustix`: every system call it has, typed (mount, umount2, pivot_root, unshare, prctl,
@@ -106,13 +48,6 @@
 //! - Not used: `nix` (a second typed layer beside rustix), `sys-mount` (rustix's mount calls do),
 //!   `caps` (capabilities are not dropped here), `procfs` (no /proc table is read on this path).
 //!
-//! # Example
-//! ```no_run
-//! use mountkit_ns_runner::{run, Exit, Spec};
-//! let spec = Spec::new(["/bin/sh", "-c", "echo hello from $(hostname)"]).hostname("box");
-//! let exit = run(&spec, Box::new(|| Ok("/srv/rootfs".into()))).unwrap();
-//! assert_eq!(exit, Exit::Code(0));
-//! ```
 #![deny(missing_docs)]
 
 mod child;
