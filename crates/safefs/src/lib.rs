@@ -14,8 +14,8 @@
 //!   [`mount_id`] / [`mount_id_at`]: the one `statx(STATX_MNT_ID)` (`None` before Linux 5.8).
 //!   Decision: mountinfo is split by hand here, not with `procfs` (the design card's crate), because
 //!   [`remove_tree`] reads it on the path of every `run --rm` for the mount points alone, while procfs
-//!   reads the kernel version and parses every field into owned strings and maps (measured here, read
-//!   included: 62 vs 48 µs for 20 mounts, 470 vs 350 µs for 220; the read alone is 45 and 330 µs).
+//!   reads the kernel version and parses every field into owned strings and maps (about a third slower
+//!   here: the figures are in the repository's `docs/benchmarks.md`).
 //! - [`set_read_only`] (`mount_setattr`) and [`remount_read_only`] (a bind remount keeping the mount's
 //!   other flags): the two ways a mount is made read-only.
 //! - [`now_rfc3339`] (at a [`TimePrecision`]) for record timestamps, and [`boot_id`], read once.
