@@ -304,6 +304,31 @@ mod tests {
         std::fs::write(path, b"x").err().and_then(|e| e.raw_os_error())
     }
 
+    /// In `d`: makes `src/` with a tmpfs (mounted with `sub_flags`) on `src/sub`, and `root/`, then
+    /// binds `src` read-only onto `/data` inside `root` with the remount fallback. Returns the two.
+    fn bind_ro_by_remount(d: &Path, sub_flags: MountFlags, recursive: BindRecursive) -> (PathBuf, PathBuf) {
+        let (src, root) = (d.join("src"), d.join("root"));
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        rustix::mount::mount("tmpfs", src.join("sub"), "tmpfs", sub_flags, None).unwrap();
+        let root_fd = inroot::open_root(&root).unwrap();
+        let opts = BindOpts {
+            readonly: true,
+            propagation: Propagation::RPrivate,
+            recursive,
+        };
+        bind(
+            &root,
+            root_fd.as_fd(),
+            &src,
+            Path::new("/data"),
+            opts,
+            ReadonlyMethod::Remount,
+        )
+        .unwrap();
+        (src, root)
+    }
+
     /// The bubblewrap-style fallback (no mount_setattr) is recursive too.
     #[test]
     fn remount_fallback_is_recursive() {
@@ -313,25 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();
         mountkit_testutil::in_mount_ns(|| {
-            let (src, root) = (d.join("src"), d.join("root"));
-            std::fs::create_dir_all(src.join("sub")).unwrap();
-            std::fs::create_dir_all(&root).unwrap();
-            rustix::mount::mount("tmpfs", src.join("sub"), "tmpfs", MountFlags::NOSUID, None).unwrap();
-            let root_fd = inroot::open_root(&root).unwrap();
-            let opts = BindOpts {
-                readonly: true,
-                propagation: Propagation::RPrivate,
-                recursive: BindRecursive::Enabled,
-            };
-            bind(
-                &root,
-                root_fd.as_fd(),
-                &src,
-                Path::new("/data"),
-                opts,
-                ReadonlyMethod::Remount,
-            )
-            .unwrap();
+            let (src, root) = bind_ro_by_remount(&d, MountFlags::NOSUID, BindRecursive::Enabled);
             assert_eq!(ro_check(&root.join("data/f")), Some(libc::EROFS));
             assert_eq!(ro_check(&root.join("data/sub/f")), Some(libc::EROFS));
             // The submount kept its nosuid flag, and the host side is still writable.
@@ -351,25 +358,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();
         mountkit_testutil::in_mount_ns(|| {
-            let (src, root) = (d.join("src"), d.join("root"));
-            std::fs::create_dir_all(src.join("sub")).unwrap();
-            std::fs::create_dir_all(&root).unwrap();
-            rustix::mount::mount("tmpfs", src.join("sub"), "tmpfs", MountFlags::empty(), None).unwrap();
-            let root_fd = inroot::open_root(&root).unwrap();
-            let opts = BindOpts {
-                readonly: true,
-                propagation: Propagation::RPrivate,
-                recursive: BindRecursive::Writable,
-            };
-            bind(
-                &root,
-                root_fd.as_fd(),
-                &src,
-                Path::new("/data"),
-                opts,
-                ReadonlyMethod::Remount,
-            )
-            .unwrap();
+            let (_src, root) = bind_ro_by_remount(&d, MountFlags::empty(), BindRecursive::Writable);
             assert_eq!(ro_check(&root.join("data/f")), Some(libc::EROFS));
             std::fs::write(root.join("data/sub/f"), b"ok").unwrap();
         });
