@@ -162,113 +162,178 @@ fn walk_in_root(
     path: &Path,
     create: Create,
 ) -> std::result::Result<OwnedFd, WalkError> {
-    // The in-root path of `name` in the directory reached through `names`.
-    let at = |names: &[Vec<u8>], name: Option<&[u8]>| -> PathBuf {
-        let mut p = PathBuf::from("/");
-        for n in names.iter().map(Vec::as_slice).chain(name) {
-            p.push(OsStr::from_bytes(n));
+    let mut w = Walk::start(root, path)?;
+    while let Some(name) = w.todo.pop() {
+        if name == b"." {
+            continue;
         }
-        p
-    };
-    let fail = |op, errno, at: PathBuf| WalkError { errno, op, at };
-    // `stack` holds the directories from the root down to the current one; `names` their names (the
-    // root has none), for messages.
-    let mut stack: Vec<OwnedFd> = vec![
-        rustix::fs::openat(
+        if name == b".." {
+            w.up();
+            continue;
+        }
+        let last = w.todo.is_empty();
+        let fd = w.open_or_create(&name, last, create)?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| w.fail("stat", e, Some(&name)))?;
+        match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::Symlink => w.follow(&name, &fd)?,
+            rustix::fs::FileType::Directory => {
+                w.stack.push(fd);
+                w.names.push(name);
+            }
+            // Anything else ends the walk: it must be the last component, and not where a directory
+            // is wanted.
+            _ if last && !matches!(create, Create::Dirs(_)) => return Ok(fd),
+            _ => return Err(w.fail("resolve", Errno::NOTDIR, Some(&name))),
+        }
+    }
+    if matches!(create, Create::File(_)) {
+        return Err(w.fail("resolve", Errno::ISDIR, None));
+    }
+    Ok(w.stack.pop().expect("root stays on the stack"))
+}
+
+/// The state of [`walk_in_root`].
+struct Walk {
+    /// The directories from the root down to the current one.
+    stack: Vec<OwnedFd>,
+    /// Their names (the root has none), for messages.
+    names: Vec<Vec<u8>>,
+    /// Components still to walk, in reverse order so that pop() gives the next one.
+    todo: Vec<Vec<u8>>,
+    /// Symlinks followed so far.
+    links: usize,
+}
+
+impl Walk {
+    /// At the root (opened again as a directory), with all of `path` to walk.
+    fn start(root: BorrowedFd<'_>, path: &Path) -> std::result::Result<Walk, WalkError> {
+        let root = rustix::fs::openat(
             root,
             ".",
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| fail("open", e, PathBuf::from("/")))?,
-    ];
-    let mut names: Vec<Vec<u8>> = Vec::new();
-    // Components still to walk, in reverse order so that pop() gives the next one.
-    let mut todo: Vec<Vec<u8>> = split(path.as_os_str().as_bytes());
-    let mut links = 0;
-    while let Some(name) = todo.pop() {
-        if name == b"." {
-            continue;
+        .map_err(|e| WalkError {
+            errno: e,
+            op: "open",
+            at: PathBuf::from("/"),
+        })?;
+        Ok(Walk {
+            stack: vec![root],
+            names: Vec::new(),
+            todo: split(path.as_os_str().as_bytes()),
+            links: 0,
+        })
+    }
+
+    /// The directory reached so far.
+    fn cur(&self) -> BorrowedFd<'_> {
+        self.stack.last().expect("root stays on the stack").as_fd()
+    }
+
+    /// `..`: one directory up, never above the root.
+    fn up(&mut self) {
+        if self.stack.len() > 1 {
+            self.stack.pop();
+            self.names.pop();
         }
-        if name == b".." {
-            if stack.len() > 1 {
-                stack.pop();
-                names.pop();
-            }
-            continue;
+    }
+
+    /// The in-root path of `name` in the current directory (of the current directory itself when
+    /// `None`).
+    fn at(&self, name: Option<&[u8]>) -> PathBuf {
+        let mut p = PathBuf::from("/");
+        for n in self.names.iter().map(Vec::as_slice).chain(name) {
+            p.push(OsStr::from_bytes(n));
         }
-        let last = todo.is_empty();
-        let cur = stack.last().expect("root stays on the stack").as_fd();
-        let name_os = OsStr::from_bytes(&name);
-        let here = || at(&names, Some(&name));
-        let fd = match open_nofollow(cur, name_os) {
+        p
+    }
+
+    /// The error of `op` failing with `errno` at `name` in the current directory.
+    fn fail(&self, op: &'static str, errno: Errno, name: Option<&[u8]>) -> WalkError {
+        WalkError {
+            errno,
+            op,
+            at: self.at(name),
+        }
+    }
+
+    /// Opens `name` in the current directory `O_NOFOLLOW`; when it is missing and `create` says so,
+    /// creates it first (`EEXIST`, a race, accepted) and opens whatever is then there.
+    fn open_or_create(
+        &self,
+        name: &[u8],
+        last: bool,
+        create: Create,
+    ) -> std::result::Result<OwnedFd, WalkError> {
+        let cur = self.cur();
+        let name_os = OsStr::from_bytes(name);
+        match open_nofollow(cur, name_os) {
             Err(Errno::NOENT) if create != Create::Nothing => {
-                let (op, made) = match create {
-                    Create::File(mode) if last => (
-                        "create file",
-                        rustix::fs::openat(
-                            cur,
-                            name_os,
-                            OFlags::CREATE
-                                | OFlags::EXCL
-                                | OFlags::NOFOLLOW
-                                | OFlags::WRONLY
-                                | OFlags::CLOEXEC,
-                            Mode::from_raw_mode(mode),
-                        )
-                        .map(drop),
-                    ),
-                    Create::Dirs(mode) => (
-                        "create directory",
-                        rustix::fs::mkdirat(cur, name_os, Mode::from_raw_mode(mode)),
-                    ),
-                    _ => (
-                        "create directory",
-                        rustix::fs::mkdirat(cur, name_os, Mode::from_raw_mode(0o755)),
-                    ),
-                };
+                let (op, made) = create_missing(cur, name_os, last, create);
                 match made {
                     // EEXIST: something appeared meanwhile; it is looked at like anything else.
                     Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(fail(op, e, here())),
+                    Err(e) => return Err(self.fail(op, e, Some(name))),
                 }
-                open_nofollow(cur, name_os).map_err(|e| fail("open", e, here()))?
+                open_nofollow(cur, name_os).map_err(|e| self.fail("open", e, Some(name)))
             }
-            Err(e) => return Err(fail("open", e, here())),
-            Ok(fd) => fd,
-        };
-        let st = rustix::fs::fstat(&fd).map_err(|e| fail("stat", e, here()))?;
-        match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-            rustix::fs::FileType::Symlink => {
-                links += 1;
-                if links > MAX_SYMLINKS || may_be_magic(cur, &fd) {
-                    return Err(fail("resolve", Errno::LOOP, here()));
-                }
-                // The link read through its own descriptor: the very inode that was just looked at.
-                let target = rustix::fs::readlinkat(&fd, "", Vec::new())
-                    .map_err(|e| fail("read symlink", e, here()))?;
-                let target = target.as_bytes();
-                if target.first() == Some(&b'/') {
-                    stack.truncate(1);
-                    names.clear();
-                }
-                // `split` gives the parts reversed, like `todo`: the link's come next, in order.
-                todo.extend(split(target));
-            }
-            rustix::fs::FileType::Directory => {
-                stack.push(fd);
-                names.push(name);
-            }
-            // Anything else ends the walk: it must be the last component, and not where a directory
-            // is wanted.
-            _ if last && !matches!(create, Create::Dirs(_)) => return Ok(fd),
-            _ => return Err(fail("resolve", Errno::NOTDIR, here())),
+            Err(e) => Err(self.fail("open", e, Some(name))),
+            Ok(fd) => Ok(fd),
         }
     }
-    if matches!(create, Create::File(_)) {
-        return Err(fail("resolve", Errno::ISDIR, at(&names, None)));
+
+    /// Follows the symlink `link`, just opened as `name` in the current directory: refused past
+    /// [`MAX_SYMLINKS`] or when it may be a magic link; otherwise its target (read through `link`)
+    /// takes its place in the to-do list, from the root when absolute.
+    fn follow(&mut self, name: &[u8], link: &OwnedFd) -> std::result::Result<(), WalkError> {
+        self.links += 1;
+        if self.links > MAX_SYMLINKS || may_be_magic(self.cur(), link) {
+            return Err(self.fail("resolve", Errno::LOOP, Some(name)));
+        }
+        // The link read through its own descriptor: the very inode that was just looked at.
+        let target = rustix::fs::readlinkat(link, "", Vec::new())
+            .map_err(|e| self.fail("read symlink", e, Some(name)))?;
+        let target = target.as_bytes();
+        if target.first() == Some(&b'/') {
+            self.stack.truncate(1);
+            self.names.clear();
+        }
+        // `split` gives the parts reversed, like `todo`: the link's come next, in order.
+        self.todo.extend(split(target));
+        Ok(())
     }
-    Ok(stack.pop().expect("root stays on the stack"))
+}
+
+/// Creates the missing `name` in `dir` as `create` asks: the last component of a [`Create::File`]
+/// walk as an empty file (`O_CREAT | O_EXCL | O_NOFOLLOW`), anything else as a directory. Returns
+/// what it did, for messages, and how that went.
+fn create_missing(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    last: bool,
+    create: Create,
+) -> (&'static str, std::result::Result<(), Errno>) {
+    match create {
+        Create::File(mode) if last => (
+            "create file",
+            rustix::fs::openat(
+                dir,
+                name,
+                OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::from_raw_mode(mode),
+            )
+            .map(drop),
+        ),
+        Create::Dirs(mode) => (
+            "create directory",
+            rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)),
+        ),
+        _ => (
+            "create directory",
+            rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)),
+        ),
+    }
 }
 
 /// Whether `link`, a symlink in the directory `dir`, may be a procfs magic link (`/proc/<pid>/cwd`,
