@@ -1,4 +1,6 @@
 //! `cargo xtask demo`: the storage model on the built-in sample image, narrated, in a throwaway store.
+//!
+//! Dependencies: `mountkit-safefs`, the one mountinfo parser (escapes undone), to find mounts left under the store.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -76,13 +78,7 @@ pub fn main(_args: &[String]) -> anyhow::Result<()> {
     let result = steps(&demo);
     // Every mount lived in a container's own namespace, so the store should hold only files; check
     // mountinfo anyway and never remove through a mount.
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let tmp_s = tmp.to_string_lossy().into_owned();
-    let leaked: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&tmp_s))
-        .collect();
+    let leaked = mountkit_safefs::mounts_under(&tmp).unwrap_or_default();
     if leaked.is_empty() {
         let _ = Command::new("rm")
             .args(["-rf", "--one-file-system"])
