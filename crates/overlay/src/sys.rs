@@ -337,11 +337,7 @@ fn fsconfig_name(
     if p.len() <= FSCONFIG_STRING_MAX {
         return Ok(p.to_vec());
     }
-    let fd = open_dir_path(path).map_err(|source| Error::Layer {
-        role: role(),
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let fd = open_layer(path, role)?;
     let name = format!("/proc/self/fd/{}", fd.as_raw_fd()).into_bytes();
     keep.push(fd);
     Ok(name)
@@ -354,6 +350,15 @@ fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
         Mode::empty(),
     )
     .map_err(io_err)
+}
+
+/// Opens the layer directory `path` as an O_PATH fd; an error names it by `role` and path.
+fn open_layer(path: &Path, role: impl FnOnce() -> String) -> Result<OwnedFd> {
+    open_dir_path(path).map_err(|source| Error::Layer {
+        role: role(),
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn build_new_api(stack: &Stack) -> Result<OwnedFd> {
@@ -449,48 +454,19 @@ fn classic_mount(stack: &Stack, target: &Path) -> Result<()> {
         debug!(len = data.len(), "mount(2) overlay with full paths");
         return classic_syscall(target, data, n, "full paths");
     }
+    classic_mount_by_fds(stack, target, n, limit, direct_len)
+}
 
-    // Short names: fd numbers under /proc/self/fd.
-    let mut fds = Vec::with_capacity(n + 2);
-    for (i, p) in stack.lower_dirs().iter().enumerate() {
-        let fd = open_dir_path(p).map_err(|source| Error::Layer {
-            role: stack.lower_role(i),
-            path: p.clone(),
-            source,
-        })?;
-        fds.push(fd);
-    }
-    let mut names: Vec<Vec<u8>> = fds
-        .iter()
-        .rev()
-        .map(|fd| fd.as_raw_fd().to_string().into_bytes())
-        .collect();
-    let mut upper_names = None;
-    if let Some((u, w)) = stack.upper_dirs() {
-        let uf = open_dir_path(u).map_err(|source| Error::Layer {
-            role: "upperdir".into(),
-            path: u.into(),
-            source,
-        })?;
-        let wf = open_dir_path(w).map_err(|source| Error::Layer {
-            role: "workdir".into(),
-            path: w.into(),
-            source,
-        })?;
-        upper_names = Some((
-            uf.as_raw_fd().to_string().into_bytes(),
-            wf.as_raw_fd().to_string().into_bytes(),
-        ));
-        fds.push(uf);
-        fds.push(wf);
-    }
-    let uw = upper_names.as_ref().map(|(u, w)| (u.as_slice(), w.as_slice()));
-    let len = classic_option_len(&names, uw, stack.extra_options());
-    if len > limit {
-        return Err(Error::OptionsTooLong { len, max: limit });
-    }
-    let data = classic_option_string(&names, uw, stack.extra_options());
-    names.clear();
+/// Classic mount(2) with short names, for an option string of full paths (`direct_len` bytes) over
+/// `limit`: the layers' fd numbers under /proc/self/fd, mounted from a helper thread whose cwd that is.
+fn classic_mount_by_fds(
+    stack: &Stack,
+    target: &Path,
+    n: usize,
+    limit: usize,
+    direct_len: usize,
+) -> Result<()> {
+    let (fds, data) = fd_name_options(stack, n, limit)?;
     // The target must not depend on the helper's cwd: pin it as an fd, name it absolutely.
     let target_fd = rustix::fs::open(target, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
         Error::Attach {
@@ -505,20 +481,7 @@ fn classic_mount(stack: &Stack, target: &Path) -> Result<()> {
     );
     let result = std::thread::scope(|s| {
         s.spawn(|| -> Result<()> {
-            trace!("helper: unshare(CLONE_FS)");
-            // SAFETY: CLONE_FS only gives this thread its own root/cwd/umask; no fd table is
-            // unshared, so no thread can observe fds from another table.
-            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.map_err(|e| {
-                Error::Io {
-                    what: "unshare(CLONE_FS) in the mount helper thread".into(),
-                    source: io_err(e),
-                }
-            })?;
-            trace!("helper: chdir /proc/self/fd");
-            rustix::process::chdir("/proc/self/fd").map_err(|e| Error::Io {
-                what: "chdir(\"/proc/self/fd\") in the mount helper thread".into(),
-                source: io_err(e),
-            })?;
+            enter_proc_self_fd()?;
             classic_syscall(&target_name, data, n, "fd-number names")
         })
         .join()
@@ -538,6 +501,55 @@ fn classic_mount(stack: &Stack, target: &Path) -> Result<()> {
             source: io::Error::other("helper thread panicked"),
         }),
     }
+}
+
+/// Opens every layer of `stack` (`n` lower ones) as an O_PATH fd and returns the fds (held until
+/// the mount is made) and the option string that names them by number; an error when even that
+/// string is over `limit`.
+fn fd_name_options(stack: &Stack, n: usize, limit: usize) -> Result<(Vec<OwnedFd>, Vec<u8>)> {
+    let mut fds = Vec::with_capacity(n + 2);
+    for (i, p) in stack.lower_dirs().iter().enumerate() {
+        fds.push(open_layer(p, || stack.lower_role(i))?);
+    }
+    let names: Vec<Vec<u8>> = fds
+        .iter()
+        .rev()
+        .map(|fd| fd.as_raw_fd().to_string().into_bytes())
+        .collect();
+    let mut upper_names = None;
+    if let Some((u, w)) = stack.upper_dirs() {
+        let uf = open_layer(u, || "upperdir".into())?;
+        let wf = open_layer(w, || "workdir".into())?;
+        upper_names = Some((
+            uf.as_raw_fd().to_string().into_bytes(),
+            wf.as_raw_fd().to_string().into_bytes(),
+        ));
+        fds.push(uf);
+        fds.push(wf);
+    }
+    let uw = upper_names.as_ref().map(|(u, w)| (u.as_slice(), w.as_slice()));
+    let len = classic_option_len(&names, uw, stack.extra_options());
+    if len > limit {
+        return Err(Error::OptionsTooLong { len, max: limit });
+    }
+    Ok((fds, classic_option_string(&names, uw, stack.extra_options())))
+}
+
+/// In the mount helper thread: gives the thread its own filesystem context (`unshare(CLONE_FS)`)
+/// and makes /proc/self/fd its cwd, so that fd numbers name the layers.
+fn enter_proc_self_fd() -> Result<()> {
+    trace!("helper: unshare(CLONE_FS)");
+    // SAFETY: CLONE_FS only gives this thread its own root/cwd/umask; no fd table is
+    // unshared, so no thread can observe fds from another table.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.map_err(|e| Error::Io {
+        what: "unshare(CLONE_FS) in the mount helper thread".into(),
+        source: io_err(e),
+    })?;
+    trace!("helper: chdir /proc/self/fd");
+    rustix::process::chdir("/proc/self/fd").map_err(|e| Error::Io {
+        what: "chdir(\"/proc/self/fd\") in the mount helper thread".into(),
+        source: io_err(e),
+    })
 }
 
 fn classic_syscall(target: &Path, data: Vec<u8>, n: usize, how: &str) -> Result<()> {
