@@ -106,12 +106,30 @@ fn tempdir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
+/// The demo, one seed behaviour after the other: each step narrates, runs `mountkit` and checks.
 fn steps(d: &Demo) -> anyhow::Result<()> {
+    sample_image(d)?;
+    layers(d)?;
+    let c1 = two_containers(d)?;
+    copy_on_write(d, &c1)?;
+    image_in_use_and_container_removal(d, &c1)?;
+    named_volume(d)?;
+    image_volume_and_volumes_from(d)?;
+    bind_mounts(d)?;
+    mounts_over_image_directories(d)?;
+    exit_codes(d)
+}
+
+fn sample_image(d: &Demo) -> anyhow::Result<()> {
     say("The sample image: three layers built from this machine's /bin/sh and coreutils (no network)");
     d.ok(&["system", "sample-image", "sample"])?;
     d.ok(&["image", "ls"])?;
     d.ok(&["layer", "ls"])?;
+    Ok(())
+}
 
+/// S5/S15: a later layer's file wins, a whiteout deletes, an opaque directory replaces.
+fn layers(d: &Demo) -> anyhow::Result<()> {
     say("S5/S15 one filesystem from many layers: layer 2's config.txt (v2) wins over layer 1's (v1);");
     println!(
         "   layer 3 deletes remove-me.txt with a whiteout and replaces /app/old with an opaque directory"
@@ -132,8 +150,11 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
     check(
         out.lines().last() == Some("new.txt"),
         "the opaque directory hides the lower layer's a.txt and b.txt",
-    )?;
+    )
+}
 
+/// S1: containers c1 and c2 of one image, each with its own writable layer; returns c1's ID.
+fn two_containers(d: &Demo) -> anyhow::Result<String> {
     say("S1 two containers from one image: each has its own writable layer");
     let c1 = d.ok(&[
         "container",
@@ -161,9 +182,13 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
         !out.contains("note.txt") && !out.contains("changed"),
         "c2 does not see what c1 wrote",
     )?;
+    Ok(c1)
+}
 
+/// S4: c1's changed file is a copy in its writable layer; the image layer's file is untouched.
+fn copy_on_write(d: &Demo, c1: &str) -> anyhow::Result<()> {
     say("S4 copy-on-write: c1 changed /app/message.txt; the image layer's copy is untouched");
-    let upper = d.root.join("containers").join(&c1).join("upper/app");
+    let upper = d.root.join("containers").join(c1).join("upper/app");
     println!(
         "   c1's writable layer ({}): {:?}",
         upper.display(),
@@ -186,8 +211,11 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
     check(
         original == "hello from layer 2\n",
         "the image layer's file is byte-identical",
-    )?;
+    )
+}
 
+/// S2: `image rm` refuses an image in use; S3: removing c1 and c2 removes their writable layers.
+fn image_in_use_and_container_removal(d: &Demo, c1: &str) -> anyhow::Result<()> {
     say("S2 layers live as long as the image; an image in use cannot be removed");
     let (code, _) = d.mk(&["image", "rm", "sample"])?;
     check(code != 0, "image rm refused while containers use it")?;
@@ -196,10 +224,13 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
     d.ok(&["container", "ls", "-a"])?;
     d.ok(&["container", "rm", "c1", "c2"])?;
     check(
-        !d.root.join("containers").join(&c1).exists(),
+        !d.root.join("containers").join(c1).exists(),
         "c1's writable layer is gone",
-    )?;
+    )
+}
 
+/// S6/S7: a named volume written by one container is read by another of a new image version.
+fn named_volume(d: &Demo) -> anyhow::Result<()> {
     say(
         "S6/S7 a volume outlives its container: the to-do list survives replacing the app (a new image version)",
     );
@@ -227,8 +258,11 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
     check(
         out == "buy milk",
         "the new container sees the data the removed one wrote",
-    )?;
+    )
+}
 
+/// S8/S9: an image `VOLUME` becomes an anonymous volume filled from the image; `--volumes-from` shares it.
+fn image_volume_and_volumes_from(d: &Demo) -> anyhow::Result<()> {
     say("S8/S9 an image VOLUME gives each container an anonymous volume; --volumes-from shares it");
     d.ok(&["system", "sample-image", "with-volume", "--volume", "/app/old"])?;
     let out = d.ok(&[
@@ -256,11 +290,20 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
     check(out == "shared", "--volumes-from sees todo1's write")?;
     d.ok(&["volume", "ls"])?;
     d.ok(&["container", "rm", "-v", "todo1"])?;
+    Ok(())
+}
 
+/// The host directory the bind mount steps share (beside the store, in the demo's temp dir).
+fn host_dir(d: &Demo) -> PathBuf {
+    d.root.parent().expect("temp dir").join("host-src")
+}
+
+/// S11: a host directory bound both ways; read-only on request.
+fn bind_mounts(d: &Demo) -> anyhow::Result<()> {
     say(
         "S11-S13 bind mounts: a host directory both ways, read-only on request; a single file merges into a directory",
     );
-    let host = d.root.parent().expect("temp dir").join("host-src");
+    let host = host_dir(d);
     std::fs::create_dir_all(&host)?;
     std::fs::write(host.join("from-host.txt"), "edited on the host\n")?;
     let spec = format!("type=bind,source={},target=/src", host.display());
@@ -288,8 +331,12 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
         "touch",
         "/src/x",
     ])?;
-    check(code != 0, "a read-only bind refuses writes")?;
-    let file = format!("{}/from-host.txt:/app/extra.txt", host.display());
+    check(code != 0, "a read-only bind refuses writes")
+}
+
+/// S13: a single-file bind joins an image directory; S12: a mount over a directory hides it.
+fn mounts_over_image_directories(d: &Demo) -> anyhow::Result<()> {
+    let file = format!("{}/from-host.txt:/app/extra.txt", host_dir(d).display());
     let out = d.ok(&["run", "--rm", "-v", &file, "sample", "ls", "/app"])?;
     check(
         out.contains("extra.txt") && out.contains("message.txt"),
@@ -299,8 +346,11 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
     check(
         out.is_empty(),
         "S12: a mount over /app hides the image's directory",
-    )?;
+    )
+}
 
+/// `run` exits as `docker run` does: the command's status, 127, 126, 125.
+fn exit_codes(d: &Demo) -> anyhow::Result<()> {
     say(
         "Exit codes, as docker run: the command's own, 127 not found, 126 not executable, 125 mountkit's failure",
     );
