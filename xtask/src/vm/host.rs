@@ -1,4 +1,5 @@
-//! Host set-up: the Debian packages vm-test needs, the bookworm-backports apt source, KVM detection.
+//! Host set-up: the Debian packages vm-test needs, the bookworm-backports apt source, KVM detection;
+//! running host programs ([`output`]).
 
 use std::process::Command;
 
@@ -107,6 +108,16 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
         bail!("{what} failed ({status})");
     }
     Ok(())
+}
+
+/// Runs `cmd` and returns its stdout. `starting` is the error when it cannot start; when it fails, the
+/// error is `<failed> failed: <its stderr>`.
+pub fn output(cmd: &mut Command, starting: &str, failed: &str) -> Result<Vec<u8>> {
+    let o = cmd.output().with_context(|| starting.to_string())?;
+    if !o.status.success() {
+        bail!("{failed} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+    Ok(o.stdout)
 }
 
 /// True when dpkg says `pkg` is installed.

@@ -6,6 +6,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use super::cpio::{Entry, Tree};
+use super::host::output;
 use super::kernel::{Kernel, ModuleSubset};
 
 fn mode_of(meta: &std::fs::Metadata) -> u32 {
@@ -187,25 +188,23 @@ pub fn initramfs(base: &BaseParts<'_>, kernel: &Kernel, modules: &ModuleSubset) 
     Ok(t.to_newc())
 }
 
+const MKFS_STARTING: &str = "starting mkfs.ext4 (package e2fsprogs)";
+
 /// Makes the read-only ext4 test disk from a staged directory (`mkfs.ext4 -d`, no root needed).
 pub fn ext4_image(dir: &Path, img: &Path) -> Result<()> {
     let bytes = du(dir)?;
     // ext4 metadata + 4 KiB block rounding; generous so many small source files fit.
     let mib = bytes / (1 << 20) * 5 / 4 + 64;
     let _ = std::fs::remove_file(img);
-    let o = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-E", "root_owner=0:0", "-L", "vmt-tests", "-d"])
-        .arg(dir)
-        .arg(img)
-        .arg(format!("{mib}M"))
-        .output()
-        .context("starting mkfs.ext4 (package e2fsprogs)")?;
-    if !o.status.success() {
-        bail!(
-            "mkfs.ext4 -d {dir:?} {img:?} failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
+    output(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-E", "root_owner=0:0", "-L", "vmt-tests", "-d"])
+            .arg(dir)
+            .arg(img)
+            .arg(format!("{mib}M")),
+        MKFS_STARTING,
+        &format!("mkfs.ext4 -d {dir:?} {img:?}"),
+    )?;
     Ok(())
 }
 
@@ -213,25 +212,21 @@ pub fn ext4_image(dir: &Path, img: &Path) -> Result<()> {
 /// what the tests write takes host space; it is deleted with the run's artefacts).
 pub fn scratch_image(img: &Path, gib: u64) -> Result<()> {
     let _ = std::fs::remove_file(img);
-    let o = Command::new("mkfs.ext4")
-        .args([
-            "-q",
-            "-F",
-            "-E",
-            "root_owner=0:0,lazy_itable_init=1,nodiscard",
-            "-L",
-            "vmt-scratch",
-        ])
-        .arg(img)
-        .arg(format!("{gib}G"))
-        .output()
-        .context("starting mkfs.ext4 (package e2fsprogs)")?;
-    if !o.status.success() {
-        bail!(
-            "mkfs.ext4 {img:?} failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
+    output(
+        Command::new("mkfs.ext4")
+            .args([
+                "-q",
+                "-F",
+                "-E",
+                "root_owner=0:0,lazy_itable_init=1,nodiscard",
+                "-L",
+                "vmt-scratch",
+            ])
+            .arg(img)
+            .arg(format!("{gib}G")),
+        MKFS_STARTING,
+        &format!("mkfs.ext4 {img:?}"),
+    )?;
     Ok(())
 }
 

@@ -205,18 +205,11 @@ pub fn closure(
 /// Reads a module's bytes, decompressing `.ko.xz` with `xz -dc`.
 pub fn read_module(path: &Path) -> Result<Vec<u8>> {
     if path.extension().is_some_and(|e| e == "xz") {
-        let out = Command::new("xz")
-            .arg("-dc")
-            .arg(path)
-            .output()
-            .context("starting xz (package xz-utils)")?;
-        if !out.status.success() {
-            bail!(
-                "xz -dc {path:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(out.stdout)
+        super::host::output(
+            Command::new("xz").arg("-dc").arg(path),
+            "starting xz (package xz-utils)",
+            &format!("xz -dc {path:?}"),
+        )
     } else {
         std::fs::read(path).with_context(|| format!("reading module {path:?}"))
     }

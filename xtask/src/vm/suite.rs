@@ -146,17 +146,12 @@ pub fn list(executables: &[PathBuf], filter: Option<&str>) -> Result<Vec<TestBin
             .context("test executable without a file name")?
             .to_string_lossy()
             .into_owned();
-        let o = Command::new(path)
-            .args(["--list", "--format", "terse"])
-            .output()
-            .with_context(|| format!("listing tests of {path:?}"))?;
-        if !o.status.success() {
-            bail!(
-                "{path:?} --list failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
-        let tests: Vec<String> = parse_list(&String::from_utf8_lossy(&o.stdout))
+        let listed = super::host::output(
+            Command::new(path).args(["--list", "--format", "terse"]),
+            &format!("listing tests of {path:?}"),
+            &format!("{path:?} --list"),
+        )?;
+        let tests: Vec<String> = parse_list(&String::from_utf8_lossy(&listed))
             .into_iter()
             .filter(|t| matches(filter, &name, t))
             .collect();
