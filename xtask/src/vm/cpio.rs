@@ -175,24 +175,24 @@ mod tests {
         t
     }
 
+    /// The archive's entries in its order: parents made implicitly, sorted, without the leading `/`.
+    const SAMPLE_NAMES: [&str; 8] = [
+        "bin",
+        "etc",
+        "etc/vmt-modules",
+        "init",
+        "tmp",
+        "usr",
+        "usr/bin",
+        "usr/bin/busybox",
+    ];
+
     #[test]
     fn round_trip_through_parser() {
         let t = sample();
         let parsed = parse_newc(&t.to_newc()).unwrap();
         let names: Vec<&str> = parsed.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "bin",
-                "etc",
-                "etc/vmt-modules",
-                "init",
-                "tmp",
-                "usr",
-                "usr/bin",
-                "usr/bin/busybox"
-            ]
-        );
+        assert_eq!(names, SAMPLE_NAMES);
         assert_eq!(parsed[0].1, Entry::Symlink("usr/bin".into()));
         assert_eq!(parsed[4].1, Entry::Dir(0o1777));
         assert_eq!(parsed[7].1, Entry::File(0o755, vec![7; 1001]));
@@ -228,18 +228,6 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         let listed = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(
-            listed.lines().collect::<Vec<_>>(),
-            [
-                "bin",
-                "etc",
-                "etc/vmt-modules",
-                "init",
-                "tmp",
-                "usr",
-                "usr/bin",
-                "usr/bin/busybox"
-            ]
-        );
+        assert_eq!(listed.lines().collect::<Vec<_>>(), SAMPLE_NAMES);
     }
 }
