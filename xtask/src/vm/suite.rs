@@ -35,13 +35,17 @@ pub const PROFILE_CONFIG: &[&str] = &[
     "profile.dev.debug=\"line-tables-only\"",
 ];
 
-fn cargo() -> Command {
+/// `cargo <args>` in `root`, static and with the guest profile, for [`TARGET`], with JSON messages.
+fn cargo(root: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.env("RUSTFLAGS", STATIC_FLAGS)
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
     for kv in PROFILE_CONFIG {
         c.args(["--config", kv]);
     }
+    c.current_dir(root)
+        .args(args)
+        .args(["--message-format=json-render-diagnostics", "--target", TARGET]);
     c
 }
 
@@ -68,14 +72,7 @@ pub fn artifacts_from_json(stdout: &str) -> Vec<(PathBuf, bool, String)> {
 /// Builds the test executables statically (`cargo test --no-run`) and, when in scope, the `mountkit`
 /// binary. `packages` empty means the whole workspace except `xtask`.
 pub fn build(root: &Path, packages: &[String]) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
-    let mut c = cargo();
-    c.current_dir(root).args([
-        "test",
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-        "--target",
-        TARGET,
-    ]);
+    let mut c = cargo(root, &["test", "--no-run"]);
     if packages.is_empty() {
         c.args(["--workspace", "--exclude", "xtask"]);
     } else {
@@ -90,17 +87,7 @@ pub fn build(root: &Path, packages: &[String]) -> Result<(Vec<PathBuf>, Option<P
         .collect();
     let mut bin = None;
     if packages.is_empty() || packages.iter().any(|p| p == "mountkit") {
-        let mut c = cargo();
-        c.current_dir(root).args([
-            "build",
-            "-p",
-            "mountkit",
-            "--bin",
-            "mountkit",
-            "--message-format=json-render-diagnostics",
-            "--target",
-            TARGET,
-        ]);
+        let c = cargo(root, &["build", "-p", "mountkit", "--bin", "mountkit"]);
         bin = artifacts_from_json(&run_cargo(c, "cargo build -p mountkit (static)")?)
             .into_iter()
             .find(|(_, test, name)| !test && name == "mountkit")
