@@ -27,11 +27,14 @@
 //! Dependencies: `anyhow` (errors with context), `serde_json` (cargo's `--message-format=json`).
 
 mod cpio;
+mod guest;
 mod host;
 mod image;
 mod kernel;
 mod qemu;
+mod report;
 mod results;
+mod selftest;
 mod suite;
 
 use std::path::{Path, PathBuf};
@@ -39,8 +42,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use guest::{boot, helpers, prepare_kernel, test_disk};
 pub use host::ensure_host_packages;
-use results::{Console, GuestVerdict, Outcome, display_bin};
+use report::{Tally, report};
+use selftest::self_test;
 
 const USAGE: &str =
     "usage: cargo xtask vm-test [--kernel 6.1|6.12|all] [--filter PATTERN] [--keep] [--verbose]
@@ -190,237 +195,6 @@ fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     r
 }
 
-/// Builds the kernel-independent pieces: vmt-exit, busybox check.
-fn helpers(p: &Paths) -> Result<(PathBuf, PathBuf)> {
-    let vmt_exit = p.vm_dir.join("vmt-exit");
-    let src = p.vm_src.join("vmt-exit/main.rs");
-    let fresh = |out: &Path| {
-        let (Ok(a), Ok(b)) = (
-            std::fs::metadata(out).and_then(|m| m.modified()),
-            std::fs::metadata(&src).and_then(|m| m.modified()),
-        ) else {
-            return false;
-        };
-        a >= b
-    };
-    if !fresh(&vmt_exit) {
-        suite::rustc_static(&src, &vmt_exit, false)?;
-    }
-    let busybox = PathBuf::from("/bin/busybox");
-    let o = std::process::Command::new("ldd").arg(&busybox).output();
-    let is_static = o
-        .as_ref()
-        .map(|o| !o.status.success() || String::from_utf8_lossy(&o.stdout).contains("not a dynamic"))
-        .unwrap_or(false);
-    if !busybox.is_file() || !is_static {
-        bail!("{busybox:?} is missing or not static: install busybox-static (see ensure_host_packages)");
-    }
-    Ok((vmt_exit, busybox))
-}
-
-/// Stages the test disk contents and makes the ext4 image; returns the plan.
-fn test_disk(p: &Paths, bins: &[suite::TestBinary], mountkit_bin: Option<&Path>) -> Result<PathBuf> {
-    let stage = p.work.join("tests");
-    std::fs::create_dir_all(stage.join("bin"))?;
-    std::fs::copy(p.vm_src.join("run"), stage.join("run")).context("copying vm/run")?;
-    std::fs::write(stage.join("plan"), suite::plan_text(bins))?;
-    let src = p.root.to_string_lossy();
-    if src.contains('\'') {
-        bail!("workspace path {src:?} contains a quote; cannot pass it to the guest");
-    }
-    std::fs::write(stage.join("env"), format!("VMT_SRC='{src}'\n"))?;
-    for b in bins {
-        image::link_or_copy(&b.path, &stage.join("bin").join(&b.name))?;
-    }
-    if let Some(m) = mountkit_bin {
-        image::link_or_copy(m, &stage.join("bin/mountkit"))?;
-    }
-    image::copy_sources(&p.root, &stage.join("src"))?;
-    let img = p.work.join("tests.img");
-    image::ext4_image(&stage, &img)?;
-    Ok(img)
-}
-
-struct Prepared {
-    kernel: kernel::Kernel,
-    initrd: PathBuf,
-    scratch: PathBuf,
-}
-
-fn prepare_kernel(p: &Paths, pin: &kernel::KernelPin, base: &image::BaseParts<'_>) -> Result<Prepared> {
-    let k = kernel::fetch(pin, &p.vm_dir)?;
-    let list = std::fs::read_to_string(p.vm_src.join(format!("modules-{}", pin.label)))
-        .with_context(|| format!("reading vm/modules-{}", pin.label))?;
-    let wanted: Vec<String> = list
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect();
-    let subset = kernel::select_modules(&k, &wanted)?;
-    let initrd = p.work.join(format!("initrd-{}.cpio", pin.label));
-    std::fs::write(&initrd, image::initramfs(base, &k, &subset)?)?;
-    // A fresh scratch disk per kernel: no state leaks from one guest to the next.
-    let scratch = p.work.join(format!("scratch-{}.img", pin.label));
-    image::scratch_image(&scratch, 16)?;
-    Ok(Prepared {
-        kernel: k,
-        initrd,
-        scratch,
-    })
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    passed: usize,
-    failed: usize,
-    skipped: usize,
-}
-
-fn boot(
-    opts: &Options,
-    prep: &Prepared,
-    disk: Option<&Path>,
-    planned: usize,
-    extra: &str,
-    timeout: Duration,
-) -> Result<(qemu::QemuRun, Console, GuestVerdict)> {
-    let g = qemu::Guest {
-        kernel: &prep.kernel.vmlinuz,
-        initrd: &prep.initrd,
-        disk,
-        scratch: Some(&prep.scratch),
-        extra_cmdline: extra,
-        kvm: host::kvm_usable(),
-        timeout,
-    };
-    if opts.verbose {
-        eprintln!("vm-test: {:?}", qemu::command(&g));
-    }
-    let label = &prep.kernel.pin.label;
-    let (mut done, mut began) = (0usize, Instant::now());
-    let mut progress = |line: &str| {
-        if opts.verbose {
-            eprintln!("[{label} console] {line}");
-        }
-        if line.starts_with("VMT-BEGIN ") {
-            began = Instant::now();
-        } else if let Some(rest) = line.strip_prefix("VMT-END ") {
-            done += 1;
-            if !opts.verbose {
-                let mut w = rest.split(' ');
-                let (bin, name, rc) = (
-                    w.next().unwrap_or(""),
-                    w.next().unwrap_or(""),
-                    w.next().unwrap_or(""),
-                );
-                let status = if rc == "0" { "done" } else { "exit " };
-                eprintln!(
-                    "[{label}] {done}/{planned} {status}{} {:5.1} s  {}::{name}",
-                    if rc == "0" { String::new() } else { rc.to_string() },
-                    began.elapsed().as_secs_f64(),
-                    display_bin(bin)
-                );
-            }
-        }
-    };
-    let run = qemu::run(&g, &mut progress)?;
-    let console = results::parse_console(&run.lines);
-    let verdict = results::guest_verdict(run.rc, run.timed_out, console.sentinel);
-    Ok((run, console, verdict))
-}
-
-/// Prints one guest's results; returns its tally (guest-level problems count as one failure).
-fn report(
-    label: &str,
-    plan: &[(String, String)],
-    run: &qemu::QemuRun,
-    c: &Console,
-    v: &GuestVerdict,
-) -> Tally {
-    let mut t = Tally::default();
-    let release = c.kernel_release.as_deref().unwrap_or("release unknown");
-    for r in &c.results {
-        let name = format!("{}::{}", display_bin(&r.bin), r.name);
-        match &r.outcome {
-            Outcome::Passed => {
-                t.passed += 1;
-                println!("[{label}] ok      {name}");
-            }
-            Outcome::Skipped(why) => {
-                t.skipped += 1;
-                println!("[{label}] skipped {name}: {why}");
-            }
-            Outcome::Failed(why) => {
-                t.failed += 1;
-                println!("[{label}] FAILED  {name}: {why}");
-            }
-        }
-    }
-    for r in c
-        .results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
-    {
-        println!(
-            "---- [{label}] {}::{} output (last 60 lines) ----",
-            display_bin(&r.bin),
-            r.name
-        );
-        for l in r.output.iter().skip(r.output.len().saturating_sub(60)) {
-            println!("    {l}");
-        }
-    }
-    let not_run: Vec<&(String, String)> = plan
-        .iter()
-        .filter(|(b, n)| !c.results.iter().any(|r| &r.bin == b && &r.name == n))
-        .collect();
-    if !not_run.is_empty() {
-        t.failed += not_run.len();
-        println!(
-            "[{label}] FAILED  {} planned test(s) never ran, e.g.:",
-            not_run.len()
-        );
-        for (b, n) in not_run.iter().take(10) {
-            println!("[{label}]           {}::{n}", display_bin(b));
-        }
-    }
-    let secs = run.elapsed.as_secs_f64();
-    match v {
-        GuestVerdict::Completed(n) => {
-            println!("[{label}] guest {release}: completed (VMT-RESULT {n}) in {secs:.1} s")
-        }
-        GuestVerdict::Panicked => {
-            t.failed += 1;
-            println!("[{label}] FAILED  guest {release}: kernel PANIC after {secs:.1} s");
-            for l in &c.panic_lines {
-                println!("[{label}]         {l}");
-            }
-        }
-        GuestVerdict::Hung(s) => {
-            t.failed += 1;
-            println!("[{label}] FAILED  guest {release}: HUNG, no result within {s} s; QEMU killed");
-        }
-        GuestVerdict::Broken(why) => {
-            t.failed += 1;
-            println!(
-                "[{label}] FAILED  guest {release}: {why} (QEMU status {:?}, {secs:.1} s)",
-                run.rc
-            );
-        }
-    }
-    if !matches!(v, GuestVerdict::Completed(_)) {
-        if !run.stderr.trim().is_empty() {
-            println!("[{label}] QEMU stderr: {}", run.stderr.trim());
-        }
-        println!("[{label}] last console lines:");
-        for l in run.lines.iter().skip(run.lines.len().saturating_sub(15)) {
-            println!("    {l}");
-        }
-    }
-    t
-}
-
 fn run_all(opts: &Options, p: &Paths) -> Result<()> {
     let pins = pins(opts, p)?;
     let (vmt_exit, busybox) = helpers(p)?;
@@ -518,97 +292,6 @@ fn run_suite(
         bail!("vm-test: {} failure(s) (see above)", total.failed);
     }
     Ok(())
-}
-
-fn self_test(
-    opts: &Options,
-    p: &Paths,
-    pins: &[kernel::KernelPin],
-    bins: &[suite::TestBinary],
-    disk: &Path,
-    vmt_exit: &Path,
-    busybox: &Path,
-) -> Result<()> {
-    let base = image::BaseParts {
-        vm_src: &p.vm_src,
-        busybox,
-        vmt_exit,
-    };
-    let plan = plan_of(bins);
-    let mut problems = Vec::new();
-    for pin in pins {
-        let prep = prepare_kernel(p, pin, &base)?;
-        let l = &pin.label;
-        // 1. A failing test: the guest completes, the failure is named, the status is non-zero.
-        println!("[{l}] self-test 1/3: a guest with one passing, one skipping and one failing test");
-        let (run, c, v) = boot(
-            opts,
-            &prep,
-            Some(disk),
-            plan.len(),
-            "",
-            Duration::from_secs(opts.timeout.unwrap_or(120)),
-        )?;
-        let t = report(l, &plan, &run, &c, &v);
-        let outcome = |n: &str| c.results.iter().find(|r| r.name == n).map(|r| r.outcome.clone());
-        if !matches!(v, GuestVerdict::Completed(n) if n != 0) {
-            problems.push(format!(
-                "[{l}] fail: expected a completed guest with a non-zero result, got {v:?}"
-            ));
-        }
-        if !matches!(outcome("deliberate_failure"), Some(Outcome::Failed(_))) || t.failed != 1 {
-            problems.push(format!(
-                "[{l}] fail: deliberate_failure not reported as the one failure ({:?})",
-                outcome("deliberate_failure")
-            ));
-        }
-        if outcome("passes") != Some(Outcome::Passed)
-            || !matches!(outcome("skips"), Some(Outcome::Skipped(_)))
-        {
-            problems.push(format!(
-                "[{l}] fail: passes/skips misreported: {:?} {:?}",
-                outcome("passes"),
-                outcome("skips")
-            ));
-        }
-        // 2. A guest panic.
-        println!("[{l}] self-test 2/3: a guest whose kernel panics (expect PANIC)");
-        let (run, c, v) = boot(
-            opts,
-            &prep,
-            Some(disk),
-            0,
-            "vmt.selftest=panic",
-            Duration::from_secs(opts.timeout.unwrap_or(120)),
-        )?;
-        report(l, &[], &run, &c, &v);
-        if v != GuestVerdict::Panicked {
-            problems.push(format!("[{l}] panic: expected Panicked, got {v:?}"));
-        }
-        // 3. A hung guest (short timeout).
-        println!("[{l}] self-test 3/3: a guest that hangs (expect HUNG after the timeout)");
-        let (run, c, v) = boot(
-            opts,
-            &prep,
-            Some(disk),
-            0,
-            "vmt.selftest=hang",
-            Duration::from_secs(opts.timeout.unwrap_or(25)),
-        )?;
-        report(l, &[], &run, &c, &v);
-        if !matches!(v, GuestVerdict::Hung(_)) || !run.lines.iter().any(|x| x.contains("hanging on purpose"))
-        {
-            problems.push(format!(
-                "[{l}] hang: expected Hung after the guest said so, got {v:?}"
-            ));
-        }
-    }
-    if problems.is_empty() {
-        println!("vm-test self-test: a failing test, a panic and a hang were each reported as such");
-        Ok(())
-    } else {
-        bail!("vm-test self-test FAILED:\n{}", problems.join("\n"))
-    }
 }
 
 #[cfg(test)]
