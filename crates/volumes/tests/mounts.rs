@@ -576,3 +576,40 @@ fn acquire_all_records_and_mounts_a_driver_volume_even_for_a_referencing_contain
         assert!(mounts_at(&data).is_empty());
     });
 }
+
+#[test]
+fn a_tmpfs_volume_mounted_in_another_boot_is_empty_and_filled_again() {
+    if !privileged("a_tmpfs_volume_mounted_in_another_boot_is_empty_and_filled_again") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    in_mount_ns(|| {
+        let (base, reg) = setup(dir.path());
+        let source = base.join("image-dir");
+        fs::create_dir(&source).unwrap();
+        fs::write(source.join("seed.txt"), b"from the image").unwrap();
+        reg.create(Some("shm"), opts(&[("type", "tmpfs")])).unwrap();
+        reg.add_ref("shm", "c1").unwrap();
+        let data = reg.acquire_all(&["shm"], "c1").unwrap()[0].path.clone();
+        assert!(reg.populate("shm", &source).unwrap());
+        assert!(reg.root().join("shm/populated").exists());
+        // A power loss while c1 ran: after the reboot the tmpfs is gone, the record and the marker stay.
+        umount2(&data, MntFlags::empty()).unwrap();
+        let record = reg.root().join("shm/volume.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&record).unwrap()).unwrap();
+        v["active_boot"] = "00000000-0000-0000-0000-000000000000".into();
+        fs::write(&record, serde_json::to_vec(&v).unwrap()).unwrap();
+        let v = reg.get("shm").unwrap();
+        assert!(v.active.is_empty() && !v.mounted && !v.populated, "{v:?}");
+        // The next run mounts an empty tmpfs, which needs (and gets) the image's content again.
+        let acquired = reg.acquire_all(&["shm"], "c2").unwrap();
+        assert_eq!(mounts_at(&data), ["tmpfs"]);
+        assert!(acquired[0].needs_populate());
+        assert!(!reg.root().join("shm/populated").exists());
+        assert!(reg.populate("shm", &source).unwrap());
+        assert_eq!(fs::read(data.join("seed.txt")).unwrap(), b"from the image");
+        assert_eq!(reg.get("shm").unwrap().active, ["c2"]);
+        reg.release_all(&acquired).unwrap();
+        assert!(mounts_at(&data).is_empty());
+    });
+}
