@@ -19,12 +19,9 @@ struct Copier {
     links: HashMap<(u64, u64), PathBuf>,
 }
 
-fn mnt_id(path: &Path, follow: bool) -> Result<u64> {
-    let flags = if follow {
-        AtFlags::empty()
-    } else {
-        AtFlags::SYMLINK_NOFOLLOW
-    };
+/// The ID of the mount `path` is on; `flags` says whether a final symlink is followed
+/// (`AtFlags::SYMLINK_NOFOLLOW`: not).
+fn mnt_id(path: &Path, flags: AtFlags) -> Result<u64> {
     let st =
         rustix::fs::statx(CWD, path, flags, StatxFlags::MNT_ID).map_err(|e| Error::io("statx", path, e))?;
     Ok(st.stx_mnt_id)
@@ -36,7 +33,7 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     // `src` itself may be a link to the directory (a `/proc/self/fd/N` path): follow it, and only it.
     let meta = fs::metadata(src).map_err(|e| Error::io("inspect", src, e))?;
     let mut c = Copier {
-        root_mnt: mnt_id(src, true)?,
+        root_mnt: mnt_id(src, AtFlags::empty())?,
         links: HashMap::new(),
     };
     c.copy_dir_contents(src, dst)?;
@@ -61,7 +58,7 @@ impl Copier {
         trace!(src = %s.display(), dst = %d.display(), "copy");
         if ft.is_dir() {
             fs::create_dir(d).map_err(|e| Error::io("create directory", d, e))?;
-            if mnt_id(s, false)? == self.root_mnt {
+            if mnt_id(s, AtFlags::SYMLINK_NOFOLLOW)? == self.root_mnt {
                 self.copy_dir_contents(s, d)?;
             } else {
                 warn!(path = %s.display(), "not copying into a mount inside the populate source");
@@ -100,21 +97,22 @@ impl Copier {
 fn copy_file(s: &Path, d: &Path) -> Result<()> {
     let mut from = OpenOptions::new()
         .read(true)
-        .custom_flags(libc_nofollow())
+        .custom_flags(o_nofollow())
         .open(s)
         .map_err(|e| Error::io("open", s, e))?;
     let mut to: File = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .custom_flags(libc_nofollow())
+        .custom_flags(o_nofollow())
         .open(d)
         .map_err(|e| Error::io("create", d, e))?;
     io::copy(&mut from, &mut to).map_err(|e| Error::io("copy into", d, e))?;
     Ok(())
 }
 
-fn libc_nofollow() -> i32 {
+/// `O_NOFOLLOW`, for std's `OpenOptionsExt::custom_flags`.
+fn o_nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 

@@ -1,10 +1,11 @@
 //! The `local` driver: validating its options and making (and undoing) the mount they describe.
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::Path;
 
-use nix::mount::{MntFlags, MsFlags};
+use rustix::mount::{MountFlags, UnmountFlags};
 use tracing::{debug, warn};
 
 use crate::{Error, Result};
@@ -26,14 +27,14 @@ pub(crate) struct MountPlan {
     /// The source (`tmpfs`, `:/export`, `/host/dir`, ...).
     pub device: String,
     /// Flags taken out of `o`.
-    pub flags: MsFlags,
+    pub flags: MountFlags,
     /// The rest of `o`, passed as the data string.
     pub data: String,
 }
 
 impl MountPlan {
     fn is_bind(&self) -> bool {
-        self.flags.contains(MsFlags::MS_BIND)
+        self.flags.contains(MountFlags::BIND)
     }
 
     /// A description for messages: `type=tmpfs device=tmpfs o=size=64m`.
@@ -53,7 +54,7 @@ impl MountPlan {
             .filter(|(_, f, set)| *set && self.flags.contains(*f))
             .map(|(w, _, _)| *w)
             .collect();
-        if self.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC) {
+        if self.flags.contains(MountFlags::BIND | MountFlags::REC) {
             words.retain(|w| *w != "bind");
         }
         let mut o = words.join(",");
@@ -68,31 +69,31 @@ impl MountPlan {
 }
 
 /// The words of `o` that are mount flags: (word, flag, set or clear).
-const FLAGS: &[(&str, MsFlags, bool)] = &[
-    ("ro", MsFlags::MS_RDONLY, true),
-    ("rw", MsFlags::MS_RDONLY, false),
-    ("nosuid", MsFlags::MS_NOSUID, true),
-    ("suid", MsFlags::MS_NOSUID, false),
-    ("nodev", MsFlags::MS_NODEV, true),
-    ("dev", MsFlags::MS_NODEV, false),
-    ("noexec", MsFlags::MS_NOEXEC, true),
-    ("exec", MsFlags::MS_NOEXEC, false),
-    ("sync", MsFlags::MS_SYNCHRONOUS, true),
-    ("async", MsFlags::MS_SYNCHRONOUS, false),
-    ("dirsync", MsFlags::MS_DIRSYNC, true),
-    ("noatime", MsFlags::MS_NOATIME, true),
-    ("atime", MsFlags::MS_NOATIME, false),
-    ("nodiratime", MsFlags::MS_NODIRATIME, true),
-    ("diratime", MsFlags::MS_NODIRATIME, false),
-    ("relatime", MsFlags::MS_RELATIME, true),
-    ("norelatime", MsFlags::MS_RELATIME, false),
-    ("strictatime", MsFlags::MS_STRICTATIME, true),
-    ("mand", MsFlags::MS_MANDLOCK, true),
-    ("nomand", MsFlags::MS_MANDLOCK, false),
-    ("silent", MsFlags::MS_SILENT, true),
-    ("loud", MsFlags::MS_SILENT, false),
-    ("bind", MsFlags::MS_BIND, true),
-    ("rbind", MsFlags::MS_BIND.union(MsFlags::MS_REC), true),
+const FLAGS: &[(&str, MountFlags, bool)] = &[
+    ("ro", MountFlags::RDONLY, true),
+    ("rw", MountFlags::RDONLY, false),
+    ("nosuid", MountFlags::NOSUID, true),
+    ("suid", MountFlags::NOSUID, false),
+    ("nodev", MountFlags::NODEV, true),
+    ("dev", MountFlags::NODEV, false),
+    ("noexec", MountFlags::NOEXEC, true),
+    ("exec", MountFlags::NOEXEC, false),
+    ("sync", MountFlags::SYNCHRONOUS, true),
+    ("async", MountFlags::SYNCHRONOUS, false),
+    ("dirsync", MountFlags::DIRSYNC, true),
+    ("noatime", MountFlags::NOATIME, true),
+    ("atime", MountFlags::NOATIME, false),
+    ("nodiratime", MountFlags::NODIRATIME, true),
+    ("diratime", MountFlags::NODIRATIME, false),
+    ("relatime", MountFlags::RELATIME, true),
+    ("norelatime", MountFlags::RELATIME, false),
+    ("strictatime", MountFlags::STRICTATIME, true),
+    ("mand", MountFlags::PERMIT_MANDATORY_FILE_LOCKING, true),
+    ("nomand", MountFlags::PERMIT_MANDATORY_FILE_LOCKING, false),
+    ("silent", MountFlags::SILENT, true),
+    ("loud", MountFlags::SILENT, false),
+    ("bind", MountFlags::BIND, true),
+    ("rbind", MountFlags::BIND.union(MountFlags::REC), true),
 ];
 
 const KNOWN: [&str; 3] = ["type", "o", "device"];
@@ -196,8 +197,8 @@ pub(crate) fn parse(options: &BTreeMap<String, String>) -> Result<Backing> {
 }
 
 /// Splits `o` into mount flags and the data string.
-fn parse_o(o: &str) -> Result<(MsFlags, String)> {
-    let mut flags = MsFlags::empty();
+fn parse_o(o: &str) -> Result<(MountFlags, String)> {
+    let mut flags = MountFlags::empty();
     let mut data = Vec::new();
     for word in o.split(',') {
         if word.is_empty() {
@@ -260,72 +261,71 @@ pub(crate) fn mount(name: &str, plan: &MountPlan, target: &Path) -> Result<()> {
         source,
     };
     if plan.is_bind() {
-        let dev = Path::new(&plan.device);
-        if !dev.is_dir() {
-            return Err(fail(std::io::Error::other(format!(
-                "bind device {} is not an existing directory",
-                dev.display()
-            ))));
-        }
-        let base = plan.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
-        debug!(volume = name, device = %dev.display(), target = %target.display(), "bind-mounting volume device");
-        nix::mount::mount(Some(dev), target, None::<&str>, base, None::<&str>).map_err(|e| fail(e.into()))?;
-        let extra = plan.flags - base;
-        if !extra.is_empty() {
-            debug!(volume = name, ?extra, "remounting volume bind with its flags");
-            let r = nix::mount::mount(
-                None::<&str>,
-                target,
-                None::<&str>,
-                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra,
-                None::<&str>,
-            );
-            if let Err(e) = r {
-                let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
-                return Err(fail(e.into()));
-            }
-        }
-        return Ok(());
+        return bind(name, plan, target).map_err(fail);
     }
     let data = if plan.fstype.starts_with("nfs") {
         resolve_nfs_addr(&plan.data).map_err(fail)?
     } else {
         plan.data.clone()
     };
+    let data = (!data.is_empty())
+        .then(|| CString::new(data))
+        .transpose()
+        .map_err(|e| fail(e.into()))?;
     debug!(volume = name, what = %plan.describe(), target = %target.display(), "mounting volume");
-    nix::mount::mount(
-        Some(plan.device.as_str()),
+    rustix::mount::mount(
+        plan.device.as_str(),
         target,
-        Some(plan.fstype.as_str()),
+        plan.fstype.as_str(),
         plan.flags,
-        (!data.is_empty()).then_some(data.as_str()),
+        data.as_deref(),
     )
     .map_err(|e| fail(e.into()))
+}
+
+/// Bind-mounts the plan's device at `target`, then remounts the bind with the plan's other flags.
+fn bind(name: &str, plan: &MountPlan, target: &Path) -> std::io::Result<()> {
+    let dev = Path::new(&plan.device);
+    if !dev.is_dir() {
+        return Err(std::io::Error::other(format!(
+            "bind device {} is not an existing directory",
+            dev.display()
+        )));
+    }
+    debug!(volume = name, device = %dev.display(), target = %target.display(), "bind-mounting volume device");
+    if plan.flags.contains(MountFlags::REC) {
+        rustix::mount::mount_bind_recursive(dev, target)?;
+    } else {
+        rustix::mount::mount_bind(dev, target)?;
+    }
+    let extra = plan.flags - (MountFlags::BIND | MountFlags::REC);
+    if !extra.is_empty() {
+        debug!(volume = name, ?extra, "remounting volume bind with its flags");
+        if let Err(e) = rustix::mount::mount_remount(target, MountFlags::BIND | extra, "") {
+            let _ = rustix::mount::unmount(target, UnmountFlags::DETACH);
+            return Err(e.into());
+        }
+    }
+    Ok(())
 }
 
 /// Unmounts the mount at `target` (plainly; lazily when busy).
 pub(crate) fn unmount(name: &str, what: String, target: &Path) -> Result<()> {
     debug!(volume = name, target = %target.display(), "unmounting volume");
-    match nix::mount::umount2(target, MntFlags::empty()) {
-        Ok(()) => Ok(()),
-        Err(nix::errno::Errno::EBUSY) => {
+    let result = match rustix::mount::unmount(target, UnmountFlags::empty()) {
+        Err(rustix::io::Errno::BUSY) => {
             warn!(volume = name, target = %target.display(), "volume mount busy; detaching it lazily");
-            nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(|e| Error::Mount {
-                op: "unmount",
-                name: name.to_string(),
-                what,
-                path: target.to_path_buf(),
-                source: e.into(),
-            })
+            rustix::mount::unmount(target, UnmountFlags::DETACH)
         }
-        Err(e) => Err(Error::Mount {
-            op: "unmount",
-            name: name.to_string(),
-            what,
-            path: target.to_path_buf(),
-            source: e.into(),
-        }),
-    }
+        other => other,
+    };
+    result.map_err(|e| Error::Mount {
+        op: "unmount",
+        name: name.to_string(),
+        what,
+        path: target.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 #[cfg(test)]
@@ -353,7 +353,7 @@ mod tests {
         let p = plan(&[("type", "tmpfs"), ("o", "size=64m,mode=1777,nosuid,nodev")]);
         assert_eq!(p.device, "tmpfs");
         assert_eq!(p.data, "size=64m,mode=1777");
-        assert_eq!(p.flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        assert_eq!(p.flags, MountFlags::NOSUID | MountFlags::NODEV);
         assert_eq!(
             p.describe(),
             "type=tmpfs device=tmpfs o=nosuid,nodev,size=64m,mode=1777"
@@ -363,9 +363,9 @@ mod tests {
     #[test]
     fn bind_and_nfs() {
         let p = plan(&[("type", "none"), ("o", "bind,ro"), ("device", "/srv/data")]);
-        assert_eq!(p.flags, MsFlags::MS_BIND | MsFlags::MS_RDONLY);
+        assert_eq!(p.flags, MountFlags::BIND | MountFlags::RDONLY);
         let p = plan(&[("type", "none"), ("o", "rbind"), ("device", "/srv/data")]);
-        assert_eq!(p.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert_eq!(p.flags, MountFlags::BIND | MountFlags::REC);
         let p = plan(&[
             ("type", "nfs"),
             ("o", "addr=10.0.0.1,rw,nfsvers=4"),

@@ -218,9 +218,10 @@
 //!
 //! # Dependencies
 //! - `mountkit-safefs`: atomic writes, the registry lock, mount-aware removal, random names.
-//! - `nix`: `mount(2)`/`umount2(2)` for driver mounts (typed flags).
-//! - `rustix`: what std lacks for a faithful copy: xattrs, `utimensat` on symlinks, `mknodat`, `statx`
-//!   mount IDs; and the `EINVAL` that tells an old-format `.generation` file from the symlink.
+//! - `rustix`: `mount(2)`/`umount2(2)` for driver mounts (typed flags); what std lacks for a faithful
+//!   copy: xattrs, `utimensat` on symlinks, `mknodat`, `statx` mount IDs; and the `EINVAL` that tells an
+//!   old-format `.generation` file from the symlink.
+//! - For tests only: `nix` (the privileged tests make their own mounts with it).
 //! - `serde`/`serde_json`: the metadata file; `humantime`: RFC 3339 creation times.
 //! - `thiserror`: the error type; `tracing`: diagnostics around every privileged step.
 
