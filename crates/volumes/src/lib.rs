@@ -12,7 +12,6 @@
 //! <root>/.list-cache.json      every record at one generation: `list` reads one file, not one per volume
 //! <root>/.idle                 present while no volume is in use: `reconcile` has nothing to do
 //! <root>/.active.json          the volumes that may be in use in this boot (a superset), for `reconcile`
-//! <root>/.refs-migrated        present once no record keeps references in its `users` field
 //! <root>/<name>/volume.json    the record: identity, options, labels, users of driver mounts (JSON)
 //! <root>/<name>/_data/         the data; a container gets it bind-mounted (the `mountpoint`)
 //! <root>/<name>/ref.<container>  an empty file: `container` references the volume
@@ -74,10 +73,7 @@
 //!   an empty file `ref.<container>` beside the record, made by one `mknod` and dropped by one `unlink`
 //!   under the lock: the record is never rewritten for a reference (see "Durability"). A container name
 //!   must therefore fit in a directory entry: not empty, no `/` or NUL, at most 250 bytes
-//!   ([`Error::InvalidReference`]). Records written by an older mountkit kept references in `users`: they
-//!   are read as references, and the first change moves them to entries (`.refs-migrated` says it was
-//!   done; mixing an older mountkit with this one on a store is not supported: it would not see the
-//!   entries).
+//!   ([`Error::InvalidReference`]).
 //! - **Removal** refuses when anything is mounted under the volume's directory (one read of the mount
 //!   table, under the lock), renames the volume out of the registry and deletes it with
 //!   `mountkit_safefs::remove_tree_checked`, which does not read the table again and never crosses a
@@ -192,7 +188,7 @@
 //!     a volume and nothing removes it; a volume is removed only by `remove`/`prune` of a whole record
 //!     without references or users.
 //! - **Metadata format**: JSON (`volume.json`), the same shape as [`Volume`]'s serde form, with `users`
-//!   empty and `populated` false (they are entries; older records that have them are still read).
+//!   empty and `populated` false (they are entries, and those fields are not read).
 //!
 //! # What a container run calls
 //!
@@ -219,8 +215,7 @@
 //! # Dependencies
 //! - `mountkit-safefs`: atomic writes, the registry lock, mount-aware removal, random names.
 //! - `rustix`: `mount(2)`/`umount2(2)` for driver mounts (typed flags); what std lacks for a faithful
-//!   copy: xattrs, `utimensat` on symlinks, `mknodat`, `statx` mount IDs; and the `EINVAL` that tells an
-//!   old-format `.generation` file from the symlink.
+//!   copy: xattrs, `utimensat` on symlinks, `mknodat`, `statx` mount IDs.
 //! - For tests only: `nix` (the privileged tests make their own mounts with it).
 //! - `serde`/`serde_json`: the metadata file; `humantime`: RFC 3339 creation times.
 //! - `thiserror`: the error type; `tracing`: diagnostics around every privileged step.

@@ -28,8 +28,6 @@ const CACHE: &str = ".list-cache.json";
 const IDLE: &str = ".idle";
 const ACTIVE: &str = ".active.json";
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
-/// Present once no record keeps references in its `users` field any more (they are `ref.` entries).
-const REFS_MIGRATED: &str = ".refs-migrated";
 /// The prefix of a reference entry: `<root>/<name>/ref.<container>`.
 const REF_PREFIX: &str = "ref.";
 /// The entry that says a volume has received content: `<root>/<name>/populated`.
@@ -260,8 +258,6 @@ pub struct Registry {
     root: OnceLock<PathBuf>,
     /// `open` saw `.idle`: the first `reconcile` has nothing to do.
     idle_at_open: AtomicBool,
-    /// `.refs-migrated` was seen: no record keeps references any more (it is never removed).
-    refs_migrated: AtomicBool,
 }
 
 impl Clone for Registry {
@@ -270,7 +266,6 @@ impl Clone for Registry {
             given: self.given.clone(),
             root: self.root.clone(),
             idle_at_open: AtomicBool::new(false),
-            refs_migrated: AtomicBool::new(self.refs_migrated.load(Ordering::Relaxed)),
         }
     }
 }
@@ -364,7 +359,6 @@ impl Registry {
             given,
             root: OnceLock::new(),
             idle_at_open: AtomicBool::new(idle),
-            refs_migrated: AtomicBool::new(false),
         })
     }
 
@@ -374,56 +368,24 @@ impl Registry {
             .get_or_init(|| fs::canonicalize(&self.given).unwrap_or_else(|_| self.given.clone()))
     }
 
-    /// Takes the registry lock for a change. The first time in a registry written by an older mountkit,
-    /// it moves the references kept in records (`users`) to `ref.` entries (see "References" in the crate
-    /// docs), so that dropping a reference never has to read a record.
+    /// Takes the registry lock for a change.
     fn lock(&self) -> Result<Held> {
-        let held = Held {
+        Ok(Held {
             _lock: Lock::exclusive(&self.root().join(LOCK))?,
             bumped: Cell::new(false),
-        };
-        if !self.refs_migrated.load(Ordering::Relaxed) {
-            if fs::symlink_metadata(self.root().join(REFS_MIGRATED)).is_err() {
-                self.migrate_refs(&held)?;
-            }
-            self.refs_migrated.store(true, Ordering::Relaxed);
-        }
-        Ok(held)
-    }
-
-    /// Moves the references of every record that still has them in `users` to `ref.` entries: the entries
-    /// first, then the record rewritten without them (so a crash in between loses nothing).
-    fn migrate_refs(&self, held: &Held) -> Result<()> {
-        for name in self.names()? {
-            match self.load_record(&name) {
-                Ok(record) if !record.users.is_empty() => {
-                    let mut vol = self.load(&name)?;
-                    debug!(volume = %name, users = ?vol.users, "moving references to entries");
-                    self.save(held, &mut vol)?;
-                }
-                Ok(_) | Err(Error::NotFound { .. }) => {}
-                Err(e) => warn!("cannot move the references of a volume to entries: {e}"),
-            }
-        }
-        let marker = self.root().join(REFS_MIGRATED);
-        make_entry(&marker)?;
-        Ok(())
+        })
     }
 
     /// The generation token: the target of the `.generation` symlink (a symlink because replacing it is
     /// metadata only: on ext4 replacing a small file by rename costs ten times more, as the kernel writes
-    /// the new file's data back at once). An older mountkit wrote it as a regular file; its content is the
-    /// token then. `None` when there is none: no cache is trusted.
+    /// the new file's data back at once). `None` when there is none: no cache is trusted.
     fn generation(&self) -> Option<String> {
-        let path = self.root().join(GENERATION);
-        match fs::read_link(&path) {
-            Ok(target) => target.into_os_string().into_string().ok(),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                fs::read_to_string(&path).ok().map(|s| s.trim().to_string())
-            }
-            Err(_) => None,
-        }
-        .filter(|t| !t.is_empty())
+        let target = fs::read_link(self.root().join(GENERATION)).ok()?;
+        target
+            .into_os_string()
+            .into_string()
+            .ok()
+            .filter(|t| !t.is_empty())
     }
 
     /// Called (with the lock held) before the first change on disk: invalidates the list cache, even if
@@ -622,17 +584,14 @@ impl Registry {
         }
     }
 
-    /// The volume as its record and its entries say (references and `populated` are the union of both:
-    /// older records kept them in the record).
+    /// The volume as its record and its entries say (references and `populated` are entries; the
+    /// record's `users` and `populated` fields are always written empty and are not read).
     fn load(&self, name: &str) -> Result<Volume> {
         let mut vol = self.load_record(name)?;
-        let entries = self.read_entries(name)?;
-        vol.users.sort();
-        vol.users.dedup();
-        for c in &entries.refs {
-            insert_sorted(&mut vol.users, c);
-        }
-        vol.populated |= entries.populated;
+        let mut entries = self.read_entries(name)?;
+        entries.refs.sort();
+        vol.users = entries.refs;
+        vol.populated = entries.populated;
         Self::void_other_boot(&mut vol);
         Ok(vol)
     }
@@ -729,8 +688,7 @@ impl Registry {
     ///
     /// References and `populated` are entries, not record fields: they are made to match `vol` first
     /// (a reference in `vol.users` gets its entry, `populated` its marker or none), and the record is
-    /// written without them. Only driver mounts and users without a reference come here (and the one-time
-    /// move of references out of older records), so the fsync of `write_atomic` is rarely paid; it is kept
+    /// written without them. Only driver mounts and users without a reference come here, so the fsync of `write_atomic` is rarely paid; it is kept
     /// because an unsynced replace can leave an empty record after a power loss (xfs), and an empty record
     /// hides the volume and, when it is adopted again, loses its driver options.
     fn save(&self, held: &Held, vol: &mut Volume) -> Result<()> {
@@ -1099,13 +1057,8 @@ impl Registry {
                     debug!(volume = name, container, "volume reference dropped");
                     Ok(())
                 }
-                // No entry: no reference, unless the record holds it (edited by hand); or no volume.
-                Ok(false) => self.load(name).and_then(|mut vol| {
-                    if remove_item(&mut vol.users, container) {
-                        self.save(&held, &mut vol)?;
-                    }
-                    Ok(())
-                }),
+                // No entry: no reference; an error only if there is no volume (or its record is unreadable).
+                Ok(false) => self.load(name).map(|_| ()),
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
@@ -1133,7 +1086,7 @@ impl Registry {
         let none = BTreeSet::new();
         let mut changes = 0;
         for name in self.names()? {
-            let mut vol = match self.load(&name) {
+            let vol = match self.load(&name) {
                 Ok(v) => v,
                 Err(Error::NotFound { .. }) => continue,
                 Err(e) => {
@@ -1152,11 +1105,7 @@ impl Registry {
             let stale: Vec<String> = vol.users.iter().filter(|c| !want.contains(*c)).cloned().collect();
             for c in &stale {
                 self.touch(&held)?;
-                if !remove_entry(&dir.join(ref_entry(c)))? {
-                    // Held by the record itself (edited by hand): rewrite it without.
-                    remove_item(&mut vol.users, c);
-                    self.save(&held, &mut vol)?;
-                }
+                remove_entry(&dir.join(ref_entry(c)))?;
                 info!(volume = %name, container = %c, "stale volume reference dropped");
                 changes += 1;
             }

@@ -583,25 +583,31 @@ fn concurrent_changes_are_not_lost() {
 }
 
 #[test]
-fn a_generation_file_of_an_older_mountkit_is_read() {
+fn a_generation_that_is_no_symlink_trusts_no_cache() {
     let (_d, reg) = registry();
     reg.create(Some("real"), CreateOptions::default()).unwrap();
     let generation = reg.root().join(".generation");
     assert!(std::fs::symlink_metadata(&generation).unwrap().is_symlink());
-    // An older mountkit wrote the generation as a regular file.
-    std::fs::remove_file(&generation).unwrap();
-    std::fs::write(&generation, b"7\n").unwrap();
-    assert_eq!(names(reg.list(&[]).unwrap()), ["real"]); // builds the cache at that generation
+    assert_eq!(names(reg.list(&[]).unwrap()), ["real"]); // builds the cache
     let cache_path = reg.root().join(".list-cache.json");
     let mut cache: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache_path).unwrap()).unwrap();
-    assert_eq!(cache["generation"], "7");
     cache["volumes"][0]["name"] = "from-cache".into();
     std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
     assert_eq!(names(reg.list(&[]).unwrap()), ["from-cache"]);
-    // The next change replaces it with a new token: the cache is stale.
+    // A regular file (whatever it says, even the cache's token) is no generation: the records are read.
+    let token = std::fs::read_link(&generation).unwrap();
+    std::fs::remove_file(&generation).unwrap();
+    std::fs::write(&generation, token.to_str().unwrap()).unwrap();
+    assert_eq!(names(reg.list(&[]).unwrap()), ["real"]);
+    // The next change replaces it with a symlink to a new token, and the cache is used again.
     reg.add_ref("real", "c1").unwrap();
     assert!(std::fs::symlink_metadata(&generation).unwrap().is_symlink());
     assert_eq!(names(reg.list(&[]).unwrap()), ["real"]);
+    let cache: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache_path).unwrap()).unwrap();
+    assert_eq!(
+        cache["generation"].as_str(),
+        std::fs::read_link(&generation).unwrap().to_str()
+    );
 }
 
 /// The identity of a volume's record file: references, acquire by a referencing container and populate
@@ -795,33 +801,6 @@ fn populated_is_an_entry_and_acquire_all_reports_it() {
         std::fs::read(v.mountpoint.join("seed.txt")).unwrap(),
         b"changed by the app"
     );
-    // An older record says `populated` itself: still populated.
-    edit_record(&reg, "fresh", |v| v["populated"] = true.into());
-    std::fs::remove_file(reg.root().join("fresh/populated")).unwrap();
-    assert!(reg.get("fresh").unwrap().populated);
-}
-
-#[test]
-fn references_in_an_older_record_are_moved_to_entries() {
-    let (_d, reg) = registry();
-    reg.create(Some("old-vol"), CreateOptions::default()).unwrap();
-    // An older mountkit kept references in the record, and knew no `.refs-migrated`.
-    edit_record(&reg, "old-vol", |v| {
-        v["users"] = serde_json::json!(["c-old", "c-other"])
-    });
-    std::fs::remove_file(reg.root().join(".refs-migrated")).unwrap();
-    let reg = Registry::open(reg.root()).unwrap();
-    assert_eq!(reg.get("old-vol").unwrap().users, ["c-old", "c-other"]);
-    // The first change moves them to entries, then drops the one asked for.
-    reg.remove_ref("old-vol", "c-old").unwrap();
-    assert_eq!(reg.get("old-vol").unwrap().users, ["c-other"]);
-    assert!(reg.root().join("old-vol/ref.c-other").is_file());
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(reg.root().join("old-vol/volume.json")).unwrap()).unwrap();
-    assert_eq!(record["users"], serde_json::json!([]));
-    assert!(reg.root().join(".refs-migrated").exists());
-    reg.remove_ref("old-vol", "c-other").unwrap();
-    assert!(reg.remove("old-vol", false).unwrap());
 }
 
 #[test]
