@@ -3,7 +3,7 @@
 //!
 //! `single` makes the calls mountkit made before the batch APIs (one call per volume per step, the
 //! container process opening the registry to populate each volume); `batch` makes the calls it should make
-//! now (see "What a container run calls" in the crate docs).
+//! now (see "What a container run calls" in docs/volumes.md).
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::net::{IpAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::mount::{MountFlags, UnmountFlags};
 use tracing::{debug, warn};
@@ -328,6 +328,22 @@ pub(crate) fn unmount(name: &str, what: String, target: &Path) -> Result<()> {
     })
 }
 
+/// Whether a volume with these options loses its content when its mount goes (a tmpfs).
+pub(crate) fn loses_content_when_unmounted(options: &BTreeMap<String, String>) -> bool {
+    options.get("type").map(String::as_str) == Some("tmpfs")
+}
+
+/// The mount points at or below `path` (canonical: every path here is built on the canonical root) in
+/// this process's mount namespace, without resolving the path again.
+pub(crate) fn mounts_below(path: &Path) -> Result<Vec<PathBuf>> {
+    Ok(mountkit_safefs::mounts_under_canonical(path)?)
+}
+
+/// Whether `path` (canonical) is a mount point in this process's mount namespace.
+pub(crate) fn is_mount_point(path: &Path) -> Result<bool> {
+    Ok(mounts_below(path)?.iter().any(|m| m == path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,6 +420,17 @@ mod tests {
         assert!(validate_options(Some("local"), &BTreeMap::new()).is_ok());
         let err = validate_options(Some("rexray"), &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("\"rexray\""));
+    }
+
+    #[test]
+    fn mounts_below_finds_the_root_mount() {
+        let all = mounts_below(Path::new("/")).unwrap();
+        assert!(all.iter().any(|m| m == Path::new("/")), "{all:?}");
+        assert!(
+            mounts_below(Path::new("/nonexistent-mountkit-dir"))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use crate::registry::Volume;
+use crate::volume::Volume;
 use crate::{Error, Result};
 
 /// One filter of `volume ls --filter` / `volume prune --filter`.

@@ -407,7 +407,7 @@ fn users_recorded_in_another_boot_are_void() {
     let (_d, reg) = registry();
     reg.create(Some("plain"), CreateOptions::default()).unwrap();
     reg.acquire("plain", "c1").unwrap();
-    assert_eq!(reg.get("plain").unwrap().active_boot, this_boot());
+    assert_eq!(reg.get("plain").unwrap().active_boot(), this_boot());
     assert!(matches!(reg.remove("plain", false), Err(Error::Active { .. })));
     // A power loss took the machine down while c1 ran; the `.idle` marker may even say "idle".
     edit_record(&reg, "plain", |v| {
@@ -415,7 +415,7 @@ fn users_recorded_in_another_boot_are_void() {
     });
     std::fs::write(reg.root().join(".idle"), b"").unwrap();
     let v = reg.get("plain").unwrap();
-    assert!(v.active.is_empty() && !v.mounted && v.active_boot.is_empty());
+    assert!(v.active.is_empty() && !v.mounted && v.active_boot().is_empty());
     assert!(reg.remove("plain", false).unwrap());
 }
 
@@ -801,6 +801,43 @@ fn populated_is_an_entry_and_acquire_all_reports_it() {
         std::fs::read(v.mountpoint.join("seed.txt")).unwrap(),
         b"changed by the app"
     );
+}
+
+#[test]
+fn a_record_in_the_earlier_format_reads_the_same() {
+    let (d, reg) = registry();
+    let v = reg.create(Some("old-vol"), labels(&[("app", "todo")])).unwrap();
+    reg.add_ref("old-vol", "c1").unwrap();
+    let source = d.path().join("image-dir");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("seed.txt"), b"from the image").unwrap();
+    assert!(reg.populate("old-vol", &source).unwrap());
+    let view = reg.get("old-vol").unwrap();
+    assert_eq!(view.users, ["c1"]);
+    assert!(view.populated);
+    // The record as the registry wrote it before the record had its own type: the whole view, with
+    // `users` empty and `populated` false (the entries beside it are what counts).
+    edit_record(&reg, "old-vol", |r| {
+        *r = serde_json::json!({
+            "name": "old-vol", "driver": "local", "mountpoint": v.mountpoint, "created": v.created,
+            "labels": {"app": "todo"}, "options": {}, "anonymous": false, "users": [],
+            "populated": false, "active": [], "mounted": false
+        })
+    });
+    let reg = Registry::open(reg.root()).unwrap();
+    assert_eq!(reg.get("old-vol").unwrap(), view);
+    // An in-use change rewrites it in today's form: no name, mountpoint, users or populated keys.
+    reg.acquire("old-vol", "user-1").unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reg.root().join("old-vol/volume.json")).unwrap()).unwrap();
+    for gone in ["name", "mountpoint", "users", "populated"] {
+        assert!(record.get(gone).is_none(), "{gone} in {record}");
+    }
+    assert_eq!(record["active"], serde_json::json!(["user-1"]));
+    reg.release("old-vol", "user-1").unwrap();
+    assert_eq!(reg.get("old-vol").unwrap(), view);
+    reg.remove_ref("old-vol", "c1").unwrap();
+    assert!(reg.remove("old-vol", false).unwrap());
 }
 
 #[test]
