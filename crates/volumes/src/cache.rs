@@ -21,9 +21,9 @@ use crate::files::{read_json, write_json_nosync};
 use crate::layout::{DATA, Layout};
 use crate::lock::LOCK;
 use crate::record::RECORD;
-use crate::system::boot_id;
 use crate::volume::{self, Volume};
 use crate::{Error, Result};
+use mountkit_safefs::boot_id;
 
 const GENERATION: &str = ".generation";
 const CACHE: &str = ".list-cache.json";

@@ -9,22 +9,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, CWD, FileType, Mode, StatxFlags, Timespec, Timestamps, XattrFlags};
+use mountkit_safefs::{FinalSymlink, mount_id_at};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
 use tracing::{trace, warn};
 
 use crate::{Error, Result};
 
 struct Copier {
-    root_mnt: u64,
+    /// The mount the source is on (`None` where the kernel reports no mount IDs, before Linux 5.8).
+    root_mnt: Option<u64>,
     links: HashMap<(u64, u64), PathBuf>,
-}
-
-/// The ID of the mount `path` is on; `flags` says whether a final symlink is followed
-/// (`AtFlags::SYMLINK_NOFOLLOW`: not).
-fn mnt_id(path: &Path, flags: AtFlags) -> Result<u64> {
-    let st =
-        rustix::fs::statx(CWD, path, flags, StatxFlags::MNT_ID).map_err(|e| Error::io("statx", path, e))?;
-    Ok(st.stx_mnt_id)
 }
 
 /// Copies the content of directory `src` into the existing directory `dst`, then gives `dst` the owner,
@@ -33,7 +27,7 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     // `src` itself may be a link to the directory (a `/proc/self/fd/N` path): follow it, and only it.
     let meta = fs::metadata(src).map_err(|e| Error::io("inspect", src, e))?;
     let mut c = Copier {
-        root_mnt: mnt_id(src, AtFlags::empty())?,
+        root_mnt: mount_id_at(CWD, src, FinalSymlink::Follow)?,
         links: HashMap::new(),
     };
     c.copy_dir_contents(src, dst)?;
@@ -58,7 +52,7 @@ impl Copier {
         trace!(src = %s.display(), dst = %d.display(), "copy");
         if ft.is_dir() {
             fs::create_dir(d).map_err(|e| Error::io("create directory", d, e))?;
-            if mnt_id(s, AtFlags::SYMLINK_NOFOLLOW)? == self.root_mnt {
+            if mount_id_at(CWD, s, FinalSymlink::NoFollow)? == self.root_mnt {
                 self.copy_dir_contents(s, d)?;
             } else {
                 warn!(path = %s.display(), "not copying into a mount inside the populate source");

@@ -46,14 +46,13 @@
 //! # Dependencies
 //!
 //! - `mountkit-safefs`: atomic writes, the registry lock, mount-aware removal, the mount table, random
-//!   names.
+//!   names, the boot ID, RFC 3339 creation times, `statx` mount IDs.
 //! - `rustix`: `mount(2)`/`umount2(2)` for driver mounts; `mknodat` for the empty entries; `getdents64`
-//!   for a volume's entries; for a faithful copy, what std lacks: xattrs, `utimensat` on symlinks,
-//!   `statx` mount IDs.
-//! - `serde`/`serde_json`: the record and the registry's own files; `humantime`: RFC 3339 creation times.
+//!   for a volume's entries; for a faithful copy, what std lacks: xattrs, `utimensat` on symlinks.
+//! - `serde`/`serde_json`: the record and the registry's own files.
 //! - `thiserror`: the error type; `tracing`: diagnostics around every privileged step.
-//! - For tests only, `nix` (the privileged tests make their own mounts with it), `tempfile`,
-//!   `mountkit-testutil`, and `criterion` for the benches.
+//! - For tests only: `nix` (the privileged tests make their own mounts with it), `humantime` (checks
+//!   creation times), `tempfile`, `mountkit-testutil`, and `criterion` for the benches.
 
 #![deny(missing_docs)]
 
@@ -71,7 +70,6 @@ mod populate;
 mod record;
 mod refs;
 mod registry;
-mod system;
 mod volume;
 
 use std::path::PathBuf;

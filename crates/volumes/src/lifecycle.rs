@@ -18,9 +18,9 @@ use crate::layout::{DATA, Layout};
 use crate::lock::ChangeLock;
 use crate::name::{generate, validate_name};
 use crate::record::{self, RECORD, Record};
-use crate::system::now_rfc3339;
 use crate::volume::{self, Volume};
 use crate::{Error, Result, cache};
+use mountkit_safefs::{TimePrecision, now_rfc3339};
 
 /// The staging directory.
 const TMP: &str = ".tmp";
@@ -79,7 +79,7 @@ pub(crate) fn create(layout: &Layout, name: Option<&str>, opts: CreateOptions) -
     }
     let record = Record {
         driver: driver.to_string(),
-        created: now_rfc3339(),
+        created: now_rfc3339(TimePrecision::Seconds),
         labels: opts.labels,
         options: opts.options,
         anonymous: opts.anonymous,

@@ -14,7 +14,7 @@ use crate::cache;
 use crate::files::{is_there, make_empty, read_json, remove_if_there, write_json_nosync};
 use crate::layout::Layout;
 use crate::lock::ChangeLock;
-use crate::system::boot_id;
+use mountkit_safefs::boot_id;
 
 const IDLE: &str = ".idle";
 const INDEX: &str = ".active.json";

@@ -16,8 +16,8 @@ use crate::layout::Layout;
 use crate::lock::ChangeLock;
 use crate::name::validate_name;
 use crate::record::{self, Record};
-use crate::system::boot_id;
 use crate::{Error, Result, populate, refs};
+use mountkit_safefs::boot_id;
 
 pub(crate) use index::is_idle;
 
