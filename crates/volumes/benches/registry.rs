@@ -61,18 +61,28 @@ fn create_remove_in(c: &mut Criterion, group: &str, dir: &Path) {
     g.finish();
 }
 
-fn create_remove(c: &mut Criterion) {
+/// Runs `bench` as the group `group` in a new temp dir under the system's temp dir.
+fn in_temp_dir(c: &mut Criterion, group: &str, bench: fn(&mut Criterion, &str, &Path)) {
     let dir = tempfile::tempdir().expect("tempdir");
-    create_remove_in(c, "create_remove", dir.path());
+    bench(c, group, dir.path());
 }
 
-/// The same on tmpfs (/dev/shm), where fsync costs nothing: the registry's own overhead.
-fn create_remove_tmpfs(c: &mut Criterion) {
+/// Runs `bench` as the group `group` in a new temp dir on tmpfs (/dev/shm), where fsync costs nothing:
+/// the registry's own overhead.
+fn in_tmpfs(c: &mut Criterion, group: &str, bench: fn(&mut Criterion, &str, &Path)) {
     let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
-        eprintln!("SKIP create+remove on tmpfs: no /dev/shm");
+        eprintln!("SKIP {group}: no /dev/shm");
         return;
     };
-    create_remove_in(c, "create_remove_tmpfs", dir.path());
+    bench(c, group, dir.path());
+}
+
+fn create_remove(c: &mut Criterion) {
+    in_temp_dir(c, "create_remove", create_remove_in);
+}
+
+fn create_remove_tmpfs(c: &mut Criterion) {
+    in_tmpfs(c, "create_remove_tmpfs", create_remove_in);
 }
 
 fn fill(reg: &Registry, n: usize) {
@@ -204,16 +214,11 @@ fn run_sequence_in(c: &mut Criterion, group: &str, dir: &Path) {
 }
 
 fn run_sequence(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    run_sequence_in(c, "run_sequence", dir.path());
+    in_temp_dir(c, "run_sequence", run_sequence_in);
 }
 
 fn run_sequence_tmpfs(c: &mut Criterion) {
-    let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
-        eprintln!("SKIP run sequence on tmpfs: no /dev/shm");
-        return;
-    };
-    run_sequence_in(c, "run_sequence_tmpfs", dir.path());
+    in_tmpfs(c, "run_sequence_tmpfs", run_sequence_in);
 }
 
 criterion_group!(
