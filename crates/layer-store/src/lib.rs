@@ -78,6 +78,7 @@
 
 mod canon;
 mod error;
+mod hash;
 mod id;
 pub mod oci;
 mod pipeline;

@@ -3,84 +3,27 @@
 //! Every file is created relative to a directory descriptor, one path component at a time, with
 //! `O_NOFOLLOW`: nothing is ever resolved through a symlink, so no entry can land outside the layer
 //! directory. See the crate docs for the rules on which entries are refused.
+//!
+//! This file walks the archive and the directories; `create` makes each kind of entry, `meta`
+//! reads an entry's ownership, mode, times and xattrs and applies them.
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::mpsc::{SyncSender, sync_channel};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, XattrFlags};
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
 use tar::EntryType;
 
 use crate::error::{Error, Result};
-use crate::id::LayerId;
 use crate::rules::{OVERLAY_OPAQUE_XATTR, Whiteout, decode_whiteout, normalise};
 
-/// A reader that hashes (sha256) and counts everything read through it.
-pub(crate) struct HashReader<R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
-}
+mod create;
+mod meta;
 
-impl<R: Read> HashReader<R> {
-    pub(crate) fn new(inner: R) -> HashReader<R> {
-        HashReader {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    /// Reads the rest of the stream (hashing it) and returns the digest and the byte count.
-    pub(crate) fn finish(mut self) -> io::Result<(LayerId, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        Ok((LayerId::from_digest(&self.hasher.finalize()), self.count))
-    }
-}
-
-impl<R: Read> Read for HashReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-/// A writer that only hashes and counts: how a canonical stream is identified without storing it.
-pub(crate) struct HashWriter {
-    hasher: Sha256,
-    count: u64,
-}
-
-impl HashWriter {
-    pub(crate) fn new() -> HashWriter {
-        HashWriter {
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    pub(crate) fn finish(self) -> (LayerId, u64) {
-        (LayerId::from_digest(&self.hasher.finalize()), self.count)
-    }
-}
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        self.count += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+use meta::{Creds, read_meta, times};
 
 /// Extracts the tar stream `src` into the existing, empty directory `dest`, then sets each
 /// directory's mode and times. Returns the number of members (extension headers not counted).
@@ -150,6 +93,7 @@ const RAMFS_MAGIC: u64 = 0x8584_58f6;
 /// Bytes written between two kicks of the early writeback.
 const KICK_BYTES: u64 = 64 << 20;
 
+/// A tar parse error: the stream is not a valid archive.
 fn bad_stream(e: io::Error) -> Error {
     Error::Corrupt {
         what: "layer stream".into(),
@@ -170,61 +114,6 @@ const COPY_BUF: usize = 256 << 10;
 /// Directories kept open along the current path: enough for any real layer; deeper paths are
 /// opened component by component without being kept.
 const MAX_OPEN: usize = 64;
-
-/// What a new inode gets without being told, so that calls that would change nothing are skipped.
-struct Creds {
-    /// Our effective user and group: the owner and group of what we create.
-    uid: u32,
-    gid: u32,
-    /// False when new inodes may not get `uid` (the staging root is not ours) or may inherit a
-    /// group from a set-group-ID staging root: then every inode is chowned.
-    skip_chown: bool,
-    /// The umask, when known and no default ACL decides modes instead: a create with the final
-    /// mode then needs no chmod. `None`: every inode is chmodded.
-    umask: Option<u32>,
-}
-
-impl Creds {
-    fn probe(root: &OwnedFd, st: &rustix::fs::Stat) -> Creds {
-        let uid = rustix::process::geteuid().as_raw();
-        let gid = rustix::process::getegid().as_raw();
-        let skip_chown = st.st_uid == uid && st.st_mode & 0o2000 == 0;
-        let acl = !matches!(
-            rustix::fs::fgetxattr(root, "system.posix_acl_default", &mut [0u8; 0][..]),
-            Err(Errno::NODATA | Errno::NOTSUP)
-        );
-        let umask = if acl { None } else { read_umask() };
-        Creds {
-            uid,
-            gid,
-            skip_chown,
-            umask,
-        }
-    }
-
-    /// The mode to create an inode with, and whether a chmod must follow.
-    fn create_mode(&self, mode: u32) -> (Mode, bool) {
-        match self.umask {
-            Some(um) if mode & !0o777 == 0 && mode & um == 0 => (Mode::from_raw_mode(mode), false),
-            _ => (Mode::from_raw_mode(0o600), true),
-        }
-    }
-
-    /// Whether an inode just created in a directory of group `parent_gid` needs a chown to get
-    /// `meta`'s owner. Its group is ours, or the directory's (set-group-ID directory, `grpid`
-    /// mount): when both are `meta.gid`, nothing changes.
-    fn must_chown(&self, meta: &Meta, parent_gid: Option<u32>) -> bool {
-        !(self.skip_chown && meta.uid == self.uid && meta.gid == self.gid && parent_gid == Some(self.gid))
-    }
-}
-
-/// The process umask, from /proc/self/status (reading it with umask(2) would change it for every
-/// thread for a moment).
-fn read_umask() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
-    u32::from_str_radix(line.trim(), 8).ok()
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -261,15 +150,6 @@ impl Kind {
     }
 }
 
-/// Ownership, mode, time and xattrs of one entry.
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: (i64, u32),
-    xattrs: Vec<(String, Vec<u8>)>,
-}
-
 /// An open directory on the current path, and its group when known.
 struct OpenDir {
     name: Vec<u8>,
@@ -280,6 +160,7 @@ struct OpenDir {
 /// A directory descriptor and its group (when known).
 type Parent = (Rc<OwnedFd>, Option<u32>);
 
+/// The state of one unpack.
 struct Unpacker {
     root: Rc<OwnedFd>,
     root_gid: u32,
@@ -299,10 +180,12 @@ struct Unpacker {
     dirty: u64,
 }
 
+/// Path components joined with `/`.
 fn join(comps: &[&[u8]]) -> Vec<u8> {
     comps.join(&b'/')
 }
 
+/// A name for messages.
 fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -323,6 +206,7 @@ fn create_or_replace<T>(
     }
 }
 
+/// Writes all of `data` to `fd`.
 fn write_all(fd: &OwnedFd, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         match rustix::io::write(fd, data) {
@@ -336,6 +220,7 @@ fn write_all(fd: &OwnedFd, mut data: &[u8]) -> io::Result<()> {
 }
 
 impl Unpacker {
+    /// Extracts one archive member (extension headers are skipped).
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<()> {
         let ty = e.header().entry_type();
         let raw = e.path_bytes().into_owned();
@@ -515,270 +400,6 @@ impl Unpacker {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn create<R: Read>(
-        &mut self,
-        e: &mut tar::Entry<'_, R>,
-        shown: &str,
-        (dir, parent_gid): (&Rc<OwnedFd>, Option<u32>),
-        parent: &[&[u8]],
-        name: &[u8],
-        kind: Kind,
-        meta: &Meta,
-    ) -> Result<()> {
-        match kind {
-            Kind::Dir => {
-                let existed = match rustix::fs::mkdirat(&**dir, name, Mode::from_raw_mode(0o700)) {
-                    Ok(()) => false,
-                    Err(Errno::EXIST) => self.make_room(shown, dir, name, Kind::Dir)?,
-                    Err(e) => return Err(Error::io("create directory", shown, e)),
-                };
-                let fd = rustix::fs::openat(&**dir, name, DIR_FLAGS, Mode::empty())
-                    .map_err(|e| Error::io("open directory", shown, e))?;
-                let mut path = join(parent);
-                if !path.is_empty() {
-                    path.push(b'/');
-                }
-                path.extend_from_slice(name);
-                // A merged directory may have had another owner: chown it whatever it is.
-                let chown = existed || self.creds.must_chown(meta, parent_gid);
-                self.set_dir_meta(shown, &fd, chown, path, meta)?;
-                // Its contents most likely come next: keep it open as the current directory.
-                if self.stack.len() == parent.len() && self.stack.len() < MAX_OPEN {
-                    self.stack.push(OpenDir {
-                        name: name.to_vec(),
-                        fd: Rc::new(fd),
-                        gid: Some(if chown { meta.gid } else { self.creds.gid }),
-                    });
-                }
-                Ok(())
-            }
-            Kind::File => {
-                let (mode, chmod) = self.creds.create_mode(meta.mode);
-                let flags =
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                let fd = create_or_replace(
-                    || rustix::fs::openat(&**dir, name, flags, mode),
-                    || self.make_room(shown, dir, name, Kind::File),
-                    "create file",
-                    shown,
-                )?;
-                self.copy_data(e, shown, &fd)?;
-                if self.creds.must_chown(meta, parent_gid) {
-                    rustix::fs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
-                        .map_err(|e| Error::io("chown", shown, e))?;
-                }
-                if chmod {
-                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
-                        .map_err(|e| Error::io("chmod", shown, e))?;
-                }
-                for (k, v) in &meta.xattrs {
-                    rustix::fs::fsetxattr(&fd, k.as_str(), v, XattrFlags::empty())
-                        .map_err(|e| Error::xattr(k, shown, e))?;
-                }
-                rustix::fs::futimens(&fd, &times(meta.mtime)).map_err(|e| Error::io("set times of", shown, e))
-            }
-            Kind::Symlink => {
-                let target = e
-                    .link_name_bytes()
-                    .ok_or_else(|| Error::rejected(shown, "symlink without a target"))?
-                    .into_owned();
-                if target.is_empty() || target.contains(&0) {
-                    return Err(Error::rejected(
-                        shown,
-                        "symlink target is empty or contains a NUL byte",
-                    ));
-                }
-                create_or_replace(
-                    || rustix::fs::symlinkat(target.as_slice(), &**dir, name),
-                    || self.make_room(shown, dir, name, Kind::Symlink),
-                    "create symlink",
-                    shown,
-                )?;
-                self.set_node_meta(shown, dir, parent_gid, name, meta, None)
-            }
-            Kind::Char | Kind::Block | Kind::Fifo => {
-                let h = e.header();
-                let dev = if kind == Kind::Fifo {
-                    0
-                } else {
-                    let major = h.device_major().ok().flatten().unwrap_or(0);
-                    let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                    rustix::fs::makedev(major, minor)
-                };
-                let ft = match kind {
-                    Kind::Char => FileType::CharacterDevice,
-                    Kind::Block => FileType::BlockDevice,
-                    _ => FileType::Fifo,
-                };
-                tracing::trace!(entry = %shown, ?ft, "mknodat");
-                let (mode, chmod) = self.creds.create_mode(meta.mode);
-                create_or_replace(
-                    || rustix::fs::mknodat(&**dir, name, ft, mode, dev),
-                    || self.make_room(shown, dir, name, kind),
-                    "create node",
-                    shown,
-                )?;
-                self.set_node_meta(shown, dir, parent_gid, name, meta, Some(chmod))
-            }
-        }
-    }
-
-    /// Copies the entry's data into `fd`, in writes as large as the copy buffer.
-    fn copy_data<R: Read>(&mut self, e: &mut tar::Entry<'_, R>, shown: &str, fd: &OwnedFd) -> Result<()> {
-        loop {
-            let mut n = 0;
-            while n < self.buf.len() {
-                match e.read(&mut self.buf[n..]) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) => return Err(bad_stream(err)),
-                }
-            }
-            if n == 0 {
-                return Ok(());
-            }
-            write_all(fd, &self.buf[..n]).map_err(|err| Error::io("write file", shown, err))?;
-            self.dirty += n as u64;
-            if self.dirty >= KICK_BYTES
-                && let Some(kick) = &self.kick
-            {
-                // A writeback already running takes this one's place.
-                let _ = kick.try_send(());
-                self.dirty = 0;
-            }
-            if n < self.buf.len() {
-                return Ok(());
-            }
-        }
-    }
-
-    fn hard_link<R: Read>(
-        &mut self,
-        e: &mut tar::Entry<'_, R>,
-        shown: &str,
-        dir: &OwnedFd,
-        parent: &[&[u8]],
-        name: &[u8],
-    ) -> Result<()> {
-        let target = e
-            .link_name_bytes()
-            .ok_or_else(|| Error::rejected(shown, "hard link without a target"))?
-            .into_owned();
-        let tcomps = normalise(&target).map_err(|r| {
-            Error::rejected(
-                shown,
-                format!("hard link target `{}` leaves the layer: {r}", show(&target)),
-            )
-        })?;
-        let Some((tname, tparent)) = tcomps.split_last() else {
-            return Err(Error::rejected(shown, "hard link to the layer root"));
-        };
-        let missing = || {
-            Error::rejected(
-                shown,
-                format!(
-                    "hard link target `{}` was not extracted (earlier) in this layer",
-                    show(&target)
-                ),
-            )
-        };
-        let (tdir, _) = match self.parent(shown, tparent, false) {
-            Ok(d) => d,
-            Err(Error::Rejected { reason, .. }) if reason.contains("does not exist") => return Err(missing()),
-            Err(e) => return Err(e),
-        };
-        let st = match rustix::fs::statat(&*tdir, *tname, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::NOENT) => return Err(missing()),
-            Err(e) => return Err(Error::io("stat hard link target of", shown, e)),
-        };
-        let kind = match Kind::of(FileType::from_raw_mode(st.st_mode)) {
-            Some(Kind::Dir) | None => {
-                return Err(Error::rejected(
-                    shown,
-                    format!("hard link target `{}` is a directory", show(&target)),
-                ));
-            }
-            Some(k) => k,
-        };
-        if tparent == parent && *tname == name {
-            return Err(Error::rejected(shown, "hard link to itself"));
-        }
-        create_or_replace(
-            || rustix::fs::linkat(&*tdir, *tname, dir, name, AtFlags::empty()),
-            || self.make_room(shown, dir, name, kind),
-            "create hard link",
-            shown,
-        )
-    }
-
-    fn set_dir_meta(
-        &mut self,
-        shown: &str,
-        fd: &OwnedFd,
-        chown: bool,
-        path: Vec<u8>,
-        meta: &Meta,
-    ) -> Result<()> {
-        if chown {
-            rustix::fs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
-                .map_err(|e| Error::io("chown", shown, e))?;
-        }
-        for (k, v) in &meta.xattrs {
-            rustix::fs::fsetxattr(fd, k.as_str(), v, XattrFlags::empty())
-                .map_err(|e| Error::xattr(k, shown, e))?;
-            if k == "system.posix_acl_default" {
-                // Modes of what is created below now come from this ACL, not the umask.
-                self.creds.umask = None;
-            }
-        }
-        self.dirs.push((path, meta.mode, meta.mtime));
-        Ok(())
-    }
-
-    /// Owner, mode (`chmod`: None for a symlink, else whether the create left it to do), xattrs
-    /// and times of a non-directory, non-regular inode just created as `name` in `dir`.
-    fn set_node_meta(
-        &self,
-        shown: &str,
-        dir: &OwnedFd,
-        parent_gid: Option<u32>,
-        name: &[u8],
-        meta: &Meta,
-        chmod: Option<bool>,
-    ) -> Result<()> {
-        if self.creds.must_chown(meta, parent_gid) {
-            rustix::fs::chownat(
-                dir,
-                name,
-                Some(uid(meta.uid)),
-                Some(gid(meta.gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| Error::io("chown", shown, e))?;
-        }
-        if chmod == Some(true) {
-            // Not a symlink (we just created it in a directory only we write to): chmodat cannot follow.
-            rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
-                .map_err(|e| Error::io("chmod", shown, e))?;
-        }
-        if !meta.xattrs.is_empty() {
-            let mut p = mountkit_safefs::inroot::fd_path(dir.as_fd())
-                .into_os_string()
-                .into_encoded_bytes();
-            p.push(b'/');
-            p.extend_from_slice(name);
-            for (k, v) in &meta.xattrs {
-                rustix::fs::lsetxattr(p.as_slice(), k.as_str(), v, XattrFlags::empty())
-                    .map_err(|e| Error::xattr(k, shown, e))?;
-            }
-        }
-        rustix::fs::utimensat(dir, name, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| Error::io("set times of", shown, e))
-    }
-
     /// Sets each extracted directory's mode and times, now that nothing more is created in them.
     /// Deepest first (reverse path order), so that a directory made unreadable or unsearchable
     /// is changed after everything below it; of several entries for one directory the last wins.
@@ -812,116 +433,5 @@ impl Unpacker {
         }
         self.stack.clear();
         Ok(())
-    }
-}
-
-fn uid(n: u32) -> rustix::fs::Uid {
-    rustix::fs::Uid::from_raw(n)
-}
-
-fn gid(n: u32) -> rustix::fs::Gid {
-    rustix::fs::Gid::from_raw(n)
-}
-
-fn times((sec, nsec): (i64, u32)) -> Timestamps {
-    let t = Timespec {
-        tv_sec: sec,
-        tv_nsec: nsec as _,
-    };
-    Timestamps {
-        last_access: t,
-        last_modification: t,
-    }
-}
-
-/// Parses a PAX time (`"1700000000"`, `"1700000000.5"`, `"-1.25"`) into seconds and nanoseconds.
-pub(crate) fn parse_pax_time(s: &str) -> Option<(i64, u32)> {
-    let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
-    let sec: i64 = sec.parse().ok()?;
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let mut digits: String = frac.chars().take(9).collect();
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    let nsec: u32 = digits.parse().ok()?;
-    if sec < 0 && nsec > 0 {
-        // -1.25 means 1.25 s before the epoch: (-2, 0.75 s).
-        return Some((sec - 1, 1_000_000_000 - nsec));
-    }
-    Some((sec, nsec))
-}
-
-fn read_meta<R: Read>(e: &mut tar::Entry<'_, R>, shown: &str) -> Result<Meta> {
-    let h = e.header();
-    let bad = |field: &str, err: io::Error| Error::rejected(shown, format!("bad {field} field: {err}"));
-    let mode = h.mode().map_err(|err| bad("mode", err))? & 0o7777;
-    let mut uid64 = h.uid().map_err(|err| bad("uid", err))?;
-    let mut gid64 = h.gid().map_err(|err| bad("gid", err))?;
-    let mut mtime = (
-        h.mtime().map_err(|err| bad("mtime", err))?.min(i64::MAX as u64) as i64,
-        0,
-    );
-    let mut xattrs = Vec::new();
-    if let Some(exts) = e.pax_extensions().map_err(|err| bad("PAX header", err))? {
-        for ext in exts {
-            let ext = ext.map_err(|err| bad("PAX header", err))?;
-            let Ok(key) = ext.key() else { continue };
-            let value = ext.value_bytes();
-            let text = std::str::from_utf8(value).unwrap_or("");
-            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                if name.starts_with("trusted.overlay.") {
-                    // overlayfs' own bookkeeping (redirects, metacopy...) must never come from a tar.
-                    tracing::debug!(entry = %shown, xattr = name, "dropping overlay xattr from archive");
-                    continue;
-                }
-                xattrs.push((name.to_string(), value.to_vec()));
-            } else {
-                match key {
-                    "mtime" => {
-                        mtime = parse_pax_time(text)
-                            .ok_or_else(|| Error::rejected(shown, format!("bad PAX mtime {text:?}")))?
-                    }
-                    "uid" => {
-                        uid64 = text
-                            .parse()
-                            .map_err(|_| Error::rejected(shown, format!("bad PAX uid {text:?}")))?
-                    }
-                    "gid" => {
-                        gid64 = text
-                            .parse()
-                            .map_err(|_| Error::rejected(shown, format!("bad PAX gid {text:?}")))?
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    let uid =
-        u32::try_from(uid64).map_err(|_| Error::rejected(shown, format!("uid {uid64} is out of range")))?;
-    let gid =
-        u32::try_from(gid64).map_err(|_| Error::rejected(shown, format!("gid {gid64} is out of range")))?;
-    Ok(Meta {
-        mode,
-        uid,
-        gid,
-        mtime,
-        xattrs,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pax_times() {
-        assert_eq!(parse_pax_time("1700000000"), Some((1_700_000_000, 0)));
-        assert_eq!(parse_pax_time("1700000000.5"), Some((1_700_000_000, 500_000_000)));
-        assert_eq!(parse_pax_time("1.1234567891"), Some((1, 123_456_789)));
-        assert_eq!(parse_pax_time("-1.25"), Some((-2, 750_000_000)));
-        assert_eq!(parse_pax_time("x"), None);
-        assert_eq!(parse_pax_time("1.x"), None);
     }
 }

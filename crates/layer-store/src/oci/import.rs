@@ -11,9 +11,9 @@ use serde::Deserialize;
 use super::source::{Source, VerifyReader, blob_path, clean, digest_of};
 use super::{ImportOptions, Progress, host_arch};
 use crate::error::{Error, Result};
+use crate::hash::HashReader;
 use crate::id::LayerId;
 use crate::store::{ImageConfig, ImageInfo, Store, decompress, validate_image_name};
-use crate::unpack::HashReader;
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";

@@ -13,9 +13,10 @@ use super::stream::{Format, SizeHint, decompress, gzip_isize, produce, read_at_m
 use super::{LayerInfo, LayerSource, Store, to_json};
 use crate::canon::{canonical_size, write_canonical};
 use crate::error::{Error, Result};
+use crate::hash::{HashReader, HashWriter};
 use crate::id::LayerId;
 use crate::pipeline::{self, Sink};
-use crate::unpack::{HashReader, HashWriter, unpack};
+use crate::unpack::unpack;
 
 /// What one pass of the pipeline gave.
 struct Streamed<T> {
