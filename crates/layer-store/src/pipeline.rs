@@ -178,55 +178,11 @@ where
     std::thread::scope(|s| {
         let producer = std::thread::Builder::new()
             .name("layer-reader".into())
-            .spawn_scoped(s, move || {
-                let mut sink = Sink {
-                    tx,
-                    free: free_rx,
-                    buf: vec![0u8; CHUNK],
-                    filled: 0,
-                    hasher: Sha256::new(),
-                    count: 0,
-                    downstream: false,
-                    hung_up: false,
-                };
-                let r = produce(&mut sink).and_then(|v| {
-                    sink.send().map_err(|e| Error::io("pass on", "layer stream", e))?;
-                    Ok(v)
-                });
-                match r {
-                    Ok(value) => (
-                        Ok(Made {
-                            id: match sink.downstream {
-                                true => None,
-                                false => Some(LayerId::from_digest(&sink.hasher.finalize())),
-                            },
-                            size: sink.count,
-                            value,
-                        }),
-                        false,
-                    ),
-                    Err(e) => {
-                        let _ = sink.tx.send(Msg::Fail(e.to_string()));
-                        (Err(e), sink.hung_up)
-                    }
-                }
-            })
+            .spawn_scoped(s, move || Sink::new(tx, free_rx).run(produce))
             .map_err(|e| Error::io("start a thread for", "layer stream", e))?;
-        let mut src = Source {
-            rx,
-            free: free_tx,
-            cur: Vec::new(),
-            pos: 0,
-            len: 0,
-            failed: None,
-            eof: false,
-            hasher: Sha256::new(),
-        };
+        let mut src = Source::new(rx, free_tx);
         let consumed = consume(&mut src).and_then(|u| {
-            io::copy(&mut src, &mut io::sink()).map_err(|e| Error::Corrupt {
-                what: "layer stream".into(),
-                reason: e.to_string(),
-            })?;
+            src.drain()?;
             Ok(u)
         });
         let downstream_id = LayerId::from_digest(&std::mem::take(&mut src.hasher).finalize());
@@ -240,20 +196,99 @@ where
                 false,
             )
         });
-        match (produced, consumed) {
-            (Ok(p), Ok(u)) => Ok((
-                Produced {
-                    id: p.id.unwrap_or(downstream_id),
-                    size: p.size,
-                    value: p.value,
-                },
-                u,
-            )),
-            (Err(pe), Err(ce)) => Err(if hung_up { ce } else { pe }),
-            (Err(pe), Ok(_)) => Err(pe),
-            (Ok(_), Err(ce)) => Err(ce),
-        }
+        outcome(produced, consumed, hung_up, downstream_id)
     })
+}
+
+impl Sink {
+    /// A sink that sends full buffers on `tx` and takes empty ones back from `free`.
+    fn new(tx: SyncSender<Msg>, free: Receiver<Vec<u8>>) -> Sink {
+        Sink {
+            tx,
+            free,
+            buf: vec![0u8; CHUNK],
+            filled: 0,
+            hasher: Sha256::new(),
+            count: 0,
+            downstream: false,
+            hung_up: false,
+        }
+    }
+
+    /// The producer thread: runs `produce` into this sink and sends the rest; on an error, tells the
+    /// unpacker. Returns what was made, and whether the unpacker had hung up.
+    fn run<T>(mut self, produce: impl FnOnce(&mut Sink) -> Result<T>) -> (Result<Made<T>>, bool) {
+        let r = produce(&mut self).and_then(|v| {
+            self.send().map_err(|e| Error::io("pass on", "layer stream", e))?;
+            Ok(v)
+        });
+        match r {
+            Ok(value) => (
+                Ok(Made {
+                    id: match self.downstream {
+                        true => None,
+                        false => Some(LayerId::from_digest(&self.hasher.finalize())),
+                    },
+                    size: self.count,
+                    value,
+                }),
+                false,
+            ),
+            Err(e) => {
+                let _ = self.tx.send(Msg::Fail(e.to_string()));
+                (Err(e), self.hung_up)
+            }
+        }
+    }
+}
+
+impl Source {
+    /// The unpacker's end of the queue `rx`, giving buffers back on `free`.
+    fn new(rx: Receiver<Msg>, free: Sender<Vec<u8>>) -> Source {
+        Source {
+            rx,
+            free,
+            cur: Vec::new(),
+            pos: 0,
+            len: 0,
+            failed: None,
+            eof: false,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Reads (and so hashes) the rest of the stream, which the unpacker left.
+    fn drain(&mut self) -> Result<()> {
+        io::copy(self, &mut io::sink()).map_err(|e| Error::Corrupt {
+            what: "layer stream".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+}
+
+/// The result of [`run`] from both sides': the producer's error wins unless it only followed the
+/// unpacker's hang-up; the ID is the unpacker's (`downstream_id`) when the producer left the hashing
+/// to it.
+fn outcome<T, U>(
+    produced: Result<Made<T>>,
+    consumed: Result<U>,
+    hung_up: bool,
+    downstream_id: LayerId,
+) -> Result<(Produced<T>, U)> {
+    match (produced, consumed) {
+        (Ok(p), Ok(u)) => Ok((
+            Produced {
+                id: p.id.unwrap_or(downstream_id),
+                size: p.size,
+                value: p.value,
+            },
+            u,
+        )),
+        (Err(pe), Err(ce)) => Err(if hung_up { ce } else { pe }),
+        (Err(pe), Ok(_)) => Err(pe),
+        (Ok(_), Err(ce)) => Err(ce),
+    }
 }
 
 #[cfg(test)]
