@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::results::{self, Console, GuestVerdict, display_bin};
-use super::{Options, Paths, host, image, kernel, qemu, suite};
+use super::{Paths, Setup, host, image, kernel, qemu, suite};
 
 /// Builds the kernel-independent pieces: vmt-exit, busybox check.
 pub fn helpers(p: &Paths) -> Result<(PathBuf, PathBuf)> {
@@ -60,6 +60,7 @@ pub fn test_disk(p: &Paths, bins: &[suite::TestBinary], mountkit_bin: Option<&Pa
     Ok(img)
 }
 
+/// One kernel, ready to boot: its initramfs and a fresh scratch disk.
 pub struct Prepared {
     pub kernel: kernel::Kernel,
     pub initrd: PathBuf,
@@ -89,55 +90,124 @@ pub fn prepare_kernel(p: &Paths, pin: &kernel::KernelPin, base: &image::BasePart
     })
 }
 
+/// One guest's run: what QEMU gave, its console read, and the verdict on the guest.
+pub struct GuestRun {
+    pub qemu: qemu::QemuRun,
+    pub console: Console,
+    pub verdict: GuestVerdict,
+}
+
+/// Boots one guest on the test disk (`extra` on its kernel command line) and waits for its end or
+/// the timeout, printing a line per finished test (of `planned`), or the console with `--verbose`.
 pub fn boot(
-    opts: &Options,
+    s: &Setup<'_>,
     prep: &Prepared,
-    disk: Option<&Path>,
     planned: usize,
     extra: &str,
     timeout: Duration,
-) -> Result<(qemu::QemuRun, Console, GuestVerdict)> {
+) -> Result<GuestRun> {
     let g = qemu::Guest {
         kernel: &prep.kernel.vmlinuz,
         initrd: &prep.initrd,
-        disk,
+        disk: Some(s.disk),
         scratch: Some(&prep.scratch),
         extra_cmdline: extra,
         kvm: host::kvm_usable(),
         timeout,
     };
-    if opts.verbose {
+    let verbose = s.opts.verbose;
+    if verbose {
         eprintln!("vm-test: {:?}", qemu::command(&g));
     }
     let label = &prep.kernel.pin.label;
     let (mut done, mut began) = (0usize, Instant::now());
     let mut progress = |line: &str| {
-        if opts.verbose {
+        if verbose {
             eprintln!("[{label} console] {line}");
         }
         if line.starts_with("VMT-BEGIN ") {
             began = Instant::now();
-        } else if let Some(rest) = line.strip_prefix("VMT-END ") {
+        } else if let Some(end) = line.strip_prefix("VMT-END ") {
             done += 1;
-            if !opts.verbose {
-                let mut w = rest.split(' ');
-                let (bin, name, rc) = (
-                    w.next().unwrap_or(""),
-                    w.next().unwrap_or(""),
-                    w.next().unwrap_or(""),
-                );
-                let status = if rc == "0" { "done" } else { "exit " };
-                eprintln!(
-                    "[{label}] {done}/{planned} {status}{} {:5.1} s  {}::{name}",
-                    if rc == "0" { String::new() } else { rc.to_string() },
-                    began.elapsed().as_secs_f64(),
-                    display_bin(bin)
-                );
+            if !verbose {
+                eprintln!("{}", progress_line(label, done, planned, end, began.elapsed()));
             }
         }
     };
     let run = qemu::run(&g, &mut progress)?;
     let console = results::parse_console(&run.lines);
     let verdict = results::guest_verdict(run.rc, run.timed_out, console.sentinel);
-    Ok((run, console, verdict))
+    Ok(GuestRun {
+        qemu: run,
+        console,
+        verdict,
+    })
+}
+
+/// The live line for a finished test, from the rest of its `VMT-END <bin> <name> <rc>` line:
+/// `[6.12] 3/40 done   1.2 s  bin::name`, with `exit <rc>` in place of `done` when it failed.
+fn progress_line(label: &str, done: usize, planned: usize, end: &str, took: Duration) -> String {
+    let mut w = end.split(' ');
+    let (bin, name, rc) = (
+        w.next().unwrap_or(""),
+        w.next().unwrap_or(""),
+        w.next().unwrap_or(""),
+    );
+    let status = if rc == "0" { "done" } else { "exit " };
+    format!(
+        "[{label}] {done}/{planned} {status}{} {:5.1} s  {}::{name}",
+        if rc == "0" { "" } else { rc },
+        took.as_secs_f64(),
+        display_bin(bin)
+    )
+}
+
+/// Boots these guests at once, one thread each, with every test of the plan; their runs in order.
+pub fn boot_side_by_side(s: &Setup<'_>, preps: &[Prepared], timeout: Duration) -> Vec<Result<GuestRun>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = preps
+            .iter()
+            .map(|prep| {
+                eprintln!(
+                    "vm-test: booting {} ({}), {} tests, timeout {} s",
+                    prep.kernel.pin.label,
+                    prep.kernel.release,
+                    s.plan.len(),
+                    timeout.as_secs()
+                );
+                scope.spawn(move || boot(s, prep, s.plan.len(), "", timeout))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("guest thread panicked")))
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines() {
+        let took = Duration::from_millis(520);
+        assert_eq!(
+            progress_line(
+                "6.1",
+                1,
+                3,
+                "vmt_selftest-0123456789abcdef deliberate_failure 101",
+                took
+            ),
+            "[6.1] 1/3 exit 101   0.5 s  vmt_selftest::deliberate_failure"
+        );
+        assert_eq!(
+            progress_line("6.12", 2, 3, "vmt_selftest-0123456789abcdef passes 0", took),
+            "[6.12] 2/3 done   0.5 s  vmt_selftest::passes"
+        );
+    }
 }

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use guest::{boot, helpers, prepare_kernel, test_disk};
+use guest::{boot_side_by_side, helpers, prepare_kernel, test_disk};
 pub use host::ensure_host_packages;
 use report::{Tally, report};
 use selftest::self_test;
@@ -195,30 +195,60 @@ fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     r
 }
 
+/// What every guest of this run shares.
+struct Setup<'a> {
+    opts: &'a Options,
+    p: &'a Paths,
+    /// The kernel-independent parts of each initramfs.
+    base: image::BaseParts<'a>,
+    /// The read-only test disk.
+    disk: &'a Path,
+    /// Every test on the disk, `(binary, test)`, in the order the guest runs them.
+    plan: Vec<(String, String)>,
+}
+
 fn run_all(opts: &Options, p: &Paths) -> Result<()> {
     let pins = pins(opts, p)?;
     let (vmt_exit, busybox) = helpers(p)?;
-    let bins = if opts.self_test {
-        let exe = p.work.join("vmt_selftest-0000000000000000");
-        suite::rustc_static(&p.vm_src.join("selftest/selftest.rs"), &exe, true)?;
-        suite::list(&[exe], None)?
+    let (bins, disk) = if opts.self_test {
+        selftest::disk(p)?
     } else {
-        let (tests, mountkit_bin) = timed("static build of the test binaries", || {
-            suite::build(&p.root, &opts.packages)
-        })?;
-        let bins = suite::list(&tests, opts.filter.as_deref())?;
-        if bins.is_empty() {
-            bail!(
-                "no test matches (filter {:?}, {} test executables)",
-                opts.filter,
-                tests.len()
-            );
-        }
-        let disk = timed("test disk", || test_disk(p, &bins, mountkit_bin.as_deref()))?;
-        return run_suite(opts, p, &pins, &bins, &disk, &vmt_exit, &busybox);
+        suite_disk(opts, p)?
     };
-    let disk = test_disk(p, &bins, None)?;
-    self_test(opts, p, &pins, &bins, &disk, &vmt_exit, &busybox)
+    let setup = Setup {
+        opts,
+        p,
+        base: image::BaseParts {
+            vm_src: &p.vm_src,
+            busybox: &busybox,
+            vmt_exit: &vmt_exit,
+        },
+        disk: &disk,
+        plan: plan_of(&bins),
+    };
+    if opts.self_test {
+        self_test(&setup, &pins)
+    } else {
+        run_suite(&setup, &pins)
+    }
+}
+
+/// The workspace's test executables, built statically and filtered, on a test disk (with the
+/// `mountkit` binary when it was built).
+fn suite_disk(opts: &Options, p: &Paths) -> Result<(Vec<suite::TestBinary>, PathBuf)> {
+    let (tests, mountkit_bin) = timed("static build of the test binaries", || {
+        suite::build(&p.root, &opts.packages)
+    })?;
+    let bins = suite::list(&tests, opts.filter.as_deref())?;
+    if bins.is_empty() {
+        bail!(
+            "no test matches (filter {:?}, {} test executables)",
+            opts.filter,
+            tests.len()
+        );
+    }
+    let disk = timed("test disk", || test_disk(p, &bins, mountkit_bin.as_deref()))?;
+    Ok((bins, disk))
 }
 
 fn plan_of(bins: &[suite::TestBinary]) -> Vec<(String, String)> {
@@ -227,61 +257,21 @@ fn plan_of(bins: &[suite::TestBinary]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn run_suite(
-    opts: &Options,
-    p: &Paths,
-    pins: &[kernel::KernelPin],
-    bins: &[suite::TestBinary],
-    disk: &Path,
-    vmt_exit: &Path,
-    busybox: &Path,
-) -> Result<()> {
-    let base = image::BaseParts {
-        vm_src: &p.vm_src,
-        busybox,
-        vmt_exit,
-    };
-    let plan = plan_of(bins);
-    let timeout = Duration::from_secs(opts.timeout.unwrap_or(300 + 5 * plan.len() as u64));
+/// Runs the plan on every pinned kernel, prints each guest's report and the summary line.
+fn run_suite(s: &Setup<'_>, pins: &[kernel::KernelPin]) -> Result<()> {
+    let timeout = Duration::from_secs(s.opts.timeout.unwrap_or(300 + 5 * s.plan.len() as u64));
     let mut preps = Vec::new();
     for pin in pins {
         preps.push(timed(&format!("kernel {} and initramfs", pin.label), || {
-            prepare_kernel(p, pin, &base)
+            prepare_kernel(s.p, pin, &s.base)
         })?);
     }
     // Each guest runs its tests one at a time, so it keeps about one host core busy: guests on
     // different kernels run side by side (`--jobs`, default 2), and their reports follow in order.
     let mut total = Tally::default();
-    for chunk in preps.chunks(opts.jobs.max(1)) {
-        let outcomes: Vec<Result<_>> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|prep| {
-                    eprintln!(
-                        "vm-test: booting {} ({}), {} tests, timeout {} s",
-                        prep.kernel.pin.label,
-                        prep.kernel.release,
-                        plan.len(),
-                        timeout.as_secs()
-                    );
-                    let n = plan.len();
-                    s.spawn(move || boot(opts, prep, Some(disk), n, "", timeout))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("guest thread panicked")))
-                })
-                .collect()
-        });
-        for (prep, outcome) in chunk.iter().zip(outcomes) {
-            let (run, console, verdict) = outcome?;
-            let t = report(&prep.kernel.pin.label, &plan, &run, &console, &verdict);
-            total.passed += t.passed;
-            total.failed += t.failed;
-            total.skipped += t.skipped;
+    for chunk in preps.chunks(s.opts.jobs.max(1)) {
+        for (prep, outcome) in chunk.iter().zip(boot_side_by_side(s, chunk, timeout)) {
+            total += report(&prep.kernel.pin.label, &s.plan, &outcome?);
         }
     }
     println!(

@@ -1,8 +1,10 @@
 //! Reporting: one guest's results printed line by line, and its tally.
 
+use super::guest::GuestRun;
 use super::qemu;
-use super::results::{Console, GuestVerdict, Outcome, display_bin};
+use super::results::{GuestVerdict, Outcome, TestResult, display_bin};
 
+/// How many tests passed, failed and were skipped.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tally {
     pub passed: usize,
@@ -10,17 +12,31 @@ pub struct Tally {
     pub skipped: usize,
 }
 
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, t: Tally) {
+        self.passed += t.passed;
+        self.failed += t.failed;
+        self.skipped += t.skipped;
+    }
+}
+
 /// Prints one guest's results; returns its tally (guest-level problems count as one failure).
-pub fn report(
-    label: &str,
-    plan: &[(String, String)],
-    run: &qemu::QemuRun,
-    c: &Console,
-    v: &GuestVerdict,
-) -> Tally {
+pub fn report(label: &str, plan: &[(String, String)], g: &GuestRun) -> Tally {
+    let results = &g.console.results;
+    let mut t = test_lines(label, results);
+    failed_outputs(label, results);
+    t.failed += never_ran(label, plan, results);
+    if !guest_line(label, g) {
+        t.failed += 1;
+        console_tail(label, &g.qemu);
+    }
+    t
+}
+
+/// A line per test (`ok`, `skipped` with the reason, `FAILED` with the reason), counted.
+fn test_lines(label: &str, results: &[TestResult]) -> Tally {
     let mut t = Tally::default();
-    let release = c.kernel_release.as_deref().unwrap_or("release unknown");
-    for r in &c.results {
+    for r in results {
         let name = format!("{}::{}", display_bin(&r.bin), r.name);
         match &r.outcome {
             Outcome::Passed => {
@@ -37,11 +53,12 @@ pub fn report(
             }
         }
     }
-    for r in c
-        .results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
-    {
+    t
+}
+
+/// The last 60 lines of each failed test's output.
+fn failed_outputs(label: &str, results: &[TestResult]) {
+    for r in results.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_))) {
         println!(
             "---- [{label}] {}::{} output (last 60 lines) ----",
             display_bin(&r.bin),
@@ -51,12 +68,15 @@ pub fn report(
             println!("    {l}");
         }
     }
+}
+
+/// Names (up to 10 of) the planned tests that have no result; returns how many there are.
+fn never_ran(label: &str, plan: &[(String, String)], results: &[TestResult]) -> usize {
     let not_run: Vec<&(String, String)> = plan
         .iter()
-        .filter(|(b, n)| !c.results.iter().any(|r| &r.bin == b && &r.name == n))
+        .filter(|(b, n)| !results.iter().any(|r| &r.bin == b && &r.name == n))
         .collect();
     if !not_run.is_empty() {
-        t.failed += not_run.len();
         println!(
             "[{label}] FAILED  {} planned test(s) never ran, e.g.:",
             not_run.len()
@@ -65,38 +85,45 @@ pub fn report(
             println!("[{label}]           {}::{n}", display_bin(b));
         }
     }
-    let secs = run.elapsed.as_secs_f64();
-    match v {
+    not_run.len()
+}
+
+/// The line on the guest itself (with a panic's lines); returns whether it completed.
+fn guest_line(label: &str, g: &GuestRun) -> bool {
+    let c = &g.console;
+    let release = c.kernel_release.as_deref().unwrap_or("release unknown");
+    let secs = g.qemu.elapsed.as_secs_f64();
+    match &g.verdict {
         GuestVerdict::Completed(n) => {
-            println!("[{label}] guest {release}: completed (VMT-RESULT {n}) in {secs:.1} s")
+            println!("[{label}] guest {release}: completed (VMT-RESULT {n}) in {secs:.1} s");
+            return true;
         }
         GuestVerdict::Panicked => {
-            t.failed += 1;
             println!("[{label}] FAILED  guest {release}: kernel PANIC after {secs:.1} s");
             for l in &c.panic_lines {
                 println!("[{label}]         {l}");
             }
         }
         GuestVerdict::Hung(s) => {
-            t.failed += 1;
             println!("[{label}] FAILED  guest {release}: HUNG, no result within {s} s; QEMU killed");
         }
         GuestVerdict::Broken(why) => {
-            t.failed += 1;
             println!(
                 "[{label}] FAILED  guest {release}: {why} (QEMU status {:?}, {secs:.1} s)",
-                run.rc
+                g.qemu.rc
             );
         }
     }
-    if !matches!(v, GuestVerdict::Completed(_)) {
-        if !run.stderr.trim().is_empty() {
-            println!("[{label}] QEMU stderr: {}", run.stderr.trim());
-        }
-        println!("[{label}] last console lines:");
-        for l in run.lines.iter().skip(run.lines.len().saturating_sub(15)) {
-            println!("    {l}");
-        }
+    false
+}
+
+/// For a guest that did not complete: QEMU's stderr and the last 15 console lines.
+fn console_tail(label: &str, run: &qemu::QemuRun) {
+    if !run.stderr.trim().is_empty() {
+        println!("[{label}] QEMU stderr: {}", run.stderr.trim());
     }
-    t
+    println!("[{label}] last console lines:");
+    for l in run.lines.iter().skip(run.lines.len().saturating_sub(15)) {
+        println!("    {l}");
+    }
 }
