@@ -67,6 +67,7 @@ pub struct Prepared {
     pub scratch: PathBuf,
 }
 
+/// Fetches a pinned kernel and writes its initramfs (its subset of `vm/modules-<label>`) and scratch disk.
 pub fn prepare_kernel(p: &Paths, pin: &kernel::KernelPin, base: &image::BaseParts<'_>) -> Result<Prepared> {
     let k = kernel::fetch(pin, &p.vm_dir)?;
     let list = std::fs::read_to_string(p.vm_src.join(format!("modules-{}", pin.label)))

@@ -25,6 +25,11 @@
 //! workspace sources are bind-mounted read-only at their host path, for `CARGO_MANIFEST_DIR` fixtures.
 //! Guests on different kernels run side by side (each keeps about one core busy).
 //! Dependencies: `anyhow` (errors with context), `serde_json` (cargo's `--message-format=json`).
+//!
+//! Files: the options and the run's flow here; `host` (packages, KVM, running host programs), `suite`
+//! (static build, test lists), `kernel` (pins, fetch, modules), `image` and `cpio` (initramfs, test
+//! disk), `guest` (what a guest boots from, one boot), `qemu` (QEMU and its console), `results` (reading
+//! the console), `report` (printing a guest's results), `selftest` (`--self-test`).
 
 mod cpio;
 mod guest;
