@@ -81,6 +81,7 @@ use crate::error::Result;
 use crate::store::{ImageInfo, Store};
 
 mod import;
+mod resolve;
 mod save;
 mod source;
 
