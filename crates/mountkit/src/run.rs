@@ -144,6 +144,7 @@ impl Mountkit {
             Err(e) => {
                 c.state.failed_to_start(&e);
                 drop(volumes);
+                drop(run_lock); // so that an `auto_remove` container is seen stopped, and removed
                 self.abandon_start(&c, pending, true);
                 return Err(e.into());
             }
@@ -158,6 +159,7 @@ impl Mountkit {
             let _ = process.signal(rustix::process::Signal::KILL.as_raw());
             let _ = process.wait();
             drop(volumes);
+            drop(run_lock);
             if let Some(p) = pending {
                 self.abandon_start(&c, Some(p), false);
             }
