@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 
 use mountkit_safefs::{random_hex, remove_tree, write_atomic};
 use oci_spec::image::{
-    ANNOTATION_REF_NAME, Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageIndex,
-    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
+    ANNOTATION_REF_NAME, Arch, ConfigBuilder, Descriptor, ImageConfiguration, ImageConfigurationBuilder,
+    ImageIndex, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{ArchiveFormat, host_arch};
 use crate::error::{Error, Result};
+use crate::id::LayerId;
 use crate::store::{ImageInfo, Store};
 
 /// A writer that hashes and counts what it writes to a file.
@@ -69,36 +70,59 @@ fn write_blobs(store: &Store, info: &ImageInfo, dir: &Path) -> Result<(Descripto
     let mut diff_ids = Vec::new();
     let mut layer_paths = Vec::new();
     for id in &info.layers {
-        let tmp = blobs.join(format!(".tmp-{}", random_hex(8)));
-        let f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        let mut hw = HashFile {
-            out: BufWriter::with_capacity(1 << 18, f),
-            hasher: Sha256::new(),
-            count: 0,
-        };
-        tracing::debug!(layer = %id, "export layer");
-        let written = store.export_layer(id, &mut hw).and_then(|()| {
-            let f = hw
-                .out
-                .into_inner()
-                .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
-            f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))
-        });
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        let hex = hex::encode(hw.hasher.finalize());
-        let dest = blobs.join(&hex);
-        std::fs::rename(&tmp, &dest).map_err(|e| Error::io("rename blob into", &dest, e))?;
-        layer_descs.push(Descriptor::new(
-            MediaType::ImageLayer,
-            hw.count,
-            sha_digest(&hex)?,
-        ));
+        let (hex, size) = write_layer_blob(store, id, &blobs)?;
+        layer_descs.push(Descriptor::new(MediaType::ImageLayer, size, sha_digest(&hex)?));
         diff_ids.push(format!("sha256:{hex}"));
         layer_paths.push(format!("blobs/sha256/{hex}"));
     }
+    let config = image_config(info, diff_ids)?;
+    let config_desc = put_blob(dir, &stable_json(&config, "config")?, MediaType::ImageConfig)?;
+    let config_path = format!("blobs/sha256/{}", config_desc.digest().digest());
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc)
+        .layers(layer_descs)
+        .build()
+        .map_err(|e| spec_err("manifest", e))?;
+    let manifest_desc = put_blob(
+        dir,
+        &stable_json(&manifest, "manifest")?,
+        MediaType::ImageManifest,
+    )?;
+    Ok((manifest_desc, config_path, layer_paths))
+}
+
+/// Exports layer `id` as a blob into the directory `blobs` (a temp file, synced, then renamed to its
+/// digest); returns the blob's hex digest and size.
+fn write_layer_blob(store: &Store, id: &LayerId, blobs: &Path) -> Result<(String, u64)> {
+    let tmp = blobs.join(format!(".tmp-{}", random_hex(8)));
+    let f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    let mut hw = HashFile {
+        out: BufWriter::with_capacity(1 << 18, f),
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    tracing::debug!(layer = %id, "export layer");
+    let written = store.export_layer(id, &mut hw).and_then(|()| {
+        let f = hw
+            .out
+            .into_inner()
+            .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
+        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let hex = hex::encode(hw.hasher.finalize());
+    let dest = blobs.join(&hex);
+    std::fs::rename(&tmp, &dest).map_err(|e| Error::io("rename blob into", &dest, e))?;
+    Ok((hex, hw.count))
+}
+
+/// The OCI image config of a stored image whose layers have these `diff_ids`.
+fn image_config(info: &ImageInfo, diff_ids: Vec<String>) -> Result<ImageConfiguration> {
     let c = &info.config;
     let mut cb = ConfigBuilder::default().env(c.env.clone());
     if let Some(u) = &c.user {
@@ -119,7 +143,7 @@ fn write_blobs(store: &Store, info: &ImageInfo, dir: &Path) -> Result<(Descripto
     if !c.labels.is_empty() {
         cb = cb.labels(c.labels.clone().into_iter().collect::<HashMap<_, _>>());
     }
-    let config = ImageConfigurationBuilder::default()
+    ImageConfigurationBuilder::default()
         .created(info.created.clone())
         .architecture(Arch::from(host_arch()))
         .os(Os::Linux)
@@ -132,22 +156,7 @@ fn write_blobs(store: &Store, info: &ImageInfo, dir: &Path) -> Result<(Descripto
                 .map_err(|e| spec_err("config", e))?,
         )
         .build()
-        .map_err(|e| spec_err("config", e))?;
-    let config_desc = put_blob(dir, &stable_json(&config, "config")?, MediaType::ImageConfig)?;
-    let config_path = format!("blobs/sha256/{}", config_desc.digest().digest());
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config_desc)
-        .layers(layer_descs)
-        .build()
-        .map_err(|e| spec_err("manifest", e))?;
-    let manifest_desc = put_blob(
-        dir,
-        &stable_json(&manifest, "manifest")?,
-        MediaType::ImageManifest,
-    )?;
-    Ok((manifest_desc, config_path, layer_paths))
+        .map_err(|e| spec_err("config", e))
 }
 
 /// Writes `oci-layout` and `index.json`, keeping the entries of an existing index except one
