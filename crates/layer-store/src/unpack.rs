@@ -23,6 +23,7 @@ use crate::rules::{OVERLAY_OPAQUE_XATTR, Whiteout, decode_whiteout, normalise};
 mod create;
 mod meta;
 
+use create::Dest;
 use meta::{Creds, read_meta, times};
 
 /// Extracts the tar stream `src` into the existing, empty directory `dest`, then sets each
@@ -284,7 +285,15 @@ impl Unpacker {
             }
             Whiteout::None => match kind {
                 None => self.hard_link(e, &shown, &dir, parent, last),
-                Some(kind) => self.create(e, &shown, (&dir, parent_gid), parent, last, kind, &meta),
+                Some(kind) => {
+                    let to = Dest {
+                        shown: &shown,
+                        dir: &dir,
+                        parent_gid,
+                        name: last,
+                    };
+                    self.create(e, to, parent, kind, &meta)
+                }
             },
         }
     }

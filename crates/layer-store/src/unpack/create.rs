@@ -16,60 +16,58 @@ use super::{
 use crate::error::{Error, Result};
 use crate::rules::normalise;
 
+/// Where an entry is created: the name `name` in the directory `dir` (of group `parent_gid`, when
+/// known); `shown` is the entry's name for messages.
+#[derive(Clone, Copy)]
+pub(super) struct Dest<'a> {
+    pub(super) shown: &'a str,
+    pub(super) dir: &'a Rc<OwnedFd>,
+    pub(super) parent_gid: Option<u32>,
+    pub(super) name: &'a [u8],
+}
+
 impl Unpacker {
-    /// Creates the entry `name` of `kind` in `dir` (of group `parent_gid`, at path `parent`), with
-    /// its data and metadata.
-    #[allow(clippy::too_many_arguments)]
+    /// Creates the entry of `kind` at `to` (in the directory at path `parent`), with its data and
+    /// metadata.
     pub(super) fn create<R: Read>(
         &mut self,
         e: &mut tar::Entry<'_, R>,
-        shown: &str,
-        (dir, parent_gid): (&Rc<OwnedFd>, Option<u32>),
+        to: Dest<'_>,
         parent: &[&[u8]],
-        name: &[u8],
         kind: Kind,
         meta: &Meta,
     ) -> Result<()> {
         match kind {
-            Kind::Dir => self.create_dir(shown, (dir, parent_gid), parent, name, meta),
-            Kind::File => self.create_file(e, shown, (dir, parent_gid), name, meta),
-            Kind::Symlink => self.create_symlink(e, shown, (dir, parent_gid), name, meta),
-            Kind::Char | Kind::Block | Kind::Fifo => {
-                self.create_node(e, shown, (dir, parent_gid), name, kind, meta)
-            }
+            Kind::Dir => self.create_dir(to, parent, meta),
+            Kind::File => self.create_file(e, to, meta),
+            Kind::Symlink => self.create_symlink(e, to, meta),
+            Kind::Char | Kind::Block | Kind::Fifo => self.create_node(e, to, kind, meta),
         }
     }
 
     /// A directory: made (or merged with one of an earlier entry), its owner and xattrs set now,
     /// its mode and times at the end; kept open as the current directory.
     #[inline]
-    fn create_dir(
-        &mut self,
-        shown: &str,
-        (dir, parent_gid): (&Rc<OwnedFd>, Option<u32>),
-        parent: &[&[u8]],
-        name: &[u8],
-        meta: &Meta,
-    ) -> Result<()> {
-        let existed = match rustix::fs::mkdirat(&**dir, name, Mode::from_raw_mode(0o700)) {
+    fn create_dir(&mut self, to: Dest<'_>, parent: &[&[u8]], meta: &Meta) -> Result<()> {
+        let existed = match rustix::fs::mkdirat(&**to.dir, to.name, Mode::from_raw_mode(0o700)) {
             Ok(()) => false,
-            Err(Errno::EXIST) => self.make_room(shown, dir, name, Kind::Dir)?,
-            Err(e) => return Err(Error::io("create directory", shown, e)),
+            Err(Errno::EXIST) => self.make_room(to.shown, to.dir, to.name, Kind::Dir)?,
+            Err(e) => return Err(Error::io("create directory", to.shown, e)),
         };
-        let fd = rustix::fs::openat(&**dir, name, DIR_FLAGS, Mode::empty())
-            .map_err(|e| Error::io("open directory", shown, e))?;
+        let fd = rustix::fs::openat(&**to.dir, to.name, DIR_FLAGS, Mode::empty())
+            .map_err(|e| Error::io("open directory", to.shown, e))?;
         let mut path = join(parent);
         if !path.is_empty() {
             path.push(b'/');
         }
-        path.extend_from_slice(name);
+        path.extend_from_slice(to.name);
         // A merged directory may have had another owner: chown it whatever it is.
-        let chown = existed || self.creds.must_chown(meta, parent_gid);
-        self.set_dir_meta(shown, &fd, chown, path, meta)?;
+        let chown = existed || self.creds.must_chown(meta, to.parent_gid);
+        self.set_dir_meta(to.shown, &fd, chown, path, meta)?;
         // Its contents most likely come next: keep it open as the current directory.
         if self.stack.len() == parent.len() && self.stack.len() < MAX_OPEN {
             self.stack.push(OpenDir {
-                name: name.to_vec(),
+                name: to.name.to_vec(),
                 fd: Rc::new(fd),
                 gid: Some(if chown { meta.gid } else { self.creds.gid }),
             });
@@ -79,36 +77,29 @@ impl Unpacker {
 
     /// A regular file: created with its data, then its owner, mode, xattrs and times.
     #[inline]
-    fn create_file<R: Read>(
-        &mut self,
-        e: &mut tar::Entry<'_, R>,
-        shown: &str,
-        (dir, parent_gid): (&Rc<OwnedFd>, Option<u32>),
-        name: &[u8],
-        meta: &Meta,
-    ) -> Result<()> {
+    fn create_file<R: Read>(&mut self, e: &mut tar::Entry<'_, R>, to: Dest<'_>, meta: &Meta) -> Result<()> {
         let (mode, chmod) = self.creds.create_mode(meta.mode);
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = create_or_replace(
-            || rustix::fs::openat(&**dir, name, flags, mode),
-            || self.make_room(shown, dir, name, Kind::File),
+            || rustix::fs::openat(&**to.dir, to.name, flags, mode),
+            || self.make_room(to.shown, to.dir, to.name, Kind::File),
             "create file",
-            shown,
+            to.shown,
         )?;
-        self.copy_data(e, shown, &fd)?;
-        if self.creds.must_chown(meta, parent_gid) {
+        self.copy_data(e, to.shown, &fd)?;
+        if self.creds.must_chown(meta, to.parent_gid) {
             rustix::fs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
-                .map_err(|e| Error::io("chown", shown, e))?;
+                .map_err(|e| Error::io("chown", to.shown, e))?;
         }
         if chmod {
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
-                .map_err(|e| Error::io("chmod", shown, e))?;
+                .map_err(|e| Error::io("chmod", to.shown, e))?;
         }
         for (k, v) in &meta.xattrs {
             rustix::fs::fsetxattr(&fd, k.as_str(), v, XattrFlags::empty())
-                .map_err(|e| Error::xattr(k, shown, e))?;
+                .map_err(|e| Error::xattr(k, to.shown, e))?;
         }
-        rustix::fs::futimens(&fd, &times(meta.mtime)).map_err(|e| Error::io("set times of", shown, e))
+        rustix::fs::futimens(&fd, &times(meta.mtime)).map_err(|e| Error::io("set times of", to.shown, e))
     }
 
     /// A symlink to the entry's (non-empty, NUL-free) link name, then its metadata.
@@ -116,28 +107,26 @@ impl Unpacker {
     fn create_symlink<R: Read>(
         &mut self,
         e: &mut tar::Entry<'_, R>,
-        shown: &str,
-        (dir, parent_gid): (&Rc<OwnedFd>, Option<u32>),
-        name: &[u8],
+        to: Dest<'_>,
         meta: &Meta,
     ) -> Result<()> {
         let target = e
             .link_name_bytes()
-            .ok_or_else(|| Error::rejected(shown, "symlink without a target"))?
+            .ok_or_else(|| Error::rejected(to.shown, "symlink without a target"))?
             .into_owned();
         if target.is_empty() || target.contains(&0) {
             return Err(Error::rejected(
-                shown,
+                to.shown,
                 "symlink target is empty or contains a NUL byte",
             ));
         }
         create_or_replace(
-            || rustix::fs::symlinkat(target.as_slice(), &**dir, name),
-            || self.make_room(shown, dir, name, Kind::Symlink),
+            || rustix::fs::symlinkat(target.as_slice(), &**to.dir, to.name),
+            || self.make_room(to.shown, to.dir, to.name, Kind::Symlink),
             "create symlink",
-            shown,
+            to.shown,
         )?;
-        self.set_node_meta(shown, dir, parent_gid, name, meta, None)
+        self.set_node_meta(to.shown, to.dir, to.parent_gid, to.name, meta, None)
     }
 
     /// A character or block device (with the entry's device numbers) or a fifo, then its metadata.
@@ -145,9 +134,7 @@ impl Unpacker {
     fn create_node<R: Read>(
         &mut self,
         e: &mut tar::Entry<'_, R>,
-        shown: &str,
-        (dir, parent_gid): (&Rc<OwnedFd>, Option<u32>),
-        name: &[u8],
+        to: Dest<'_>,
         kind: Kind,
         meta: &Meta,
     ) -> Result<()> {
@@ -164,15 +151,15 @@ impl Unpacker {
             Kind::Block => FileType::BlockDevice,
             _ => FileType::Fifo,
         };
-        tracing::trace!(entry = %shown, ?ft, "mknodat");
+        tracing::trace!(entry = %to.shown, ?ft, "mknodat");
         let (mode, chmod) = self.creds.create_mode(meta.mode);
         create_or_replace(
-            || rustix::fs::mknodat(&**dir, name, ft, mode, dev),
-            || self.make_room(shown, dir, name, kind),
+            || rustix::fs::mknodat(&**to.dir, to.name, ft, mode, dev),
+            || self.make_room(to.shown, to.dir, to.name, kind),
             "create node",
-            shown,
+            to.shown,
         )?;
-        self.set_node_meta(shown, dir, parent_gid, name, meta, Some(chmod))
+        self.set_node_meta(to.shown, to.dir, to.parent_gid, to.name, meta, Some(chmod))
     }
 
     /// Copies the entry's data into `fd`, in writes as large as the copy buffer.
