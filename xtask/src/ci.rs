@@ -114,8 +114,6 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
         )?;
     }
-    // The end-to-end tests drive the binary: make sure it is built for this test run.
-    run("cargo", &["build", "-p", "mountkit", "--bins"])?;
     run("cargo", &["nextest", "run", "--workspace", "--no-fail-fast"])?;
     // nextest does not run doctests: the crates' examples are run here.
     run("cargo", &["test", "--workspace", "--doc"])?;

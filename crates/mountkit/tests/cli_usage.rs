@@ -1,12 +1,14 @@
-//! The CLI's usage contract, without privileges. (Having an integration test here also makes cargo build
-//! the `mountkit` binary for a workspace test run, which the end-to-end tests in `tests/` drive.)
+//! The CLI's usage contract, without privileges.
+
+mod support;
 
 use std::process::Command;
 
 fn mountkit(args: &[&str]) -> std::process::Output {
-    // The VM suite runs the binaries away from their build path and says where through MOUNTKIT_BIN.
-    let bin = std::env::var_os("MOUNTKIT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_mountkit").into());
-    Command::new(bin).args(args).output().expect("spawn mountkit")
+    Command::new(support::bin())
+        .args(args)
+        .output()
+        .expect("spawn mountkit")
 }
 
 #[test]

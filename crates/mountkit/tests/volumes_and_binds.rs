@@ -1,7 +1,9 @@
 //! S6-S13: volumes, bind mounts and tmpfs through the `mountkit` binary.
 
-use mountkit_e2e::{Env, mounts_under};
+mod support;
+
 use mountkit_testutil::{in_mount_ns, privileged};
+use support::{Env, mounts_under};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))

@@ -1,7 +1,9 @@
 //! S1-S5, S15: layers, images and containers through the `mountkit` binary.
 
-use mountkit_e2e::{Env, mounts_under};
+mod support;
+
 use mountkit_testutil::{in_mount_ns, privileged};
+use support::{Env, mounts_under};
 
 /// S1: two containers from one image see the same image files; a write in one is invisible in the other.
 #[test]

@@ -1,7 +1,9 @@
 //! `run` exit codes: the command's status, 125 (mountkit failed), 126 (cannot execute), 127 (not found).
 
-use mountkit_e2e::Env;
+mod support;
+
 use mountkit_testutil::{in_mount_ns, privileged};
+use support::Env;
 
 #[test]
 fn run_exit_codes_follow_docker() {

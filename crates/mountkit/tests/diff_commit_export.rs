@@ -1,7 +1,9 @@
 //! `container diff`, `commit` and `export`.
 
-use mountkit_e2e::{Env, mounts_under};
+mod support;
+
 use mountkit_testutil::{in_mount_ns, privileged};
+use support::{Env, mounts_under};
 
 #[test]
 fn diff_commit_export_round_trip() {

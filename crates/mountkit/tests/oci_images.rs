@@ -1,7 +1,9 @@
 //! `image import` / `image save` through the binary, with skopeo as the reference reader.
 
-use mountkit_e2e::Env;
+mod support;
+
 use mountkit_testutil::{in_mount_ns, privileged};
+use support::Env;
 
 fn have(tool: &str) -> bool {
     std::process::Command::new(tool)

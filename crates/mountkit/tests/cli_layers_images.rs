@@ -3,8 +3,10 @@
 use std::io::Write;
 use std::process::Stdio;
 
-use mountkit_e2e::Env;
+mod support;
+
 use mountkit_testutil::{in_mount_ns, privileged};
+use support::Env;
 
 fn tree(env: &Env) -> std::path::PathBuf {
     let d = env.path("tree");

@@ -1,30 +1,21 @@
 //! Support for the end-to-end tests: a temp store and a way to run the `mountkit` binary against it.
 //!
-//! The binary is `$MOUNTKIT_BIN` when set (the VM harness sets it), else `mountkit` in the profile
-//! directory above the test executable's (`target/<triple>/<profile>/`; cargo builds it for the
-//! workspace's test run).
+//! Each test file includes it with `mod support;`, so not every file uses every helper.
+//!
+//! The binary is `$MOUNTKIT_BIN` when set (the VM harness sets it: the guest runs the test binaries away
+//! from their build path), else the one cargo built for this package's integration tests
+//! (`CARGO_BIN_EXE_mountkit`).
+
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Path of the `mountkit` binary under test.
 pub fn bin() -> PathBuf {
-    if let Some(b) = std::env::var_os("MOUNTKIT_BIN") {
-        return b.into();
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    // <profile dir>/deps/<test>-<hash> -> <profile dir>/mountkit
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test exe is in target/<profile>/deps");
-    let b = profile_dir.join("mountkit");
-    assert!(
-        b.exists(),
-        "mountkit binary not found at {} (build it or set MOUNTKIT_BIN)",
-        b.display()
-    );
-    b
+    std::env::var_os("MOUNTKIT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mountkit")))
 }
 
 /// A temporary store (`--root`) and helpers to run commands against it.

@@ -1,7 +1,9 @@
 //! 500-layer images run through each overlay mount path; 501 layers give a clear error.
 
-use mountkit_e2e::Env;
+mod support;
+
 use mountkit_testutil::{in_mount_ns, privileged};
+use support::Env;
 
 /// An image of the sample's 3 layers plus `extra` one-file layers (`/layers/<i>`).
 fn image_with_layers(env: &Env, name: &str, extra: usize) -> String {
