@@ -10,7 +10,7 @@ use mountkit_binds::{
     BindRecursive, MountSpec, Planned, Propagation, TmpfsOptions, TmpfsSize, mount_all, parse_mount_flag,
     parse_tmpfs_flag, parse_volume_flag, prepare_sources,
 };
-use mountkit_testutil::{in_mount_ns, privileged};
+use mountkit_testutil::{in_mount_ns, require_root};
 
 /// A fake container root with a few image directories and files, and a host area beside it.
 struct Fixture {
@@ -80,10 +80,9 @@ fn mount_tmpfs(path: &Path) {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s11_bind_is_shared_both_ways() {
-    if !privileged("s11_bind_is_shared_both_ways") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.host("src")).unwrap();
     in_mount_ns(|| {
@@ -113,10 +112,9 @@ fn s11_bind_is_shared_both_ways() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn readonly_bind_is_recursively_readonly() {
-    if !privileged("readonly_bind_is_recursively_readonly") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.host("src/sub")).unwrap();
     in_mount_ns(|| {
@@ -140,10 +138,9 @@ fn readonly_bind_is_recursively_readonly() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn readonly_writable_leaves_submounts_writable() {
-    if !privileged("readonly_writable_leaves_submounts_writable") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.host("src/sub")).unwrap();
     in_mount_ns(|| {
@@ -160,10 +157,9 @@ fn readonly_writable_leaves_submounts_writable() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn bind_recursive_disabled_does_not_carry_submounts() {
-    if !privileged("bind_recursive_disabled_does_not_carry_submounts") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.host("src/sub")).unwrap();
     in_mount_ns(|| {
@@ -183,10 +179,9 @@ fn bind_recursive_disabled_does_not_carry_submounts() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s12_directory_bind_hides_the_image_directory() {
-    if !privileged("s12_directory_bind_hides_the_image_directory") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.host("site")).unwrap();
     std::fs::write(fx.host("site/about.html"), "from the host").unwrap();
@@ -202,10 +197,9 @@ fn s12_directory_bind_hides_the_image_directory() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s13_single_file_bind_keeps_the_other_files() {
-    if !privileged("s13_single_file_bind_keeps_the_other_files") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::write(fx.host("app.conf"), "conf from host").unwrap();
     std::fs::write(fx.host("hostname"), "host-name").unwrap();
@@ -239,10 +233,9 @@ fn s13_single_file_bind_keeps_the_other_files() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn tmpfs_size_mode_owner_and_flags_are_honoured() {
-    if !privileged("tmpfs_size_mode_owner_and_flags_are_honoured") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     in_mount_ns(|| {
         let spec = parse_tmpfs_flag("/run:size=8m,mode=1770,uid=1234,gid=5678").unwrap();
@@ -275,10 +268,9 @@ fn tmpfs_size_mode_owner_and_flags_are_honoured() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn tmpfs_exec_overrides_the_default_noexec() {
-    if !privileged("tmpfs_exec_overrides_the_default_noexec") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     in_mount_ns(|| {
         let options = TmpfsOptions {
@@ -304,10 +296,9 @@ fn tmpfs_exec_overrides_the_default_noexec() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn hostile_symlinks_in_the_root_cannot_reach_the_host() {
-    if !privileged("hostile_symlinks_in_the_root_cannot_reach_the_host") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     let root = fx.root();
     symlink("/../../../etc", root.join("data")).unwrap();
@@ -374,10 +365,9 @@ fn tree_of(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
 /// or the empty file for a file bind, are created inside the root and the mount lands there. A naive
 /// resolution of each link would reach the host directory beside the root, which stays untouched.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn targets_behind_dangling_links_are_created_inside_the_root() {
-    if !privileged("targets_behind_dangling_links_are_created_inside_the_root") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     let root = fx.root();
     for d in ["vol", "cache", "abs"] {
@@ -460,10 +450,9 @@ fn targets_behind_dangling_links_are_created_inside_the_root() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn nested_targets_in_either_order() {
-    if !privileged("nested_targets_in_either_order") {
-        return;
-    }
+    require_root();
     for reversed in [false, true] {
         let fx = Fixture::new();
         for d in ["a", "b"] {
@@ -487,10 +476,9 @@ fn nested_targets_in_either_order() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn bind_inside_a_tmpfs_is_visible() {
-    if !privileged("bind_inside_a_tmpfs_is_visible") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.host("app")).unwrap();
     std::fs::write(fx.host("app/sock"), "s").unwrap();
@@ -508,10 +496,9 @@ fn bind_inside_a_tmpfs_is_visible() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn propagation_is_applied() {
-    if !privileged("propagation_is_applied") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.host("s")).unwrap();
     std::fs::create_dir_all(fx.host("p")).unwrap();
@@ -532,10 +519,9 @@ fn propagation_is_applied() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn mount_refuses_a_missing_source_with_dockers_error() {
-    if !privileged("mount_refuses_a_missing_source_with_dockers_error") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     let missing = fx.host("does/not/exist");
     let spec = parse_mount_flag(&format!("type=bind,source={},target=/x", missing.display())).unwrap();
@@ -551,10 +537,9 @@ fn mount_refuses_a_missing_source_with_dockers_error() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn volume_flag_creates_a_missing_source_directory() {
-    if !privileged("volume_flag_creates_a_missing_source_directory") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     let missing = fx.host("made/by/v");
     let spec = parse_volume_flag(&format!("{}:/x", missing.display())).unwrap();
@@ -575,10 +560,9 @@ fn current_umask() -> u32 {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn errors_name_the_target_and_the_cause() {
-    if !privileged("errors_name_the_target_and_the_cause") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.host("dir")).unwrap();
     in_mount_ns(|| {
@@ -599,10 +583,9 @@ fn errors_name_the_target_and_the_cause() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn readonly_single_file_bind() {
-    if !privileged("readonly_single_file_bind") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::write(fx.host("conf"), "c").unwrap();
     in_mount_ns(|| {
@@ -620,10 +603,9 @@ fn readonly_single_file_bind() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn host_symlink_source_is_followed_on_the_host() {
-    if !privileged("host_symlink_source_is_followed_on_the_host") {
-        return;
-    }
+    require_root();
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.host("real")).unwrap();
     std::fs::write(fx.host("real/f"), "real").unwrap();

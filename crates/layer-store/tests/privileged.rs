@@ -84,12 +84,9 @@ fn rich_tree(root: &Path) {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn every_source_of_the_same_content_gives_the_same_id_and_no_second_unpack() {
-    if !mountkit_testutil::privileged(
-        "every_source_of_the_same_content_gives_the_same_id_and_no_second_unpack",
-    ) {
-        return;
-    }
+    mountkit_testutil::require_root();
     mountkit_testutil::in_mount_ns(|| {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("src");
@@ -156,10 +153,9 @@ fn every_source_of_the_same_content_gives_the_same_id_and_no_second_unpack() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn metadata_devices_links_and_xattrs_are_preserved() {
-    if !mountkit_testutil::privileged("metadata_devices_links_and_xattrs_are_preserved") {
-        return;
-    }
+    mountkit_testutil::require_root();
     mountkit_testutil::in_mount_ns(|| {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("src");
@@ -226,10 +222,9 @@ fn metadata_devices_links_and_xattrs_are_preserved() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn whiteouts_become_overlay_whiteouts_and_export_back() {
-    if !mountkit_testutil::privileged("whiteouts_become_overlay_whiteouts_and_export_back") {
-        return;
-    }
+    mountkit_testutil::require_root();
     mountkit_testutil::in_mount_ns(|| {
         let t = tempfile::tempdir().unwrap();
         let store = Store::open(t.path().join("store")).unwrap();
@@ -306,10 +301,9 @@ fn assert_refused(store: &Store, dir: &Path, tar: &[u8], entry: &str, why: &str)
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn hostile_tars_are_refused_and_leave_nothing() {
-    if !mountkit_testutil::privileged("hostile_tars_are_refused_and_leave_nothing") {
-        return;
-    }
+    mountkit_testutil::require_root();
     mountkit_testutil::in_mount_ns(|| {
         let t = tempfile::tempdir().unwrap();
         let outside = t.path().join("outside");
@@ -449,10 +443,9 @@ fn hostile_tars_are_refused_and_leave_nothing() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn images_protect_their_layers_and_gc_removes_the_rest() {
-    if !mountkit_testutil::privileged("images_protect_their_layers_and_gc_removes_the_rest") {
-        return;
-    }
+    mountkit_testutil::require_root();
     mountkit_testutil::in_mount_ns(|| {
         let t = tempfile::tempdir().unwrap();
         let store = Store::open(t.path().join("store")).unwrap();
@@ -561,12 +554,9 @@ fn images_protect_their_layers_and_gc_removes_the_rest() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn concurrent_imports_of_one_layer_both_succeed_and_stale_staging_is_swept() {
-    if !mountkit_testutil::privileged(
-        "concurrent_imports_of_one_layer_both_succeed_and_stale_staging_is_swept",
-    ) {
-        return;
-    }
+    mountkit_testutil::require_root();
     mountkit_testutil::in_mount_ns(|| {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("store");
@@ -633,10 +623,9 @@ fn owned_tar(members: &[(&str, tar::EntryType, u32, u64, u64)]) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn owners_and_modes_are_exact_whatever_the_umask_and_the_staging_group() {
-    if !mountkit_testutil::privileged("owners_and_modes_are_exact_whatever_the_umask_and_the_staging_group") {
-        return;
-    }
+    mountkit_testutil::require_root();
     use tar::EntryType::{Directory as D, Fifo as P, Regular as F, Symlink as L};
     // The extractor skips a chown or chmod that would change nothing: it must still be exact.
     let members: &[(&str, tar::EntryType, u32, u64, u64)] = &[
@@ -703,10 +692,9 @@ fn owners_and_modes_are_exact_whatever_the_umask_and_the_staging_group() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn size_probe_misses_and_collisions_still_give_the_right_layer() {
-    if !mountkit_testutil::privileged("size_probe_misses_and_collisions_still_give_the_right_layer") {
-        return;
-    }
+    mountkit_testutil::require_root();
     mountkit_testutil::in_mount_ns(|| {
         let t = tempfile::tempdir().unwrap();
         let store = Store::open(t.path().join("store")).unwrap();
@@ -752,10 +740,9 @@ fn size_probe_misses_and_collisions_still_give_the_right_layer() {
 /// An xattr the filesystem refuses (an unknown namespace) fails the import with an error that names
 /// the attribute and the entry, and stores nothing.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn an_xattr_that_cannot_be_set_is_named_in_the_error() {
-    if !mountkit_testutil::privileged("an_xattr_that_cannot_be_set_is_named_in_the_error") {
-        return;
-    }
+    mountkit_testutil::require_root();
     mountkit_testutil::in_mount_ns(|| {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path().join("store")).unwrap();

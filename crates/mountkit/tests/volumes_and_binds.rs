@@ -2,7 +2,7 @@
 
 mod support;
 
-use mountkit_testutil::{in_mount_ns, privileged};
+use mountkit_testutil::{in_mount_ns, require_root};
 use support::{Env, mounts_under};
 
 fn json(s: &str) -> serde_json::Value {
@@ -12,10 +12,9 @@ fn json(s: &str) -> serde_json::Value {
 /// S6/S7: the to-do list scenario. A named volume outlives the container that wrote to it, and a new
 /// container from a second image (the "new version") sees the data intact.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s7_todo_list_data_survives_container_replacement() {
-    if !privileged("s7_todo_list_data_survives_container_replacement") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("todo-v1");
@@ -56,10 +55,9 @@ fn s7_todo_list_data_survives_container_replacement() {
 /// S8: an image `VOLUME` gives each container its own anonymous volume, populated from the image;
 /// `rm -v` removes one and not the other; `run --rm` leaves no volume behind.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s8_image_volume_gives_each_container_an_anonymous_volume() {
-    if !privileged("s8_image_volume_gives_each_container_an_anonymous_volume") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.ok(&["system", "sample-image", "vol-image", "--volume", "/app/old"]);
@@ -123,10 +121,9 @@ fn s8_image_volume_gives_each_container_an_anonymous_volume() {
 
 /// S9: `--volumes-from` shares the volumes; the anonymous volume outlives the first container.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s9_volumes_from_shares_data() {
-    if !privileged("s9_volumes_from_shares_data") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.ok(&["system", "sample-image", "todo", "--volume", "/data"]);
@@ -183,10 +180,9 @@ fn s9_volumes_from_shares_data() {
 
 /// S10: `-v name:/data` wins over the image's `VOLUME /data`: no anonymous volume is made.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s10_named_volume_wins_over_image_volume() {
-    if !privileged("s10_named_volume_wins_over_image_volume") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.ok(&["system", "sample-image", "todo", "--volume", "/data"]);
@@ -220,10 +216,9 @@ fn s10_named_volume_wins_over_image_volume() {
 
 /// S11: binds are two-way; read-only is EROFS, recursively (a submount of the source is read-only too).
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s11_bind_mounts_are_two_way_and_readonly_is_recursive() {
-    if !privileged("s11_bind_mounts_are_two_way_and_readonly_is_recursive") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");
@@ -298,10 +293,9 @@ impl Drop for TmpfsAt {
 
 /// S12: a bind over an image directory hides its files; S13: a single-file bind keeps the others visible.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s12_s13_directory_bind_hides_file_bind_merges() {
-    if !privileged("s12_s13_directory_bind_hides_file_bind_merges") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");
@@ -343,10 +337,9 @@ fn s12_s13_directory_bind_hides_file_bind_merges() {
 /// ../../srv/cache`): like Docker, `-v HOSTDIR:/data` and a named volume at `/cache` create the missing
 /// directories inside the container's root and mount there; nothing appears beside HOSTDIR.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn mounts_behind_dangling_image_symlinks_land_inside_the_root() {
-    if !privileged("mounts_behind_dangling_image_symlinks_land_inside_the_root") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");
@@ -423,10 +416,9 @@ fn mounts_behind_dangling_image_symlinks_land_inside_the_root() {
 
 /// tmpfs: size and mode honoured; contents gone after the container exits.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn tmpfs_size_mode_and_lifetime() {
-    if !privileged("tmpfs_size_mode_and_lifetime") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");
@@ -459,10 +451,9 @@ fn tmpfs_size_mode_and_lifetime() {
 
 /// A volume in use cannot be removed (not even with -f); prune keeps used and named volumes.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn volume_in_use_is_protected_and_prune_is_careful() {
-    if !privileged("volume_in_use_is_protected_and_prune_is_careful") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");
@@ -510,10 +501,9 @@ fn volume_in_use_is_protected_and_prune_is_careful() {
 /// one. The first `volume rm`/`prune`/`ls --filter dangling` of a boot re-derives them from the container
 /// records: a lost reference still protects the volume, a stale one does not keep it forever.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn volume_references_are_rederived_from_container_records_after_a_reboot() {
-    if !privileged("volume_references_are_rederived_from_container_records_after_a_reboot") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");
@@ -554,10 +544,9 @@ fn volume_references_are_rederived_from_container_records_after_a_reboot() {
 
 /// Removing a container whose bind mount is still attached (runner killed) never deletes host files.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn container_rm_never_deletes_through_a_bind() {
-    if !privileged("container_rm_never_deletes_through_a_bind") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");
@@ -598,10 +587,9 @@ fn container_rm_never_deletes_through_a_bind() {
 
 /// Every parse error: a clear message quoting the bad part, exit 125, nothing created.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn mount_parse_errors_exit_125_and_create_nothing() {
-    if !privileged("mount_parse_errors_exit_125_and_create_nothing") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");
@@ -636,10 +624,9 @@ fn mount_parse_errors_exit_125_and_create_nothing() {
 /// a readable block with `--format text`); `container ls --filter volume=` finds them by the volume's name
 /// or by the mount's destination. A stale reference or a volume whose record is gone breaks neither.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn volume_inspect_names_its_containers_and_ls_filters_by_volume() {
-    if !privileged("volume_inspect_names_its_containers_and_ls_filters_by_volume") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let env = Env::new();
         env.sample("sample");

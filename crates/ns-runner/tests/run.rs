@@ -200,31 +200,26 @@ fn sh(script: &str) -> Spec {
     Spec::new(["sh", "-c", script])
 }
 
-macro_rules! privileged {
-    ($name:expr) => {
-        if !mountkit_testutil::privileged($name) {
-            return;
-        }
-    };
-}
-
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn true_exits_zero() {
-    privileged!("true_exits_zero");
+    mountkit_testutil::require_root();
     let t = rootfs();
     assert_eq!(run(&t, &Spec::new(["true"])).0, Outcome::Code(0));
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn exit_status_is_passed_through() {
-    privileged!("exit_status_is_passed_through");
+    mountkit_testutil::require_root();
     let t = rootfs();
     assert_eq!(run(&t, &sh("exit 7")).0, Outcome::Code(7));
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn killed_by_signal_is_reported_as_signal() {
-    privileged!("killed_by_signal_is_reported_as_signal");
+    mountkit_testutil::require_root();
     let t = rootfs();
     // Inside its namespace PID 1 cannot even be SIGKILLed; from the host it can.
     let mut f = fork_runner(&t, &sh("touch /ready; sleep 1000"), t.prepare(), || {});
@@ -235,8 +230,9 @@ fn killed_by_signal_is_reported_as_signal() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn missing_command_is_not_found_127() {
-    privileged!("missing_command_is_not_found_127");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let (o, _) = run(&t, &Spec::new(["no-such-command"]));
     match o {
@@ -250,8 +246,9 @@ fn missing_command_is_not_found_127() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn non_executable_file_cannot_execute_126() {
-    privileged!("non_executable_file_cannot_execute_126");
+    mountkit_testutil::require_root();
     let t = rootfs();
     std::fs::write(t.root.join("bin/plain"), "not a program").unwrap();
     std::fs::set_permissions(t.root.join("bin/plain"), std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -278,8 +275,9 @@ fn non_executable_file_cannot_execute_126() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn failing_prepare_is_setup_error_125() {
-    privileged!("failing_prepare_is_setup_error_125");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let prepare: Prepare = Box::new(|| Err("volume todo-list: cannot mount: device busy".into()));
     match run_with(&t, &Spec::new(["true"]), prepare, || {}).0 {
@@ -296,8 +294,9 @@ fn failing_prepare_is_setup_error_125() {
 /// The preparation's own error comes back from `spawn` typed (`Error::Prepare`), so a caller can tell
 /// its errors apart (downcast) instead of reading text.
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn failing_prepare_comes_back_typed() {
-    privileged!("failing_prepare_comes_back_typed");
+    mountkit_testutil::require_root();
     #[derive(Debug, PartialEq)]
     struct Busy(&'static str);
     impl std::fmt::Display for Busy {
@@ -329,8 +328,9 @@ fn failing_prepare_comes_back_typed() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn prepare_runs_in_the_new_mount_namespace() {
-    privileged!("prepare_runs_in_the_new_mount_namespace");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let data = t.root.join("data");
     std::fs::create_dir(&data).unwrap();
@@ -361,8 +361,9 @@ fn prepare_runs_in_the_new_mount_namespace() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn pid_1_and_own_proc() {
-    privileged!("pid_1_and_own_proc");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let (o, out) = run(&t, &sh("echo $$; ls /proc"));
     assert_eq!(o, Outcome::Code(0));
@@ -374,8 +375,9 @@ fn pid_1_and_own_proc() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn hostname_is_set() {
-    privileged!("hostname_is_set");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let (o, out) = run(
         &t,
@@ -398,8 +400,9 @@ fn mount_points(mountinfo: &str) -> Vec<(String, String, String)> {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn dev_and_sys_are_set_up() {
-    privileged!("dev_and_sys_are_set_up");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let script = "ls -a /dev; echo data > /dev/null && echo null-ok; \
                   mkdir /sys/x 2>/dev/null && echo sys-writable || echo sys-ro; \
@@ -465,8 +468,9 @@ fn dev_and_sys_are_set_up() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn proc_sys_is_read_only_and_timer_list_masked() {
-    privileged!("proc_sys_is_read_only_and_timer_list_masked");
+    mountkit_testutil::require_root();
     let t = rootfs();
     std::fs::copy(find_tool("wc"), t.root.join("bin/wc")).unwrap();
     assert!(
@@ -483,8 +487,9 @@ fn proc_sys_is_read_only_and_timer_list_masked() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn pivot_root_hides_the_host() {
-    privileged!("pivot_root_hides_the_host");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let marker = t.dir.path().join("host-marker");
     std::fs::write(&marker, "secret").unwrap();
@@ -510,8 +515,9 @@ fn pivot_root_hides_the_host() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn numeric_user_and_group() {
-    privileged!("numeric_user_and_group");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let (o, out) = run(&t, &sh("id -u; id -g; id -G; echo $HOME").user("1000:1000"));
     assert_eq!(o, Outcome::Code(0));
@@ -519,8 +525,9 @@ fn numeric_user_and_group() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn named_user_from_the_images_passwd() {
-    privileged!("named_user_from_the_images_passwd");
+    mountkit_testutil::require_root();
     let t = rootfs();
     std::fs::write(
         t.root.join("etc/passwd"),
@@ -541,8 +548,9 @@ fn named_user_from_the_images_passwd() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn unknown_user_is_a_clear_error() {
-    privileged!("unknown_user_is_a_clear_error");
+    mountkit_testutil::require_root();
     let t = rootfs();
     std::fs::write(t.root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
     match run(&t, &Spec::new(["true"]).user("app")).0 {
@@ -557,8 +565,9 @@ fn unknown_user_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn default_path_and_home() {
-    privileged!("default_path_and_home");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let (o, out) = run(&t, &sh("echo $PATH; echo $HOME"));
     assert_eq!(o, Outcome::Code(0));
@@ -566,8 +575,9 @@ fn default_path_and_home() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn given_environment_is_passed_exactly() {
-    privileged!("given_environment_is_passed_exactly");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let spec = Spec::new(["env"])
         .env("A=1")
@@ -580,8 +590,9 @@ fn given_environment_is_passed_exactly() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn workdir_is_created_and_entered() {
-    privileged!("workdir_is_created_and_entered");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let (o, out) = run(&t, &sh("pwd").workdir("/work/here").user("1000"));
     assert_eq!(o, Outcome::Code(0));
@@ -595,8 +606,9 @@ fn workdir_is_created_and_entered() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn readonly_root_keeps_dev_writable() {
-    privileged!("readonly_root_keeps_dev_writable");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let script = "touch /x 2>/dev/null && echo rw || echo ro; touch /dev/shm/y && echo shm-ok";
     let (o, out) = run(&t, &sh(script).readonly_root(true));
@@ -608,8 +620,9 @@ fn readonly_root_keeps_dev_writable() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn parent_fds_are_not_inherited() {
-    privileged!("parent_fds_are_not_inherited");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let leak = t.dir.path().join("leak");
     std::fs::write(&leak, "x").unwrap();
@@ -638,8 +651,9 @@ fn wait_for(path: &Path, what: &str) {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn sigterm_to_the_runner_reaches_the_command() {
-    privileged!("sigterm_to_the_runner_reaches_the_command");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let spec = sh("trap 'exit 42' TERM; touch /ready; sleep 1000 & wait");
     let before = t.host_mounts();
@@ -665,8 +679,9 @@ fn processes_in(ns: &str, link: &Path) -> Vec<i32> {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn sigkill_of_the_runner_kills_the_container_and_leaks_no_mount() {
-    privileged!("sigkill_of_the_runner_kills_the_container_and_leaks_no_mount");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let spec = sh("sleep 1000 & touch /ready; wait");
     let before = t.host_mounts();
@@ -698,8 +713,9 @@ fn sigkill_of_the_runner_kills_the_container_and_leaks_no_mount() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn hostile_symlinks_keep_mounts_inside_the_root() {
-    privileged!("hostile_symlinks_keep_mounts_inside_the_root");
+    mountkit_testutil::require_root();
     let t = rootfs();
     // Targets outside the root that a naive resolution would reach.
     let outside = t.dir.path().join("outside");
@@ -741,8 +757,9 @@ fn hostile_symlinks_keep_mounts_inside_the_root() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn dangling_hostile_symlink_is_created_inside_the_root() {
-    privileged!("dangling_hostile_symlink_is_created_inside_the_root");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let outside = t.dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
@@ -776,8 +793,9 @@ fn ppid_of(pid: i32) -> i32 {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn container_does_not_hold_the_callers_fds() {
-    privileged!("container_does_not_hold_the_callers_fds");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let leak = t.dir.path().join("leak");
     std::fs::write(&leak, "x").unwrap();
@@ -807,8 +825,9 @@ fn container_does_not_hold_the_callers_fds() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn later_children_of_the_caller_stay_in_its_pid_namespace() {
-    privileged!("later_children_of_the_caller_stay_in_its_pid_namespace");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let r = spawn(&sh("touch /ready; sleep 1000"), t.prepare()).unwrap();
     wait_for(&t.root.join("ready"), "the container's ready file");
@@ -841,8 +860,9 @@ fn blocked(m: &libc::sigset_t, sig: i32) -> bool {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn signal_mask_is_restored_after_wait_and_drop() {
-    privileged!("signal_mask_is_restored_after_wait_and_drop");
+    mountkit_testutil::require_root();
     let t = rootfs();
     assert!(!blocked(&current_mask(), libc::SIGTERM));
     let r = spawn(&Spec::new(["true"]), t.prepare()).unwrap();
@@ -865,8 +885,9 @@ fn signal_mask_is_restored_after_wait_and_drop() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn panicking_prepare_is_a_setup_error() {
-    privileged!("panicking_prepare_is_a_setup_error");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let prepare: Prepare = Box::new(|| panic!("overlay exploded"));
     match run_with(&t, &Spec::new(["true"]), prepare, || {}).0 {
@@ -876,8 +897,9 @@ fn panicking_prepare_is_a_setup_error() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn umask_is_022() {
-    privileged!("umask_is_022");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let pre = || {
         unsafe { libc::umask(0o077) };
@@ -888,8 +910,9 @@ fn umask_is_022() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn root_that_is_already_a_mount_point_is_used_as_is() {
-    privileged!("root_that_is_already_a_mount_point_is_used_as_is");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let mnt = t.dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
@@ -926,8 +949,9 @@ fn root_that_is_already_a_mount_point_is_used_as_is() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn terminal_ctrl_c_reaches_the_command_once() {
-    privileged!("terminal_ctrl_c_reaches_the_command_once");
+    mountkit_testutil::require_root();
     let t = rootfs();
     // A pseudo-terminal that the runner process takes as its controlling terminal.
     let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
@@ -961,8 +985,9 @@ fn terminal_ctrl_c_reaches_the_command_once() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn running_signal_reaches_the_command() {
-    privileged!("running_signal_reaches_the_command");
+    mountkit_testutil::require_root();
     let t = rootfs();
     let spec = sh("trap 'exit 3' HUP; touch /ready; sleep 1000 & wait");
     let r = spawn(&spec, t.prepare()).unwrap();
@@ -983,8 +1008,9 @@ fn thread_uids() -> Vec<String> {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn switching_user_in_the_container_leaves_the_callers_threads_alone() {
-    privileged!("switching_user_in_the_container_leaves_the_callers_threads_alone");
+    mountkit_testutil::require_root();
     // The container process shares this process's memory until its exec, where glibc's set*id
     // wrappers would find this process's threads; a second thread is alive across the spawn.
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();

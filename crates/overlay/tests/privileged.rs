@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use mountkit_overlay::{Error, MAX_LOWER_LAYERS, Method, Stack, features, mount, unmount};
-use mountkit_testutil::{in_mount_ns, privileged};
+use mountkit_testutil::{in_mount_ns, require_root};
 
 /// Mount points (as text) of every mount at or below `dir` in this namespace.
 fn mounts_under(dir: &Path) -> Vec<String> {
@@ -51,10 +51,9 @@ fn methods() -> Vec<Method> {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn features_detected_and_nothing_left_mounted() {
-    if !privileged("features_detected_and_nothing_left_mounted") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let fds = || fs::read_dir("/proc/self/fd").unwrap().count();
         let before = fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -78,10 +77,9 @@ fn features_detected_and_nothing_left_mounted() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn later_layer_wins_copy_up_whiteout_opaque() {
-    if !privileged("later_layer_wins_copy_up_whiteout_opaque") {
-        return;
-    }
+    require_root();
     for method in methods() {
         in_mount_ns(|| {
             let tmp = tempfile::tempdir().unwrap();
@@ -171,10 +169,8 @@ fn libc_s_ifmt() -> u32 {
     0o170000
 }
 
+/// Mounts `MAX_LOWER_LAYERS` lowers by `method` (prints SKIP for the new API on a kernel without lowerdir+).
 fn many_layers(method: Method, name: &str) {
-    if !privileged(name) {
-        return;
-    }
     if method == Method::NewApi && !features().lowerdir_plus {
         eprintln!(
             "SKIP {name}: kernel lacks overlayfs lowerdir+ (Linux 6.8+): {:?}",
@@ -215,20 +211,23 @@ fn many_layers(method: Method, name: &str) {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn five_hundred_layers_new_api() {
+    require_root();
     many_layers(Method::NewApi, "five_hundred_layers_new_api");
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn five_hundred_layers_classic() {
+    require_root();
     many_layers(Method::Classic, "five_hundred_layers_classic");
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn paths_with_comma_colon_backslash() {
-    if !privileged("paths_with_comma_colon_backslash") {
-        return;
-    }
+    require_root();
     for method in methods() {
         in_mount_ns(|| {
             let tmp = tempfile::tempdir().unwrap();
@@ -255,10 +254,9 @@ fn paths_with_comma_colon_backslash() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn five_hundred_one_layers_is_a_clear_error() {
-    if !privileged("five_hundred_one_layers_is_a_clear_error") {
-        return;
-    }
+    require_root();
     for method in [Method::Auto, Method::Classic, Method::NewApi] {
         in_mount_ns(|| {
             let tmp = tempfile::tempdir().unwrap();
@@ -283,10 +281,9 @@ fn five_hundred_one_layers_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn missing_lower_is_named() {
-    if !privileged("missing_lower_is_named") {
-        return;
-    }
+    require_root();
     for method in methods() {
         in_mount_ns(|| {
             let tmp = tempfile::tempdir().unwrap();
@@ -304,10 +301,9 @@ fn missing_lower_is_named() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn kernel_refusal_carries_kernel_reason_new_api() {
-    if !privileged("kernel_refusal_carries_kernel_reason_new_api") {
-        return;
-    }
+    require_root();
     if !features().lowerdir_plus {
         eprintln!("SKIP kernel_refusal_carries_kernel_reason_new_api: no lowerdir+");
         return;
@@ -331,10 +327,9 @@ fn kernel_refusal_carries_kernel_reason_new_api() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn unmount_refuses_non_overlay_and_non_mounts() {
-    if !privileged("unmount_refuses_non_overlay_and_non_mounts") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let tmp = tempfile::tempdir().unwrap();
         let d = mkdirs(tmp.path(), &["plain", "tmpfs", "foreign", "l0", "l1", "l0/sub"]);
@@ -390,10 +385,9 @@ fn unmount_refuses_non_overlay_and_non_mounts() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn mount_detached_then_move_mount() {
-    if !privileged("mount_detached_then_move_mount") {
-        return;
-    }
+    require_root();
     if !features().lowerdir_plus {
         eprintln!("SKIP mount_detached_then_move_mount: no lowerdir+");
         return;
@@ -422,10 +416,9 @@ fn mount_detached_then_move_mount() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn long_layer_paths_beyond_fsconfig_string_limit() {
-    if !privileged("long_layer_paths_beyond_fsconfig_string_limit") {
-        return;
-    }
+    require_root();
     for method in methods() {
         in_mount_ns(|| {
             let tmp = tempfile::tempdir().unwrap();
@@ -455,10 +448,9 @@ fn long_layer_paths_beyond_fsconfig_string_limit() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn relative_layer_paths_resolve_against_cwd() {
-    if !privileged("relative_layer_paths_resolve_against_cwd") {
-        return;
-    }
+    require_root();
     for method in methods() {
         in_mount_ns(|| {
             let tmp = tempfile::tempdir().unwrap();
@@ -487,10 +479,9 @@ fn relative_layer_paths_resolve_against_cwd() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn auto_learns_the_method_from_the_first_mount() {
-    if !privileged("auto_learns_the_method_from_the_first_mount") {
-        return;
-    }
+    require_root();
     in_mount_ns(|| {
         let tmp = tempfile::tempdir().unwrap();
         let d = mkdirs(tmp.path(), &["l0", "l1", "upper", "work", "merged", "merged2"]);

@@ -13,21 +13,40 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, pipe};
 
+/// The reason every privileged test gives, word for word: `#[ignore = "privileged: needs root (cargo
+/// xtask ci runs these as root)"]` (an attribute takes a literal, so the text is repeated; the
+/// `ignore_reasons` test of this crate checks every copy against this one).
+///
+/// So a non-root `cargo nextest run --workspace` reports those tests as skipped instead of passing them
+/// without running; as root, `cargo nextest run --workspace --run-ignored all` (what `cargo xtask ci`
+/// runs) includes them, and the VM guests run them with libtest's `--include-ignored`.
+pub const PRIVILEGED: &str = "privileged: needs root (cargo xtask ci runs these as root)";
+
 /// True when the test process runs as root (uid 0), which privileged tests require.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Returns `true` when privileged tests can run; otherwise prints why the calling test skips.
+/// The first line of every privileged test (one marked `#[ignore = "privileged: ..."]`, see
+/// [`PRIVILEGED`]): returns when the process runs as root, else panics, naming the test and its need.
 ///
-/// Use as `if !mountkit_testutil::privileged("name") { return; }` at the top of a privileged test.
-pub fn privileged(test: &str) -> bool {
+/// A privileged test that is forced to run without root (`--run-ignored all` or `--include-ignored` as
+/// another user) thus fails loudly instead of passing without having run.
+#[track_caller]
+pub fn require_root() {
     if is_root() {
-        true
-    } else {
-        eprintln!("SKIP {test}: needs root (privileged test)");
-        false
+        return;
     }
+    // libtest runs each test on a thread named after it (nextest too: one test per process).
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    panic!(
+        "{test} is a privileged test and needs root (uid 0): it mounts, unshares namespaces or changes \
+         ownership for real, and this process runs as uid {}. It is #[ignore]d so that runs without root \
+         report it as skipped; run it as root (`cargo xtask ci`, or `cargo nextest run --run-ignored all`) \
+         instead of forcing it.",
+        nix::unistd::geteuid()
+    );
 }
 
 /// Runs `body` in a forked child with a new, recursively private mount namespace and panics (in the

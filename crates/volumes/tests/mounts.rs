@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use mountkit_testutil::{in_mount_ns, privileged};
+use mountkit_testutil::{in_mount_ns, require_root};
 use mountkit_volumes::{CreateOptions, Error, Registry};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
@@ -57,10 +57,9 @@ fn setup(dir: &Path) -> (PathBuf, Registry) {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn tmpfs_volume_is_shared_by_two_users_and_unmounted_by_the_last() {
-    if !privileged("tmpfs_volume_is_shared_by_two_users_and_unmounted_by_the_last") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     in_mount_ns(|| {
         let (base, reg) = setup(dir.path());
@@ -116,10 +115,9 @@ fn tmpfs_volume_is_shared_by_two_users_and_unmounted_by_the_last() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn reconcile_unmounts_when_all_recorded_users_are_dead() {
-    if !privileged("reconcile_unmounts_when_all_recorded_users_are_dead") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     in_mount_ns(|| {
         let (_base, reg) = setup(dir.path());
@@ -152,10 +150,9 @@ fn reconcile_unmounts_when_all_recorded_users_are_dead() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn a_crash_with_a_tmpfs_volume_mounted_is_reconciled_by_the_next_command() {
-    if !privileged("a_crash_with_a_tmpfs_volume_mounted_is_reconciled_by_the_next_command") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     in_mount_ns(|| {
         let (_base, reg) = setup(dir.path());
@@ -195,10 +192,9 @@ fn a_crash_with_a_tmpfs_volume_mounted_is_reconciled_by_the_next_command() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn foreign_mount_at_data_is_never_used_or_unmounted() {
-    if !privileged("foreign_mount_at_data_is_never_used_or_unmounted") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     in_mount_ns(|| {
         let (_base, reg) = setup(dir.path());
@@ -215,10 +211,9 @@ fn foreign_mount_at_data_is_never_used_or_unmounted() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn bind_volume_shows_device_and_removal_keeps_device_files() {
-    if !privileged("bind_volume_shows_device_and_removal_keeps_device_files") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     in_mount_ns(|| {
         let (base, reg) = setup(dir.path());
@@ -281,10 +276,9 @@ fn libc_erofs() -> i32 {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn remove_refuses_while_something_is_mounted_under_the_volume() {
-    if !privileged("remove_refuses_while_something_is_mounted_under_the_volume") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     in_mount_ns(|| {
         let (base, reg) = setup(dir.path());
@@ -347,10 +341,9 @@ fn set_mtime(path: &Path, secs: i64) {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn populate_copies_owners_modes_links_xattrs_once() {
-    if !privileged("populate_copies_owners_modes_links_xattrs_once") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     in_mount_ns(|| {
         let (base, reg) = setup(dir.path());
@@ -497,10 +490,9 @@ impl FifoLike for fs::FileType {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn populate_of_a_tmpfs_volume_needs_it_acquired() {
-    if !privileged("populate_of_a_tmpfs_volume_needs_it_acquired") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     in_mount_ns(|| {
         let (base, reg) = setup(dir.path());
@@ -535,10 +527,9 @@ fn populate_of_a_tmpfs_volume_needs_it_acquired() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn acquire_all_records_and_mounts_a_driver_volume_even_for_a_referencing_container() {
-    if !privileged("acquire_all_records_and_mounts_a_driver_volume_even_for_a_referencing_container") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     in_mount_ns(|| {
         let (base, reg) = setup(dir.path());
@@ -578,10 +569,9 @@ fn acquire_all_records_and_mounts_a_driver_volume_even_for_a_referencing_contain
 }
 
 #[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn a_tmpfs_volume_mounted_in_another_boot_is_empty_and_filled_again() {
-    if !privileged("a_tmpfs_volume_mounted_in_another_boot_is_empty_and_filled_again") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     in_mount_ns(|| {
         let (base, reg) = setup(dir.path());

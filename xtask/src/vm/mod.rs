@@ -12,7 +12,8 @@
 //! Exit protocol: the guest prints `VMT-RESULT: <n>` and ends through isa-debug-exit (QEMU status
 //! 33 = pass, 35 = fail); a kernel panic ends QEMU through pvpanic (status 1); a timeout is a hang.
 //! A guest that panics, hangs or never reports is a failure, never a pass. Each test runs alone
-//! (`--exact NAME --test-threads=1 --nocapture`) so a `SKIP <name>: <why>` line is attributed to it.
+//! (`--exact NAME --include-ignored --test-threads=1 --nocapture`: privileged tests are `#[ignore]`d
+//! for non-root host runs, the guest is root) so a `SKIP <name>: <why>` line is attributed to it.
 //!
 //! Decisions: test names are filtered by substring (of `NAME` or `binary::NAME`), like libtest's
 //! filter; `#[ignore]`d tests count as skipped; a test that never reported (the guest died) is failed;
