@@ -1,6 +1,6 @@
-//! Privileged tests: real mounts in a fake container root (a temp directory), each in its own mount
-//! namespace (`mountkit_testutil::in_mount_ns`), so nothing outlives the test. They skip, saying so,
-//! when not run as root.
+//! Privileged tests (root; `#[ignore]`d otherwise): real mounts in a fake container root (a temp
+//! directory), each in its own mount namespace (`mountkit_testutil::in_mount_ns`, through
+//! [`with_fixture`]), so nothing outlives the test.
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -38,6 +38,42 @@ impl Fixture {
     fn host(&self, p: &str) -> PathBuf {
         self.base.join("host").join(p)
     }
+    /// The host directory `p`, made with its parents.
+    fn host_dir(&self, p: &str) -> PathBuf {
+        let d = self.host(p);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+    /// The host file `p` (its directory must exist), written with `content`.
+    fn host_file(&self, p: &str, content: &str) -> PathBuf {
+        let f = self.host(p);
+        std::fs::write(&f, content).unwrap();
+        f
+    }
+    /// `path` inside the container root.
+    fn at(&self, path: &str) -> PathBuf {
+        self.root().join(path)
+    }
+    /// The text of `path` inside the container root.
+    fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.at(path)).unwrap()
+    }
+    /// Mounts `plan` into the root (in the caller's mount namespace); must succeed.
+    fn mount(&self, plan: &[Planned]) {
+        mount_all(&self.root(), plan).unwrap();
+    }
+    /// The host directory `p`, with a tmpfs mounted on it (in the caller's mount namespace: inside
+    /// [`with_fixture`], so that it is gone before the temp dir is removed).
+    fn submount(&self, p: &str) {
+        mount_tmpfs(&self.host_dir(p));
+    }
+}
+
+/// Runs `body` with a fresh fixture, in its own mount namespace (the fixture is made and removed outside
+/// it, after whatever `body` mounted has gone with the namespace).
+fn with_fixture(body: impl FnOnce(&Fixture)) {
+    let fx = Fixture::new();
+    in_mount_ns(|| body(&fx));
 }
 
 fn bind(source: &Path, target: &str) -> Planned {
@@ -52,6 +88,16 @@ fn bind(source: &Path, target: &str) -> Planned {
 
 fn planned(spec: &MountSpec) -> Planned {
     spec.to_planned(None).unwrap()
+}
+
+/// The plan of one `--mount` flag.
+fn mount_flag(flag: &str) -> Planned {
+    planned(&parse_mount_flag(flag).unwrap())
+}
+
+/// The plan of one `-v` flag.
+fn volume_flag(flag: &str) -> Planned {
+    planned(&parse_volume_flag(flag).unwrap())
 }
 
 fn errno_of_write(path: &Path) -> Option<i32> {
@@ -83,27 +129,19 @@ fn mount_tmpfs(path: &Path) {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s11_bind_is_shared_both_ways() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.host("src")).unwrap();
-    in_mount_ns(|| {
-        let spec = parse_mount_flag(&format!(
-            "type=bind,source={},target=/src",
-            fx.host("src").display()
-        ))
-        .unwrap();
+    with_fixture(|fx| {
+        let src = fx.host_dir("src");
+        let spec = parse_mount_flag(&format!("type=bind,source={},target=/src", src.display())).unwrap();
         prepare_sources(std::slice::from_ref(&spec)).unwrap();
-        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
-        std::fs::write(fx.root().join("src/from-container"), "c").unwrap();
+        fx.mount(&[planned(&spec)]);
+        std::fs::write(fx.at("src/from-container"), "c").unwrap();
         assert_eq!(
             std::fs::read_to_string(fx.host("src/from-container")).unwrap(),
             "c"
         );
-        std::fs::write(fx.host("src/from-host"), "h").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(fx.root().join("src/from-host")).unwrap(),
-            "h"
-        );
-        std::fs::write(fx.root().join("src/from-host"), "edited in the container").unwrap();
+        fx.host_file("src/from-host", "h");
+        assert_eq!(fx.read("src/from-host"), "h");
+        std::fs::write(fx.at("src/from-host"), "edited in the container").unwrap();
         assert_eq!(
             std::fs::read_to_string(fx.host("src/from-host")).unwrap(),
             "edited in the container"
@@ -115,24 +153,18 @@ fn s11_bind_is_shared_both_ways() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn readonly_bind_is_recursively_readonly() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.host("src/sub")).unwrap();
-    in_mount_ns(|| {
-        mount_tmpfs(&fx.host("src/sub"));
-        std::fs::write(fx.host("src/sub/inner"), "submount").unwrap();
-        let spec = parse_volume_flag(&format!("{}:/data:ro", fx.host("src").display())).unwrap();
-        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
-        assert_eq!(errno_of_write(&fx.root().join("data/f")), Some(libc::EROFS));
+    with_fixture(|fx| {
+        fx.submount("src/sub");
+        fx.host_file("src/sub/inner", "submount");
+        fx.mount(&[volume_flag(&format!("{}:/data:ro", fx.host("src").display()))]);
+        assert_eq!(errno_of_write(&fx.at("data/f")), Some(libc::EROFS));
         // The submount is carried and read-only through the bind...
-        assert_eq!(
-            std::fs::read_to_string(fx.root().join("data/sub/inner")).unwrap(),
-            "submount"
-        );
-        assert_eq!(errno_of_write(&fx.root().join("data/sub/f")), Some(libc::EROFS));
+        assert_eq!(fx.read("data/sub/inner"), "submount");
+        assert_eq!(errno_of_write(&fx.at("data/sub/f")), Some(libc::EROFS));
         // ...while the host side stays writable.
-        std::fs::write(fx.host("src/sub/f"), "host").unwrap();
-        std::fs::write(fx.host("src/f"), "host").unwrap();
-        let opts = mountinfo_at(&fx.root().join("data/sub")).expect("submount carried into the bind");
+        fx.host_file("src/sub/f", "host");
+        fx.host_file("src/f", "host");
+        let opts = mountinfo_at(&fx.at("data/sub")).expect("submount carried into the bind");
         assert!(opts[5].split(',').any(|o| o == "ro"), "mount options {}", opts[5]);
     });
 }
@@ -141,18 +173,14 @@ fn readonly_bind_is_recursively_readonly() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn readonly_writable_leaves_submounts_writable() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.host("src/sub")).unwrap();
-    in_mount_ns(|| {
-        mount_tmpfs(&fx.host("src/sub"));
-        let spec = parse_mount_flag(&format!(
+    with_fixture(|fx| {
+        fx.submount("src/sub");
+        fx.mount(&[mount_flag(&format!(
             "type=bind,src={},dst=/data,readonly,bind-recursive=writable",
             fx.host("src").display()
-        ))
-        .unwrap();
-        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
-        assert_eq!(errno_of_write(&fx.root().join("data/f")), Some(libc::EROFS));
-        std::fs::write(fx.root().join("data/sub/f"), "ok").unwrap();
+        ))]);
+        assert_eq!(errno_of_write(&fx.at("data/f")), Some(libc::EROFS));
+        std::fs::write(fx.at("data/sub/f"), "ok").unwrap();
     });
 }
 
@@ -160,21 +188,17 @@ fn readonly_writable_leaves_submounts_writable() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn bind_recursive_disabled_does_not_carry_submounts() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.host("src/sub")).unwrap();
-    in_mount_ns(|| {
-        mount_tmpfs(&fx.host("src/sub"));
-        std::fs::write(fx.host("src/sub/inner"), "submount").unwrap();
-        let spec = parse_mount_flag(&format!(
+    with_fixture(|fx| {
+        fx.submount("src/sub");
+        fx.host_file("src/sub/inner", "submount");
+        fx.mount(&[mount_flag(&format!(
             "type=bind,src={},dst=/data,bind-recursive=disabled",
             fx.host("src").display()
-        ))
-        .unwrap();
-        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
-        assert!(fx.root().join("data/sub").is_dir());
-        assert!(!fx.root().join("data/sub/inner").exists(), "submount was carried");
-        assert!(mountinfo_at(&fx.root().join("data/sub")).is_none());
-        assert!(mountinfo_at(&fx.root().join("data")).is_some());
+        ))]);
+        assert!(fx.at("data/sub").is_dir());
+        assert!(!fx.at("data/sub/inner").exists(), "submount was carried");
+        assert!(mountinfo_at(&fx.at("data/sub")).is_none());
+        assert!(mountinfo_at(&fx.at("data")).is_some());
     });
 }
 
@@ -182,13 +206,11 @@ fn bind_recursive_disabled_does_not_carry_submounts() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s12_directory_bind_hides_the_image_directory() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.host("site")).unwrap();
-    std::fs::write(fx.host("site/about.html"), "from the host").unwrap();
-    in_mount_ns(|| {
-        let spec = parse_volume_flag(&format!("{}:/usr/share/app", fx.host("site").display())).unwrap();
-        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
-        let names: Vec<_> = std::fs::read_dir(fx.root().join("usr/share/app"))
+    with_fixture(|fx| {
+        let site = fx.host_dir("site");
+        fx.host_file("site/about.html", "from the host");
+        fx.mount(&[volume_flag(&format!("{}:/usr/share/app", site.display()))]);
+        let names: Vec<_> = std::fs::read_dir(fx.at("usr/share/app"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
@@ -200,35 +222,20 @@ fn s12_directory_bind_hides_the_image_directory() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s13_single_file_bind_keeps_the_other_files() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::write(fx.host("app.conf"), "conf from host").unwrap();
-    std::fs::write(fx.host("hostname"), "host-name").unwrap();
-    in_mount_ns(|| {
-        let plan = [
-            bind(&fx.host("app.conf"), "/etc/app.conf"), // a new file in an image directory
-            bind(&fx.host("hostname"), "/etc/hostname"), // over an existing image file
-            bind(&fx.host("app.conf"), "/opt/new/dir/app.conf"), // missing parents are created
-        ];
-        mount_all(&fx.root(), &plan).unwrap();
-        let etc = fx.root().join("etc");
-        assert_eq!(
-            std::fs::read_to_string(etc.join("app.conf")).unwrap(),
-            "conf from host"
-        );
-        assert_eq!(
-            std::fs::read_to_string(etc.join("hostname")).unwrap(),
-            "host-name"
-        );
-        assert_eq!(
-            std::fs::read_to_string(etc.join("os-release")).unwrap(),
-            "ID=test"
-        );
-        assert_eq!(
-            std::fs::read_to_string(fx.root().join("opt/new/dir/app.conf")).unwrap(),
-            "conf from host"
-        );
-        std::fs::write(etc.join("app.conf"), "edited").unwrap();
-        assert_eq!(std::fs::read_to_string(fx.host("app.conf")).unwrap(), "edited");
+    with_fixture(|fx| {
+        let conf = fx.host_file("app.conf", "conf from host");
+        let hostname = fx.host_file("hostname", "host-name");
+        fx.mount(&[
+            bind(&conf, "/etc/app.conf"),         // a new file in an image directory
+            bind(&hostname, "/etc/hostname"),     // over an existing image file
+            bind(&conf, "/opt/new/dir/app.conf"), // missing parents are created
+        ]);
+        assert_eq!(fx.read("etc/app.conf"), "conf from host");
+        assert_eq!(fx.read("etc/hostname"), "host-name");
+        assert_eq!(fx.read("etc/os-release"), "ID=test");
+        assert_eq!(fx.read("opt/new/dir/app.conf"), "conf from host");
+        std::fs::write(fx.at("etc/app.conf"), "edited").unwrap();
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "edited");
     });
 }
 
@@ -236,13 +243,12 @@ fn s13_single_file_bind_keeps_the_other_files() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn tmpfs_size_mode_owner_and_flags_are_honoured() {
     require_root();
-    let fx = Fixture::new();
-    in_mount_ns(|| {
-        let spec = parse_tmpfs_flag("/run:size=8m,mode=1770,uid=1234,gid=5678").unwrap();
-        let spec2 =
-            parse_mount_flag("type=tmpfs,dst=/scratch,tmpfs-size=4MiB,tmpfs-mode=700,readonly").unwrap();
-        mount_all(&fx.root(), &[planned(&spec), planned(&spec2)]).unwrap();
-        let run = fx.root().join("run");
+    with_fixture(|fx| {
+        fx.mount(&[
+            planned(&parse_tmpfs_flag("/run:size=8m,mode=1770,uid=1234,gid=5678").unwrap()),
+            mount_flag("type=tmpfs,dst=/scratch,tmpfs-size=4MiB,tmpfs-mode=700,readonly"),
+        ]);
+        let run = fx.at("run");
         let st = nix::sys::statvfs::statvfs(&run).unwrap();
         assert_eq!(st.blocks() as u64 * st.fragment_size() as u64, 8 << 20);
         let meta = std::fs::metadata(&run).unwrap();
@@ -256,7 +262,7 @@ fn tmpfs_size_mode_owner_and_flags_are_honoured() {
         );
         std::fs::write(run.join("f"), "ok").unwrap();
 
-        let scratch = fx.root().join("scratch");
+        let scratch = fx.at("scratch");
         let st = nix::sys::statvfs::statvfs(&scratch).unwrap();
         assert_eq!(st.blocks() as u64 * st.fragment_size() as u64, 4 << 20);
         assert_eq!(
@@ -271,22 +277,17 @@ fn tmpfs_size_mode_owner_and_flags_are_honoured() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn tmpfs_exec_overrides_the_default_noexec() {
     require_root();
-    let fx = Fixture::new();
-    in_mount_ns(|| {
+    with_fixture(|fx| {
         let options = TmpfsOptions {
             size: Some(TmpfsSize::Bytes(1 << 20)),
             noexec: false,
             ..TmpfsOptions::default()
         };
-        mount_all(
-            &fx.root(),
-            &[Planned::Tmpfs {
-                target: "/x".into(),
-                options,
-            }],
-        )
-        .unwrap();
-        let flags = nix::sys::statvfs::statvfs(&fx.root().join("x")).unwrap().flags();
+        fx.mount(&[Planned::Tmpfs {
+            target: "/x".into(),
+            options,
+        }]);
+        let flags = nix::sys::statvfs::statvfs(&fx.at("x")).unwrap().flags();
         assert!(
             !flags.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC),
             "{flags:?}"
@@ -299,26 +300,25 @@ fn tmpfs_exec_overrides_the_default_noexec() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn hostile_symlinks_in_the_root_cannot_reach_the_host() {
     require_root();
-    let fx = Fixture::new();
-    let root = fx.root();
-    symlink("/../../../etc", root.join("data")).unwrap();
-    symlink("/etc", root.join("abs")).unwrap();
-    symlink("../../../../../../usr/share/app/index.html", root.join("hn")).unwrap();
-    std::fs::create_dir_all(fx.host("vol")).unwrap();
-    std::fs::write(fx.host("vol/marker-9f1c"), "volume").unwrap();
-    std::fs::write(fx.host("file"), "host file").unwrap();
+    // Taken in the host's namespace.
     let host_etc_mounts_before = mountkit_safefs::mounts_under(Path::new("/etc")).unwrap();
     let host_hostname_before = std::fs::read("/etc/hostname").ok();
-    in_mount_ns(|| {
-        let plan = [
-            bind(&fx.host("vol"), "/data"),
+    with_fixture(|fx| {
+        let root = fx.root();
+        symlink("/../../../etc", root.join("data")).unwrap();
+        symlink("/etc", root.join("abs")).unwrap();
+        symlink("../../../../../../usr/share/app/index.html", root.join("hn")).unwrap();
+        let vol = fx.host_dir("vol");
+        fx.host_file("vol/marker-9f1c", "volume");
+        let file = fx.host_file("file", "host file");
+        fx.mount(&[
+            bind(&vol, "/data"),
             Planned::Tmpfs {
                 target: "/abs/tmp".into(),
                 options: TmpfsOptions::default(),
             },
-            bind(&fx.host("file"), "/hn"),
-        ];
-        mount_all(&root, &plan).unwrap();
+            bind(&file, "/hn"),
+        ]);
         // Everything landed inside the root.
         assert_eq!(
             std::fs::read_to_string(root.join("etc/marker-9f1c")).unwrap(),
@@ -371,11 +371,11 @@ fn targets_behind_dangling_links_are_created_inside_the_root() {
     let fx = Fixture::new();
     let root = fx.root();
     for d in ["vol", "cache", "abs"] {
-        std::fs::create_dir_all(fx.host(&format!("src/{d}"))).unwrap();
-        std::fs::write(fx.host(&format!("src/{d}/marker")), d).unwrap();
+        fx.host_dir(&format!("src/{d}"));
+        fx.host_file(&format!("src/{d}/marker"), d);
     }
-    std::fs::write(fx.host("src/conf"), "conf from host").unwrap();
-    std::fs::write(fx.host("src/app.conf"), "app.conf from host").unwrap();
+    fx.host_file("src/conf", "conf from host");
+    fx.host_file("src/app.conf", "app.conf from host");
     // Absolute and relative dangling links; the relative ones climb above the root, where a naive
     // resolution would find the host directory (`<base>/host`).
     symlink("/srv/appdata", root.join("data")).unwrap();
@@ -385,14 +385,13 @@ fn targets_behind_dangling_links_are_created_inside_the_root() {
     symlink("../../host/app.conf", root.join("etc/app.conf")).unwrap();
     let host_before = tree_of(&fx.base.join("host"));
     in_mount_ns(|| {
-        let plan = [
+        fx.mount(&[
             bind(&fx.host("src/vol"), "/data"),
             bind(&fx.host("src/cache"), "/cache/sub"),
             bind(&fx.host("src/abs"), "/abs"),
             bind(&fx.host("src/conf"), "/etc/conf"),
             bind(&fx.host("src/app.conf"), "/etc/app.conf"),
-        ];
-        mount_all(&root, &plan).unwrap();
+        ]);
         let inside_host = root.join(fx.host("abs").strip_prefix("/").unwrap());
         for (at, marker) in [
             (root.join("srv/appdata"), "vol"),
@@ -454,23 +453,18 @@ fn targets_behind_dangling_links_are_created_inside_the_root() {
 fn nested_targets_in_either_order() {
     require_root();
     for reversed in [false, true] {
-        let fx = Fixture::new();
-        for d in ["a", "b"] {
-            std::fs::create_dir_all(fx.host(d)).unwrap();
-            std::fs::write(fx.host(d).join("which"), d).unwrap();
-        }
-        in_mount_ns(|| {
+        with_fixture(|fx| {
+            for d in ["a", "b"] {
+                fx.host_dir(d);
+                fx.host_file(&format!("{d}/which"), d);
+            }
             let mut plan = vec![bind(&fx.host("a"), "/a"), bind(&fx.host("b"), "/a/b")];
             if reversed {
                 plan.reverse();
             }
-            mount_all(&fx.root(), &plan).unwrap();
-            assert_eq!(std::fs::read_to_string(fx.root().join("a/which")).unwrap(), "a");
-            assert_eq!(
-                std::fs::read_to_string(fx.root().join("a/b/which")).unwrap(),
-                "b",
-                "reversed={reversed}"
-            );
+            fx.mount(&plan);
+            assert_eq!(fx.read("a/which"), "a");
+            assert_eq!(fx.read("a/b/which"), "b", "reversed={reversed}");
         });
     }
 }
@@ -479,19 +473,14 @@ fn nested_targets_in_either_order() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn bind_inside_a_tmpfs_is_visible() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.host("app")).unwrap();
-    std::fs::write(fx.host("app/sock"), "s").unwrap();
-    in_mount_ns(|| {
-        let plan = [
-            planned(&parse_volume_flag(&format!("{}:/run/app", fx.host("app").display())).unwrap()),
+    with_fixture(|fx| {
+        let app = fx.host_dir("app");
+        fx.host_file("app/sock", "s");
+        fx.mount(&[
+            volume_flag(&format!("{}:/run/app", app.display())),
             planned(&parse_tmpfs_flag("/run").unwrap()),
-        ];
-        mount_all(&fx.root(), &plan).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(fx.root().join("run/app/sock")).unwrap(),
-            "s"
-        );
+        ]);
+        assert_eq!(fx.read("run/app/sock"), "s");
     });
 }
 
@@ -499,16 +488,15 @@ fn bind_inside_a_tmpfs_is_visible() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn propagation_is_applied() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.host("s")).unwrap();
-    std::fs::create_dir_all(fx.host("p")).unwrap();
-    in_mount_ns(|| {
-        let shared = parse_volume_flag(&format!("{}:/shared:rshared", fx.host("s").display())).unwrap();
-        let private = parse_volume_flag(&format!("{}:/private", fx.host("p").display())).unwrap();
-        mount_all(&fx.root(), &[planned(&shared), planned(&private)]).unwrap();
-        let s = mountinfo_at(&fx.root().join("shared")).unwrap();
+    with_fixture(|fx| {
+        let (s, p) = (fx.host_dir("s"), fx.host_dir("p"));
+        fx.mount(&[
+            volume_flag(&format!("{}:/shared:rshared", s.display())),
+            volume_flag(&format!("{}:/private", p.display())),
+        ]);
+        let s = mountinfo_at(&fx.at("shared")).unwrap();
         assert!(s[6..].iter().any(|f| f.starts_with("shared:")), "{s:?}");
-        let p = mountinfo_at(&fx.root().join("private")).unwrap();
+        let p = mountinfo_at(&fx.at("private")).unwrap();
         assert!(
             !p[6..]
                 .iter()
@@ -540,16 +528,15 @@ fn mount_refuses_a_missing_source_with_dockers_error() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn volume_flag_creates_a_missing_source_directory() {
     require_root();
-    let fx = Fixture::new();
-    let missing = fx.host("made/by/v");
-    let spec = parse_volume_flag(&format!("{}:/x", missing.display())).unwrap();
-    prepare_sources(std::slice::from_ref(&spec)).unwrap();
-    let meta = std::fs::metadata(&missing).unwrap();
-    assert!(meta.is_dir());
-    assert_eq!(meta.permissions().mode() & 0o777, 0o755 & !current_umask());
-    in_mount_ns(|| {
-        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
-        assert!(mountinfo_at(&fx.root().join("x")).is_some());
+    with_fixture(|fx| {
+        let missing = fx.host("made/by/v");
+        let spec = parse_volume_flag(&format!("{}:/x", missing.display())).unwrap();
+        prepare_sources(std::slice::from_ref(&spec)).unwrap();
+        let meta = std::fs::metadata(&missing).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o755 & !current_umask());
+        fx.mount(&[planned(&spec)]);
+        assert!(mountinfo_at(&fx.at("x")).is_some());
     });
 }
 
@@ -563,11 +550,10 @@ fn current_umask() -> u32 {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn errors_name_the_target_and_the_cause() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.host("dir")).unwrap();
-    in_mount_ns(|| {
+    with_fixture(|fx| {
+        let dir = fx.host_dir("dir");
         // A directory source onto an image file.
-        let err = mount_all(&fx.root(), &[bind(&fx.host("dir"), "/etc/hostname")])
+        let err = mount_all(&fx.root(), &[bind(&dir, "/etc/hostname")])
             .unwrap_err()
             .to_string();
         assert!(
@@ -586,19 +572,16 @@ fn errors_name_the_target_and_the_cause() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn readonly_single_file_bind() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::write(fx.host("conf"), "c").unwrap();
-    in_mount_ns(|| {
-        let spec = parse_mount_flag(&format!(
+    with_fixture(|fx| {
+        let conf = fx.host_file("conf", "c");
+        fx.mount(&[mount_flag(&format!(
             "type=bind,src={},dst=/etc/conf,readonly,bind-recursive=readonly,bind-propagation=rprivate",
-            fx.host("conf").display()
-        ))
-        .unwrap();
-        mount_all(&fx.root(), &[planned(&spec)]).unwrap();
-        assert_eq!(std::fs::read_to_string(fx.root().join("etc/conf")).unwrap(), "c");
-        assert_eq!(errno_of_write(&fx.root().join("etc/conf")), Some(libc::EROFS));
+            conf.display()
+        ))]);
+        assert_eq!(fx.read("etc/conf"), "c");
+        assert_eq!(errno_of_write(&fx.at("etc/conf")), Some(libc::EROFS));
         // The image directory around it stays writable.
-        std::fs::write(fx.root().join("etc/other"), "w").unwrap();
+        std::fs::write(fx.at("etc/other"), "w").unwrap();
     });
 }
 
@@ -606,14 +589,13 @@ fn readonly_single_file_bind() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn host_symlink_source_is_followed_on_the_host() {
     require_root();
-    let fx = Fixture::new();
-    std::fs::create_dir_all(fx.host("real")).unwrap();
-    std::fs::write(fx.host("real/f"), "real").unwrap();
-    symlink(fx.host("real"), fx.host("link")).unwrap();
-    in_mount_ns(|| {
-        mount_all(&fx.root(), &[bind(&fx.host("link"), "/data")]).unwrap();
+    with_fixture(|fx| {
+        let real = fx.host_dir("real");
+        fx.host_file("real/f", "real");
+        symlink(&real, fx.host("link")).unwrap();
+        fx.mount(&[bind(&fx.host("link"), "/data")]);
         // The symlink's target directory is bound (a directory, not a file mount point).
-        assert!(fx.root().join("data").is_dir());
-        assert_eq!(std::fs::read_to_string(fx.root().join("data/f")).unwrap(), "real");
+        assert!(fx.at("data").is_dir());
+        assert_eq!(fx.read("data/f"), "real");
     });
 }
