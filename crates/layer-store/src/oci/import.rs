@@ -30,7 +30,7 @@ fn split_ref(path: &Path) -> (PathBuf, Option<String>) {
     (path.to_path_buf(), None)
 }
 
-/// Imports the image at `path` into `store` (see [`super::import`]).
+/// Imports the image at `path` into `store` (see [`super::import()`]).
 pub(crate) fn import(store: &Store, path: &Path, mut opts: ImportOptions<'_>) -> Result<ImageInfo> {
     let _span = tracing::debug_span!("oci_import", path = %path.display()).entered();
     let (path, reference) = path_and_reference(path, opts.reference.take())?;
