@@ -5,8 +5,8 @@ use std::process::Stdio;
 
 mod support;
 
-use mountkit_testutil::{in_mount_ns, require_root};
-use support::Env;
+use mountkit_testutil::require_root;
+use support::{Env, in_store, with_sample};
 
 fn tree(env: &Env) -> std::path::PathBuf {
     let d = env.path("tree");
@@ -20,9 +20,8 @@ fn tree(env: &Env) -> std::path::PathBuf {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn layer_import_from_dir_tar_gz_zst_and_stdin_gives_one_id() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        let d = tree(&env);
+    in_store(|env| {
+        let d = tree(env);
         let id = env.ok(&["layer", "import", d.to_str().unwrap()]);
         assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
         // Export is the canonical stream: its sha256 is the ID, and every compressed form imports to it.
@@ -68,11 +67,9 @@ fn layer_import_from_dir_tar_gz_zst_and_stdin_gives_one_id() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id);
-        let ls: serde_json::Value =
-            serde_json::from_str(&env.ok(&["layer", "ls", "--format", "json"])).unwrap();
+        let ls = env.json(&["layer", "ls", "--format", "json"]);
         assert_eq!(ls.as_array().unwrap().len(), 1, "one layer, imported once");
-        let inspect: serde_json::Value =
-            serde_json::from_str(&env.ok(&["layer", "inspect", &id[7..19]])).unwrap();
+        let inspect = env.json(&["layer", "inspect", &id[7..19]]);
         assert_eq!(inspect[0]["id"], id.as_str());
         env.fails(
             &["layer", "import", env.path("missing.tar").to_str().unwrap()],
@@ -101,13 +98,10 @@ fn layer_import_from_dir_tar_gz_zst_and_stdin_gives_one_id() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn image_from_recipe_runs_with_its_config() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
-        let sample: serde_json::Value =
-            serde_json::from_str(&env.ok(&["image", "inspect", "sample"])).unwrap();
+    with_sample(|env| {
+        let sample = env.json(&["image", "inspect", "sample"]);
         let base = sample[0]["layers"][0].as_str().unwrap();
-        let d = tree(&env);
+        let d = tree(env);
         let recipe = env.path("recipe.toml");
         std::fs::write(
             &recipe,
@@ -126,8 +120,7 @@ fn image_from_recipe_runs_with_its_config() {
             recipe.to_str().unwrap(),
         ]);
         assert_eq!(env.ok(&["run", "--rm", "fromrecipe"]), "recipe\n1000\nhi");
-        let img: serde_json::Value =
-            serde_json::from_str(&env.ok(&["image", "inspect", "fromrecipe"])).unwrap();
+        let img = env.json(&["image", "inspect", "fromrecipe"]);
         assert_eq!(img[0]["config"]["labels"]["k"], "v");
         let bad = env.path("bad.toml");
         std::fs::write(&bad, "layers = [\"nope\"]\n").unwrap();
@@ -165,8 +158,7 @@ fn image_from_recipe_runs_with_its_config() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn an_image_with_two_names_is_one_image() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
+    in_store(|env| {
         let id = env.sample("app:v1");
         let archive = env.path("app.tar");
         let a = archive.to_str().unwrap();
@@ -180,7 +172,7 @@ fn an_image_with_two_names_is_one_image() {
         env.ok(&["container", "unmount", "c1"]);
         // Every spelling of the reference: full ID, bare hex, a prefix, `app` for `app:latest`.
         for r in [&id[..], &id[7..], &id[7..19], "app", "app:latest", "app:v1"] {
-            let v: serde_json::Value = serde_json::from_str(&env.ok(&["image", "inspect", r])).unwrap();
+            let v = env.json(&["image", "inspect", r]);
             assert_eq!(v[0]["id"], id.as_str(), "{r}");
             assert_eq!(v[0]["names"], serde_json::json!(["app:latest", "app:v1"]), "{r}");
         }

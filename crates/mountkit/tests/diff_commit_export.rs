@@ -2,16 +2,14 @@
 
 mod support;
 
-use mountkit_testutil::{in_mount_ns, require_root};
-use support::{Env, mounts_under};
+use mountkit_testutil::require_root;
+use support::{mounts_under, with_sample};
 
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn diff_commit_export_round_trip() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         env.ok(&["volume", "create", "vol"]);
         env.ok(&[
             "run", "--name", "c", "-v", "vol:/data", "sample", "sh", "-c",
@@ -22,8 +20,7 @@ fn diff_commit_export_round_trip() {
             diff, "C /app\nC /app/config.txt\nD /app/message.txt\nA /app/new.txt",
             "{diff}"
         );
-        let json: serde_json::Value =
-            serde_json::from_str(&env.ok(&["--format", "json", "container", "diff", "c"])).unwrap();
+        let json = env.json(&["--format", "json", "container", "diff", "c"]);
         assert_eq!(json.as_array().unwrap().len(), 4);
 
         env.ok(&["container", "commit", "c", "committed"]);
@@ -39,8 +36,7 @@ fn diff_commit_export_round_trip() {
             out, "new\nv3\nconfig.txt\nnew.txt\nold",
             "the committed image has the changes and no volume data: {out}"
         );
-        let img: serde_json::Value =
-            serde_json::from_str(&env.ok(&["image", "inspect", "committed"])).unwrap();
+        let img = env.json(&["image", "inspect", "committed"]);
         assert_eq!(img[0]["layers"].as_array().unwrap().len(), 4);
 
         let tar = env.path("export.tar");

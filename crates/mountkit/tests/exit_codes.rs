@@ -2,16 +2,14 @@
 
 mod support;
 
-use mountkit_testutil::{in_mount_ns, require_root};
-use support::Env;
+use mountkit_testutil::require_root;
+use support::{kill9, with_sample};
 
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn run_exit_codes_follow_docker() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         assert_eq!(env.run(&["run", "--rm", "sample", "true"]).status.code(), Some(0));
         assert_eq!(
             env.run(&["run", "--rm", "sample", "sh", "-c", "exit 7"])
@@ -38,16 +36,11 @@ fn run_exit_codes_follow_docker() {
         );
         // A command killed by a signal: 128 + 9. (PID 1 of a pid namespace ignores its own SIGKILL, so the
         // signal comes from outside, as `docker kill` sends it.)
-        let mut child = env
-            .cmd()
-            .args(["run", "--name", "killed", "sample", "sleep", "300"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = env.spawn(&["run", "--name", "killed", "sample", "sleep", "300"]);
         let pid = env.wait_running("killed", &mut child)[0]["state"]["pid"]
             .as_i64()
             .unwrap() as i32;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+        kill9(pid);
         assert_eq!(child.wait().unwrap().code(), Some(137));
         env.ok(&["container", "rm", "killed"]);
         // Nothing is left behind by --rm, failed or not.
@@ -59,9 +52,7 @@ fn run_exit_codes_follow_docker() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn run_applies_user_workdir_env_and_default_path() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         assert_eq!(env.ok(&["run", "--rm", "sample", "pwd"]), "/app");
         assert_eq!(env.ok(&["run", "--rm", "-w", "/tmp", "sample", "pwd"]), "/tmp");
         assert_eq!(
@@ -101,9 +92,7 @@ fn run_applies_user_workdir_env_and_default_path() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn run_rm_container_is_listed_while_it_runs_and_a_failed_one_leaves_nothing() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         let staging_is_empty = || {
             std::fs::read_dir(env.root.join("staging"))
                 .map(|d| d.count() == 0)
@@ -132,14 +121,9 @@ fn run_rm_container_is_listed_while_it_runs_and_a_failed_one_leaves_nothing() {
         env.ok(&["container", "rm", "gone"]);
 
         // A running --rm container is listed as running, with its pid, its name and its volume.
-        let mut child = env
-            .cmd()
-            .args([
-                "run", "--rm", "--name", "rmwatch", "-v", "/data", "sample", "sleep", "300",
-            ])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = env.spawn(&[
+            "run", "--rm", "--name", "rmwatch", "-v", "/data", "sample", "sleep", "300",
+        ]);
         let seen = env.wait_running("rmwatch", &mut child);
         let pid = seen[0]["state"]["pid"].as_i64().unwrap();
         assert_eq!(seen[0]["state"]["status"], "running", "{seen}");
@@ -152,7 +136,7 @@ fn run_rm_container_is_listed_while_it_runs_and_a_failed_one_leaves_nothing() {
             125,
             "rmwatch",
         );
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL).unwrap();
+        kill9(pid as i32);
         assert_eq!(child.wait().unwrap().code(), Some(137));
         assert_eq!(env.ok(&["container", "ls", "-a", "-q"]), "");
         assert_eq!(env.ok(&["volume", "ls", "-q"]), "");

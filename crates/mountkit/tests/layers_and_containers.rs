@@ -2,17 +2,15 @@
 
 mod support;
 
-use mountkit_testutil::{in_mount_ns, require_root};
-use support::{Env, mounts_under};
+use mountkit_testutil::require_root;
+use support::{Env, kill9, mounts_under, wait_until, with_sample};
 
 /// S1: two containers from one image see the same image files; a write in one is invisible in the other.
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s1_two_containers_share_image_files_not_writes() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         env.ok(&["container", "create", "--name", "c1", "sample", "true"]);
         env.ok(&["container", "create", "--name", "c2", "sample", "true"]);
         assert_eq!(
@@ -61,11 +59,8 @@ fn s1_two_containers_share_image_files_not_writes() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s3_s4_copy_up_then_rm_removes_the_writable_layer() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
-        let inspect: serde_json::Value =
-            serde_json::from_str(&env.ok(&["image", "inspect", "sample"])).unwrap();
+    with_sample(|env| {
+        let inspect = env.json(&["image", "inspect", "sample"]);
         let layers = inspect[0]["layers"].as_array().unwrap().clone();
         let app_layer = layers[1]
             .as_str()
@@ -117,9 +112,7 @@ fn s3_s4_copy_up_then_rm_removes_the_writable_layer() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s5_later_layer_wins_whiteout_deletes_opaque_replaces() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         assert_eq!(env.ok(&["run", "--rm", "sample", "cat", "/app/config.txt"]), "v2");
         let gone = env.run(&["run", "--rm", "sample", "test", "-e", "/app/remove-me.txt"]);
         assert_eq!(gone.status.code(), Some(1), "the whiteout hides the file");
@@ -132,9 +125,7 @@ fn s5_later_layer_wins_whiteout_deletes_opaque_replaces() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s2_images_and_layers_in_use_are_protected() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         env.ok(&["container", "create", "--name", "user1", "sample", "true"]);
         env.fails(&["image", "rm", "sample"], 1, "used by container(s) user1");
         let layer = env.ok(&["layer", "ls", "-q"]).lines().next().unwrap().to_string();
@@ -151,9 +142,7 @@ fn s2_images_and_layers_in_use_are_protected() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn container_names_ids_and_prefixes() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         let id = env.ok(&["container", "create", "--name", "web", "sample", "true"]);
         assert_eq!(id.len(), 64);
         env.fails(
@@ -167,16 +156,14 @@ fn container_names_ids_and_prefixes() {
             "invalid container name",
         );
         env.fails(&["container", "inspect", "nope"], 1, "no such container: nope");
-        let by_prefix: serde_json::Value =
-            serde_json::from_str(&env.ok(&["container", "inspect", &id[..8]])).unwrap();
+        let by_prefix = env.json(&["container", "inspect", &id[..8]]);
         assert_eq!(by_prefix[0]["name"], "web");
-        let ls: serde_json::Value =
-            serde_json::from_str(&env.ok(&["--format", "json", "container", "ls", "-a"])).unwrap();
+        let ls = env.json(&["--format", "json", "container", "ls", "-a"]);
         assert_eq!(ls.as_array().unwrap().len(), 1);
         assert_eq!(ls[0]["state"]["status"], "created");
         // The generated name is Docker-like.
         let id2 = env.ok(&["container", "create", "sample", "true"]);
-        let c: serde_json::Value = serde_json::from_str(&env.ok(&["container", "inspect", &id2])).unwrap();
+        let c = env.json(&["container", "inspect", &id2]);
         assert!(c[0]["name"].as_str().unwrap().contains('_'));
         // A removed container's name is free again.
         env.ok(&["container", "rm", "web"]);
@@ -188,7 +175,7 @@ fn container_names_ids_and_prefixes() {
         std::os::unix::fs::symlink("f".repeat(64), names.join("ghost")).unwrap();
         env.fails(&["container", "inspect", "ghost"], 1, "no such container: ghost");
         env.ok(&["container", "create", "--name", "ghost", "sample", "true"]);
-        let web: serde_json::Value = serde_json::from_str(&env.ok(&["container", "inspect", "web"])).unwrap();
+        let web = env.json(&["container", "inspect", "web"]);
         assert_eq!(web[0]["id"], id3.as_str());
         env.fails(
             &["container", "create", "--name", "ghost", "sample", "true"],
@@ -204,9 +191,7 @@ fn container_names_ids_and_prefixes() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn container_mount_and_unmount() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         env.ok(&["container", "create", "--name", "m", "sample", "true"]);
         let path = env.ok(&["container", "mount", "m"]);
         assert_eq!(
@@ -228,26 +213,22 @@ fn container_mount_and_unmount() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn killed_runner_leaks_no_mount() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         let marker = env.path("started");
-        let mut child = env
-            .cmd()
-            .args(["run", "--name", "victim", "-v"])
-            .arg(format!("{}:/mark", env.dir.path().display()))
-            .args(["sample", "sh", "-c", "touch /mark/started; sleep 300"])
-            .spawn()
-            .unwrap();
-        for _ in 0..6000 {
-            if marker.exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(marker.exists(), "the container never started");
-        let c: serde_json::Value =
-            serde_json::from_str(&env.ok(&["container", "inspect", "victim"])).unwrap();
+        let mark = format!("{}:/mark", env.dir.path().display());
+        let mut child = env.spawn(&[
+            "run",
+            "--name",
+            "victim",
+            "-v",
+            &mark,
+            "sample",
+            "sh",
+            "-c",
+            "touch /mark/started; sleep 300",
+        ]);
+        assert!(wait_until(120, || marker.exists()), "the container never started");
+        let c = env.json(&["container", "inspect", "victim"]);
         let pid = c[0]["state"]["pid"]
             .as_i64()
             .expect("running container has a pid") as i32;
@@ -255,30 +236,19 @@ fn killed_runner_leaks_no_mount() {
             mounts_under(&env.root).is_empty(),
             "container mounts must not be in this namespace"
         );
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::SIGKILL,
-        )
-        .unwrap();
+        kill9(child.id() as i32);
         child.wait().unwrap();
         // The container process dies with its runner.
-        let mut dead = false;
-        for _ in 0..6000 {
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        let dead = wait_until(120, || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
                 || std::fs::read_to_string(format!("/proc/{pid}/stat"))
                     .map(|s| s.contains(") Z"))
                     .unwrap_or(true)
-            {
-                dead = true;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        });
         assert!(dead, "container process {pid} outlived its runner");
         assert!(mounts_under(&env.root).is_empty());
         assert!(mounts_under(env.dir.path()).is_empty());
-        let ls: serde_json::Value =
-            serde_json::from_str(&env.ok(&["container", "inspect", "victim"])).unwrap();
+        let ls = env.json(&["container", "inspect", "victim"]);
         assert_eq!(ls[0]["state"]["status"], "exited");
         env.ok(&["container", "rm", "victim"]);
     });
@@ -290,9 +260,7 @@ fn killed_runner_leaks_no_mount() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn concurrent_creates_and_listings() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         let mut children = Vec::new();
         for i in 0..8 {
             children.push(
@@ -356,17 +324,13 @@ fn ok_within(env: &Env, args: &[&str], secs: u64) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "mountkit {args:?} still running after {secs} s (deadlock?): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    if !wait_until(secs, || child.try_wait().unwrap().is_some()) {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "mountkit {args:?} still running after {secs} s (deadlock?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -385,25 +349,18 @@ fn ok_within(env: &Env, args: &[&str], secs: u64) -> String {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn rm_force_of_a_running_container_returns_and_removes_it() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         for (name, rm_flag, extra) in [("busy", None, "-fv"), ("busy-rm", Some("--rm"), "-f")] {
             let mut args = vec!["run", "--name", name, "-v", "/data"];
             args.extend(rm_flag);
             args.extend(["sample", "sleep", "300"]);
-            let mut runner = env
-                .cmd()
-                .args(&args)
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
+            let mut runner = env.spawn(&args);
             let id = env.wait_running(name, &mut runner)[0]["id"]
                 .as_str()
                 .unwrap()
                 .to_string();
             assert_eq!(env.ok(&["volume", "ls", "-q"]).lines().count(), 1, "{name}");
-            assert_eq!(ok_within(&env, &["container", "rm", extra, name], 120), name);
+            assert_eq!(ok_within(env, &["container", "rm", extra, name], 120), name);
             assert_eq!(
                 runner.wait().unwrap().code(),
                 Some(137),
@@ -419,17 +376,24 @@ fn rm_force_of_a_running_container_returns_and_removes_it() {
             assert!(mounts_under(&env.root).is_empty(), "{name}");
         }
         // Without -f a running container is refused, and nothing waits.
-        let mut runner = env
-            .cmd()
-            .args(["run", "--name", "third", "sample", "sleep", "300"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut runner = env.spawn(&["run", "--name", "third", "sample", "sleep", "300"]);
         env.wait_running("third", &mut runner);
         env.fails(&["container", "rm", "third"], 1, "is running");
-        ok_within(&env, &["container", "rm", "-f", "third"], 120);
+        ok_within(env, &["container", "rm", "-f", "third"], 120);
         assert_eq!(runner.wait().unwrap().code(), Some(137));
     });
+}
+
+/// Binds `source` onto `target` (in the test's mount namespace), as someone other than mountkit would.
+fn bind_mount(source: &std::path::Path, target: &std::path::Path) {
+    nix::mount::mount(
+        Some(source),
+        target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
 }
 
 /// Issue 10.5: something mounted under a container by someone else: `rm` (with or without `-f`) refuses
@@ -438,9 +402,7 @@ fn rm_force_of_a_running_container_returns_and_removes_it() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn rm_refuses_a_foreign_mount_under_the_container_and_changes_nothing() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         let id = env.ok(&["container", "create", "--name", "held", "sample", "true"]);
         let upper = env.upper(&id);
         let host = env.path("host-dir");
@@ -448,14 +410,7 @@ fn rm_refuses_a_foreign_mount_under_the_container_and_changes_nothing() {
         std::fs::write(host.join("precious"), "keep me").unwrap();
         let target = upper.join("x");
         std::fs::create_dir_all(&target).unwrap();
-        nix::mount::mount(
-            Some(&host),
-            &target,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .unwrap();
+        bind_mount(&host, &target);
         let before = env.ok(&["container", "inspect", "held"]);
         for args in [
             &["container", "rm", "held"][..],
@@ -476,14 +431,7 @@ fn rm_refuses_a_foreign_mount_under_the_container_and_changes_nothing() {
         nix::mount::umount(&target).unwrap();
         let merged = env.ok(&["container", "mount", "held"]);
         let inner = std::path::Path::new(&merged).join("app");
-        nix::mount::mount(
-            Some(&host),
-            &inner,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .unwrap();
+        bind_mount(&host, &inner);
         env.fails(
             &["container", "rm", "-f", "held"],
             1,

@@ -2,12 +2,12 @@
 
 mod support;
 
-use mountkit_testutil::{in_mount_ns, require_root};
-use support::Env;
+use mountkit_testutil::require_root;
+use support::{Env, with_sample};
 
 /// An image of the sample's 3 layers plus `extra` one-file layers (`/layers/<i>`).
 fn image_with_layers(env: &Env, name: &str, extra: usize) -> String {
-    let info: serde_json::Value = serde_json::from_str(&env.ok(&["image", "inspect", "sample"])).unwrap();
+    let info = env.json(&["image", "inspect", "sample"]);
     let mut args: Vec<String> = vec!["image".into(), "create".into(), name.into()];
     for l in info[0]["layers"].as_array().unwrap() {
         args.push("--layer".into());
@@ -29,12 +29,9 @@ fn image_with_layers(env: &Env, name: &str, extra: usize) -> String {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn five_hundred_layers_run_by_each_method_and_501_fail_clearly() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
-        image_with_layers(&env, "big", 497); // 3 sample layers + 497 = 500
-        let info = env.ok(&["--format", "json", "system", "info"]);
-        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    with_sample(|env| {
+        image_with_layers(env, "big", 497); // 3 sample layers + 497 = 500
+        let info = env.json(&["--format", "json", "system", "info"]);
         let mut methods = vec!["classic"];
         if info["overlay"]["lowerdir_plus"].as_bool() == Some(true) {
             methods.push("new-api");
@@ -62,7 +59,7 @@ fn five_hundred_layers_run_by_each_method_and_501_fail_clearly() {
             );
             assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n496\nv2\n", "{m}");
         }
-        image_with_layers(&env, "too-big", 498);
+        image_with_layers(env, "too-big", 498);
         env.fails(&["run", "--rm", "too-big", "true"], 125, "501");
     });
 }

@@ -2,8 +2,8 @@
 
 mod support;
 
-use mountkit_testutil::{in_mount_ns, require_root};
-use support::Env;
+use mountkit_testutil::require_root;
+use support::{Env, with_sample};
 
 fn have(tool: &str) -> bool {
     std::process::Command::new(tool)
@@ -18,9 +18,7 @@ fn have(tool: &str) -> bool {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn commit_save_import_round_trip_in_every_format() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         env.ok(&[
             "run",
             "--name",

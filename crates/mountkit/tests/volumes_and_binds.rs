@@ -2,11 +2,22 @@
 
 mod support;
 
-use mountkit_testutil::{in_mount_ns, require_root};
-use support::{Env, mounts_under};
+use mountkit_testutil::require_root;
+use support::{Env, in_store, mounts_under, wait_until, with_sample};
 
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+/// `container create --name NAME FLAG VALUE sample true`: a container of the sample image with one mount
+/// flag (`-v`, `--mount`, ...); returns its ID.
+fn create_with(env: &Env, name: &str, flag: &str, value: &str) -> String {
+    env.ok(&[
+        "container",
+        "create",
+        "--name",
+        name,
+        flag,
+        value,
+        "sample",
+        "true",
+    ])
 }
 
 /// S6/S7: the to-do list scenario. A named volume outlives the container that wrote to it, and a new
@@ -15,8 +26,7 @@ fn json(s: &str) -> serde_json::Value {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s7_todo_list_data_survives_container_replacement() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
+    in_store(|env| {
         env.sample("todo-v1");
         env.sample("todo-v2");
         assert_eq!(env.ok(&["volume", "create", "todo-list"]), "todo-list");
@@ -45,7 +55,7 @@ fn s7_todo_list_data_survives_container_replacement() {
             ]),
             "buy milk"
         );
-        let v = json(&env.ok(&["volume", "inspect", "todo-list"]));
+        let v = env.json(&["volume", "inspect", "todo-list"]);
         assert_eq!(v[0]["name"], "todo-list");
         assert_eq!(v[0]["driver"], "local");
         assert!(mounts_under(&env.root).is_empty());
@@ -58,8 +68,7 @@ fn s7_todo_list_data_survives_container_replacement() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s8_image_volume_gives_each_container_an_anonymous_volume() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
+    in_store(|env| {
         env.ok(&["system", "sample-image", "vol-image", "--volume", "/app/old"]);
         let a = env.ok(&[
             "run",
@@ -80,25 +89,17 @@ fn s8_image_volume_gives_each_container_an_anonymous_volume() {
             "-c",
             "echo b > /app/old/who",
         ]);
-        let vols: Vec<String> = env
-            .ok(&["volume", "ls", "-q"])
-            .lines()
-            .map(String::from)
-            .collect();
+        let vols: Vec<String> = env.lines(&["volume", "ls", "-q"]);
         assert_eq!(vols.len(), 2, "{vols:?}");
         assert!(
             vols.iter()
                 .all(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
         );
-        let ia = json(&env.ok(&["container", "inspect", "a"]));
+        let ia = env.json(&["container", "inspect", "a"]);
         let va = ia[0]["Mounts"][0]["Name"].as_str().unwrap().to_string();
         assert_eq!(ia[0]["Mounts"][0]["Destination"], "/app/old");
         env.ok(&["container", "rm", "-v", "a"]);
-        let left: Vec<String> = env
-            .ok(&["volume", "ls", "-q"])
-            .lines()
-            .map(String::from)
-            .collect();
+        let left: Vec<String> = env.lines(&["volume", "ls", "-q"]);
         assert_eq!(left.len(), 1);
         assert!(!left.contains(&va), "rm -v removed a's anonymous volume");
         env.ok(&["container", "rm", "b"]);
@@ -124,8 +125,7 @@ fn s8_image_volume_gives_each_container_an_anonymous_volume() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s9_volumes_from_shares_data() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
+    in_store(|env| {
         env.ok(&["system", "sample-image", "todo", "--volume", "/data"]);
         env.ok(&[
             "run",
@@ -183,8 +183,7 @@ fn s9_volumes_from_shares_data() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s10_named_volume_wins_over_image_volume() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
+    in_store(|env| {
         env.ok(&["system", "sample-image", "todo", "--volume", "/data"]);
         env.ok(&["volume", "create", "mine"]);
         env.ok(&[
@@ -219,9 +218,7 @@ fn s10_named_volume_wins_over_image_volume() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s11_bind_mounts_are_two_way_and_readonly_is_recursive() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         let src = env.path("src");
         std::fs::create_dir_all(src.join("sub")).unwrap();
         std::fs::write(src.join("from-host"), "host\n").unwrap();
@@ -296,9 +293,7 @@ impl Drop for TmpfsAt {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn s12_s13_directory_bind_hides_file_bind_merges() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         let dir = env.path("cfg");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("only.txt"), "mine\n").unwrap();
@@ -340,10 +335,8 @@ fn s12_s13_directory_bind_hides_file_bind_merges() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn mounts_behind_dangling_image_symlinks_land_inside_the_root() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
-        let info = json(&env.ok(&["image", "inspect", "sample"]));
+    with_sample(|env| {
+        let info = env.json(&["image", "inspect", "sample"]);
         let layer = env.path("links");
         std::fs::create_dir_all(&layer).unwrap();
         std::os::unix::fs::symlink("/srv/appdata", layer.join("data")).unwrap();
@@ -419,9 +412,7 @@ fn mounts_behind_dangling_image_symlinks_land_inside_the_root() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn tmpfs_size_mode_and_lifetime() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         env.ok(&[
             "container",
             "create",
@@ -454,21 +445,10 @@ fn tmpfs_size_mode_and_lifetime() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn volume_in_use_is_protected_and_prune_is_careful() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         env.ok(&["volume", "create", "--label", "app=todo", "todo-list"]);
         env.ok(&["volume", "create", "unused"]);
-        env.ok(&[
-            "container",
-            "create",
-            "--name",
-            "c1",
-            "-v",
-            "todo-list:/data",
-            "sample",
-            "true",
-        ]);
+        create_with(env, "c1", "-v", "todo-list:/data");
         env.fails(&["volume", "rm", "todo-list"], 1, "c1");
         env.fails(&["volume", "rm", "-f", "todo-list"], 1, "c1");
         assert_eq!(
@@ -504,21 +484,10 @@ fn volume_in_use_is_protected_and_prune_is_careful() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn volume_references_are_rederived_from_container_records_after_a_reboot() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         env.ok(&["volume", "create", "todo-list"]);
         env.ok(&["volume", "create", "unused"]);
-        let id = env.ok(&[
-            "container",
-            "create",
-            "--name",
-            "c1",
-            "-v",
-            "todo-list:/data",
-            "sample",
-            "true",
-        ]);
+        let id = create_with(env, "c1", "-v", "todo-list:/data");
         let vols = env.root.join("volumes");
         // What a power loss can leave: c1's reference gone, a removed container's reference back.
         std::fs::remove_file(vols.join("todo-list").join(format!("ref.{id}"))).unwrap();
@@ -547,34 +516,26 @@ fn volume_references_are_rederived_from_container_records_after_a_reboot() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn container_rm_never_deletes_through_a_bind() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         let canary = env.path("canary");
         std::fs::create_dir_all(&canary).unwrap();
         std::fs::write(canary.join("precious"), "keep me\n").unwrap();
         let spec = format!("{}:/canary", canary.display());
-        let mut child = env
-            .cmd()
-            .args([
-                "run",
-                "--name",
-                "k",
-                "-v",
-                &spec,
-                "sample",
-                "sh",
-                "-c",
-                "touch /canary/started; sleep 300",
-            ])
-            .spawn()
-            .unwrap();
-        for _ in 0..6000 {
-            if canary.join("started").exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let mut child = env.spawn(&[
+            "run",
+            "--name",
+            "k",
+            "-v",
+            &spec,
+            "sample",
+            "sh",
+            "-c",
+            "touch /canary/started; sleep 300",
+        ]);
+        assert!(
+            wait_until(120, || canary.join("started").exists()),
+            "the container never started"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         env.ok(&["container", "rm", "-f", "k"]);
@@ -590,9 +551,7 @@ fn container_rm_never_deletes_through_a_bind() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn mount_parse_errors_exit_125_and_create_nothing() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         let missing = env.path("does-not-exist");
         for (args, needle) in [
             (
@@ -627,22 +586,11 @@ fn mount_parse_errors_exit_125_and_create_nothing() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn volume_inspect_names_its_containers_and_ls_filters_by_volume() {
     require_root();
-    in_mount_ns(|| {
-        let env = Env::new();
-        env.sample("sample");
+    with_sample(|env| {
         env.ok(&["volume", "create", "shared"]);
         env.ok(&["volume", "create", "idle"]);
         // web: created, mounts `shared` by name; worker: exited, gets it through --volumes-from.
-        let web = env.ok(&[
-            "container",
-            "create",
-            "--name",
-            "web",
-            "-v",
-            "shared:/data",
-            "sample",
-            "true",
-        ]);
+        let web = create_with(env, "web", "-v", "shared:/data");
         env.ok(&[
             "run",
             "--name",
@@ -652,23 +600,13 @@ fn volume_inspect_names_its_containers_and_ls_filters_by_volume() {
             "sample",
             "true",
         ]);
-        let worker = json(&env.ok(&["container", "inspect", "worker"]))[0]["id"]
+        let worker = env.json(&["container", "inspect", "worker"])[0]["id"]
             .as_str()
             .unwrap()
             .to_string();
-        let other = env.ok(&[
-            "container",
-            "create",
-            "--name",
-            "other",
-            "-v",
-            "/scratch",
-            "sample",
-            "true",
-        ]);
-        let lines = |s: String| s.lines().map(String::from).collect::<Vec<_>>();
+        let other = create_with(env, "other", "-v", "/scratch");
 
-        let v = json(&env.ok(&["volume", "inspect", "shared", "idle"]));
+        let v = env.json(&["volume", "inspect", "shared", "idle"]);
         assert_eq!(
             v[0]["containers"],
             serde_json::json!([
@@ -701,11 +639,11 @@ fn volume_inspect_names_its_containers_and_ls_filters_by_volume() {
 
         let short = |ids: &[&String]| ids.iter().map(|i| i[..12].to_string()).collect::<Vec<_>>();
         assert_eq!(
-            lines(env.ok(&["container", "ls", "-a", "-q", "--filter", "volume=shared"])),
+            env.lines(&["container", "ls", "-a", "-q", "--filter", "volume=shared"]),
             short(&[&web, &worker])
         );
         assert_eq!(
-            lines(env.ok(&["ps", "-a", "-q", "--filter", "volume=/data"])),
+            env.lines(&["ps", "-a", "-q", "--filter", "volume=/data"]),
             short(&[&web, &worker]),
             "by destination"
         );
@@ -716,7 +654,7 @@ fn volume_inspect_names_its_containers_and_ls_filters_by_volume() {
             "without -a: running ones only"
         );
         assert_eq!(
-            lines(env.ok(&[
+            env.lines(&[
                 "container",
                 "ls",
                 "-a",
@@ -725,11 +663,11 @@ fn volume_inspect_names_its_containers_and_ls_filters_by_volume() {
                 "volume=idle",
                 "--filter",
                 "volume=/scratch",
-            ])),
+            ]),
             short(&[&other]),
             "filters on the same key: any of them"
         );
-        let listed = json(&env.ok(&[
+        let listed = env.json(&[
             "container",
             "ls",
             "-a",
@@ -737,7 +675,7 @@ fn volume_inspect_names_its_containers_and_ls_filters_by_volume() {
             "json",
             "--filter",
             "volume=shared",
-        ]));
+        ]);
         assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
         env.fails(
             &["container", "ls", "-a", "--filter", "colour=red"],
@@ -755,34 +693,25 @@ fn volume_inspect_names_its_containers_and_ls_filters_by_volume() {
             "",
         )
         .unwrap();
-        let orphan = env.ok(&[
-            "container",
-            "create",
-            "--name",
-            "orphan",
-            "-v",
-            "gone:/g",
-            "sample",
-            "true",
-        ]);
+        let orphan = create_with(env, "orphan", "-v", "gone:/g");
         std::fs::remove_dir_all(env.root.join("volumes/gone")).unwrap();
         assert_eq!(
-            lines(env.ok(&["container", "ls", "-a", "-q", "--filter", "volume=gone"])),
+            env.lines(&["container", "ls", "-a", "-q", "--filter", "volume=gone"]),
             short(&[&orphan])
         );
         env.fails(&["volume", "inspect", "gone"], 1, "gone");
-        let v = json(&env.ok(&["volume", "inspect", "shared"]));
+        let v = env.json(&["volume", "inspect", "shared"]);
         assert_eq!(v[0]["containers"].as_array().map(Vec::len), Some(2), "{v}");
 
         env.ok(&["container", "rm", "worker"]);
-        let v = json(&env.ok(&["volume", "inspect", "shared"]));
+        let v = env.json(&["volume", "inspect", "shared"]);
         assert_eq!(
             v[0]["containers"],
             serde_json::json!([{"id": web, "name": "web", "status": "created"}]),
             "{v}"
         );
         assert_eq!(
-            lines(env.ok(&["container", "ls", "-a", "-q", "--filter", "volume=shared"])),
+            env.lines(&["container", "ls", "-a", "-q", "--filter", "volume=shared"]),
             short(&[&web])
         );
         for c in ["web", "other", "orphan"] {

@@ -18,6 +18,45 @@ pub fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mountkit")))
 }
 
+/// Runs `body` with a fresh store, in its own mount namespace ([`mountkit_testutil::in_mount_ns`]):
+/// what the test mounts, and what `mountkit` mounts in the caller's namespace, goes with it.
+pub fn in_store(body: impl FnOnce(&Env)) {
+    mountkit_testutil::in_mount_ns(|| body(&Env::new()));
+}
+
+/// [`in_store`] with the built-in sample image already there, as `sample`.
+pub fn with_sample(body: impl FnOnce(&Env)) {
+    in_store(|env| {
+        env.sample("sample");
+        body(env)
+    });
+}
+
+/// Polls `done` every 20 ms until it holds (true) or `secs` seconds have passed (false). Generous
+/// deadlines: under emulation (the VM suite) a container start takes seconds.
+pub fn wait_until(secs: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends SIGKILL to `pid`.
+pub fn kill9(pid: i32) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).expect("kill -9");
+}
+
+/// `s` as JSON, or a panic quoting it.
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
 /// A temporary store (`--root`) and helpers to run commands against it.
 pub struct Env {
     /// Holds the temp dir for the test's lifetime.
@@ -88,6 +127,25 @@ impl Env {
         stderr
     }
 
+    /// Runs `mountkit <args>`, asserts success and parses stdout as JSON.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        json(&self.ok(args))
+    }
+
+    /// Runs `mountkit <args>`, asserts success and returns stdout's lines.
+    pub fn lines(&self, args: &[&str]) -> Vec<String> {
+        self.ok(args).lines().map(String::from).collect()
+    }
+
+    /// Starts `mountkit <args>` in the background with stderr piped (for [`Env::wait_running`]).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.cmd()
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn mountkit")
+    }
+
     /// Builds the built-in sample image under `name` and returns its ID.
     pub fn sample(&self, name: &str) -> String {
         self.ok(&["system", "sample-image", name])
@@ -97,15 +155,13 @@ impl Env {
     /// pid in `container inspect`, and returns that inspect output. Generous: under emulation (the VM
     /// suite) a start takes seconds. Kills the runner and panics with its stderr if it never does.
     pub fn wait_running(&self, name: &str, runner: &mut std::process::Child) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         let mut seen = serde_json::Value::Null;
-        while std::time::Instant::now() < deadline {
+        if wait_until(120, || {
             let out = self.run(&["container", "inspect", name]);
             seen = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            if seen[0]["state"]["pid"].as_i64().is_some() {
-                return seen;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            seen[0]["state"]["pid"].as_i64().is_some()
+        }) {
+            return seen;
         }
         let _ = runner.kill();
         let mut stderr = String::new();
