@@ -125,7 +125,8 @@ impl Error {
     }
 }
 
-fn display_paths(paths: &[PathBuf]) -> String {
+/// Paths joined with `", "`, for error messages that list mount points.
+pub fn display_paths(paths: &[PathBuf]) -> String {
     paths
         .iter()
         .map(|p| p.display().to_string())

@@ -154,7 +154,7 @@ pub enum Error {
         users: Vec<String>,
     },
     /// Something is mounted under the volume's directory: nothing was deleted.
-    #[error("cannot remove volume {name}: still mounted under it: {} (nothing was deleted)", display_paths(.mounts))]
+    #[error("cannot remove volume {name}: still mounted under it: {} (nothing was deleted)", mountkit_safefs::display_paths(.mounts))]
     MountedUnder {
         /// The volume's name.
         name: String,
@@ -240,14 +240,6 @@ impl Error {
             source: source.into(),
         }
     }
-}
-
-fn display_paths(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The result type of this crate.
