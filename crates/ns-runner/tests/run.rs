@@ -196,6 +196,27 @@ fn run(t: &Rootfs, spec: &Spec) -> (Outcome, String) {
     run_with(t, spec, t.prepare(), || {})
 }
 
+/// [`run`], asserting that the command exited 0; returns its output.
+#[track_caller]
+fn run_ok(t: &Rootfs, spec: &Spec) -> String {
+    let (o, out) = run(t, spec);
+    assert_eq!(o, Outcome::Code(0), "{out}");
+    out
+}
+
+/// Asserts that `o` is a setup failure with exit status `code` whose message contains each of `needles`.
+#[track_caller]
+fn assert_failed(o: Outcome, code: i32, needles: &[&str]) {
+    match o {
+        Outcome::Failed(c, msg) if c == code => {
+            for n in needles {
+                assert!(msg.contains(n), "{n:?} not in {msg:?}");
+            }
+        }
+        other => panic!("expected a failure with status {code}, got {other:?}"),
+    }
+}
+
 fn sh(script: &str) -> Spec {
     Spec::new(["sh", "-c", script])
 }
@@ -234,15 +255,16 @@ fn killed_by_signal_is_reported_as_signal() {
 fn missing_command_is_not_found_127() {
     mountkit_testutil::require_root();
     let t = rootfs();
-    let (o, _) = run(&t, &Spec::new(["no-such-command"]));
-    match o {
-        Outcome::Failed(127, msg) => assert!(msg.contains("no-such-command"), "{msg}"),
-        other => panic!("{other:?}"),
-    }
-    match run(&t, &Spec::new(["/bin/no-such-command"])).0 {
-        Outcome::Failed(127, msg) => assert!(msg.contains("no such file or directory"), "{msg}"),
-        other => panic!("{other:?}"),
-    }
+    assert_failed(
+        run(&t, &Spec::new(["no-such-command"])).0,
+        127,
+        &["no-such-command"],
+    );
+    assert_failed(
+        run(&t, &Spec::new(["/bin/no-such-command"])).0,
+        127,
+        &["no such file or directory"],
+    );
 }
 
 #[test]
@@ -252,26 +274,19 @@ fn non_executable_file_cannot_execute_126() {
     let t = rootfs();
     std::fs::write(t.root.join("bin/plain"), "not a program").unwrap();
     std::fs::set_permissions(t.root.join("bin/plain"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    match run(&t, &Spec::new(["/bin/plain"])).0 {
-        Outcome::Failed(126, msg) => {
-            assert!(msg.contains("/bin/plain") && msg.contains("ermission"), "{msg}")
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_failed(
+        run(&t, &Spec::new(["/bin/plain"])).0,
+        126,
+        &["/bin/plain", "ermission"],
+    );
     // Found through PATH but not executable: still 126, not 127.
-    assert!(matches!(
-        run(&t, &Spec::new(["plain"])).0,
-        Outcome::Failed(126, _)
-    ));
+    assert_failed(run(&t, &Spec::new(["plain"])).0, 126, &[]);
     // An executable file with no valid format.
     std::fs::set_permissions(t.root.join("bin/plain"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(t.root.join("bin/plain"), [0u8, 1, 2, 3]).unwrap();
-    assert!(matches!(
-        run(&t, &Spec::new(["/bin/plain"])).0,
-        Outcome::Failed(126, _)
-    ));
+    assert_failed(run(&t, &Spec::new(["/bin/plain"])).0, 126, &[]);
     // A directory.
-    assert!(matches!(run(&t, &Spec::new(["/etc"])).0, Outcome::Failed(126, _)));
+    assert_failed(run(&t, &Spec::new(["/etc"])).0, 126, &[]);
 }
 
 #[test]
@@ -280,15 +295,11 @@ fn failing_prepare_is_setup_error_125() {
     mountkit_testutil::require_root();
     let t = rootfs();
     let prepare: Prepare = Box::new(|| Err("volume todo-list: cannot mount: device busy".into()));
-    match run_with(&t, &Spec::new(["true"]), prepare, || {}).0 {
-        Outcome::Failed(125, msg) => {
-            assert!(
-                msg.contains("prepare") && msg.contains("volume todo-list: cannot mount: device busy"),
-                "{msg}"
-            )
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_failed(
+        run_with(&t, &Spec::new(["true"]), prepare, || {}).0,
+        125,
+        &["prepare", "volume todo-list: cannot mount: device busy"],
+    );
 }
 
 /// The preparation's own error comes back from `spawn` typed (`Error::Prepare`), so a caller can tell
@@ -408,8 +419,7 @@ fn dev_and_sys_are_set_up() {
                   mkdir /sys/x 2>/dev/null && echo sys-writable || echo sys-ro; \
                   echo ===; ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty; \
                   echo ===; cat /proc/self/mountinfo";
-    let (o, out) = run(&t, &sh(script));
-    assert_eq!(o, Outcome::Code(0));
+    let out = run_ok(&t, &sh(script));
     let (ls, rest) = out.split_once("===\n").unwrap();
     let (long, mi) = rest.split_once("===\n").unwrap();
     // Character devices, mode 0666, with the kernel's numbers for each name.
@@ -481,8 +491,7 @@ fn proc_sys_is_read_only_and_timer_list_masked() {
     // would succeed, harmlessly.
     let script = "(echo other > /proc/sys/kernel/hostname) 2>/dev/null && echo sys-writable || echo sys-ro; \
                   cat /proc/timer_list 2>/dev/null | wc -c; ls /proc/self/ns >/dev/null && echo proc-ok";
-    let (o, out) = run(&t, &sh(script));
-    assert_eq!(o, Outcome::Code(0));
+    let out = run_ok(&t, &sh(script));
     assert_eq!(out, "sys-ro\n0\nproc-ok\n");
 }
 
@@ -497,8 +506,7 @@ fn pivot_root_hides_the_host() {
         "cat {} 2>/dev/null && echo LEAK || echo hidden; ls /; echo ===; cat /proc/self/mountinfo",
         marker.display()
     );
-    let (o, out) = run(&t, &sh(&script));
-    assert_eq!(o, Outcome::Code(0));
+    let out = run_ok(&t, &sh(&script));
     let (head, mi) = out.split_once("===\n").unwrap();
     assert!(head.starts_with("hidden\n"), "{head}");
     assert!(
@@ -553,15 +561,11 @@ fn unknown_user_is_a_clear_error() {
     mountkit_testutil::require_root();
     let t = rootfs();
     std::fs::write(t.root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
-    match run(&t, &Spec::new(["true"]).user("app")).0 {
-        Outcome::Failed(125, msg) => {
-            assert!(
-                msg.contains("unable to find user app: no matching entries in passwd file"),
-                "{msg}"
-            )
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_failed(
+        run(&t, &Spec::new(["true"]).user("app")).0,
+        125,
+        &["unable to find user app: no matching entries in passwd file"],
+    );
 }
 
 #[test]
@@ -584,8 +588,7 @@ fn given_environment_is_passed_exactly() {
         .env("PATH=/bin")
         .env("HOME=/x")
         .env("EMPTY=");
-    let (o, out) = run(&t, &spec);
-    assert_eq!(o, Outcome::Code(0));
+    let out = run_ok(&t, &spec);
     assert_eq!(out, "A=1\nPATH=/bin\nHOME=/x\nEMPTY=\n");
 }
 
@@ -594,8 +597,7 @@ fn given_environment_is_passed_exactly() {
 fn workdir_is_created_and_entered() {
     mountkit_testutil::require_root();
     let t = rootfs();
-    let (o, out) = run(&t, &sh("pwd").workdir("/work/here").user("1000"));
-    assert_eq!(o, Outcome::Code(0));
+    let out = run_ok(&t, &sh("pwd").workdir("/work/here").user("1000"));
     assert_eq!(out, "/work/here\n");
     let md = std::fs::metadata(t.root.join("work/here")).unwrap();
     assert_eq!(
@@ -611,8 +613,7 @@ fn readonly_root_keeps_dev_writable() {
     mountkit_testutil::require_root();
     let t = rootfs();
     let script = "touch /x 2>/dev/null && echo rw || echo ro; touch /dev/shm/y && echo shm-ok";
-    let (o, out) = run(&t, &sh(script).readonly_root(true));
-    assert_eq!(o, Outcome::Code(0));
+    let out = run_ok(&t, &sh(script).readonly_root(true));
     assert_eq!(out, "ro\nshm-ok\n");
     assert!(!t.root.join("x").exists());
     let (_, out) = run(&t, &sh("touch /x && echo rw"));
@@ -731,8 +732,7 @@ fn hostile_symlinks_keep_mounts_inside_the_root() {
     std::fs::create_dir(t.root.join("outside")).unwrap();
     let abs_in_root = t.root.join(outside_abs.strip_prefix("/").unwrap());
     std::fs::create_dir_all(&abs_in_root).unwrap();
-    let (o, out) = run(&t, &sh("cat /proc/self/mountinfo"));
-    assert_eq!(o, Outcome::Code(0), "{out}");
+    let out = run_ok(&t, &sh("cat /proc/self/mountinfo"));
     let mps = mount_points(&out);
     let fstype_at = |mp: &str| mps.iter().find(|m| m.0 == mp).map(|m| m.2.clone());
     assert_eq!(fstype_at("/etc").as_deref(), Some("proc"), "{out}");
@@ -766,8 +766,7 @@ fn dangling_hostile_symlink_is_created_inside_the_root() {
     // `/proc -> ../outside` with no `outside` in the image: resolved inside the root (`..` stops at the
     // root), made there, and proc mounted on it, as runc's in-root MkdirAll does; nothing on the host.
     std::os::unix::fs::symlink("../outside", t.root.join("proc")).unwrap();
-    let (o, out) = run(&t, &sh("cat /outside/self/mountinfo"));
-    assert_eq!(o, Outcome::Code(0), "{out}");
+    let out = run_ok(&t, &sh("cat /outside/self/mountinfo"));
     let mps = mount_points(&out);
     assert!(
         mps.iter().any(|m| m.0 == "/outside" && m.2 == "proc"),
@@ -890,10 +889,11 @@ fn panicking_prepare_is_a_setup_error() {
     mountkit_testutil::require_root();
     let t = rootfs();
     let prepare: Prepare = Box::new(|| panic!("overlay exploded"));
-    match run_with(&t, &Spec::new(["true"]), prepare, || {}).0 {
-        Outcome::Failed(125, msg) => assert!(msg.contains("panicked: overlay exploded"), "{msg}"),
-        other => panic!("{other:?}"),
-    }
+    assert_failed(
+        run_with(&t, &Spec::new(["true"]), prepare, || {}).0,
+        125,
+        &["panicked: overlay exploded"],
+    );
 }
 
 #[test]
