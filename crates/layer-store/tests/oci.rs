@@ -1,6 +1,8 @@
 //! OCI import/save against the reference tools (umoci, skopeo), as root, in a private mount
 //! namespace. Tests print "SKIP <test>: ..." when a tool is missing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -8,6 +10,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::with_store;
 use mountkit_layer_store::oci::{self, ArchiveFormat, ImportOptions, Progress};
 use mountkit_layer_store::{Error, ImageInfo, Store};
 use serde_json::json;
@@ -228,14 +231,12 @@ fn umoci_layout_imports_like_umoci_unpack() {
     if !have("umoci", name) {
         return;
     }
-    mountkit_testutil::in_mount_ns(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let layout = umoci_image(tmp.path());
-        let store = Store::open(tmp.path().join("store")).unwrap();
+    with_store(|tmp, store| {
+        let layout = umoci_image(tmp);
         let mut seen: Vec<Progress> = Vec::new();
         let mut cb = |p: Progress| seen.push(p);
         let img = oci::import(
-            &store,
+            store,
             &PathBuf::from(format!("{}:t", s(&layout))),
             ImportOptions {
                 progress: Some(&mut cb),
@@ -257,19 +258,19 @@ fn umoci_layout_imports_like_umoci_unpack() {
         assert_eq!((last.layer, last.layers, last.bytes), (3, 3, last.total));
         assert!(seen.windows(2).all(|w| w[0].bytes <= w[1].bytes));
 
-        let ours = merged(&store, &img, &tmp.path().join("mnt"));
-        let theirs = umoci_tree(&layout, "t", &tmp.path().join("ref"));
+        let ours = merged(store, &img, &tmp.join("mnt"));
+        let theirs = umoci_tree(&layout, "t", &tmp.join("ref"));
         assert!(theirs.contains_key("opq/fresh") && !theirs.contains_key("opq/old"));
         assert!(!theirs.contains_key("etc/gone") && theirs.contains_key("etc/new"));
         assert_eq!(theirs["etc/conf"].6, vec!["etc/conf", "etc/conf-hard"]);
         assert_same(&ours, &theirs);
 
         // Same image again, from an oci-archive, under another name: nothing is unpacked again.
-        let archive = tmp.path().join("l.tar");
+        let archive = tmp.join("l.tar");
         run(&["tar", "-C", s(&layout), "-cf", s(&archive), "."]);
         let unpacks = store.unpack_count();
         let again = oci::import(
-            &store,
+            store,
             &archive,
             ImportOptions {
                 tag: Some("copy:1".into()),
@@ -284,12 +285,12 @@ fn umoci_layout_imports_like_umoci_unpack() {
             (img.id.as_str(), Some("copy:1"))
         );
         // Re-importing under the same name returns the same image.
-        let third = oci::import(&store, &archive, ImportOptions::default()).unwrap();
+        let third = oci::import(store, &archive, ImportOptions::default()).unwrap();
         assert_eq!(third.id, img.id);
         assert_eq!(store.images().unwrap().len(), 2);
         // A reference that is not there.
         let e = oci::import(
-            &store,
+            store,
             &PathBuf::from(format!("{}:nope", s(&layout))),
             ImportOptions::default(),
         )
@@ -306,15 +307,13 @@ fn save_is_accepted_by_skopeo_and_umoci() {
     if !have("umoci", name) || !have("skopeo", name) {
         return;
     }
-    mountkit_testutil::in_mount_ns(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let layout = umoci_image(tmp.path());
-        let store = Store::open(tmp.path().join("store")).unwrap();
-        let img = oci::import(&store, &layout, ImportOptions::default()).unwrap();
-        let theirs = umoci_tree(&layout, "t", &tmp.path().join("ref"));
+    with_store(|tmp, store| {
+        let layout = umoci_image(tmp);
+        let img = oci::import(store, &layout, ImportOptions::default()).unwrap();
+        let theirs = umoci_tree(&layout, "t", &tmp.join("ref"));
 
-        let out = tmp.path().join("out");
-        oci::save(&store, "t", &out, ArchiveFormat::Oci).unwrap();
+        let out = tmp.join("out");
+        oci::save(store, "t", &out, ArchiveFormat::Oci).unwrap();
         let inspect = Command::new("skopeo")
             .args(["inspect", &format!("oci:{}:t", s(&out))])
             .output()
@@ -327,13 +326,13 @@ fn save_is_accepted_by_skopeo_and_umoci() {
         let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
         assert_eq!(v["Layers"].as_array().unwrap().len(), 3);
         assert_eq!(v["Os"], "linux");
-        assert_same(&umoci_tree(&out, "t", &tmp.path().join("ref2")), &theirs);
+        assert_same(&umoci_tree(&out, "t", &tmp.join("ref2")), &theirs);
         // skopeo copies it (and reads every blob).
         run(&[
             "skopeo",
             "copy",
             &format!("oci:{}:t", s(&out)),
-            &format!("oci:{}:t", s(&tmp.path().join("copy"))),
+            &format!("oci:{}:t", s(&tmp.join("copy"))),
         ]);
 
         // oci-archive and docker-archive round trips into a fresh store.
@@ -341,18 +340,15 @@ fn save_is_accepted_by_skopeo_and_umoci() {
             (ArchiveFormat::OciArchive, "o.tar", "t"),
             (ArchiveFormat::DockerArchive, "d.tar", "t:latest"),
         ] {
-            let f = tmp.path().join(file);
-            oci::save(&store, &img.id, &f, fmt).unwrap();
-            let s2 = Store::open(tmp.path().join(format!("store-{file}"))).unwrap();
+            let f = tmp.join(file);
+            oci::save(store, &img.id, &f, fmt).unwrap();
+            let s2 = Store::open(tmp.join(format!("store-{file}"))).unwrap();
             let back = oci::import(&s2, &f, ImportOptions::default()).unwrap();
             assert_eq!(back.name.as_deref(), Some(want_name));
             assert_eq!(back.config, img.config);
-            assert_same(
-                &merged(&s2, &back, &tmp.path().join(format!("mnt-{file}"))),
-                &theirs,
-            );
+            assert_same(&merged(&s2, &back, &tmp.join(format!("mnt-{file}"))), &theirs);
         }
-        let d = tmp.path().join("d.tar");
+        let d = tmp.join("d.tar");
         let inspect = Command::new("skopeo")
             .args(["inspect", &format!("docker-archive:{}", s(&d))])
             .output()
@@ -489,15 +485,13 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn hand_made_archives_import() {
     mountkit_testutil::require_root();
-    mountkit_testutil::in_mount_ns(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path().join("store")).unwrap();
+    with_store(|tmp, store| {
         let l0 = layer_tar(&[("hello", b"hi\n")]);
         let l1 = layer_tar(&[("second", b"two\n")]);
-        let d = tmp.path().join("d.tar");
+        let d = tmp.join("d.tar");
         docker_archive(&d, &[l0.clone(), l1.clone()], &[sha(&l0), sha(&l1)]);
         let img = oci::import(
-            &store,
+            store,
             &PathBuf::from(format!("{}:hand:made", s(&d))),
             ImportOptions::default(),
         )
@@ -516,7 +510,7 @@ fn hand_made_archives_import() {
 
         // gzip and zstd layers in an OCI layout; a --tag overrides the ref name.
         let l2 = layer_tar(&[("z", b"zstd\n")]);
-        let lay = tmp.path().join("lay");
+        let lay = tmp.join("lay");
         oci_layout(
             &lay,
             &[
@@ -529,7 +523,7 @@ fn hand_made_archives_import() {
             ],
         );
         let img2 = oci::import(
-            &store,
+            store,
             &lay,
             ImportOptions {
                 tag: Some("mine".into()),
@@ -561,20 +555,18 @@ fn fails(store: &Store, path: &Path, blob: &str) -> Error {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn bad_images_store_nothing() {
     mountkit_testutil::require_root();
-    mountkit_testutil::in_mount_ns(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path().join("store")).unwrap();
+    with_store(|tmp, store| {
         let good = layer_tar(&[("a", b"fine\n")]);
         let other = layer_tar(&[("b", b"other\n")]);
 
         // Wrong diff_id for the second layer (the first one imports fine and must go again).
-        let d = tmp.path().join("d.tar");
+        let d = tmp.join("d.tar");
         docker_archive(&d, &[good.clone(), other.clone()], &[sha(&good), sha(b"not it")]);
-        let e = fails(&store, &d, "l1/layer.tar");
+        let e = fails(store, &d, "l1/layer.tar");
         assert!(e.to_string().contains("diff_ids"), "{e}");
 
         // A corrupted layer blob (one byte flipped after the layout was written).
-        let lay = tmp.path().join("corrupt");
+        let lay = tmp.join("corrupt");
         oci_layout(
             &lay,
             &[
@@ -590,19 +582,19 @@ fn bad_images_store_nothing() {
         let mut bytes = fs::read(&blob).unwrap();
         bytes[600] ^= 1;
         fs::write(&blob, &bytes).unwrap();
-        let e = fails(&store, &lay, &sha(&other));
+        let e = fails(store, &lay, &sha(&other));
         assert!(e.to_string().contains("digest mismatch"), "{e}");
         assert!(!e.to_string().contains("not a valid tar"), "{e}");
 
         // A manifest pointing at a missing blob.
         fs::remove_file(&blob).unwrap();
-        let e = fails(&store, &lay, &sha(&other));
+        let e = fails(store, &lay, &sha(&other));
         assert!(e.to_string().contains("missing"), "{e}");
 
         // A truncated gzip layer (its descriptor matches the truncated bytes).
         let gz = gzip(&other);
         let cut = gz[..gz.len() / 2].to_vec();
-        let lay2 = tmp.path().join("trunc");
+        let lay2 = tmp.join("trunc");
         oci_layout(
             &lay2,
             &[
@@ -614,11 +606,11 @@ fn bad_images_store_nothing() {
                 ),
             ],
         );
-        let e = fails(&store, &lay2, &sha(&cut));
+        let e = fails(store, &lay2, &sha(&cut));
         eprintln!("truncated gzip: {e}");
 
         // A corrupted config is caught before any layer is read.
-        let lay3 = tmp.path().join("cfg");
+        let lay3 = tmp.join("cfg");
         oci_layout(
             &lay3,
             &[(good.clone(), "application/vnd.oci.image.layer.v1.tar", sha(&good))],
@@ -629,15 +621,15 @@ fn bad_images_store_nothing() {
             config_json(&[sha(&other)]),
         )
         .unwrap();
-        let e = fails(&store, &lay3, &sha(&cfg));
+        let e = fails(store, &lay3, &sha(&cfg));
         assert!(e.to_string().contains("config"), "{e}");
 
         // Layers that were in the store before a failed import stay.
-        let ok = tmp.path().join("ok.tar");
+        let ok = tmp.join("ok.tar");
         docker_archive(&ok, std::slice::from_ref(&good), &[sha(&good)]);
-        oci::import(&store, &ok, ImportOptions::default()).unwrap();
+        oci::import(store, &ok, ImportOptions::default()).unwrap();
         store.remove_image("hand:made").unwrap();
-        let e = fails(&store, &d, "l1/layer.tar");
+        let e = fails(store, &d, "l1/layer.tar");
         assert!(e.to_string().contains("diff_ids"), "{e}");
         assert_eq!(store.layers().unwrap().len(), 1);
     });
@@ -647,13 +639,11 @@ fn bad_images_store_nothing() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn index_selection_by_platform_and_name() {
     mountkit_testutil::require_root();
-    mountkit_testutil::in_mount_ns(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path().join("store")).unwrap();
+    with_store(|tmp, store| {
         let amd = layer_tar(&[("arch", b"amd64\n")]);
         let arm = layer_tar(&[("arch", b"arm64\n")]);
         let other = layer_tar(&[("other", b"x\n")]);
-        let lay = tmp.path().join("lay");
+        let lay = tmp.join("lay");
         // Start from a one-image layout, then rebuild index.json: a nested index "multi" with an
         // arm64 and an amd64 manifest, plus a second image "other".
         let manifest_of = |dir: &Path, layer: &[u8]| -> serde_json::Value {
@@ -693,11 +683,11 @@ fn index_selection_by_platform_and_name() {
         ]});
         fs::write(lay.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
 
-        let e = oci::import(&store, &lay, ImportOptions::default()).unwrap_err();
+        let e = oci::import(store, &lay, ImportOptions::default()).unwrap_err();
         assert!(e.to_string().contains("several images"), "{e}");
         assert!(store.images().unwrap().is_empty());
         let img = oci::import(
-            &store,
+            store,
             &PathBuf::from(format!("{}:multi", s(&lay))),
             ImportOptions::default(),
         )
@@ -713,7 +703,7 @@ fn index_selection_by_platform_and_name() {
             want
         );
         let o = oci::import(
-            &store,
+            store,
             &lay,
             ImportOptions {
                 reference: Some("other".into()),

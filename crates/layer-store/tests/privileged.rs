@@ -5,7 +5,7 @@ mod common;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use mountkit_layer_store::{Error, ImageConfig, LayerSource, Store};
@@ -34,6 +34,14 @@ fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
         Ok(n) => Some(buf[..n].to_vec()),
         Err(_) => None,
     }
+}
+
+/// `<dir>/src`, made and filled by [`rich_tree`].
+fn rich_src(dir: &Path) -> PathBuf {
+    let src = dir.join("src");
+    fs::create_dir(&src).unwrap();
+    rich_tree(&src);
+    src
 }
 
 /// A source tree with every kind of file and metadata a layer must keep.
@@ -87,12 +95,8 @@ fn rich_tree(root: &Path) {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn every_source_of_the_same_content_gives_the_same_id_and_no_second_unpack() {
     mountkit_testutil::require_root();
-    mountkit_testutil::in_mount_ns(|| {
-        let t = tempfile::tempdir().unwrap();
-        let src = t.path().join("src");
-        fs::create_dir(&src).unwrap();
-        rich_tree(&src);
-        let store = Store::open(t.path().join("store")).unwrap();
+    with_store(|t, store| {
+        let src = rich_src(t);
         let info = store.import_layer(LayerSource::Dir(src.clone())).unwrap();
         assert_eq!(store.unpack_count(), 1);
 
@@ -104,14 +108,14 @@ fn every_source_of_the_same_content_gives_the_same_id_and_no_second_unpack() {
 
         let layer_dir = store.layer_path(&info.id);
         let ino_before = ino(&layer_dir);
-        let tar_path = t.path().join("l.tar");
+        let tar_path = t.join("l.tar");
         fs::write(&tar_path, &tar).unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
         let gz = gz.finish().unwrap();
-        let gz_path = t.path().join("l.tar.gz");
+        let gz_path = t.join("l.tar.gz");
         fs::write(&gz_path, &gz).unwrap();
-        let zst_path = t.path().join("l.tar.zst");
+        let zst_path = t.join("l.tar.zst");
         fs::write(&zst_path, zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
 
         for src in [
@@ -143,7 +147,7 @@ fn every_source_of_the_same_content_gives_the_same_id_and_no_second_unpack() {
         );
 
         // A fresh store importing the gzip first records the compressed digest.
-        let store2 = Store::open(t.path().join("store2")).unwrap();
+        let store2 = Store::open(t.join("store2")).unwrap();
         let i2 = store2.import_layer(LayerSource::Tar(gz_path)).unwrap();
         assert_eq!(i2.id, info.id);
         assert_eq!(i2.compressed_digest, Some(sha256_id(&gz)));
@@ -156,12 +160,8 @@ fn every_source_of_the_same_content_gives_the_same_id_and_no_second_unpack() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn metadata_devices_links_and_xattrs_are_preserved() {
     mountkit_testutil::require_root();
-    mountkit_testutil::in_mount_ns(|| {
-        let t = tempfile::tempdir().unwrap();
-        let src = t.path().join("src");
-        fs::create_dir(&src).unwrap();
-        rich_tree(&src);
-        let store = Store::open(t.path().join("store")).unwrap();
+    with_store(|t, store| {
+        let src = rich_src(t);
         // Through a tar stream, so the tar parser and the extractor are what is tested.
         let mut tar = Vec::new();
         mountkit_layer_store::canonical_tar(&src, &mut tar).unwrap();
@@ -225,9 +225,7 @@ fn metadata_devices_links_and_xattrs_are_preserved() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn whiteouts_become_overlay_whiteouts_and_export_back() {
     mountkit_testutil::require_root();
-    mountkit_testutil::in_mount_ns(|| {
-        let t = tempfile::tempdir().unwrap();
-        let store = Store::open(t.path().join("store")).unwrap();
+    with_store(|_, store| {
         let tar = tar_bytes(&[
             dir("a/"),
             file("a/.wh.x", b""),
@@ -446,9 +444,7 @@ fn hostile_tars_are_refused_and_leave_nothing() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn images_protect_their_layers_and_gc_removes_the_rest() {
     mountkit_testutil::require_root();
-    mountkit_testutil::in_mount_ns(|| {
-        let t = tempfile::tempdir().unwrap();
-        let store = Store::open(t.path().join("store")).unwrap();
+    with_store(|_, store| {
         let imp = |name: &str| {
             let tar = tar_bytes(&[file(name, name.as_bytes())]);
             store
@@ -695,13 +691,11 @@ fn owners_and_modes_are_exact_whatever_the_umask_and_the_staging_group() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn size_probe_misses_and_collisions_still_give_the_right_layer() {
     mountkit_testutil::require_root();
-    mountkit_testutil::in_mount_ns(|| {
-        let t = tempfile::tempdir().unwrap();
-        let store = Store::open(t.path().join("store")).unwrap();
+    with_store(|t, store| {
         let a = tar_bytes(&[file("a", b"same size")]);
         let b = tar_bytes(&[file("b", b"SAME SIZE")]);
         assert_eq!(a.len(), b.len());
-        let (pa, pb) = (t.path().join("a.tar"), t.path().join("b.tar"));
+        let (pa, pb) = (t.join("a.tar"), t.join("b.tar"));
         fs::write(&pa, &a).unwrap();
         fs::write(&pb, &b).unwrap();
         let ia = store.import_layer(LayerSource::Tar(pa)).unwrap();
@@ -725,7 +719,7 @@ fn size_probe_misses_and_collisions_still_give_the_right_layer() {
             e.write_all(part).unwrap();
             gz.extend(e.finish().unwrap());
         }
-        let pg = t.path().join("a.tar.gz");
+        let pg = t.join("a.tar.gz");
         fs::write(&pg, &gz).unwrap();
         let ino_before = ino(&store.layer_path(&ia.id));
         let again = store.import_layer(LayerSource::Tar(pg)).unwrap();
@@ -743,9 +737,7 @@ fn size_probe_misses_and_collisions_still_give_the_right_layer() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn an_xattr_that_cannot_be_set_is_named_in_the_error() {
     mountkit_testutil::require_root();
-    mountkit_testutil::in_mount_ns(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path().join("store")).unwrap();
+    with_store(|_, store| {
         let mut b = tar::Builder::new(Vec::new());
         b.append_pax_extensions([("SCHILY.xattr.nosuchns.attr", &b"v"[..])])
             .unwrap();

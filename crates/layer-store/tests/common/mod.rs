@@ -7,6 +7,16 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
+/// Runs `body` in its own mount namespace ([`mountkit_testutil::in_mount_ns`]) with a temp dir and a
+/// store opened at `<dir>/store`.
+pub fn with_store(body: impl FnOnce(&Path, &mountkit_layer_store::Store)) {
+    mountkit_testutil::in_mount_ns(|| {
+        let t = tempfile::tempdir().unwrap();
+        let store = mountkit_layer_store::Store::open(t.path().join("store")).unwrap();
+        body(t.path(), &store)
+    });
+}
+
 /// One hand-made tar member (names written raw, so hostile names are possible).
 pub struct Raw<'a> {
     pub name: &'a str,
