@@ -115,6 +115,5 @@ fn export_in_own_namespace(
     mountkit_overlay::mount(stack, target, method)?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, out);
     mountkit_layer_store::canonical_tar(target, &mut w)?;
-    w.flush()
-        .map_err(|e| Error::io("write the tar of", target, e))
+    w.flush().map_err(|e| Error::io("write the tar of", target, e))
 }
