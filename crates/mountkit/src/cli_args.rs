@@ -267,6 +267,24 @@ pub struct CreateArgs {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
+    /// Add a capability to Docker's default set (CHOWN or CAP_CHOWN, any case; ALL)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from Docker's default set (as --cap-add; ALL)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, no masked or read-only /proc and /sys paths, /sys read-write (no host devices)
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security option: no-new-privileges[=true|false]
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Network: host (the default: the host's network) or none (only a loopback interface)
+    #[arg(long = "network", alias = "net", value_name = "MODE")]
+    pub network: Option<String>,
+    /// Not supported: mountkit shares the host's network (--network host)
+    #[arg(short = 'p', long = "publish", value_name = "PORTS", hide = true)]
+    pub publish: Vec<String>,
     /// Only print the ID
     #[arg(short, long)]
     pub quiet: bool,

@@ -44,6 +44,59 @@ pub struct ContainerConfig {
     /// Mount the root filesystem read-only (`--read-only`).
     #[serde(default)]
     pub readonly_root: bool,
+    /// The capabilities the process keeps (`CAP_*`, sorted): Docker's default set with `--cap-add` and
+    /// `--cap-drop` applied, or every one with `--privileged`. They are root's effective set; a non-root
+    /// user's effective and permitted sets are empty (Docker's rule). Records older than this field get
+    /// Docker's default.
+    #[serde(default = "default_capabilities")]
+    pub capabilities: Vec<String>,
+    /// `--privileged`: every capability, no masked or read-only paths, `/sys` read-write.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--security-opt no-new-privileges`.
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    /// `--network host|none`.
+    #[serde(default)]
+    pub network: NetworkMode,
+}
+
+/// `--network`: the host's network namespace (the default), or a new one with only `lo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Docker's `--network host`: the host's interfaces.
+    #[default]
+    Host,
+    /// Docker's `--network none`: a new network namespace with only the loopback interface.
+    None,
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<NetworkMode> {
+        match s {
+            "host" => Ok(NetworkMode::Host),
+            "none" => Ok(NetworkMode::None),
+            _ => Err(crate::Error::InvalidArgument {
+                what: "network",
+                value: s.into(),
+                reason: "mountkit supports \"host\" (the default: the host's network) and \"none\" (only a loopback interface)".into(),
+            }),
+        }
+    }
+}
+
+/// Docker's default capabilities, by name (sorted).
+pub(crate) fn default_capabilities() -> Vec<String> {
+    cap_names(&mountkit_ns_runner::docker_default_capabilities())
+}
+
+/// `CAP_*` names, sorted.
+pub(crate) fn cap_names(set: &mountkit_ns_runner::CapsHashSet) -> Vec<String> {
+    let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
+    v.sort();
+    v
 }
 
 /// One mount of a container, as resolved at creation (an anonymous volume already has its name).
@@ -177,6 +230,16 @@ pub struct CreateOptions {
     pub volumes_from: Vec<String>,
     /// `--read-only`.
     pub read_only: bool,
+    /// `--cap-add` (names with or without `CAP_`, any case, or `ALL`).
+    pub cap_add: Vec<String>,
+    /// `--cap-drop` (as `cap_add`).
+    pub cap_drop: Vec<String>,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `--security-opt no-new-privileges`.
+    pub no_new_privileges: bool,
+    /// `--network`.
+    pub network: NetworkMode,
     /// `--rm`.
     pub auto_remove: bool,
 }

@@ -260,7 +260,51 @@ fn resolve_config(image: &ImageInfo, opts: &CreateOptions, id: &str) -> Result<C
         user: opts.user.clone().or(cfg.user.clone()).filter(|u| !u.is_empty()),
         hostname: opts.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
         readonly_root: opts.read_only,
+        capabilities: crate::container::cap_names(&resolve_capabilities(opts)?),
+        privileged: opts.privileged,
+        no_new_privileges: opts.no_new_privileges,
+        network: opts.network,
     })
+}
+
+/// Docker's rule: every capability with `--privileged`; otherwise the default set, then `--cap-drop`
+/// (`ALL` empties it), then `--cap-add` (`ALL` fills it). An unknown name is an error naming it.
+pub(crate) fn resolve_capabilities(opts: &CreateOptions) -> Result<mountkit_ns_runner::CapsHashSet> {
+    use mountkit_ns_runner::{all_capabilities, docker_default_capabilities, parse_capability};
+    let parse = |flag: &'static str, name: &str| {
+        parse_capability(name).ok_or_else(|| Error::InvalidArgument {
+            what: flag,
+            value: name.to_string(),
+            reason: "unknown capability".into(),
+        })
+    };
+    let is_all = |name: &str| name.trim().eq_ignore_ascii_case("all");
+    // Every name is checked, --privileged or not.
+    for n in opts.cap_drop.iter().filter(|n| !is_all(n)) {
+        parse("--cap-drop capability", n)?;
+    }
+    for n in opts.cap_add.iter().filter(|n| !is_all(n)) {
+        parse("--cap-add capability", n)?;
+    }
+    if opts.privileged {
+        return Ok(all_capabilities());
+    }
+    let mut set = docker_default_capabilities();
+    for n in &opts.cap_drop {
+        if is_all(n) {
+            set.clear();
+        } else {
+            set.remove(&parse("--cap-drop capability", n)?);
+        }
+    }
+    for n in &opts.cap_add {
+        if is_all(n) {
+            set = all_capabilities();
+        } else {
+            set.insert(parse("--cap-add capability", n)?);
+        }
+    }
+    Ok(set)
 }
 
 /// The image's environment overridden key by key by `-e` values; `-e KEY` copies KEY from the caller's

@@ -92,7 +92,7 @@ mod usage;
 mod volume_refs;
 
 pub use cli_args::cli_command;
-pub use container::{Container, ContainerConfig, CreateOptions, MountRecord, State, Status};
+pub use container::{Container, ContainerConfig, CreateOptions, MountRecord, NetworkMode, State, Status};
 pub use error::{Error, Result};
 pub use export::{ExportTarget, write_atomically};
 pub use inspect::{ContainerInspect, MountView};

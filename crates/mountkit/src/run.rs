@@ -254,6 +254,21 @@ fn process_spec(config: &ContainerConfig) -> Spec {
         groups: Vec::new(),
         hostname: Some(config.hostname.clone()),
         readonly_root: config.readonly_root,
+        // The record holds names this build wrote (or Docker's default, for older records); a name
+        // this build does not know cannot be in it, and is skipped if it were.
+        capabilities: Some(
+            config
+                .capabilities
+                .iter()
+                .filter_map(|n| mountkit_ns_runner::parse_capability(n))
+                .collect(),
+        ),
+        no_new_privs: config.no_new_privileges,
+        network: match config.network {
+            crate::NetworkMode::Host => mountkit_ns_runner::Network::Host,
+            crate::NetworkMode::None => mountkit_ns_runner::Network::None,
+        },
+        privileged: config.privileged,
     }
 }
 

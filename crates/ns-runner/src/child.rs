@@ -17,6 +17,7 @@ use rustix::process::Signal;
 use rustix::thread::{Gid, Uid, UnshareFlags};
 use tracing::{debug, trace};
 
+use crate::confine::{self, Network};
 use crate::sys;
 use crate::user::{self, ResolvedUser};
 use crate::wire::{self, Msg};
@@ -67,8 +68,12 @@ fn container(
     lifeline: OwnedFd,
 ) -> Result<std::convert::Infallible, Error> {
     die_with_parent(lifeline)?;
+    new_session()?;
     set_umask();
-    unshare_namespaces()?;
+    unshare_namespaces(spec.network)?;
+    if spec.network == Network::None {
+        confine::loopback_up().map_err(|e| fail("network", e))?;
+    }
     make_rprivate()?;
     let root = run_prepare(prepare, prepare_error)?;
     // One open checks that the root exists and is a directory (the error names it).
@@ -77,8 +82,10 @@ fn container(
     let rootfd = ensure_mount_point(&root, rootfd)?;
     mount_proc(rootfd.as_fd())?;
     mount_dev(rootfd.as_fd())?;
-    mount_sys(rootfd.as_fd())?;
-    mask_paths(rootfd.as_fd())?;
+    mount_sys(rootfd.as_fd(), spec.privileged)?;
+    if !spec.privileged {
+        mask_paths(rootfd.as_fd())?;
+    }
     if spec.readonly_root {
         remount_root_readonly(rootfd.as_fd(), &root)?;
     }
@@ -95,9 +102,12 @@ fn container(
         .to_string();
     let argv = to_cstrings(&spec.args, "exec")?;
     let envp = to_cstrings(&env, "environment")?;
-    drop_privileges(&user)?;
+    drop_privileges(&user, spec.capabilities.as_ref().map(confine::mask))?;
     close_fds()?;
     reset_signals();
+    if spec.no_new_privs {
+        confine::no_new_privs().map_err(|e| fail("no-new-privileges", e))?;
+    }
     Err(exec(&argv, &envp, &path))
 }
 
@@ -120,20 +130,29 @@ fn die_with_parent(lifeline: OwnedFd) -> Result<(), Error> {
     Ok(())
 }
 
+/// Step 1 (cont.): a new session, without a controlling terminal (see `confine::new_session`).
+fn new_session() -> Result<(), Error> {
+    confine::new_session().map_err(|e| fail("session", format!("setsid: {e}")))
+}
+
 /// Docker's (runc's) default umask, 022, whatever the caller's is.
 fn set_umask() {
     trace!("umask 022");
     rustix::process::umask(Mode::from_raw_mode(0o022));
 }
 
-/// Step 1 (cont.): new mount, UTS and IPC namespaces (the PID namespace was made by the caller).
-fn unshare_namespaces() -> Result<(), Error> {
-    debug!("unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)");
-    let flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC;
+/// Step 1 (cont.): new mount, UTS and IPC namespaces (the PID namespace was made by the caller), and
+/// a network namespace with `--network none` (its `lo` is brought up next).
+fn unshare_namespaces(network: Network) -> Result<(), Error> {
+    let mut flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC;
+    if network == Network::None {
+        flags |= UnshareFlags::NEWNET;
+    }
+    debug!(?flags, "unshare");
     // SAFETY: no descriptor table is unshared (no CLONE_FILES), so no descriptor can be seen from a
     // table it does not belong to.
     unsafe { rustix::thread::unshare_unsafe(flags) }
-        .map_err(|e| fail("namespaces", format!("unshare(mount, uts, ipc): {e}")))?;
+        .map_err(|e| fail("namespaces", format!("unshare({flags:?}): {e}")))?;
     Ok(())
 }
 
@@ -320,17 +339,25 @@ fn bind_host_node(dev: BorrowedFd<'_>, node: &str, target: &Path) -> Result<(), 
         .map_err(|e| fail("dev", format!("cannot mount {host} on /dev/{node}: {e}")))
 }
 
-/// Step 4c: sysfs read-only at `/sys`; if the kernel refuses a new sysfs, a recursive read-only bind
-/// of the host's `/sys`.
-fn mount_sys(root: BorrowedFd<'_>) -> Result<(), Error> {
+/// Step 4c: sysfs read-only at `/sys` (read-write when `privileged`); if the kernel refuses a new
+/// sysfs, a recursive bind of the host's `/sys`, read-only unless `privileged`.
+fn mount_sys(root: BorrowedFd<'_>, privileged: bool) -> Result<(), Error> {
     let target = in_root_dir("sys", root, "sys", 0o555)?;
-    let flags = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let mut flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    if !privileged {
+        flags |= MountFlags::RDONLY;
+    }
     let Err(e) = mount_at("sys", "sysfs on /sys", target.as_fd(), |at| {
         rustix::mount::mount("sysfs", at, "sysfs", flags, None)
     }) else {
         return Ok(());
     };
-    debug!(error = %e, "sysfs refused; falling back to a read-only rbind of the host's /sys");
+    debug!(error = %e, "sysfs refused; falling back to an rbind of the host's /sys");
+    if privileged {
+        return mount_at("sys", "/sys (rbind) on /sys", target.as_fd(), |at| {
+            rustix::mount::mount_bind_recursive("/sys", at)
+        });
+    }
     bind_host_sys_readonly(root, target.as_fd())
 }
 
@@ -369,9 +396,10 @@ const MASKED_PATHS: &[&str] = &[
     "sys/firmware",
 ];
 
-/// Step 4d: Docker's masked and read-only paths under `/proc` and `/sys`, so that the container does
-/// not change host-wide kernel settings by accident. (Defense in depth only: the container keeps root's
-/// capabilities and could undo it.) Paths this kernel does not have are skipped.
+/// Step 4d: Docker's masked and read-only paths under `/proc` and `/sys` (not with `privileged`), so
+/// that the container does not change host-wide kernel settings. They hold because the process loses
+/// `CAP_SYS_ADMIN` (step 10: Docker's default capabilities), without which it cannot unmount or
+/// remount them. Paths this kernel does not have are skipped.
 ///
 /// `proc` and `sys` are resolved once inside the root; below them every name is the kernel's own (the
 /// fresh proc and sysfs mounted above, or the host's `/sys`), so each path is reached through
@@ -511,9 +539,26 @@ fn to_cstrings(items: &[String], step: &'static str) -> Result<Vec<CString>, Err
         .collect()
 }
 
-/// Step 7b: setgroups, setgid, setuid, in that order.
-fn drop_privileges(u: &ResolvedUser) -> Result<(), Error> {
+/// Step 10a: the capabilities and the user, in runc's order: drop from the bounding set what `caps`
+/// (a mask; `None`: leave the credentials alone) lacks; `PR_SET_KEEPCAPS`; setgroups, setgid, setuid;
+/// clear `PR_SET_KEEPCAPS`; one `capset` (effective and permitted: `caps` for uid 0, empty for another
+/// user; inheritable: `caps`); ambient set emptied. See `confine.rs`.
+fn drop_privileges(u: &ResolvedUser, caps: Option<u64>) -> Result<(), Error> {
     let step = "privileges";
+    // What the set asks for and this process has: the caller's own permitted set bounds it (no
+    // capset can raise past it; this project's host root lacks CAP_SYS_RESOURCE, for instance).
+    let caps = match caps {
+        Some(set) => Some(set & confine::permitted().map_err(|e| fail("capabilities", e))?),
+        None => None,
+    };
+    if let Some(set) = caps {
+        debug!(
+            bounding = format_args!("{set:#x}"),
+            "dropping from the bounding set"
+        );
+        confine::drop_bounding(set).map_err(|e| fail("capabilities", e))?;
+        confine::keep_caps(true).map_err(|e| fail("capabilities", e))?;
+    }
     debug!(uid = u.uid, gid = u.gid, "setgroups, setgid, setuid");
     let groups: Vec<Gid> = u
         .supplementary
@@ -533,6 +578,10 @@ fn drop_privileges(u: &ResolvedUser) -> Result<(), Error> {
         .map_err(|e| fail(step, format!("setgid {}: {e}", u.gid)))?;
     rustix::thread::set_thread_uid(Uid::from_raw_unchecked(u.uid))
         .map_err(|e| fail(step, format!("setuid {}: {e}", u.uid)))?;
+    if let Some(set) = caps {
+        confine::keep_caps(false).map_err(|e| fail("capabilities", e))?;
+        confine::apply_sets(set, u.uid).map_err(|e| fail("capabilities", e))?;
+    }
     Ok(())
 }
 

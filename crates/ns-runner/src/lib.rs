@@ -29,28 +29,38 @@
 //! The process is cloned with `CLONE_NEWPID | CLONE_VM | CLONE_VFORK` (it shares the caller's memory
 //! until its exec, as `posix_spawn` does), dies with the runner (`PR_SET_PDEATHSIG`), unshares mount,
 //! UTS and IPC namespaces, makes `/` private, runs [`Prepare`], mounts /proc, a minimal /dev and /sys
-//! (targets resolved inside the root), masks Docker's paths, pivots, switches user and execs: one step,
-//! one function in `child.rs`. The steps in full, and the decisions (no supervisor process, memory
+//! (targets resolved inside the root), masks Docker's paths, pivots, drops capabilities
+//! ([`Spec::capabilities`], e.g. [`docker_default_capabilities`]), switches user and execs: one step, one
+//! function in `child.rs`. It leads a session of its own (`setsid`: no controlling terminal), may get a
+//! network namespace with only `lo` ([`Network::None`]) and `no_new_privs` ([`Spec::no_new_privs`]);
+//! [`Spec::privileged`] skips the masked paths and leaves `/sys` writable. The steps in full, and the decisions (no supervisor process, memory
 //! shared until exec, signals, users, what is not done here), are in the repository's
 //! `docs/ns-runner.md`.
 //!
 //! # Dependencies
 //! - `rustix`: every system call it has, typed (mount, umount2, pivot_root, unshare, prctl,
-//!   sethostname, set*id, mknodat/mkdirat/symlinkat, umask, pipe, mmap, poll, waitpid, pidfd_open). Its
+//!   sethostname, set*id, capset, setsid, mknodat/mkdirat/symlinkat, umask, pipe, mmap, poll, waitpid,
+//!   pidfd_open). Its
 //!   `linux_raw` backend makes each call directly (no glibc state, no `errno`), which the container
 //!   process, sharing the caller's memory, needs; its set*id are the per-thread system calls.
 //! - `libc`: only what rustix lacks, each marked where it is used: `clone` onto a stack of our own,
 //!   signal masks, dispositions and `signalfd` (rustix has the first two only for libc-free runtimes,
-//!   and no signalfd), `kill` with any signal number, `close_range`, `execve`, `_exit`.
+//!   and no signalfd), `kill` with any signal number, `close_range`, `execve`, `_exit`, the `lo`
+//!   ioctls (`SIOCGIFFLAGS`/`SIOCSIFFLAGS`) and the seccomp probe (`prctl(PR_SET_SECCOMP)`).
 //! - `mountkit-safefs`: in-root path resolution for every mount target (`inroot`), the root's mount ID,
 //!   and the two ways to make a mount read-only (`mount_setattr`, the flag-keeping bind remount).
+//! - `caps`: the capability names and sets ([`Capability`], [`CapsHashSet`]; `CAP_` prefix and case
+//!   handled, the list of every capability). The container process sets them with rustix's per-thread
+//!   calls instead of `caps::set` (one `capset` for the three sets, after `setuid`, in runc's order; see
+//!   `confine.rs`); it needs nothing more from `caps`.
 //! - `thiserror` for [`Error`]; `tracing` around every privileged step.
 //! - Not used: `nix` (a second typed layer beside rustix), `sys-mount` (rustix's mount calls do),
-//!   `caps` (capabilities are not dropped here), `procfs` (no /proc table is read on this path).
+//!   `procfs` (no /proc table is read on this path), `libseccomp` (no seccomp yet: part 2 of issue 12).
 //!
 #![deny(missing_docs)]
 
 mod child;
+mod confine;
 mod sys;
 mod user;
 mod wire;
@@ -65,6 +75,10 @@ use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, PidfdFlags, WaitOptions, WaitStatus};
 use tracing::debug;
 
+pub use confine::{
+    Capability, CapsHashSet, DOCKER_DEFAULT_CAPABILITIES, Network, all_capabilities,
+    docker_default_capabilities, parse_capability, seccomp_filter_supported,
+};
 pub use user::{
     DEFAULT_PATH, GroupEntry, PasswdEntry, ResolvedUser, build_env, parse_group, parse_passwd,
     resolve_additional_groups, resolve_user,
@@ -89,6 +103,16 @@ pub struct Spec {
     pub hostname: Option<String>,
     /// Remount the root read-only after every mount under it is in place.
     pub readonly_root: bool,
+    /// The capabilities the process keeps (bounding, inheritable; effective and permitted for uid 0,
+    /// none for another user; ambient empty). `None` leaves the caller's credentials as they are.
+    pub capabilities: Option<CapsHashSet>,
+    /// `prctl(PR_SET_NO_NEW_PRIVS)` right before exec (Docker's `no-new-privileges`).
+    pub no_new_privs: bool,
+    /// The host's network namespace, or a new one with only `lo`.
+    pub network: Network,
+    /// Docker's `--privileged` for the mounts: no masked or read-only paths, `/sys` read-write. (The
+    /// capabilities are [`Spec::capabilities`]'s, decided by the caller.)
+    pub privileged: bool,
 }
 
 impl Spec {
@@ -137,6 +161,30 @@ impl Spec {
     /// Makes the root read-only (or not).
     pub fn readonly_root(mut self, yes: bool) -> Spec {
         self.readonly_root = yes;
+        self
+    }
+
+    /// Sets the capabilities the process keeps.
+    pub fn capabilities(mut self, set: CapsHashSet) -> Spec {
+        self.capabilities = Some(set);
+        self
+    }
+
+    /// Sets `no_new_privs` at exec (or not).
+    pub fn no_new_privs(mut self, yes: bool) -> Spec {
+        self.no_new_privs = yes;
+        self
+    }
+
+    /// Sets the network.
+    pub fn network(mut self, network: Network) -> Spec {
+        self.network = network;
+        self
+    }
+
+    /// Docker's `--privileged` mounts (or not).
+    pub fn privileged(mut self, yes: bool) -> Spec {
+        self.privileged = yes;
         self
     }
 
@@ -483,15 +531,10 @@ impl Running {
     }
 
     fn forward_pending(&self, sfd: &OwnedFd) {
+        // Every one, a terminal's Ctrl-C (`SI_KERNEL`) too: the container process leads a session of its
+        // own, outside the terminal's foreground process group, so the runner is its only way in.
         while let Some((sig, code)) = read_signal(sfd) {
-            if code == sys::SI_KERNEL {
-                debug!(
-                    sig,
-                    "terminal-generated signal: the container got it from the terminal too"
-                );
-                continue;
-            }
-            debug!(sig, pid = self.pid, "forwarding signal to the container");
+            debug!(sig, code, pid = self.pid, "forwarding signal to the container");
             // Our own child, not reaped yet.
             let _ = sys::kill(self.pid, sig);
         }

@@ -44,9 +44,6 @@ pub(crate) fn forwarded_signals() -> libc::sigset_t {
     }
 }
 
-/// `si_code` of a signal the kernel generated (a terminal's Ctrl-C, for instance).
-pub(crate) const SI_KERNEL: i32 = 0x80;
-
 /// The signals forwarded to the container.
 pub(crate) const FORWARDED: &[libc::c_int] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 

@@ -248,6 +248,7 @@ pub fn system_info(format: Format, info: &SystemInfo) -> anyhow::Result<()> {
         writeln!(o, "Kernel:           {}", info.kernel)?;
         writeln!(o, "New mount API:    {}", info.overlay.new_mount_api)?;
         writeln!(o, "Overlay lowerdir+: {}", info.overlay.lowerdir_plus)?;
-        writeln!(o, "Max image layers: {}", info.overlay.max_lower_layers)
+        writeln!(o, "Max image layers: {}", info.overlay.max_lower_layers)?;
+        writeln!(o, "Seccomp filters:  {}", info.seccomp_filter)
     })
 }

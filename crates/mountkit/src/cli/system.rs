@@ -18,6 +18,8 @@ pub struct SystemInfo {
     pub overlay: OverlayInfo,
     /// The store's root directory.
     pub root: PathBuf,
+    /// The kernel has seccomp filters (`CONFIG_SECCOMP_FILTER`; mountkit loads none yet).
+    pub seccomp_filter: bool,
 }
 
 /// The overlay part of [`SystemInfo`].
@@ -46,6 +48,7 @@ pub fn run(ctx: &Ctx, c: SystemCmd) -> anyhow::Result<i32> {
                     new_mount_api: features.new_mount_api,
                 },
                 root: mk.root().to_path_buf(),
+                seccomp_filter: mountkit::ns_runner::seccomp_filter_supported(),
             };
             output::system_info(ctx.format(f.format), &info)?;
         }

@@ -1,0 +1,348 @@
+//! Confinement by default (issue 12, part 1): Docker's capabilities, `--cap-add`/`--cap-drop`,
+//! `--privileged`, `no-new-privileges`, a session of its own, `--network none|host`.
+//!
+//! The sample image has no `mount`: the host's static busybox (`/bin/busybox`, as in the VM guests) is
+//! bound into the container read-only as `/busybox`.
+
+mod support;
+
+use mountkit_testutil::require_root;
+use support::{Env, with_sample};
+
+const BB: &str = "/bin/busybox:/busybox:ro";
+
+/// Docker's default capability mask (CHOWN ... AUDIT_WRITE).
+const DOCKER_MASK: &str = "00000000a80425fb";
+
+/// `/proc/self/status` lines of the container's process for `fields` (e.g. `CapEff`), with `flags`
+/// before the image.
+fn status(env: &Env, flags: &[&str], field: &str) -> String {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["sample", "cat", "/proc/self/status"]);
+    let out = env.ok(&args);
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {out}"))
+        .trim()
+        .to_string()
+}
+
+/// Runs `sh -c script` in a container with `flags`; returns the exit code and the combined output.
+fn sh(env: &Env, flags: &[&str], script: &str) -> (i32, String) {
+    let mut args = vec!["run", "--rm", "-v", BB];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["sample", "sh", "-c", script]);
+    let out = env.run(&args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Every capability the test's own process has (the container cannot have more; this project's host
+/// root lacks CAP_SYS_RESOURCE), among those the `caps` crate knows (up to 40, CAP_CHECKPOINT_RESTORE).
+fn all_caps_mask() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let prm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapPrm:"))
+        .unwrap()
+        .trim();
+    let prm = u64::from_str_radix(prm, 16).unwrap();
+    format!("{:016x}", prm & ((1u64 << 41) - 1))
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn default_container_has_dockers_capabilities_and_its_masks_hold() {
+    require_root();
+    with_sample(|env| {
+        for f in ["CapEff", "CapPrm", "CapBnd", "CapInh"] {
+            assert_eq!(status(env, &[], f), DOCKER_MASK, "{f}");
+        }
+        assert_eq!(status(env, &[], "CapAmb"), "0000000000000000");
+        assert_eq!(status(env, &[], "NoNewPrivs"), "0");
+        let (code, out) = sh(env, &[], "mkdir -p /m && /busybox mount -t proc proc /m");
+        assert_ne!(code, 0, "mount -t proc succeeded: {out}");
+        assert!(
+            out.contains("Operation not permitted") || out.contains("denied"),
+            "{out}"
+        );
+        let (code, out) = sh(env, &[], "/busybox mount -o remount,rw /sys");
+        assert_ne!(code, 0, "remount of /sys succeeded: {out}");
+        let (code, out) = sh(env, &[], "/busybox umount /proc/timer_list");
+        assert_ne!(code, 0, "umount /proc/timer_list succeeded: {out}");
+        let (code, out) = sh(env, &[], "echo h > /proc/sysrq-trigger");
+        assert_ne!(code, 0, "writing /proc/sysrq-trigger succeeded: {out}");
+        // What the container still may do as root: chown, mknod of a harmless node.
+        let (code, out) = sh(env, &[], "touch /f && chown 1:1 /f && /busybox mknod /n c 1 3");
+        assert_eq!(code, 0, "{out}");
+    });
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn cap_add_and_cap_drop_change_the_set() {
+    require_root();
+    with_sample(|env| {
+        let (code, out) = sh(
+            env,
+            &["--cap-add", "sys_admin"],
+            "mkdir -p /m && /busybox mount -t tmpfs t /m && echo mounted",
+        );
+        assert_eq!((code, out.trim()), (0, "mounted"));
+        assert_eq!(
+            status(env, &["--cap-add", "CAP_SYS_ADMIN"], "CapEff"),
+            "00000000a82425fb"
+        );
+        assert_eq!(status(env, &["--cap-drop", "ALL"], "CapEff"), "0000000000000000");
+        assert_eq!(status(env, &["--cap-drop", "all"], "CapBnd"), "0000000000000000");
+        assert_eq!(
+            status(env, &["--cap-drop", "all", "--cap-add", "Chown"], "CapEff"),
+            "0000000000000001"
+        );
+        assert_eq!(status(env, &["--cap-add", "ALL"], "CapEff"), all_caps_mask());
+        let (code, out) = sh(env, &["--cap-drop", "CHOWN"], "touch /f && chown 1:1 /f");
+        assert_ne!(code, 0, "chown without CAP_CHOWN succeeded: {out}");
+        assert!(out.contains("Operation not permitted"), "{out}");
+    });
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn a_non_root_user_has_no_effective_capabilities() {
+    require_root();
+    with_sample(|env| {
+        assert_eq!(status(env, &["-u", "1000"], "CapEff"), "0000000000000000");
+        assert_eq!(status(env, &["-u", "1000:1000"], "CapPrm"), "0000000000000000");
+        assert_eq!(status(env, &["-u", "1000"], "CapBnd"), DOCKER_MASK);
+        assert_eq!(status(env, &["-u", "1000"], "CapAmb"), "0000000000000000");
+        // Root by number keeps the default set.
+        assert_eq!(status(env, &["-u", "0"], "CapEff"), DOCKER_MASK);
+    });
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn privileged_has_every_capability_and_a_writable_sys() {
+    require_root();
+    with_sample(|env| {
+        assert_eq!(status(env, &["--privileged"], "CapEff"), all_caps_mask());
+        let (code, out) = sh(
+            env,
+            &["--privileged"],
+            "/busybox mount -o remount,rw /sys && /busybox grep ' /sys ' /proc/mounts",
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains(" rw,"), "/sys is not read-write: {out}");
+        // Nothing masked: no mount over /proc/timer_list (present on every kernel here; kcore is not).
+        let (code, out) = sh(
+            env,
+            &["--privileged"],
+            "/busybox grep -c ' /proc/timer_list ' /proc/mounts",
+        );
+        assert_eq!((code, out.trim()), (1, "0"), "{out}");
+        let (code, out) = sh(env, &[], "/busybox grep -c ' /proc/timer_list ' /proc/mounts");
+        assert_eq!((code, out.trim()), (0, "1"), "{out}");
+    });
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn no_new_privileges_is_off_by_default_and_set_on_request() {
+    require_root();
+    with_sample(|env| {
+        assert_eq!(status(env, &[], "NoNewPrivs"), "0");
+        assert_eq!(
+            status(env, &["--security-opt", "no-new-privileges"], "NoNewPrivs"),
+            "1"
+        );
+        assert_eq!(
+            status(env, &["--security-opt", "no-new-privileges=true"], "NoNewPrivs"),
+            "1"
+        );
+        assert_eq!(
+            status(env, &["--security-opt", "no-new-privileges=false"], "NoNewPrivs"),
+            "0"
+        );
+    });
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn bad_confinement_flags_are_usage_errors_and_create_nothing() {
+    require_root();
+    with_sample(|env| {
+        env.fails(
+            &["run", "--rm", "--cap-add", "FLY", "sample", "true"],
+            125,
+            "\"FLY\"",
+        );
+        env.fails(
+            &["run", "--cap-drop", "cap_nope", "sample", "true"],
+            125,
+            "\"cap_nope\"",
+        );
+        env.fails(
+            &["container", "create", "--cap-add", "FLY", "sample"],
+            125,
+            "unknown capability",
+        );
+        env.fails(
+            &["run", "--security-opt", "seccomp=unconfined", "sample", "true"],
+            125,
+            "seccomp profiles are not supported yet",
+        );
+        env.fails(
+            &["run", "--security-opt", "apparmor=x", "sample", "true"],
+            125,
+            "\"apparmor\"",
+        );
+        env.fails(&["run", "-p", "80:80", "sample", "true"], 125, "--network host");
+        env.fails(
+            &["run", "--publish", "80", "sample", "true"],
+            125,
+            "host's network",
+        );
+        env.fails(
+            &["run", "--network", "bridge", "sample", "true"],
+            125,
+            "\"bridge\"",
+        );
+        assert_eq!(env.ok(&["container", "ls", "-a", "-q"]), "");
+    });
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn network_none_has_only_loopback_and_host_has_the_hosts_interfaces() {
+    require_root();
+    with_sample(|env| {
+        let (code, out) = sh(
+            env,
+            &["--network", "none"],
+            "ls /sys/class/net; cat /sys/class/net/lo/flags",
+        );
+        assert_eq!(code, 0, "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "lo", "{out}");
+        let flags = u32::from_str_radix(lines[1].trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(flags & 1, 1, "lo is not up: {out}");
+        let mut host: Vec<String> = std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        host.sort();
+        let (code, out) = sh(env, &["--network", "host"], "ls /sys/class/net");
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(out.lines().collect::<Vec<_>>(), host);
+        let (_, default) = sh(env, &[], "ls /sys/class/net");
+        assert_eq!(default.lines().collect::<Vec<_>>(), host);
+    });
+}
+
+/// `(pid, session, tty_nr)` from a `/proc/PID/stat` line.
+fn stat_fields(stat: &str) -> (i64, i64, i64) {
+    let pid = stat.split(' ').next().unwrap().parse().unwrap();
+    let rest: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    // After the command: state(3) ppid(4) pgrp(5) session(6) tty_nr(7).
+    (pid, rest[3].parse().unwrap(), rest[4].parse().unwrap())
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn the_container_leads_its_own_session_without_a_terminal() {
+    require_root();
+    with_sample(|env| {
+        // From a terminal: `script` gives the runner a pty as its controlling terminal.
+        let cmd = format!(
+            "{} --root {} run --rm sample cat /proc/self/stat; cat /proc/self/stat",
+            support::bin().display(),
+            env.root.display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env_remove("MOUNTKIT_ROOT")
+            .output()
+            .expect("script");
+        let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+        assert!(out.status.success(), "{text}");
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(") ")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let (pid, sid, tty) = stat_fields(lines[0]);
+        assert_eq!((pid, sid, tty), (1, 1, 0), "container: {}", lines[0]);
+        let (_, _, outer_tty) = stat_fields(lines[1]);
+        assert_ne!(outer_tty, 0, "the check itself has no terminal: {}", lines[1]);
+        // Attached: stdin still reaches the container.
+        let out = env
+            .cmd()
+            .args(["run", "--rm", "sample", "cat"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"through\n")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "through\n");
+    });
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn inspect_shows_the_confinement() {
+    require_root();
+    with_sample(|env| {
+        env.ok(&["container", "create", "--name", "d", "sample"]);
+        let c = &env.json(&["container", "inspect", "d"])[0]["config"];
+        assert_eq!(c["capabilities"].as_array().unwrap().len(), 14, "{c}");
+        assert!(
+            c["capabilities"]
+                .as_array()
+                .unwrap()
+                .contains(&"CAP_CHOWN".into()),
+            "{c}"
+        );
+        assert_eq!(c["privileged"], false);
+        assert_eq!(c["no_new_privileges"], false);
+        assert_eq!(c["network"], "host");
+        env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "p",
+            "--privileged",
+            "--network",
+            "none",
+            "--security-opt",
+            "no-new-privileges",
+            "--cap-drop",
+            "ALL",
+            "sample",
+        ]);
+        let c = &env.json(&["container", "inspect", "p"])[0]["config"];
+        assert!(c["capabilities"].as_array().unwrap().len() >= 41, "{c}");
+        assert_eq!(c["privileged"], true);
+        assert_eq!(c["no_new_privileges"], true);
+        assert_eq!(c["network"], "none");
+        env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "k",
+            "--cap-drop",
+            "all",
+            "sample",
+        ]);
+        let c = &env.json(&["container", "inspect", "k"])[0]["config"];
+        assert_eq!(c["capabilities"], serde_json::json!([]));
+        // `system info` says whether the kernel has seccomp filters (every kernel this runs on has).
+        let info = env.json(&["--format", "json", "system", "info"]);
+        assert_eq!(info["seccomp_filter"], true, "{info}");
+    });
+}
