@@ -252,30 +252,60 @@ fn stat_fields(stat: &str) -> (i64, i64, i64) {
     (pid, rest[3].parse().unwrap(), rest[4].parse().unwrap())
 }
 
+/// Runs `cmd` with a new pseudo-terminal as its controlling terminal (as a shell in a terminal would
+/// start it; a pty rather than `script`, which the VM guests' busybox lacks); returns its stdout.
+fn on_a_terminal(mut cmd: std::process::Command) -> String {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: plain libc calls on a descriptor this test owns.
+    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+    assert!(master >= 0);
+    assert_eq!(unsafe { libc::grantpt(master) }, 0);
+    assert_eq!(unsafe { libc::unlockpt(master) }, 0);
+    let slave = unsafe { std::ffi::CStr::from_ptr(libc::ptsname(master)) }.to_owned();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
+            if fd < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("spawn");
+    unsafe { libc::close(master) };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn the_container_leads_its_own_session_without_a_terminal() {
     require_root();
     with_sample(|env| {
-        // From a terminal: `script` gives the runner a pty as its controlling terminal.
-        let cmd = format!(
-            "{} --root {} run --rm sample cat /proc/self/stat; cat /proc/self/stat",
-            support::bin().display(),
-            env.root.display()
-        );
-        let out = std::process::Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .env_remove("MOUNTKIT_ROOT")
-            .output()
-            .expect("script");
-        let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-        assert!(out.status.success(), "{text}");
-        let lines: Vec<&str> = text.lines().filter(|l| l.contains(") ")).collect();
-        assert_eq!(lines.len(), 2, "{text}");
-        let (pid, sid, tty) = stat_fields(lines[0]);
-        assert_eq!((pid, sid, tty), (1, 1, 0), "container: {}", lines[0]);
-        let (_, _, outer_tty) = stat_fields(lines[1]);
-        assert_ne!(outer_tty, 0, "the check itself has no terminal: {}", lines[1]);
+        // The check itself: a process started on the pty has it as its terminal.
+        let mut outer = std::process::Command::new("cat");
+        outer.arg("/proc/self/stat");
+        let (_, _, outer_tty) = stat_fields(on_a_terminal(outer).trim());
+        assert_ne!(outer_tty, 0, "the pty is not the controlling terminal");
+        // The container's process, started from that terminal: PID 1 leads its own session (sid 1 in
+        // its PID namespace) and has no controlling terminal (tty_nr 0), so TIOCSTI has no terminal.
+        let mut run = env.cmd();
+        run.args(["run", "--rm", "sample", "cat", "/proc/self/stat"]);
+        let stat = on_a_terminal(run);
+        assert_eq!(stat_fields(stat.trim()), (1, 1, 0), "container: {stat}");
         // Attached: stdin still reaches the container.
         let out = env
             .cmd()
