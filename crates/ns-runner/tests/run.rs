@@ -1032,3 +1032,68 @@ fn switching_user_in_the_container_leaves_the_callers_threads_alone() {
     helper.join().unwrap();
     assert!(t.host_mounts().is_empty());
 }
+
+/// A `/proc/self/status` field of the command's process (`exec cat`, so it is PID 1 itself).
+fn status_field(out: &str, field: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {out}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn capabilities_follow_the_spec_and_a_non_root_user_has_none_effective() {
+    mountkit_testutil::require_root();
+    let t = rootfs();
+    let default = mountkit_ns_runner::docker_default_capabilities();
+    let out = run_ok(
+        &t,
+        &sh("exec cat /proc/self/status").capabilities(default.clone()),
+    );
+    for f in ["CapEff", "CapPrm", "CapBnd", "CapInh"] {
+        assert_eq!(status_field(&out, f), "00000000a80425fb", "{f}");
+    }
+    assert_eq!(status_field(&out, "CapAmb"), "0000000000000000");
+    assert_eq!(status_field(&out, "NoNewPrivs"), "0");
+    // runc's order: set*id before the capset, so a set without SETUID/SETGID still switches users.
+    let mut no_set_id = default.clone();
+    no_set_id.remove(&mountkit_ns_runner::Capability::CAP_SETUID);
+    no_set_id.remove(&mountkit_ns_runner::Capability::CAP_SETGID);
+    let spec = sh("id -u; exec cat /proc/self/status")
+        .user("1000:1000")
+        .capabilities(no_set_id)
+        .no_new_privs(true);
+    let out = run_ok(&t, &spec);
+    assert!(out.starts_with("1000\n"), "{out}");
+    assert_eq!(status_field(&out, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&out, "CapPrm"), "0000000000000000");
+    assert_eq!(status_field(&out, "CapBnd"), "00000000a804253b");
+    assert_eq!(status_field(&out, "NoNewPrivs"), "1");
+    // Without a set, the credentials stay the caller's.
+    let mine = std::fs::read_to_string("/proc/self/status").unwrap();
+    let out = run_ok(&t, &sh("exec cat /proc/self/status"));
+    assert_eq!(status_field(&out, "CapEff"), status_field(&mine, "CapEff"));
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn network_none_has_only_lo_up_and_the_process_leads_its_session() {
+    mountkit_testutil::require_root();
+    let t = rootfs();
+    let spec = sh("ls /sys/class/net; cat /sys/class/net/lo/flags; exec cat /proc/self/stat")
+        .network(mountkit_ns_runner::Network::None);
+    let out = run_ok(&t, &spec);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "lo", "{out}");
+    let flags = u32::from_str_radix(lines[1].trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is down: {out}");
+    // pid 1, session 1 (its own), no controlling terminal.
+    let rest: Vec<&str> = lines[2].rsplit_once(") ").unwrap().1.split(' ').collect();
+    assert_eq!(
+        (lines[2].split(' ').next().unwrap(), rest[3], rest[4]),
+        ("1", "1", "0"),
+        "{out}"
+    );
+}
