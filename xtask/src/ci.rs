@@ -16,6 +16,9 @@ const HOST_PACKAGES: &[&str] = &[
     "tar",
     "gzip",
     "zstd",
+    // A static busybox at /bin/busybox: the confinement tests bind it into containers for `mount`,
+    // `umount`, `mknod` (the sample image has none of them). vm-test wants the same package.
+    "busybox-static",
 ];
 
 pub fn is_root() -> bool {

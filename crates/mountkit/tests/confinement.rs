@@ -30,6 +30,10 @@ fn status(env: &Env, flags: &[&str], field: &str) -> String {
 
 /// Runs `sh -c script` in a container with `flags`; returns the exit code and the combined output.
 fn sh(env: &Env, flags: &[&str], script: &str) -> (i32, String) {
+    assert!(
+        std::path::Path::new("/bin/busybox").is_file(),
+        "/bin/busybox is missing: install busybox-static (cargo xtask ci does)"
+    );
     let mut args = vec!["run", "--rm", "-v", BB];
     args.extend_from_slice(flags);
     args.extend_from_slice(&["sample", "sh", "-c", script]);
