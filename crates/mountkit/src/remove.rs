@@ -3,7 +3,7 @@
 //! store lock.
 
 use mountkit_layer_store::ImageInfo;
-use mountkit_safefs::{Lock, remove_tree};
+use mountkit_safefs::{Lock, remove_tree_checked};
 
 use crate::container::Container;
 use crate::{Error, Mountkit, Result};
@@ -20,18 +20,10 @@ impl Mountkit {
     /// lock. So a running container is killed under the store lock, which is then let go while its
     /// runner finishes; the removal starts over under the store lock, by ID.
     pub fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<Container> {
-        let lock = self.lock()?;
+        let mut lock = self.lock()?;
         let first = self.container(reference)?;
-        drop(lock);
-        let mut killed = false;
+        let mut c = first.clone();
         loop {
-            let lock = self.lock()?;
-            let c = match self.container(&first.id) {
-                Ok(c) => c,
-                // Killed below, then removed by its own runner (`run --rm`): what was asked is done.
-                Err(Error::NoSuchContainer(_)) if killed => return Ok(first),
-                Err(e) => return Err(e),
-            };
             if !self.is_running(&c.id) {
                 self.remove_locked(&c, force, volumes)?;
                 return Ok(c);
@@ -45,7 +37,13 @@ impl Mountkit {
             }
             drop(lock);
             self.wait_stopped(&c.id)?;
-            killed = true;
+            lock = self.lock()?;
+            c = match self.container(&first.id) {
+                Ok(c) => c,
+                // Killed above, then removed by its own runner (`run --rm`): what was asked is done.
+                Err(Error::NoSuchContainer(_)) => return Ok(first),
+                Err(e) => return Err(e),
+            };
         }
     }
 
@@ -71,22 +69,21 @@ impl Mountkit {
         // (`container mount` at merged/) was made by someone else, and is never unmounted by mountkit.
         let canonical = std::fs::canonicalize(&dir).map_err(|e| Error::io("resolve", &dir, e))?;
         let own = canonical.join("merged");
-        if let Some(foreign) = mountkit_safefs::mounts_under_canonical(&canonical)?
-            .into_iter()
-            .find(|m| *m != own)
-        {
+        let mounts = mountkit_safefs::mounts_under_canonical(&canonical)?;
+        if let Some(foreign) = mounts.iter().find(|m| **m != own) {
             return Err(Error::ForeignMount {
                 container: c.name.clone(),
-                mount: foreign,
+                mount: foreign.clone(),
             });
         }
-        if mountkit_safefs::is_mount_point(&merged) {
+        if mounts.contains(&own) {
             if !force {
                 return Err(Error::Mounted(c.name.clone(), merged));
             }
             mountkit_overlay::unmount(&merged)?;
         }
-        // Unmounted or not, remove_tree checks mountinfo again and never crosses a mount.
+        // The mount table was read above (and mountkit's own mount undone): the walk still refuses to
+        // enter a directory on another mount, without a second read of the table.
         let trash = self.staging("rm");
         let moved = std::fs::rename(&dir, &trash).or_else(|e| {
             // `staging/` itself may be gone (removed by hand): make it and try once more.
@@ -97,7 +94,7 @@ impl Mountkit {
             std::fs::rename(&dir, &trash)
         });
         moved.map_err(|e| Error::io("move aside", &dir, e))?;
-        remove_tree(&trash)?;
+        remove_tree_checked(&trash)?;
         self.release_name(&c.name, &c.id);
         self.forget_volumes(c, volumes);
         tracing::info!(id = %c.id, "container removed");
