@@ -16,8 +16,10 @@
 //!   [`remove_tree`] reads it on the path of every `run --rm` for the mount points alone, while procfs
 //!   reads the kernel version and parses every field into owned strings and maps (about a third slower
 //!   here: the figures are in the repository's `docs/benchmarks.md`).
-//! - [`set_read_only`] (`mount_setattr`) and [`remount_read_only`] (a bind remount keeping the mount's
-//!   other flags): the two ways a mount is made read-only.
+//! - [`set_mount_attr`] (`mount_setattr`) and [`remount_adding`] / [`remount_tree_adding`] (a bind
+//!   remount of each mount keeping its other flags): the two ways a [`MountAttr`] (read-only, `nodev`,
+//!   ...) is added to a mount or a tree of mounts; [`set_read_only`] and [`remount_read_only`] for the
+//!   read-only case.
 //! - [`now_rfc3339`] (at a [`TimePrecision`]) for record timestamps, and [`boot_id`], read once.
 //! - [`inroot`]: resolves a path inside a root directory as if that directory were `/` (`..` and absolute
 //!   symlinks stay inside), creates missing directories and files the same way, and hands back `O_PATH`
@@ -33,7 +35,7 @@
 //!
 //! Dependencies: `rustix` for typed syscalls std lacks (`openat2`, `statx` with mount IDs, `flock`,
 //! `getrandom`, `*at` calls on descriptors, the bind remount); `libc` for the one syscall rustix lacks,
-//! `mount_setattr` ([`set_read_only`]); `humantime` to format RFC 3339; `thiserror` for the error type;
+//! `mount_setattr` ([`set_mount_attr`]); `humantime` to format RFC 3339; `thiserror` for the error type;
 //! `tracing` for diagnostics. Not used: `procfs` (see [`mountinfo`] above), `nix` (only in tests:
 //! rustix has every call here, `openat2` and `statx` included), `sys-mount` (a mount(2) builder: rustix's
 //! calls suffice), `caps` (nothing here handles capabilities).
@@ -54,7 +56,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use host::{TimePrecision, boot_id, now_rfc3339};
-pub use mount_attr::{remount_read_only, set_read_only};
+pub use mount_attr::{
+    MountAttr, remount_adding, remount_read_only, remount_tree_adding, set_mount_attr, set_read_only,
+};
 pub use mount_id::{FinalSymlink, mount_id, mount_id_at};
 pub use remove::{is_mount_point, mounts_under, mounts_under_canonical, remove_tree, remove_tree_checked};
 
