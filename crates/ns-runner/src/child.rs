@@ -80,8 +80,11 @@ fn container(
     let rootfd =
         inroot::open_root(&root).map_err(|e| fail("prepare", format!("the root is not usable: {e}")))?;
     let rootfd = ensure_mount_point(&root, rootfd)?;
+    if !spec.privileged {
+        nodev_tree(rootfd.as_fd(), &root)?;
+    }
     mount_proc(rootfd.as_fd())?;
-    mount_dev(rootfd.as_fd())?;
+    mount_dev(rootfd.as_fd(), spec.privileged)?;
     mount_sys(rootfd.as_fd(), spec.privileged)?;
     if !spec.privileged {
         mask_paths(rootfd.as_fd())?;
@@ -207,6 +210,35 @@ fn ensure_mount_point(root: &Path, fd: OwnedFd) -> Result<OwnedFd, Error> {
     inroot::open_root(root).map_err(|e| fail("root-mount", e))
 }
 
+/// Step 3b (not with `privileged`): `nodev` on every mount of the prepared tree, so that no device node
+/// the container can create or find there (made with `mknod` in the root filesystem, a volume, a bind
+/// or a tmpfs, or shipped in an image layer, a volume or a host directory) can be opened: `open` fails
+/// with `EACCES`. There is no device cgroup here to refuse the host's devices as Docker's does, and
+/// this holds whatever the seccomp policy (`mknod` stays allowed: `CAP_MKNOD` is in Docker's default
+/// set, and a node it makes is inert, as under Docker's device cgroup). One
+/// `mount_setattr(AT_RECURSIVE, MOUNT_ATTR_NODEV)` covers the root and every mount the caller made
+/// under it; before Linux 5.12 each mount is bind-remounted with `nodev` added, keeping its other
+/// flags. What is mounted later is `nodev` by itself (`/proc`, `/sys`, `/dev` and `/dev/shm`), holds
+/// the host's own nodes (the ones bound into `/dev`), or needs none (`/dev/pts`, whose ptys the
+/// kernel makes).
+fn nodev_tree(root: BorrowedFd<'_>, root_path: &Path) -> Result<(), Error> {
+    use mountkit_safefs::MountAttr;
+    debug!(root = %root_path.display(), "mount_setattr(AT_RECURSIVE, MOUNT_ATTR_NODEV)");
+    let done = match mountkit_safefs::set_mount_attr(root, MountAttr::NODEV, true) {
+        Err(e) if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) => {
+            debug!("mount_setattr unavailable (Linux < 5.12): remounting each mount nodev");
+            mountkit_safefs::remount_tree_adding(root, MountAttr::NODEV)
+        }
+        done => done,
+    };
+    done.map_err(|e| {
+        fail(
+            "nodev",
+            format!("cannot make the mounts at and under {} nodev: {e}", root_path.display()),
+        )
+    })
+}
+
 /// Mounts `what` onto the resolved `target` with `mount`, given `/proc/self/fd/N` of the target.
 fn mount_at(
     step: &'static str,
@@ -253,24 +285,42 @@ const DEV_LINKS: &[(&str, &str)] = &[
 /// Step 4b: a minimal `/dev`: tmpfs, the device nodes, a new devpts instance, `/dev/shm`, `/dev/mqueue`
 /// (optional), and the usual symlinks.
 ///
+/// Unless `privileged`, the tmpfs is `nodev` (so a node made there with `mknod` cannot be opened, see
+/// [`nodev_tree`]) and the device nodes are the host's, bind-mounted onto empty files (as rootless
+/// runc does): a bind keeps the flags of the host's `/dev` mount, so they still work. With
+/// `privileged`, the tmpfs allows devices and the nodes are made with `mknod`, as runc does (the
+/// host's are bound where `mknod` is refused, as in a user namespace); a node made there works, as
+/// under Docker's `--privileged` (whose host devices are not added here).
+///
 /// Everything below the new tmpfs is made by this function in a filesystem nobody else can see yet, so
 /// after resolving `dev` once (inside the root), names are created relative to that descriptor and
 /// mounted through `/proc/self/fd/N/NAME`, without resolving again.
-fn mount_dev(root: BorrowedFd<'_>) -> Result<(), Error> {
+fn mount_dev(root: BorrowedFd<'_>, privileged: bool) -> Result<(), Error> {
     let target = in_root_dir("dev", root, "dev", 0o755)?;
-    let flags = MountFlags::NOSUID | MountFlags::STRICTATIME;
+    let mut flags = MountFlags::NOSUID | MountFlags::STRICTATIME;
+    if !privileged {
+        flags |= MountFlags::NODEV;
+    }
     mount_at("dev", "tmpfs on /dev", target.as_fd(), |at| {
         rustix::mount::mount("tmpfs", at, "tmpfs", flags, Some(c"mode=755,size=65536k"))
     })?;
     drop(target);
     let dev = inroot::resolve(root, Path::new("dev")).map_err(|e| fail("dev", e))?;
     let at = |name: &str| PathBuf::from(format!("/proc/self/fd/{}/{name}", dev.as_raw_fd()));
-    // Device nodes are created with mknod, as runc does outside user namespaces (mode 0666: umask 0
-    // for the duration); where mknod is refused (a user namespace), the host's node is bind-mounted
-    // onto an empty file instead.
+    // Unless privileged, the host's nodes are bound onto empty files (the tmpfs is nodev). With
+    // privileged, device nodes are created with mknod, as runc does outside user namespaces (mode
+    // 0666: umask 0 for the duration); where mknod is refused (a user namespace), the host's node is
+    // bound instead.
     let old_umask = rustix::process::umask(Mode::empty());
     let mut made = Ok(());
     for (node, major, minor) in DEV_NODES {
+        if !privileged {
+            made = bind_host_node(dev.as_fd(), node, &at(node));
+            if made.is_err() {
+                break;
+            }
+            continue;
+        }
         let r = rustix::fs::mknodat(
             &dev,
             *node,
@@ -324,8 +374,8 @@ fn mount_dev(root: BorrowedFd<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Where `mknod` is refused: an empty file at `/dev/NAME` with the host's `/dev/NAME` bound onto it
-/// (skipped when the host has no such node).
+/// An empty file at `/dev/NAME` with the host's `/dev/NAME` bound onto it (skipped when the host has no
+/// such node): unless `privileged`, and where `mknod` is refused.
 fn bind_host_node(dev: BorrowedFd<'_>, node: &str, target: &Path) -> Result<(), Error> {
     let host = format!("/dev/{node}");
     if std::fs::metadata(&host).is_err() {

@@ -20,6 +20,7 @@ pub(crate) const STEPS: &[&str] = &[
     "mount-private",
     "prepare",
     "root-mount",
+    "nodev",
     "proc",
     "dev",
     "sys",

@@ -1097,3 +1097,97 @@ fn network_none_has_only_lo_up_and_the_process_leads_its_session() {
         "{out}"
     );
 }
+
+/// `mount(2)` for the preparations below: `fstype` None is a bind.
+fn mount_for_prepare(src: &Path, dst: &Path, fstype: Option<&std::ffi::CStr>) -> std::io::Result<()> {
+    let c = |p: &Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let (s, d) = (c(src), c(dst));
+    let (ty, flags) = match fstype {
+        Some(t) => (t.as_ptr(), 0),
+        None => (std::ptr::null(), libc::MS_BIND),
+    };
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let r = unsafe { libc::mount(s.as_ptr(), d.as_ptr(), ty, flags, std::ptr::null()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A root with `head`, `wc` and `mknod` too, prepared with a tmpfs at `/data` and a bind of a host
+/// directory at `/bind`; runs `script` with `privileged` and returns its output.
+fn run_with_submounts(privileged: bool, script: &str) -> String {
+    let t = rootfs();
+    for tool in ["head", "wc", "mknod"] {
+        copy_with_libs(&find_tool(tool), &t.root, &Path::new("/bin").join(tool));
+    }
+    let host_dir = t.dir.path().join("host-dir");
+    for d in [&host_dir, &t.root.join("data"), &t.root.join("bind")] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let root = t.root.clone();
+    let prepare: Prepare = Box::new(move || {
+        mount_for_prepare(Path::new("tmpfs"), &root.join("data"), Some(c"tmpfs"))?;
+        mount_for_prepare(&host_dir, &root.join("bind"), None)?;
+        Ok(root)
+    });
+    let (o, out) = run_with(&t, &sh(script).privileged(privileged), prepare, || {});
+    assert_eq!(o, Outcome::Code(0), "{out}");
+    out
+}
+
+/// Makes `/dev/m`, `/data/m` and `/bind/m` (char 1 3, the null device) and writes to each, then
+/// writes `/dev/null`, reads 16 bytes of `/dev/urandom`, and prints the mount table after `===`.
+const NODE_SCRIPT: &str = "for d in /dev /data /bind; do mknod $d/m c 1 3 || exit 9; \
+                           (echo x > $d/m) 2>/dev/null && echo $d/m usable || echo $d/m refused; done; \
+                           echo x > /dev/null && echo null-ok; head -c 16 /dev/urandom | wc -c; \
+                           echo ===; cat /proc/self/mountinfo";
+
+/// Issue 12: unless privileged, every mount the preparation made under the root, the root itself
+/// and the new `/dev` are `nodev`, so a node made with `mknod` in any of them cannot be opened, while
+/// `/dev`'s own nodes (the host's, bound) work and `/dev/pts` (ptys) is not `nodev`.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn prepared_mounts_and_dev_are_nodev_and_devs_own_nodes_work() {
+    mountkit_testutil::require_root();
+    let out = run_with_submounts(false, NODE_SCRIPT);
+    let (results, mi) = out.split_once("===\n").unwrap();
+    assert_eq!(
+        results,
+        "/dev/m refused\n/data/m refused\n/bind/m refused\nnull-ok\n16\n",
+        "{out}"
+    );
+    let mps = mount_points(mi);
+    let opts = |mp: &str| {
+        let m = mps.iter().rev().find(|m| m.0 == mp);
+        m.unwrap_or_else(|| panic!("no mount at {mp}: {mi}")).1.clone()
+    };
+    let nodev = |mp: &str| opts(mp).split(',').any(|o| o == "nodev");
+    for mp in ["/", "/data", "/bind", "/dev", "/dev/shm", "/proc", "/sys"] {
+        assert!(nodev(mp), "{mp} is not nodev: {}", opts(mp));
+    }
+    for mp in ["/dev/pts", "/dev/null", "/dev/urandom", "/dev/tty"] {
+        assert!(!nodev(mp), "{mp} is nodev: {}", opts(mp));
+    }
+}
+
+/// With `privileged`, as with Docker's `--privileged`, a node made in the container works: nothing
+/// is made `nodev` that the preparation or the host did not make so.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn privileged_leaves_the_mounts_dev_enabled() {
+    mountkit_testutil::require_root();
+    let out = run_with_submounts(true, NODE_SCRIPT);
+    let (results, mi) = out.split_once("===\n").unwrap();
+    assert_eq!(
+        results,
+        "/dev/m usable\n/data/m usable\n/bind/m usable\nnull-ok\n16\n",
+        "{out}"
+    );
+    let mps = mount_points(mi);
+    for mp in ["/", "/data", "/bind", "/dev"] {
+        let m = mps.iter().rev().find(|m| m.0 == mp).unwrap();
+        assert!(!m.1.split(',').any(|o| o == "nodev"), "{mp}: {}", m.1);
+    }
+}
