@@ -59,6 +59,43 @@ pub struct ContainerConfig {
     /// `--network host|none`.
     #[serde(default)]
     pub network: NetworkMode,
+    /// `--security-opt seccomp=...`: the filter the process runs under. Records older than this field
+    /// get the default.
+    #[serde(default)]
+    pub seccomp: Seccomp,
+}
+
+/// The seccomp filter of a container, as its record keeps it (and `container inspect` shows it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "mode")]
+pub enum Seccomp {
+    /// The effect of Docker's default profile, for the container's capabilities
+    /// ([`mountkit_ns_runner::seccomp::Policy::docker_default`]).
+    #[default]
+    Default,
+    /// No filter: `--security-opt seccomp=unconfined`, or `--privileged` without a profile (Docker's rule).
+    Unconfined,
+    /// A profile file (`--security-opt seccomp=FILE`): the path given and the SHA-256 of its content.
+    /// The content is copied into the container's directory (`seccomp.json`) at creation, so the
+    /// container starts the same when the file changes or goes, as Docker keeps it in its config.
+    Profile {
+        /// The file as given (made absolute).
+        path: String,
+        /// `sha256:` and the hex digest of the content.
+        digest: String,
+    },
+}
+
+/// What `--security-opt seccomp=` asked for at creation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SeccompOption {
+    /// No `seccomp=` option: the default filter (none with `--privileged`).
+    #[default]
+    Default,
+    /// `seccomp=unconfined`.
+    Unconfined,
+    /// `seccomp=FILE`: a Docker/OCI profile (JSON).
+    Profile(std::path::PathBuf),
 }
 
 /// `--network`: the host's network namespace (the default), or a new one with only `lo`.
@@ -240,6 +277,8 @@ pub struct CreateOptions {
     pub no_new_privileges: bool,
     /// `--network`.
     pub network: NetworkMode,
+    /// `--security-opt seccomp=unconfined|FILE`.
+    pub seccomp: SeccompOption,
     /// `--rm`.
     pub auto_remove: bool,
 }

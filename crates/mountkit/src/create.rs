@@ -11,7 +11,11 @@ use mountkit_binds::MountSpec;
 use mountkit_layer_store::ImageInfo;
 use mountkit_safefs::remove_tree;
 
-use crate::container::{Container, ContainerConfig, CreateOptions, MountRecord, State, now_rfc3339};
+use sha2::Digest;
+
+use crate::container::{
+    Container, ContainerConfig, CreateOptions, MountRecord, Seccomp, SeccompOption, State, now_rfc3339,
+};
 use crate::names::{generate_name, validate_container_name};
 use crate::records::write_record;
 use crate::store::{DEFAULT_PATH, create_staged_dir};
@@ -79,6 +83,8 @@ impl Mountkit {
         }
         let id = mountkit_safefs::random_hex(32);
         let config = resolve_config(&image, opts, &id)?;
+        let (seccomp, profile) = resolve_seccomp(opts, &config)?;
+        let config = ContainerConfig { seccomp, ..config };
         let name = self.claim_new_name(opts.name.as_deref(), &id)?;
         let mounts = match self.resolve_mounts(&image, opts) {
             Ok(m) => m,
@@ -106,6 +112,10 @@ impl Mountkit {
             for d in ["upper", "work", "merged"] {
                 std::fs::create_dir(stage.join(d)).map_err(|e| Error::io("create", stage.join(d), e))?;
             }
+            if let Some(text) = &profile {
+                let file = stage.join(SECCOMP_PROFILE_FILE);
+                std::fs::write(&file, text).map_err(|e| Error::io("write", file, e))?;
+            }
             if commit {
                 write_record(&stage, &c)?;
                 std::fs::rename(&stage, &dir).map_err(|e| Error::io("commit container", &dir, e))?;
@@ -121,6 +131,7 @@ impl Mountkit {
             return Err(e);
         }
         tracing::info!(id = %c.id, name = %c.name, pending = !commit, "container created");
+        crate::explain::shadow::report(self, &c, &image);
         Ok((c, image, if commit { dir } else { stage }))
     }
 
@@ -264,7 +275,38 @@ fn resolve_config(image: &ImageInfo, opts: &CreateOptions, id: &str) -> Result<C
         privileged: opts.privileged,
         no_new_privileges: opts.no_new_privileges,
         network: opts.network,
+        // Set by `resolve_seccomp`, which needs the capabilities above.
+        seccomp: Seccomp::Default,
     })
+}
+
+/// The copy of a container's seccomp profile in its directory.
+pub(crate) const SECCOMP_PROFILE_FILE: &str = "seccomp.json";
+
+/// `--security-opt seccomp=`: the record's setting and, for a profile, its content. The profile is
+/// read and compiled for the container's capabilities now, so a bad one fails `create` and nothing is
+/// made. `--privileged` without a profile is unconfined (Docker's rule); with one, the profile applies.
+fn resolve_seccomp(opts: &CreateOptions, config: &ContainerConfig) -> Result<(Seccomp, Option<Vec<u8>>)> {
+    match &opts.seccomp {
+        SeccompOption::Default if opts.privileged => Ok((Seccomp::Unconfined, None)),
+        SeccompOption::Default => Ok((Seccomp::Default, None)),
+        SeccompOption::Unconfined => Ok((Seccomp::Unconfined, None)),
+        SeccompOption::Profile(path) => {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            let bad = |reason: String| Error::SeccompProfile {
+                path: path.clone(),
+                reason,
+            };
+            let text = std::fs::read(&path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+            crate::run::compile_seccomp(&text, &config.capabilities).map_err(|e| bad(e.to_string()))?;
+            let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&text)));
+            let mode = Seccomp::Profile {
+                path: path.display().to_string(),
+                digest,
+            };
+            Ok((mode, Some(text)))
+        }
+    }
 }
 
 /// Docker's rule: every capability with `--privileged`; otherwise the default set, then `--cap-drop`

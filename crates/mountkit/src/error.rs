@@ -113,6 +113,14 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
+    /// A seccomp profile (`--security-opt seccomp=FILE`) could not be read or is not a valid profile.
+    #[error("seccomp profile {path}: {reason}")]
+    SeccompProfile {
+        /// The profile file.
+        path: PathBuf,
+        /// What is wrong (the place in the profile and the problem).
+        reason: String,
+    },
     /// An image recipe could not be read.
     #[error("image recipe {path}: {reason}")]
     Recipe {

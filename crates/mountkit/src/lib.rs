@@ -61,7 +61,8 @@
 //! environment, volumes), are in the repository's `docs/decisions.md` and `ARCHITECTURE.md`.
 //!
 //! Dependencies: the workspace crates above; `serde`/`serde_json` for metadata and `--format json`;
-//! `thiserror` for [`Error`]; `tracing` for diagnostics; `toml` for image recipes; `rustix` for the
+//! `thiserror` for [`Error`]; `tracing` for diagnostics; `toml` for image recipes; `sha2`/`hex` for the digest of a
+//! container's seccomp profile (`container inspect` shows it, as the layer store digests layers); `rustix` for the
 //! few system calls of its own (the exporter's private mount namespace, `kill` for `rm -f`, the
 //! effective uid), typed, as the other crates make them (nix is not used: one syscall layer). The
 //! binary alone uses `clap` (arguments; its definitions live in the library so that `cargo xtask`
@@ -77,6 +78,7 @@ mod container;
 mod create;
 mod default_root;
 mod error;
+mod explain;
 mod export;
 mod inspect;
 mod layer_source;
@@ -92,8 +94,15 @@ mod usage;
 mod volume_refs;
 
 pub use cli_args::cli_command;
-pub use container::{Container, ContainerConfig, CreateOptions, MountRecord, NetworkMode, State, Status};
+pub use container::{
+    Container, ContainerConfig, CreateOptions, MountRecord, NetworkMode, Seccomp, SeccompOption, State,
+    Status,
+};
 pub use error::{Error, Result};
+pub use explain::shadow::{set_shadow_warnings, warnings as shadow_warnings};
+pub use explain::{
+    Entry, ExplainOptions, Explanation, FileKind, Hidden, LayerRef, Link, Provider, WritableOrigin, layer_ranges,
+};
 pub use export::{ExportTarget, write_atomically};
 pub use inspect::{ContainerInspect, MountView};
 pub use layer_source::layer_source_from_arg;

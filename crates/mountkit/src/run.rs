@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 
 use mountkit_binds::{MountSpec, Planned};
 use mountkit_layer_store::ImageInfo;
+use mountkit_ns_runner::seccomp::{Filter, Policy};
 use mountkit_ns_runner::{Exit, Prepare, Spec};
 use mountkit_safefs::{Lock, inroot};
 use mountkit_volumes::{Acquired, Registry};
 
-use crate::container::{Container, ContainerConfig, CreateOptions};
+use crate::container::{Container, ContainerConfig, CreateOptions, Seccomp};
 use crate::create::Pending;
 use crate::{Error, Mountkit, Result};
 
@@ -126,6 +127,13 @@ impl Mountkit {
         let dir = pending
             .as_ref()
             .map_or_else(|| self.container_dir(&c.id), |p| p.dir().to_path_buf());
+        let spec = match process_spec(&c.config, &dir) {
+            Ok(s) => s,
+            Err(e) => {
+                self.abandon_start(&c, pending, false);
+                return Err(e);
+            }
+        };
         let prepared = match self.prepare_start(&c, image, &dir) {
             Ok(p) => p,
             Err(e) => {
@@ -139,7 +147,7 @@ impl Mountkit {
             prepare,
         } = prepared;
         c.state.starting();
-        let process = match mountkit_ns_runner::spawn(&process_spec(&c.config), prepare) {
+        let process = match mountkit_ns_runner::spawn(&spec, prepare) {
             Ok(p) => p,
             Err(e) => {
                 c.state.failed_to_start(&e);
@@ -244,9 +252,28 @@ impl Mountkit {
     }
 }
 
-/// The process the runner starts, from the container's configuration.
-fn process_spec(config: &ContainerConfig) -> Spec {
-    Spec {
+/// The process the runner starts, from the container's configuration (`dir` holds its profile copy).
+/// The seccomp policy is compiled here, once, in the caller; the container process only loads it.
+fn process_spec(config: &ContainerConfig, dir: &Path) -> Result<Spec> {
+    let seccomp = match &config.seccomp {
+        Seccomp::Unconfined => None,
+        Seccomp::Default => {
+            let caps = capability_set(&config.capabilities);
+            let filter = Policy::docker_default(&caps).compile()?;
+            Some(std::sync::Arc::new(filter))
+        }
+        Seccomp::Profile { path, .. } => {
+            let copy = dir.join(crate::create::SECCOMP_PROFILE_FILE);
+            let text =
+                std::fs::read(&copy).map_err(|e| Error::io("read the seccomp profile copy", &copy, e))?;
+            let filter = compile_seccomp(&text, &config.capabilities).map_err(|e| Error::SeccompProfile {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+            Some(std::sync::Arc::new(filter))
+        }
+    };
+    Ok(Spec {
         args: config.args.clone(),
         env: config.env.clone(),
         workdir: Some(config.workdir.clone()),
@@ -256,20 +283,29 @@ fn process_spec(config: &ContainerConfig) -> Spec {
         readonly_root: config.readonly_root,
         // The record holds names this build wrote (or Docker's default, for older records); a name
         // this build does not know cannot be in it, and is skipped if it were.
-        capabilities: Some(
-            config
-                .capabilities
-                .iter()
-                .filter_map(|n| mountkit_ns_runner::parse_capability(n))
-                .collect(),
-        ),
+        capabilities: Some(capability_set(&config.capabilities)),
         no_new_privs: config.no_new_privileges,
         network: match config.network {
             crate::NetworkMode::Host => mountkit_ns_runner::Network::Host,
             crate::NetworkMode::None => mountkit_ns_runner::Network::None,
         },
+        seccomp,
         privileged: config.privileged,
-    }
+    })
+}
+
+/// The record's capability names as a set. The record holds names this build wrote (or Docker's
+/// default, for older records); a name this build does not know cannot be in it, and is skipped if it were.
+fn capability_set(names: &[String]) -> mountkit_ns_runner::CapsHashSet {
+    names
+        .iter()
+        .filter_map(|n| mountkit_ns_runner::parse_capability(n))
+        .collect()
+}
+
+/// A profile's text compiled for a container with these capabilities.
+pub(crate) fn compile_seccomp(text: &[u8], capabilities: &[String]) -> mountkit_ns_runner::Result<Filter> {
+    Policy::from_profile_json(text, &capability_set(capabilities))?.compile()
 }
 
 /// The root preparation that runs in the container's new mount namespace: the overlay on `merged`,

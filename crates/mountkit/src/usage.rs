@@ -191,6 +191,7 @@ mod tests {
                 privileged: false,
                 no_new_privileges: false,
                 network: Default::default(),
+                seccomp: Default::default(),
             },
             mounts,
             state,

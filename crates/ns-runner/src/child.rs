@@ -105,11 +105,20 @@ fn container(
         .to_string();
     let argv = to_cstrings(&spec.args, "exec")?;
     let envp = to_cstrings(&env, "environment")?;
+    // The filter goes in while this process still has CAP_SYS_ADMIN (runc's order: no need for
+    // no_new_privs), unless no_new_privs was asked for: then as late as possible.
+    let seccomp = spec.seccomp.as_deref().filter(|f| !f.is_empty());
+    if let Some(filter) = seccomp.filter(|_| !spec.no_new_privs) {
+        load_seccomp(filter)?;
+    }
     drop_privileges(&user, spec.capabilities.as_ref().map(confine::mask))?;
     close_fds()?;
     reset_signals();
     if spec.no_new_privs {
         confine::no_new_privs().map_err(|e| fail("no-new-privileges", e))?;
+        if let Some(filter) = seccomp {
+            load_seccomp(filter)?;
+        }
     }
     Err(exec(&argv, &envp, &path))
 }
@@ -234,7 +243,10 @@ fn nodev_tree(root: BorrowedFd<'_>, root_path: &Path) -> Result<(), Error> {
     done.map_err(|e| {
         fail(
             "nodev",
-            format!("cannot make the mounts at and under {} nodev: {e}", root_path.display()),
+            format!(
+                "cannot make the mounts at and under {} nodev: {e}",
+                root_path.display()
+            ),
         )
     })
 }
@@ -633,6 +645,22 @@ fn drop_privileges(u: &ResolvedUser, caps: Option<u64>) -> Result<(), Error> {
         confine::apply_sets(set, u.uid).map_err(|e| fail("capabilities", e))?;
     }
     Ok(())
+}
+
+/// Step 10a (or last, with `no_new_privs`): the seccomp filter, compiled by the caller. The kernel
+/// takes a filter from a process with `CAP_SYS_ADMIN` or `no_new_privs`; where this process lacks the
+/// capability (a runner started without it), `no_new_privs` is set first.
+fn load_seccomp(filter: &crate::seccomp::Filter) -> Result<(), Error> {
+    if !confine::has_sys_admin() {
+        debug!("no CAP_SYS_ADMIN: setting no_new_privs before loading the filter");
+        confine::no_new_privs().map_err(|e| fail("seccomp", e))?;
+    }
+    debug!(
+        programs = filter.programs(),
+        instructions = filter.instructions(),
+        "seccomp(SECCOMP_SET_MODE_FILTER)"
+    );
+    filter.load().map_err(|e| fail("seccomp", e))
 }
 
 /// Step 10a: every descriptor above 2 is closed at exec (the status pipe included, which is how the

@@ -123,6 +123,11 @@ pub(crate) fn apply_sets(set: u64, uid: u32) -> Result<(), String> {
     rustix::thread::clear_ambient_capability_set().map_err(|e| format!("clearing the ambient set: {e}"))
 }
 
+/// Whether the process's effective set has `CAP_SYS_ADMIN` (`capget`).
+pub(crate) fn has_sys_admin() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(CapabilitySet::SYS_ADMIN))
+}
+
 /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: exec can no longer grant privileges (setuid bits, file capabilities).
 pub(crate) fn no_new_privs() -> Result<(), String> {
     trace!("prctl(PR_SET_NO_NEW_PRIVS, 1)");

@@ -61,6 +61,7 @@
 
 mod child;
 mod confine;
+pub mod seccomp;
 mod sys;
 mod user;
 mod wire;
@@ -110,6 +111,12 @@ pub struct Spec {
     pub no_new_privs: bool,
     /// The host's network namespace, or a new one with only `lo`.
     pub network: Network,
+    /// The seccomp filter loaded before exec (compiled once: see [`seccomp::Policy::compile`]); `None`
+    /// loads none (Docker's `seccomp=unconfined`). Loaded while the process still has
+    /// `CAP_SYS_ADMIN`, before the capabilities are dropped (runc's order, so `no_new_privs` is not
+    /// needed and setuid programs keep working, as in Docker); with [`Spec::no_new_privs`] it is loaded
+    /// last, right before exec, so the filter sees as few of the runner's own calls as possible.
+    pub seccomp: Option<std::sync::Arc<seccomp::Filter>>,
     /// Docker's `--privileged` for the mounts: no masked or read-only paths, `/sys` read-write. (The
     /// capabilities are [`Spec::capabilities`]'s, decided by the caller.)
     pub privileged: bool,
@@ -179,6 +186,12 @@ impl Spec {
     /// Sets the network.
     pub fn network(mut self, network: Network) -> Spec {
         self.network = network;
+        self
+    }
+
+    /// Sets the seccomp filter (or none).
+    pub fn seccomp(mut self, filter: Option<std::sync::Arc<seccomp::Filter>>) -> Spec {
+        self.seccomp = filter;
         self
     }
 
@@ -290,6 +303,9 @@ pub enum Error {
         /// Why.
         cause: String,
     },
+    /// A seccomp policy could not be read or compiled (the profile's place and the problem).
+    #[error("{0}")]
+    Seccomp(String),
     /// A system call in the caller failed (pipe, stack, wait).
     #[error("cannot {op}: {source}")]
     Io {
@@ -306,7 +322,7 @@ impl Error {
     /// execute), 127 (not found).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Setup { .. } | Error::Prepare { .. } | Error::Io { .. } => 125,
+            Error::Setup { .. } | Error::Prepare { .. } | Error::Seccomp(_) | Error::Io { .. } => 125,
             Error::CannotExecute { .. } => 126,
             Error::NotFound { .. } => 127,
         }

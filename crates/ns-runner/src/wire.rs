@@ -33,6 +33,7 @@ pub(crate) const STEPS: &[&str] = &[
     "capabilities",
     "privileges",
     "no-new-privileges",
+    "seccomp",
     "environment",
     "fds",
     "signals",
@@ -88,6 +89,8 @@ impl Msg {
                 frame(TAG_CANNOT_EXEC, &join(command, cause))
             }
             Msg::Failed(e @ Error::Io { .. }) => frame(TAG_SETUP, &join("runner", &e.to_string())),
+            // Never sent: policies are compiled by the caller.
+            Msg::Failed(Error::Seccomp(cause)) => frame(TAG_SETUP, &join("seccomp", cause)),
             // Never sent: the container process sends the text as `Setup` and hands the error over.
             Msg::Failed(Error::Prepare { source }) => frame(TAG_SETUP, &join("prepare", &source.to_string())),
         }

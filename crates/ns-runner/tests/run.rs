@@ -1154,8 +1154,7 @@ fn prepared_mounts_and_dev_are_nodev_and_devs_own_nodes_work() {
     let out = run_with_submounts(false, NODE_SCRIPT);
     let (results, mi) = out.split_once("===\n").unwrap();
     assert_eq!(
-        results,
-        "/dev/m refused\n/data/m refused\n/bind/m refused\nnull-ok\n16\n",
+        results, "/dev/m refused\n/data/m refused\n/bind/m refused\nnull-ok\n16\n",
         "{out}"
     );
     let mps = mount_points(mi);
@@ -1181,8 +1180,7 @@ fn privileged_leaves_the_mounts_dev_enabled() {
     let out = run_with_submounts(true, NODE_SCRIPT);
     let (results, mi) = out.split_once("===\n").unwrap();
     assert_eq!(
-        results,
-        "/dev/m usable\n/data/m usable\n/bind/m usable\nnull-ok\n16\n",
+        results, "/dev/m usable\n/data/m usable\n/bind/m usable\nnull-ok\n16\n",
         "{out}"
     );
     let mps = mount_points(mi);

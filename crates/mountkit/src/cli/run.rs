@@ -1,8 +1,8 @@
 //! `mountkit run`, and the flags it shares with `container create` turned into [`CreateOptions`].
 
-use mountkit::CreateOptions;
 use mountkit::binds::{parse_mount_flag, parse_tmpfs_flag, parse_volume_flag};
 use mountkit::cli_args::{CreateArgs, RunArgs};
+use mountkit::{CreateOptions, SeccompOption};
 
 use super::Ctx;
 
@@ -40,9 +40,9 @@ pub fn create_options(a: &CreateArgs) -> mountkit::Result<CreateOptions> {
         Some(n) => n.parse()?,
         None => mountkit::NetworkMode::Host,
     };
-    let mut no_new_privileges = false;
+    let mut security = SecurityOpts::default();
     for opt in &a.security_opt {
-        no_new_privileges = security_opt(opt)?;
+        security_opt(&mut security, opt)?;
     }
     Ok(CreateOptions {
         name: a.name.clone(),
@@ -59,15 +59,24 @@ pub fn create_options(a: &CreateArgs) -> mountkit::Result<CreateOptions> {
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
-        no_new_privileges,
+        no_new_privileges: security.no_new_privileges,
+        seccomp: security.seccomp,
         network,
         auto_remove: false,
     })
 }
 
-/// One `--security-opt`: `no-new-privileges[=true|false]` (also with `:` as Docker accepts) returns the
-/// setting it asks for (the last one given wins); `seccomp=...` is not supported yet; any other key is refused, named.
-fn security_opt(opt: &str) -> mountkit::Result<bool> {
+/// The `--security-opt` settings mountkit knows.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SecurityOpts {
+    no_new_privileges: bool,
+    seccomp: SeccompOption,
+}
+
+/// One `--security-opt` (the key and value also separated by `:`, as Docker accepts), applied to
+/// `opts` (the last one of a key wins): `no-new-privileges[=true|false]`, `seccomp=unconfined`,
+/// `seccomp=FILE` (a Docker/OCI profile, read at creation). Any other key is refused, named.
+fn security_opt(opts: &mut SecurityOpts, opt: &str) -> mountkit::Result<()> {
     let bad = |reason: &str| mountkit::Error::InvalidArgument {
         what: "--security-opt",
         value: opt.to_string(),
@@ -78,30 +87,58 @@ fn security_opt(opt: &str) -> mountkit::Result<bool> {
         None => (opt, None),
     };
     match (key, value) {
-        ("no-new-privileges", None | Some("true")) => Ok(true),
-        ("no-new-privileges", Some("false")) => Ok(false),
-        ("no-new-privileges", Some(_)) => Err(bad("no-new-privileges takes true or false")),
-        ("seccomp", _) => Err(bad("seccomp profiles are not supported yet")),
-        _ => Err(bad(&format!(
-            "unknown security option {key:?} (mountkit supports no-new-privileges)"
-        ))),
+        ("no-new-privileges", None | Some("true")) => opts.no_new_privileges = true,
+        ("no-new-privileges", Some("false")) => opts.no_new_privileges = false,
+        ("no-new-privileges", Some(_)) => return Err(bad("no-new-privileges takes true or false")),
+        ("seccomp", Some("unconfined")) => opts.seccomp = SeccompOption::Unconfined,
+        ("seccomp", Some(file)) if !file.is_empty() => {
+            opts.seccomp = SeccompOption::Profile(file.into());
+        }
+        ("seccomp", _) => return Err(bad("seccomp takes unconfined or a profile file (JSON)")),
+        _ => {
+            return Err(bad(&format!(
+                "unknown security option {key:?} (mountkit supports no-new-privileges and seccomp)"
+            )));
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::security_opt;
+    use super::{SeccompOption, SecurityOpts, security_opt};
+
+    fn read(list: &[&str]) -> mountkit::Result<SecurityOpts> {
+        let mut o = SecurityOpts::default();
+        for opt in list {
+            security_opt(&mut o, opt)?;
+        }
+        Ok(o)
+    }
 
     #[test]
     fn security_opts() {
-        assert!(security_opt("no-new-privileges").unwrap());
-        assert!(security_opt("no-new-privileges=true").unwrap());
-        assert!(security_opt("no-new-privileges:true").unwrap());
-        assert!(!security_opt("no-new-privileges=false").unwrap());
-        let e = security_opt("seccomp=unconfined").unwrap_err().to_string();
-        assert!(e.contains("seccomp profiles are not supported yet"), "{e}");
-        let e = security_opt("apparmor=x").unwrap_err().to_string();
+        assert!(read(&["no-new-privileges"]).unwrap().no_new_privileges);
+        assert!(read(&["no-new-privileges=true"]).unwrap().no_new_privileges);
+        assert!(read(&["no-new-privileges:true"]).unwrap().no_new_privileges);
+        assert!(
+            !read(&["no-new-privileges", "no-new-privileges=false"])
+                .unwrap()
+                .no_new_privileges
+        );
+        assert_eq!(read(&[]).unwrap().seccomp, SeccompOption::Default);
+        assert_eq!(
+            read(&["seccomp=unconfined"]).unwrap().seccomp,
+            SeccompOption::Unconfined
+        );
+        assert_eq!(
+            read(&["seccomp:/p.json"]).unwrap().seccomp,
+            SeccompOption::Profile("/p.json".into())
+        );
+        let e = read(&["seccomp="]).unwrap_err().to_string();
+        assert!(e.contains("seccomp takes unconfined or a profile file"), "{e}");
+        let e = read(&["apparmor=x"]).unwrap_err().to_string();
         assert!(e.contains("\"apparmor\""), "{e}");
-        assert!(security_opt("no-new-privileges=maybe").is_err());
+        assert!(read(&["no-new-privileges=maybe"]).is_err());
     }
 }
