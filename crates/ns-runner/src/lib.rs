@@ -32,7 +32,9 @@
 //! (targets resolved inside the root), masks Docker's paths, pivots, drops capabilities
 //! ([`Spec::capabilities`], e.g. [`docker_default_capabilities`]), switches user and execs: one step, one
 //! function in `child.rs`. It leads a session of its own (`setsid`: no controlling terminal), may get a
-//! network namespace with only `lo` ([`Network::None`]) and `no_new_privs` ([`Spec::no_new_privs`]);
+//! network namespace with only `lo` ([`Network::None`]), a seccomp filter ([`Spec::seccomp`], e.g.
+//! Docker's default profile's effect: [`seccomp::Policy::docker_default`]) and `no_new_privs`
+//! ([`Spec::no_new_privs`]);
 //! [`Spec::privileged`] skips the masked paths and leaves `/sys` writable. The steps in full, and the decisions (no supervisor process, memory
 //! shared until exec, signals, users, what is not done here), are in the repository's
 //! `docs/ns-runner.md`.
@@ -53,9 +55,17 @@
 //!   handled, the list of every capability). The container process sets them with rustix's per-thread
 //!   calls instead of `caps::set` (one `capset` for the three sets, after `setuid`, in runc's order; see
 //!   `confine.rs`); it needs nothing more from `caps`.
+//! - `seccompiler` (rust-vmm's, Firecracker's): compiles a [`seccomp::Policy`] into BPF. Pure Rust, so
+//!   the static builds stay static and no C library is needed to build or run; a hand-written BPF
+//!   assembler would be code to get wrong. Its filters check this machine's architecture only (see
+//!   the `seccomp` module: i386 system calls are killed).
+//! - `syscalls`: the system call table of this architecture (names to numbers), generated from the
+//!   kernel's sources, which a profile's names need.
+//! - `serde`/`serde_json`: reading Docker/OCI seccomp profiles ([`seccomp::Policy::from_profile_json`]).
 //! - `thiserror` for [`Error`]; `tracing` around every privileged step.
 //! - Not used: `nix` (a second typed layer beside rustix), `sys-mount` (rustix's mount calls do),
-//!   `procfs` (no /proc table is read on this path), `libseccomp` (no seccomp yet: part 2 of issue 12).
+//!   `procfs` (no /proc table is read on this path), `libseccomp` (a C library to build and link
+//!   statically, for what `seccompiler` does here in Rust).
 //!
 #![deny(missing_docs)]
 
@@ -404,6 +414,13 @@ extern "C" fn container_entry(arg: *mut libc::c_void) -> libc::c_int {
 /// failed to be: then the error, after the process was reaped).
 pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
     spec.validate()?;
+    if spec.seccomp.as_deref().is_some_and(|f| !f.is_empty()) && !seccomp_filter_supported() {
+        return Err(Error::Seccomp(
+            "this kernel has no seccomp filters (CONFIG_SECCOMP_FILTER); run without one \
+             (mountkit: --security-opt seccomp=unconfined)"
+                .into(),
+        ));
+    }
     let pipe = || rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from);
     let (rd, wr) = pipe().map_err(Error::io("create the status pipe"))?;
     let (life_r, life_w) = pipe().map_err(Error::io("create the lifeline pipe"))?;

@@ -18,7 +18,7 @@ pub struct SystemInfo {
     pub overlay: OverlayInfo,
     /// The store's root directory.
     pub root: PathBuf,
-    /// The kernel has seccomp filters (`CONFIG_SECCOMP_FILTER`; mountkit loads none yet).
+    /// The kernel has seccomp filters (`CONFIG_SECCOMP_FILTER`), which every confined container needs.
     pub seccomp_filter: bool,
 }
 
