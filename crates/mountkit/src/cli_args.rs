@@ -185,6 +185,26 @@ pub enum ImageCmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Which layer provides each PATH of the image, and what it hides (lower versions, whiteouts)
+    Explain {
+        /// Image name or ID
+        image: String,
+        /// Paths inside the image (symlinks followed inside it)
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        x: ExplainFlags,
+    },
+    /// One row per layer, newest first: ID, size, files added/changed/deleted against the layers below
+    History {
+        /// Image name or ID
+        image: String,
+        /// Show full layer IDs
+        #[arg(long)]
+        no_trunc: bool,
+        #[command(flatten)]
+        f: FormatArg,
+    },
     /// Save an image as an OCI layout directory, an oci-archive or a docker-archive
     Save {
         name: String,
@@ -350,6 +370,30 @@ pub enum ContainerCmd {
     /// Undo `container mount`
     #[command(alias = "umount")]
     Unmount { container: String },
+    /// Which source provides each PATH (a layer, the writable layer, a volume, a bind, a tmpfs, the
+    /// runtime) and what it hides; reads the store, mounts nothing
+    Explain {
+        container: String,
+        /// Paths inside the container (symlinks followed inside its view)
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        x: ExplainFlags,
+    },
+}
+
+/// The flags of `container explain` and `image explain`.
+#[derive(Args)]
+pub struct ExplainFlags {
+    /// Explain a symlink named last itself, not what it points to
+    #[arg(long)]
+    pub no_follow: bool,
+    /// For a directory, list each entry with its provider
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Output format
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
 }
 
 #[derive(Subcommand)]

@@ -101,7 +101,8 @@ pub use container::{
 pub use error::{Error, Result};
 pub use explain::shadow::{set_shadow_warnings, warnings as shadow_warnings};
 pub use explain::{
-    Entry, ExplainOptions, Explanation, FileKind, Hidden, LayerRef, Link, Provider, WritableOrigin, layer_ranges,
+    Entry, ExplainOptions, Explanation, FileKind, Hidden, LayerRef, Link, Provider, WritableOrigin,
+    layer_ranges,
 };
 pub use export::{ExportTarget, write_atomically};
 pub use inspect::{ContainerInspect, MountView};

@@ -1,16 +1,19 @@
-//! `mountkit container` (create, start, ls, inspect, rm, mount, unmount, diff, commit, export) and
+//! `mountkit container` (create, start, ls, inspect, rm, mount, unmount, diff, commit, export, explain) and
 //! `mountkit ps`.
 
 use mountkit::ExportTarget;
 use mountkit::cli_args::{ContainerCmd, ListArgs};
 
-use super::{Ctx, output, run};
+use super::{Ctx, explain, output, run};
 
 /// Runs a `container` subcommand.
 pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<i32> {
     let mk = &ctx.mk;
     match c {
-        ContainerCmd::Create(a) => println!("{}", mk.create(&run::create_options(&a)?)?.id),
+        ContainerCmd::Create(a) => {
+            mountkit::set_shadow_warnings(!a.quiet);
+            println!("{}", mk.create(&run::create_options(&a)?)?.id)
+        }
         ContainerCmd::Start { container } => return Ok(mk.start(&container)?.code()),
         ContainerCmd::Ls(a) => return list(ctx, &a),
         ContainerCmd::Inspect { container, f: _ } => {
@@ -36,6 +39,10 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<i32> {
         ContainerCmd::Commit { container, name } => println!("{}", mk.commit(&container, &name)?.id),
         ContainerCmd::Export { container, output } => {
             mk.export_to(&container, &ExportTarget::from_arg(&output))?
+        }
+        ContainerCmd::Explain { container, paths, x } => {
+            let all = mk.explain_container(&container, &paths, explain::options(&x))?;
+            return explain::print(ctx.format(x.format), &all);
         }
     }
     Ok(0)

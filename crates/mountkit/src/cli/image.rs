@@ -1,4 +1,4 @@
-//! `mountkit image`: create, ls, inspect, rm, import, save.
+//! `mountkit image`: create, ls, inspect, rm, import, save, explain, history.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -10,7 +10,7 @@ use mountkit::cli_args::{ImageCmd, ImageCreateArgs, SaveFormat};
 use mountkit::layer_store::oci::{self, ArchiveFormat, ImportOptions, Progress};
 use mountkit::layer_store::{ImageConfig, ImageInfo, LayerId};
 
-use super::{Ctx, kv_map, output};
+use super::{Ctx, explain, kv_map, output};
 
 /// Runs an `image` subcommand.
 pub fn run(ctx: &Ctx, c: ImageCmd) -> anyhow::Result<i32> {
@@ -35,6 +35,11 @@ pub fn run(ctx: &Ctx, c: ImageCmd) -> anyhow::Result<i32> {
             };
             oci::save(mk.layers(), &name, &output, format)?;
         }
+        ImageCmd::Explain { image, paths, x } => {
+            let all = mk.explain_image(&image, &paths, explain::options(&x))?;
+            return explain::print(ctx.format(x.format), &all);
+        }
+        ImageCmd::History { .. } => anyhow::bail!("image history is not implemented yet"),
         ImageCmd::Rm { force, name } => {
             for n in &name {
                 output::print_lines(mk.remove_image(n, force)?.iter().map(ImageInfo::display_name));

@@ -4,6 +4,7 @@
 //! is formatted. A handler returns the command's exit status; an error is mapped to one by `main`.
 
 pub mod container;
+pub mod explain;
 pub mod image;
 pub mod layer;
 pub mod output;
@@ -38,7 +39,10 @@ pub fn dispatch(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Image(c) => image::run(ctx, c),
         Cmd::Container(c) => container::run(ctx, c),
         Cmd::Volume(c) => volume::run(ctx, c),
-        Cmd::Run(r) => run::run(ctx, &r),
+        Cmd::Run(r) => {
+            mountkit::set_shadow_warnings(!r.create.quiet);
+            run::run(ctx, &r)
+        }
         Cmd::Ps(a) => container::list(ctx, &a),
         Cmd::System(c) => system::run(ctx, c),
     }
