@@ -404,7 +404,11 @@ pub struct Explanation {
     pub size: Option<u64>,
     /// Who provides it.
     pub provider: Provider,
-    /// For a directory of the union: the other layers whose directory merges into it (1 = bottom).
+    /// Where the provider keeps it on the host (a file of a layer's `diff/`, of the writable layer, of a
+    /// volume's `_data` or of a bind's source); `null` for a tmpfs, the runtime's mounts, or a missing path.
+    pub host_path: Option<PathBuf>,
+    /// For a directory of the union: the other layers whose directory merges into it, top first (1 is
+    /// the bottom layer).
     pub merged_with: Vec<usize>,
     /// What the provider hides; for a path that does not exist, what deleted it.
     pub hides: Vec<Hidden>,
@@ -1059,6 +1063,7 @@ impl View {
                 kind: None,
                 size: None,
                 provider: Provider::None,
+                host_path: None,
                 merged_with: Vec::new(),
                 hides: r.hides,
                 missing: r.missing,
@@ -1081,6 +1086,7 @@ impl View {
             exists,
             kind: node.md.as_ref().map(FileKind::of),
             size: node.md.as_ref().map(Metadata::len),
+            host_path: node.md.as_ref().and(node.host),
             provider: node.provider,
             merged_with: node.merged_with,
             hides: node.hides,

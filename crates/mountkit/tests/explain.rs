@@ -1,0 +1,297 @@
+//! `container explain`, `image explain` and the shadow warnings of `container create`/`run` (issue 14).
+//!
+//! The sample image has three layers: layer 2 replaces `/app/config.txt`, layer 3 deletes
+//! `/app/remove-me.txt` (a whiteout) and makes `/app/old` opaque (hiding `a.txt` and `b.txt`).
+
+mod support;
+
+use std::process::Command;
+
+use mountkit_testutil::require_root;
+use serde_json::Value;
+use support::{Env, with_sample};
+
+/// `explain` in JSON: one object per path.
+fn explain(env: &Env, noun: &str, object: &str, paths: &[&str]) -> Vec<Value> {
+    let mut args = vec!["--format", "json", noun, "explain", object];
+    args.extend_from_slice(paths);
+    let out = env.run(&args);
+    let v: Value = support::json(&String::from_utf8_lossy(&out.stdout));
+    v.as_array().expect("an array").clone()
+}
+
+/// The md5 of a host file, by the host's `md5sum`.
+fn host_md5(path: &str) -> String {
+    let out = Command::new("md5sum").arg(path).output().expect("md5sum");
+    assert!(out.status.success(), "md5sum {path}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The image alone: a later layer wins and hides the lower version, a whiteout deletes, an opaque
+/// directory hides the layers below; text and JSON; the exit status says whether every path exists.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn image_explain_names_the_layer_whiteouts_and_opaque_dirs() {
+    require_root();
+    with_sample(|env| {
+        let e = explain(
+            env,
+            "image",
+            "sample",
+            &[
+                "/app/config.txt",
+                "/app/remove-me.txt",
+                "/app/old",
+                "/app/old/a.txt",
+                "/app",
+            ],
+        );
+        assert_eq!(e[0]["provider"]["layer"]["index"], 2);
+        assert_eq!(e[0]["hides"][0]["type"], "version");
+        assert_eq!(e[0]["hides"][0]["layer"]["index"], 1);
+        assert_eq!(e[1]["exists"], false);
+        assert_eq!(e[1]["hides"][0]["type"], "whiteout");
+        assert_eq!(e[1]["hides"][0]["layer"]["index"], 3);
+        assert_eq!(e[2]["hides"][0]["type"], "opaque");
+        assert_eq!(e[2]["entries"], 1);
+        assert_eq!(e[3]["exists"], false);
+        assert_eq!(e[4]["merged_with"], serde_json::json!([2, 1]), "top first");
+        assert_eq!(e[4]["entries"], 3, "config.txt, message.txt, old: {}", e[4]);
+
+        // Text: a person reads it at a glance; a missing path makes the status 1 (as ls).
+        let out = env.run(&["image", "explain", "sample", "/app/remove-me.txt"]);
+        assert_eq!(out.status.code(), Some(1));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("was deleted in layer 3/3 sha256:"), "{text}");
+        let text = env.ok(&["image", "explain", "-v", "sample", "/app"]);
+        assert!(text.contains("provided by: layer 3/3"), "{text}");
+        assert!(text.contains("merged with: layers 1-2"), "{text}");
+        assert!(text.contains("message.txt  layer 2/3"), "{text}");
+        let text = env.ok(&["image", "explain", "sample", "/app/config.txt"]);
+        assert!(text.contains("hides:       file of layer 1/3"), "{text}");
+
+        // Unknown objects fail as inspect does (1); a missing argument is a usage error (125).
+        env.fails(&["image", "explain", "nope", "/"], 1, "nope");
+        env.fails(
+            &["container", "explain", "nope", "/"],
+            1,
+            "no such container: nope",
+        );
+        env.fails(&["container", "explain", "nope"], 125, "PATHS");
+    });
+}
+
+/// Against the kernel: a container of the three-layer image with copy-ups, a deletion, a new
+/// directory, a named volume, a bind over an opaque image directory, a tmpfs and a symlink into the
+/// volume. Its second start prints the md5 of every path; for each one, the provider `explain` names
+/// holds the same bytes on the host (or the path is missing in both). Two container starts in all.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn explain_matches_what_the_running_container_reads() {
+    require_root();
+    with_sample(|env| {
+        let host = env.path("bind");
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("h"), "from the host\n").unwrap();
+        let bind = format!("{}:/app/old", host.display());
+        let paths = [
+            "/app/config.txt",
+            "/app/message.txt",
+            "/app/remove-me.txt",
+            "/app/old/h",
+            "/app/old/new.txt",
+            "/app/old/a.txt",
+            "/etc/motd",
+            "/etc/passwd",
+            "/bin/sh",
+            "/usr/bin/true",
+            "/usr/bin/md5sum",
+            "/newdir/f",
+            "/data/d",
+            "/lnk",
+            "/newdir/../etc/group",
+        ];
+        let list = paths.join(" ");
+        let script = format!(
+            "if [ -e /done ]; then \
+               for p in {list}; do \
+                 if [ -e \"$p\" ]; then set -- $(md5sum < \"$p\"); echo \"$p $1\"; else echo \"$p MISSING\"; fi; \
+               done; \
+             else \
+               echo changed >> /app/config.txt && chmod 600 /app/message.txt && touch /etc/motd && \
+               rm /usr/bin/true && mkdir /newdir && echo new > /newdir/f && echo vol > /data/d && \
+               ln -s /data/d /lnk && echo tmp > /scratch/x && : > /done; \
+             fi"
+        );
+        let out = env.run(&[
+            "container",
+            "create",
+            "--name",
+            "k",
+            "-v",
+            &bind,
+            "-v",
+            "kvol:/data",
+            "--tmpfs",
+            "/scratch",
+            "sample",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "-v {bind} hides 1 file of the image under /app/old (layer 3)"
+            )),
+            "the shadow warning: {stderr}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim().len(),
+            64,
+            "stdout: the ID alone"
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "no warning for the volume at the empty /data: {stderr}"
+        );
+
+        env.ok(&["container", "start", "k"]);
+        let seen = env.ok(&["container", "start", "k"]);
+        let e = explain(env, "container", "k", &paths);
+        let mut checked = 0;
+        for (line, x) in seen.lines().zip(&e) {
+            let (p, hash) = line.split_once(' ').unwrap();
+            assert_eq!(x["path"], p);
+            if hash == "MISSING" {
+                assert_eq!(x["exists"], false, "{p}: missing in the container: {x}");
+            } else {
+                let hp = x["host_path"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{p}: no host path: {x}"));
+                assert_eq!(host_md5(hp), hash, "{p}: {x}");
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, paths.len(), "{seen}");
+
+        let by_path = |p: &str| e.iter().find(|x| x["path"] == p).unwrap().clone();
+        let w = by_path("/app/config.txt");
+        assert_eq!(w["provider"]["type"], "writable");
+        assert_eq!(w["provider"]["origin"], "changed");
+        assert_eq!(w["provider"]["from_layer"], 2);
+        assert_eq!(
+            by_path("/app/message.txt")["provider"]["origin"],
+            "copied_up",
+            "chmod only"
+        );
+        assert_eq!(
+            by_path("/etc/motd")["provider"]["origin"],
+            "changed",
+            "touch changes the mtime"
+        );
+        assert_eq!(by_path("/newdir/f")["provider"]["origin"], "new");
+        let t = by_path("/usr/bin/true");
+        assert_eq!(t["hides"][0]["type"], "whiteout");
+        assert!(
+            t["hides"][0]["layer"].is_null(),
+            "deleted in the writable layer: {t}"
+        );
+        assert_eq!(by_path("/app/old/h")["provider"]["type"], "bind");
+        let l = by_path("/lnk");
+        assert_eq!(l["resolved"], "/data/d");
+        assert_eq!(l["provider"]["type"], "volume");
+        assert_eq!(l["provider"]["name"], "kvol");
+        assert_eq!(by_path("/newdir/../etc/group")["provider"]["layer"]["index"], 1);
+
+        let e = explain(
+            env,
+            "container",
+            "k",
+            &["/scratch/x", "/proc/self/status", "/app/old", "/"],
+        );
+        assert_eq!(e[0]["provider"]["type"], "tmpfs");
+        assert!(
+            e[0]["exists"].is_null(),
+            "a tmpfs's contents are unknown: {}",
+            e[0]
+        );
+        assert_eq!(e[1]["provider"]["type"], "runtime");
+        assert_eq!(e[2]["hides"][0]["type"], "files");
+        assert_eq!(e[2]["hides"][0]["count"], 1);
+        let text = env.ok(&["container", "explain", "k", "/app/old"]);
+        assert!(
+            text.contains("hides:       1 image files under /app/old (layer 3)"),
+            "{text}"
+        );
+        let text = env.ok(&["container", "explain", "-v", "k", "/"]);
+        assert!(text.contains("scratch  tmpfs /scratch"), "{text}");
+        assert!(text.contains("newdir   writable layer (new)"), "{text}");
+        let text = env.ok(&["container", "explain", "--no-follow", "k", "/lnk"]);
+        assert!(text.contains("symlink"), "{text}");
+    });
+}
+
+/// S12: one warning line per bind or volume over a non-empty image directory, on stderr; none for a
+/// missing or empty target, a single-file bind, or a volume the first start fills from the image;
+/// `-q` and `MOUNTKIT_NO_WARN=1` silence it. No container runs.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn shadow_warnings_at_create() {
+    require_root();
+    with_sample(|env| {
+        let dir = env.path("src");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = env.path("file");
+        std::fs::write(&file, "x").unwrap();
+        let over_app = format!("{}:/app", dir.display());
+        let create = |extra: &[&str], envs: &[(&str, &str)]| {
+            let mut c = env.cmd();
+            c.args(["container", "create"])
+                .args(extra)
+                .args(["sample", "true"]);
+            for (k, v) in envs {
+                c.env(k, v);
+            }
+            let out = c.output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 64);
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        let err = create(&["-v", &over_app], &[]);
+        assert_eq!(
+            err.trim(),
+            format!("mountkit: warning: -v {over_app} hides 3 files of the image under /app (layers 2-3)")
+        );
+        assert_eq!(create(&["-q", "-v", &over_app], &[]), "");
+        assert_eq!(create(&["-v", &over_app], &[("MOUNTKIT_NO_WARN", "1")]), "");
+        // A single-file bind, an empty image directory, a missing target, a new volume (filled from /app).
+        let single = format!("{}:/app/config.txt", file.display());
+        let empty = format!("{}:/data", dir.display());
+        let missing = format!("{}:/nowhere", dir.display());
+        assert_eq!(
+            create(
+                &["-v", &single, "-v", &empty, "-v", &missing, "-v", "fresh:/app"],
+                &[]
+            ),
+            ""
+        );
+        // A named volume that has content already does hide the image's files.
+        std::fs::write(env.root.join("volumes/fresh/_data/x"), "x").unwrap();
+        let populated = env.root.join("volumes/fresh/populated");
+        if !populated.exists() {
+            std::fs::write(&populated, "").unwrap();
+        }
+        let err = create(&["-v", "fresh:/app"], &[]);
+        assert!(
+            err.contains("-v fresh:/app hides 3 files of the image under /app"),
+            "{err}"
+        );
+    });
+}
