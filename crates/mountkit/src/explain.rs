@@ -39,6 +39,7 @@ use mountkit_layer_store::ImageInfo;
 
 use crate::{Container, Error, Mountkit, Result};
 
+pub(crate) mod history;
 pub(crate) mod shadow;
 
 /// The opaque-directory xattrs: overlayfs's privileged form (what the layer store writes) and its

@@ -99,6 +99,7 @@ pub use container::{
     Status,
 };
 pub use error::{Error, Result};
+pub use explain::history::HistoryRow;
 pub use explain::shadow::{set_shadow_warnings, warnings as shadow_warnings};
 pub use explain::{
     Entry, ExplainOptions, Explanation, FileKind, Hidden, LayerRef, Link, Provider, WritableOrigin,

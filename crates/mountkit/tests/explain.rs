@@ -74,6 +74,26 @@ fn image_explain_names_the_layer_whiteouts_and_opaque_dirs() {
         let text = env.ok(&["image", "explain", "sample", "/app/config.txt"]);
         assert!(text.contains("hides:       file of layer 1/3"), "{text}");
 
+        // History: newest first; layer 3 adds new.txt and deletes remove-me.txt (whiteout) and a.txt,
+        // b.txt (opaque /app/old); layer 2 adds message.txt and changes config.txt.
+        let h = env.json(&["image", "history", "--format", "json", "sample"]);
+        let counts = |i: usize| {
+            let r = &h[i];
+            (
+                r["layer"]["index"].as_u64().unwrap(),
+                r["added"].as_u64().unwrap(),
+                r["changed"].as_u64().unwrap(),
+                r["deleted"].as_u64().unwrap(),
+            )
+        };
+        assert_eq!(counts(0), (3, 1, 0, 3), "{h}");
+        assert_eq!(counts(1), (2, 1, 1, 0), "{h}");
+        assert_eq!(counts(2).0, 1);
+        assert_eq!(counts(2).2 + counts(2).3, 0, "the base layer only adds");
+        let text = env.lines(&["image", "history", "sample"]);
+        assert!(text[0].starts_with("LAYER"), "{text:?}");
+        assert!(text[1].starts_with("3/3 "), "{text:?}");
+
         // Unknown objects fail as inspect does (1); a missing argument is a usage error (125).
         env.fails(&["image", "explain", "nope", "/"], 1, "nope");
         env.fails(

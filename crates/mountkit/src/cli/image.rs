@@ -39,7 +39,9 @@ pub fn run(ctx: &Ctx, c: ImageCmd) -> anyhow::Result<i32> {
             let all = mk.explain_image(&image, &paths, explain::options(&x))?;
             return explain::print(ctx.format(x.format), &all);
         }
-        ImageCmd::History { .. } => anyhow::bail!("image history is not implemented yet"),
+        ImageCmd::History { image, no_trunc, f } => {
+            output_history(ctx.format(f.format), &mk.image_history(&image)?, no_trunc)?
+        }
         ImageCmd::Rm { force, name } => {
             for n in &name {
                 output::print_lines(mk.remove_image(n, force)?.iter().map(ImageInfo::display_name));
@@ -122,4 +124,41 @@ fn import(
     }
     println!("{}", result?.id);
     Ok(())
+}
+
+/// `image history`: one row per layer, newest first (the table's columns as `docker history`'s, with the
+/// counts of what each layer adds, changes and deletes), or JSON.
+fn output_history(
+    format: mountkit::cli_args::Format,
+    rows: &[mountkit::HistoryRow],
+    no_trunc: bool,
+) -> anyhow::Result<()> {
+    output::print_json_or(format, &rows, |o| {
+        let idw = if no_trunc { 71 } else { 12 };
+        writeln!(
+            o,
+            "{:<5} {:<idw$}  {:<20}  {:>9} {:>7} {:>7} {:>7}  CREATED BY",
+            "LAYER", "ID", "CREATED", "SIZE", "ADDED", "CHANGED", "DELETED"
+        )?;
+        for r in rows {
+            let id = if no_trunc {
+                r.layer.id.clone()
+            } else {
+                output::short(&r.layer.id)
+            };
+            writeln!(
+                o,
+                "{:<5} {:<idw$}  {:<20}  {:>9} {:>7} {:>7} {:>7}  {}",
+                format!("{}/{}", r.layer.index, r.layer.of),
+                id,
+                r.created,
+                output::human(r.size),
+                r.added,
+                r.changed,
+                r.deleted,
+                r.layer.created_by.as_deref().unwrap_or("-")
+            )?;
+        }
+        Ok(())
+    })
 }
