@@ -455,6 +455,14 @@ pub enum SystemCmd {
     },
     /// Remove layers that no image uses
     Gc,
+    /// Disk usage: layers, images, containers' writable layers and volumes (size, shared, reclaimable)
+    Df {
+        /// Show each layer, image, container and volume
+        #[arg(short, long)]
+        verbose: bool,
+        #[command(flatten)]
+        f: FormatArg,
+    },
     /// Build the built-in sample image from this machine's programs (no network); prints its ID
     SampleImage {
         /// Image name

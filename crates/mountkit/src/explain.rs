@@ -358,7 +358,8 @@ impl std::fmt::Display for Hidden {
                 writable,
             } => write!(
                 f,
-                "hides {count} image files under {target} ({})",
+                "hides {count} image {} under {target} ({})",
+                if *count == 1 { "file" } else { "files" },
                 sources_text(layers, *writable)
             ),
             Hidden::MountFiles { target, count, under } => {
@@ -461,11 +462,13 @@ struct Node {
     hides: Vec<Hidden>,
     merged_with: Vec<usize>,
     known: bool,
+    /// A missing directory on the way to a mount's target: the start makes it (in the writable layer).
+    made_at_start: bool,
 }
 
 impl Node {
     fn is_dir(&self) -> bool {
-        self.md.as_ref().is_some_and(Metadata::is_dir)
+        self.made_at_start || self.md.as_ref().is_some_and(Metadata::is_dir)
     }
 }
 
@@ -693,6 +696,7 @@ impl View {
                     .collect(),
                 merged_with: Vec::new(),
                 known: true,
+                made_at_start: false,
             });
         };
         let host = self.branches[b].dir.join(rel);
@@ -729,6 +733,7 @@ impl View {
             hides,
             merged_with,
             known: true,
+            made_at_start: false,
         })
     }
 
@@ -744,6 +749,7 @@ impl View {
                 hides: Vec::new(),
                 merged_with: Vec::new(),
                 known: false,
+                made_at_start: false,
             });
         };
         // The mount follows a symlink of the host path (binds resolve their source on the host).
@@ -764,6 +770,7 @@ impl View {
             hides: Vec::new(),
             merged_with: Vec::new(),
             known: true,
+            made_at_start: false,
         })
     }
 
@@ -791,6 +798,7 @@ impl View {
                     hides: Vec::new(),
                     merged_with: Vec::new(),
                     known: true,
+                    made_at_start: false,
                 }
             }
             Some(Loc::Unknown { mount }) => Node {
@@ -801,10 +809,32 @@ impl View {
                 hides: Vec::new(),
                 merged_with: Vec::new(),
                 known: false,
+                made_at_start: false,
             },
             None => unreachable!("child of a non-directory"),
         };
         let Some(i) = self.mount_at(path) else {
+            if under.known
+                && under.md.is_none()
+                && self
+                    .mounts
+                    .iter()
+                    .any(|m| m.target.len() > path.len() && m.target.starts_with(path))
+            {
+                // A directory on the way to a mount point: the start makes it in the writable layer.
+                return Ok(Node {
+                    loc: Some(Loc::Union {
+                        rel: PathBuf::new(),
+                        stack: Vec::new(),
+                    }),
+                    provider: Provider::Writable {
+                        origin: WritableOrigin::New,
+                        from_layer: None,
+                    },
+                    made_at_start: true,
+                    ..under
+                });
+            }
             return Ok(under);
         };
         let mut node = self.mount_node(i)?;
@@ -962,18 +992,29 @@ impl View {
                 provider,
             });
         }
-        // Mount points that the directory does not hold (they are made when the container starts).
+        // Mount points that the directory does not hold, and the directories on the way to deeper ones:
+        // the start makes them.
         for m in &self.mounts {
-            if m.target.len() == path.len() + 1
-                && m.target.starts_with(path)
-                && !raw.contains_key(&m.target[path.len()])
-            {
-                out.push(Entry {
-                    name: m.target[path.len()].to_string_lossy().into_owned(),
-                    kind: Some(FileKind::Directory),
-                    provider: m.provider.clone(),
-                });
+            if m.target.len() <= path.len() || !m.target.starts_with(path) {
+                continue;
             }
+            let name = &m.target[path.len()];
+            if raw.contains_key(name) || out.iter().any(|e| e.name == *name.to_string_lossy()) {
+                continue;
+            }
+            let provider = if m.target.len() == path.len() + 1 {
+                m.provider.clone()
+            } else {
+                Provider::Writable {
+                    origin: WritableOrigin::New,
+                    from_layer: None,
+                }
+            };
+            out.push(Entry {
+                name: name.to_string_lossy().into_owned(),
+                kind: Some(FileKind::Directory),
+                provider,
+            });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -1072,7 +1113,11 @@ impl View {
                 listing: Vec::new(),
             });
         };
-        let exists = if node.known { Some(node.md.is_some()) } else { None };
+        let exists = if node.known {
+            Some(node.md.is_some() || node.made_at_start)
+        } else {
+            None
+        };
         let (entries, listing) = if node.is_dir() {
             let listing = self.listing(&node, &r.path)?;
             let n = listing.len();
@@ -1085,7 +1130,11 @@ impl View {
             resolved: resolved.clone(),
             links: r.links,
             exists,
-            kind: node.md.as_ref().map(FileKind::of),
+            kind: node
+                .md
+                .as_ref()
+                .map(FileKind::of)
+                .or(node.made_at_start.then_some(FileKind::Directory)),
             size: node.md.as_ref().map(Metadata::len),
             host_path: node.md.as_ref().and(node.host),
             provider: node.provider,
@@ -1369,5 +1418,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("too many levels of symbolic links"), "{err}");
+    }
+
+    #[test]
+    fn missing_directories_on_the_way_to_a_mount_are_made_at_start() {
+        let t = tempfile::tempdir().unwrap();
+        let (layer, vol) = (t.path().join("layer"), t.path().join("vol"));
+        std::fs::create_dir_all(&layer).unwrap();
+        std::fs::create_dir_all(&vol).unwrap();
+        std::fs::write(vol.join("f"), "v").unwrap();
+        let mut v = view(&[&layer]);
+        v.mounts.push(MountPoint {
+            target: components("/opt/app/data"),
+            provider: Provider::Bind {
+                source: vol.clone(),
+                target: "/opt/app/data".into(),
+                readonly: false,
+            },
+            host: Some(vol.clone()),
+        });
+        let e = v.explain("/opt/app/data/f", ExplainOptions::default()).unwrap();
+        assert_eq!(e.exists, Some(true));
+        assert!(matches!(e.provider, Provider::Bind { .. }), "{e:?}");
+        assert_eq!(e.host_path, Some(vol.join("f")));
+        let e = v
+            .explain(
+                "/opt",
+                ExplainOptions {
+                    verbose: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(e.kind, Some(FileKind::Directory));
+        assert_eq!(e.listing.len(), 1, "app, made at start too: {e:?}");
+        assert_eq!(
+            v.explain("/opt/other", ExplainOptions::default()).unwrap().exists,
+            Some(false)
+        );
     }
 }

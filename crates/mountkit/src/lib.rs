@@ -77,6 +77,7 @@ pub mod cli_args;
 mod container;
 mod create;
 mod default_root;
+mod df;
 mod error;
 mod explain;
 mod export;
@@ -98,6 +99,7 @@ pub use container::{
     Container, ContainerConfig, CreateOptions, MountRecord, NetworkMode, Seccomp, SeccompOption, State,
     Status,
 };
+pub use df::{ContainerUsage, DiskUsage, ImageUsage, KindUsage, LayerUsage, VolumeUsage};
 pub use error::{Error, Result};
 pub use explain::history::HistoryRow;
 pub use explain::shadow::{set_shadow_warnings, warnings as shadow_warnings};

@@ -247,7 +247,7 @@ fn explain_matches_what_the_running_container_reads() {
         assert_eq!(e[2]["hides"][0]["count"], 1);
         let text = env.ok(&["container", "explain", "k", "/app/old"]);
         assert!(
-            text.contains("hides:       1 image files under /app/old (layer 3)"),
+            text.contains("hides:       1 image file under /app/old (layer 3)"),
             "{text}"
         );
         let text = env.ok(&["container", "explain", "-v", "k", "/"]);
@@ -313,5 +313,88 @@ fn shadow_warnings_at_create() {
             err.contains("-v fresh:/app hides 3 files of the image under /app"),
             "{err}"
         );
+    });
+}
+
+/// `system df`: sizes, shared layers, active objects and what could be reclaimed; `-v` lists each
+/// object. No container runs.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn system_df_sizes_shared_and_reclaimable() {
+    require_root();
+    with_sample(|env| {
+        // A second image sharing the sample's two lower layers.
+        let layers = env.lines(&["layer", "ls", "-q"]);
+        let sample = env.json(&["image", "inspect", "sample"]);
+        let lower: Vec<String> = sample[0]["layers"].as_array().unwrap()[..2]
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(layers.len(), 3);
+        env.ok(&[
+            "image", "create", "two", "--layer", &lower[0], "--layer", &lower[1], "--cmd", "true",
+        ]);
+        env.ok(&[
+            "container",
+            "create",
+            "--name",
+            "c",
+            "-v",
+            "used:/data",
+            "sample",
+            "true",
+        ]);
+        env.ok(&["volume", "create", "idle"]);
+        std::fs::write(env.root.join("volumes/idle/_data/f"), "12345").unwrap();
+        let id = env.json(&["container", "inspect", "c"])[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        std::fs::write(env.upper(&id).join("w"), "123").unwrap();
+
+        let du = env.json(&["system", "df", "--format", "json"]);
+        let kind = |k: &str| {
+            du["summary"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["kind"] == k)
+                .unwrap()
+                .clone()
+        };
+        let top = sample[0]["layers"][2].as_str().unwrap();
+        let top_size = du["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == top)
+            .unwrap()["size"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(kind("layers")["total"], 3);
+        assert_eq!(kind("layers")["reclaimable"], 0);
+        assert_eq!(kind("images")["active"], 1);
+        // "two" has no container, but all its layers are the sample's: nothing to reclaim.
+        assert_eq!(kind("images")["reclaimable"], 0, "{du}");
+        let images = du["images"].as_array().unwrap();
+        let s = images.iter().find(|i| i["name"] == "sample").unwrap();
+        assert_eq!(s["unique_size"].as_u64().unwrap(), top_size, "{s}");
+        assert_eq!(s["containers"], 1);
+        assert_eq!(kind("containers")["size"], 3);
+        assert_eq!(
+            kind("containers")["reclaimable"],
+            3,
+            "a created container is not running"
+        );
+        assert_eq!(kind("volumes")["total"], 2);
+        assert_eq!(kind("volumes")["active"], 1);
+        assert_eq!(kind("volumes")["reclaimable"], 5);
+
+        let text = env.ok(&["system", "df"]);
+        assert!(text.starts_with("TYPE"), "{text}");
+        assert!(text.contains("Volumes"), "{text}");
+        assert!(!text.contains("VOLUME NAME"), "{text}");
+        let text = env.ok(&["system", "df", "-v"]);
+        assert!(text.contains("VOLUME NAME") && text.contains("idle"), "{text}");
     });
 }

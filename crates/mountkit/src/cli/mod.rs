@@ -4,6 +4,7 @@
 //! is formatted. A handler returns the command's exit status; an error is mapped to one by `main`.
 
 pub mod container;
+pub mod df;
 pub mod explain;
 pub mod image;
 pub mod layer;

@@ -56,6 +56,7 @@ pub fn run(ctx: &Ctx, c: SystemCmd) -> anyhow::Result<i32> {
             println!("{}", mk.create_sample_image(&name, &volumes)?.id)
         }
         SystemCmd::Gc => output::print_lines(mk.layers().gc()?),
+        SystemCmd::Df { verbose, f } => super::df::print(ctx.format(f.format), &mk.disk_usage()?, verbose)?,
     }
     Ok(0)
 }
