@@ -4,8 +4,8 @@
 //! There is no device cgroup here: every mount a container can create or find a node in (the root
 //! filesystem, volumes, binds, tmpfs, `/dev`) is `nodev`, and `/dev`'s own nodes are the host's,
 //! bound (see docs/ns-runner.md). `mknod` itself still succeeds (`CAP_MKNOD` is in Docker's default
-//! set), as under Docker; opening the node fails with "Permission denied". Under `--privileged` the
-//! same read succeeds, which shows the test can fail.
+//! set), as under Docker; opening the node fails with "Permission denied", with or without a seccomp
+//! filter. Under `--privileged` the same read succeeds, which shows the test can fail.
 //!
 //! The sample image has no `mknod`: the host's static busybox (`/bin/busybox`) is bound into the
 //! container read-only as `/busybox`, as in confinement.rs.
@@ -276,6 +276,26 @@ fn a_node_of_a_host_disk_made_in_the_container_cannot_be_read() {
         assert_eq!(r["urandom"], "16", "{show}");
         assert!(r["full"].contains("No space left on device"), "{show}");
         assert!(r["tty"].contains("No such device or address"), "{show}");
+
+        // Not a seccomp rule: the same without any filter.
+        let node = format!("/busybox mknod /dev/x b {major} {minor} && head -c 512 /dev/x");
+        let out = env.run(&[
+            "run",
+            "--rm",
+            "-v",
+            BB,
+            "--security-opt",
+            "seccomp=unconfined",
+            "sample",
+            "sh",
+            "-c",
+            &node,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("Permission denied"),
+            "unconfined: {err}"
+        );
 
         // The control: under --privileged the same nodes are read (host devices are usable, as with
         // Docker's --privileged), so the refusals above are the nodev rule's.
