@@ -291,6 +291,9 @@ fn process_spec(config: &ContainerConfig, dir: &Path) -> Result<Spec> {
         },
         seccomp,
         privileged: config.privileged,
+        tty: false,
+        tty_size: None,
+        stdin: mountkit_ns_runner::Stdin::Inherit,
     })
 }
 

@@ -39,8 +39,9 @@ pub(crate) fn container_main(
     prepare_error: &mut Option<PrepareError>,
     status: OwnedFd,
     lifeline: OwnedFd,
+    terminal: Option<RawFd>,
 ) -> ! {
-    let run = std::panic::AssertUnwindSafe(|| container(spec, prepare, prepare_error, lifeline));
+    let run = std::panic::AssertUnwindSafe(|| container(spec, prepare, prepare_error, lifeline, terminal));
     let err = match std::panic::catch_unwind(run) {
         Ok(Err(e)) => e,
         Ok(Ok(never)) => match never {},
@@ -66,6 +67,7 @@ fn container(
     prepare: Prepare,
     prepare_error: &mut Option<PrepareError>,
     lifeline: OwnedFd,
+    terminal: Option<RawFd>,
 ) -> Result<std::convert::Infallible, Error> {
     die_with_parent(lifeline)?;
     new_session()?;
@@ -98,6 +100,8 @@ fn container(
     }
     pivot_root(&root)?;
     let user = lookup_user(spec)?;
+    // The terminal (`Spec::tty`: a pty of the new devpts) or `/dev/null` as stdin; see tty.rs.
+    crate::tty::setup_stdio(spec, user.uid, terminal)?;
     enter_workdir(spec.workdir.as_deref())?;
     let env = user::build_env(&spec.env, spec.hostname.as_deref(), &user.home);
     let path = user::env_get(&env, "PATH")

@@ -35,14 +35,18 @@
 //! network namespace with only `lo` ([`Network::None`]), a seccomp filter ([`Spec::seccomp`], e.g.
 //! Docker's default profile's effect: [`seccomp::Policy::docker_default`]) and `no_new_privs`
 //! ([`Spec::no_new_privs`]);
-//! [`Spec::privileged`] skips the masked paths and leaves `/sys` writable. The steps in full, and the decisions (no supervisor process, memory
+//! [`Spec::privileged`] skips the masked paths and leaves `/sys` writable. With [`Spec::tty`] its
+//! descriptors 0-2 are a pty of the container's own devpts instance, its controlling terminal, whose
+//! master the caller takes with [`Running::take_tty`] (sent back over a socket pair: see `tty.rs`);
+//! without one, [`Spec::stdin`] keeps the caller's stdin or gives `/dev/null`. The steps in full, and the decisions (no supervisor process, memory
 //! shared until exec, signals, users, what is not done here), are in the repository's
 //! `docs/ns-runner.md`.
 //!
 //! # Dependencies
 //! - `rustix`: every system call it has, typed (mount, umount2, pivot_root, unshare, prctl,
 //!   sethostname, set*id, capset, setsid, mknodat/mkdirat/symlinkat, umask, pipe, mmap, poll, waitpid,
-//!   pidfd_open). Its
+//!   pidfd_open; for the terminal: socketpair, sendmsg/recvmsg with SCM_RIGHTS, the pty ioctls,
+//!   TIOCSCTTY, TIOCSWINSZ). Its
 //!   `linux_raw` backend makes each call directly (no glibc state, no `errno`), which the container
 //!   process, sharing the caller's memory, needs; its set*id are the per-thread system calls.
 //! - `libc`: only what rustix lacks, each marked where it is used: `clone` onto a stack of our own,
@@ -73,6 +77,7 @@ mod child;
 mod confine;
 pub mod seccomp;
 mod sys;
+mod tty;
 mod user;
 mod wire;
 
@@ -90,6 +95,7 @@ pub use confine::{
     Capability, CapsHashSet, DOCKER_DEFAULT_CAPABILITIES, Network, all_capabilities,
     docker_default_capabilities, parse_capability, seccomp_filter_supported,
 };
+pub use tty::{Stdin, TtySize};
 pub use user::{
     DEFAULT_PATH, GroupEntry, PasswdEntry, ResolvedUser, build_env, parse_group, parse_passwd,
     resolve_additional_groups, resolve_user,
@@ -130,6 +136,15 @@ pub struct Spec {
     /// Docker's `--privileged` for the mounts: no masked or read-only paths, `/sys` read-write. (The
     /// capabilities are [`Spec::capabilities`]'s, decided by the caller.)
     pub privileged: bool,
+    /// Docker's `-t`: a pseudo-terminal from the container's own devpts instance as its descriptors
+    /// 0-2 and controlling terminal; its master comes back from [`Running::take_tty`] for the caller
+    /// to relay.
+    pub tty: bool,
+    /// With [`Spec::tty`], the terminal's size before the command runs (Docker's console size: no
+    /// race with a command that reads it at once); `None` leaves the kernel's 0x0.
+    pub tty_size: Option<TtySize>,
+    /// The standard input when there is no terminal: inherited (Docker's `-i`) or `/dev/null`.
+    pub stdin: Stdin,
 }
 
 impl Spec {
@@ -208,6 +223,19 @@ impl Spec {
     /// Docker's `--privileged` mounts (or not).
     pub fn privileged(mut self, yes: bool) -> Spec {
         self.privileged = yes;
+        self
+    }
+
+    /// A terminal (or not), of this size if given.
+    pub fn tty(mut self, yes: bool, size: Option<TtySize>) -> Spec {
+        self.tty = yes;
+        self.tty_size = size;
+        self
+    }
+
+    /// Sets the standard input used without a terminal.
+    pub fn stdin(mut self, stdin: Stdin) -> Spec {
+        self.stdin = stdin;
         self
     }
 
@@ -355,6 +383,8 @@ pub struct Running {
     pid: libc::pid_t,
     /// The spawning thread's signal mask before [`spawn`], restored by `wait` or on drop.
     old_mask: Option<MaskGuard>,
+    /// The master of the container's terminal ([`Spec::tty`]) until taken.
+    tty: Option<OwnedFd>,
 }
 
 impl std::fmt::Debug for Running {
@@ -391,6 +421,8 @@ struct Handoff<'a> {
     lifeline: RawFd,
     /// The caller's ends of the two pipes, closed in the container process.
     callers: [RawFd; 2],
+    /// With [`Spec::tty`], the container process's end of the socket its pty master is sent on.
+    terminal: Option<RawFd>,
 }
 
 /// The container process's first function, on its own stack (see [`sys::ChildStack`]). Never returns.
@@ -407,7 +439,14 @@ extern "C" fn container_entry(arg: *mut libc::c_void) -> libc::c_int {
     };
     // SAFETY: this process's copies of the two descriptors, owned from here on.
     let (status, lifeline) = unsafe { (OwnedFd::from_raw_fd(h.status), OwnedFd::from_raw_fd(h.lifeline)) };
-    child::container_main(h.spec, prepare, &mut h.prepare_error, status, lifeline)
+    child::container_main(
+        h.spec,
+        prepare,
+        &mut h.prepare_error,
+        status,
+        lifeline,
+        h.terminal,
+    )
 }
 
 /// Starts `spec` over the root that `prepare` makes, and returns once the command was executed (or
@@ -425,6 +464,10 @@ pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
     let (rd, wr) = pipe().map_err(Error::io("create the status pipe"))?;
     let (life_r, life_w) = pipe().map_err(Error::io("create the lifeline pipe"))?;
     let stack = sys::ChildStack::new().map_err(Error::io("map the container process's stack"))?;
+    let terminal = match spec.tty {
+        true => Some(tty::Channel::new().map_err(Error::io("create the terminal's socket pair"))?),
+        false => None,
+    };
     let mut handoff = Handoff {
         spec,
         prepare: Some(prepare),
@@ -432,6 +475,7 @@ pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
         status: wr.as_raw_fd(),
         lifeline: life_r.as_raw_fd(),
         callers: [rd.as_raw_fd(), life_w.as_raw_fd()],
+        terminal: terminal.as_ref().map(|t| t.container.as_raw_fd()),
     };
     let guard = MaskGuard(
         sys::sigmask(libc::SIG_BLOCK, &sys::forwarded_signals()).map_err(Error::io("block signals"))?,
@@ -461,9 +505,10 @@ pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
     drop(life_r);
     // Normally taken (and consumed) by the container process; dropped here only if it never ran.
     drop(handoff.prepare.take());
-    let running = Running {
+    let mut running = Running {
         pid,
         old_mask: Some(guard),
+        tty: None,
     };
     let mut buf = Vec::new();
     let read = std::fs::File::from(rd).read_to_end(&mut buf);
@@ -478,6 +523,16 @@ pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
         (&failure, handoff.prepare_error.take())
     {
         failure = Some(Error::Prepare { source });
+    }
+    // The pty master, queued by the container process before its exec.
+    if let (None, Some(t)) = (&failure, &terminal) {
+        match t.receive() {
+            Ok(master) => running.tty = Some(master),
+            Err(e) => {
+                let _ = running.signal(libc::SIGKILL);
+                failure = Some(Error::io("receive the container's terminal")(e));
+            }
+        }
     }
     match failure {
         None => {
@@ -501,6 +556,13 @@ impl Running {
     /// The container process's PID, as the caller's PID namespace sees it (PID 1 inside).
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// The master of the container's terminal ([`Spec::tty`]), once: relay it (stdin to it, it to
+    /// stdout) until it hangs up, which it does when the container's processes are gone. Dropped with
+    /// the `Running` if not taken (the container then gets a hang-up on its terminal).
+    pub fn take_tty(&mut self) -> Option<OwnedFd> {
+        self.tty.take()
     }
 
     /// Sends `sig` to the container process (the caller's child, not reaped before [`Running::wait`],

@@ -28,6 +28,8 @@ pub(crate) const STEPS: &[&str] = &[
     "readonly-root",
     "hostname",
     "pivot-root",
+    "terminal",
+    "stdin",
     "user",
     "workdir",
     "capabilities",
