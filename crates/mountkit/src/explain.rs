@@ -491,9 +491,16 @@ fn is_whiteout(md: &Metadata) -> bool {
     md.file_type().is_char_device() && md.rdev() == 0
 }
 
-fn is_opaque(p: &Path) -> bool {
+/// Whether the directory `p` is opaque. An image layer's can only have the layer store's form
+/// (`trusted.`: one `getxattr`); the writable layer's may have either.
+fn is_opaque(p: &Path, writable: bool) -> bool {
     let mut buf = [0u8; 4];
-    OPAQUE_XATTRS
+    let names = if writable {
+        &OPAQUE_XATTRS[..]
+    } else {
+        &OPAQUE_XATTRS[..1]
+    };
+    names
         .iter()
         .any(|x| matches!(rustix::fs::lgetxattr(p, *x, &mut buf), Ok(1) if buf[0] == b'y'))
 }
@@ -619,9 +626,48 @@ impl View {
     }
 
     /// The root of the view.
+    /// Every branch's root is a directory and merges into the view's root (overlayfs ignores an
+    /// opaque mark there): one `lstat`, of the top branch's root.
     fn root(&self) -> Result<Node> {
         let all: Vec<usize> = (0..self.branches.len()).collect();
-        self.union_child(Path::new(""), &all)
+        let Some(top) = self.branches.first() else {
+            return Ok(Node {
+                md: None,
+                loc: None,
+                provider: Provider::None,
+                host: None,
+                hides: Vec::new(),
+                merged_with: Vec::new(),
+                known: true,
+                made_at_start: false,
+            });
+        };
+        let md = lstat(&top.dir)?
+            .ok_or_else(|| Error::io("stat", &top.dir, io::Error::from(io::ErrorKind::NotFound)))?;
+        let provider = match &top.layer {
+            Some(l) => Provider::Layer { layer: l.clone() },
+            None => Provider::Writable {
+                origin: if all.len() > 1 {
+                    WritableOrigin::CopiedUp
+                } else {
+                    WritableOrigin::New
+                },
+                from_layer: all.get(1).and_then(|&b| self.layer_index(b)),
+            },
+        };
+        Ok(Node {
+            md: Some(md),
+            loc: Some(Loc::Union {
+                rel: PathBuf::new(),
+                stack: all.clone(),
+            }),
+            provider,
+            host: Some(top.dir.clone()),
+            hides: Vec::new(),
+            merged_with: all.iter().skip(1).filter_map(|&b| self.layer_index(b)).collect(),
+            known: true,
+            made_at_start: false,
+        })
     }
 
     /// Looks up `rel` (relative to each branch) in the branches of `stack` (top first), as overlayfs.
@@ -650,7 +696,7 @@ impl View {
                 None => {
                     if md.is_dir() {
                         merged.push(b);
-                        if is_opaque(&p) {
+                        if is_opaque(&p, self.branches[b].layer.is_none()) {
                             hides.push(Hidden::Opaque {
                                 layer: self.layer_of(b),
                             });
@@ -663,7 +709,7 @@ impl View {
                     first_lower.get_or_insert(b);
                     if tmd.is_dir() && md.is_dir() && merging {
                         merged.push(b);
-                        if is_opaque(&p) {
+                        if is_opaque(&p, self.branches[b].layer.is_none()) {
                             hides.push(Hidden::Opaque {
                                 layer: self.layer_of(b),
                             });

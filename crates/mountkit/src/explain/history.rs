@@ -99,7 +99,7 @@ impl View {
             let ft = ent.file_type().map_err(|e| Error::io("stat", ent.path(), e))?;
             names.push((ent.file_name(), ft));
         }
-        if let Some(l) = lower.filter(|_| !rel.as_os_str().is_empty() && is_opaque(&dir)) {
+        if let Some(l) = lower.filter(|_| !rel.as_os_str().is_empty() && is_opaque(&dir, false)) {
             // Everything below that this directory does not bring back is deleted.
             let hidden = self.raw_listing(l)?;
             counts.deleted += hidden
