@@ -305,6 +305,12 @@ pub struct CreateArgs {
     /// Not supported: mountkit shares the host's network (--network host)
     #[arg(short = 'p', long = "publish", value_name = "PORTS", hide = true)]
     pub publish: Vec<String>,
+    /// Allocate a pseudo-terminal (the container's own; raw mode and window size follow this terminal)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep stdin open (without it, the container's stdin is /dev/null)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
     /// Only print the ID
     #[arg(short, long)]
     pub quiet: bool,

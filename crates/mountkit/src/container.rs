@@ -63,6 +63,14 @@ pub struct ContainerConfig {
     /// get the default.
     #[serde(default)]
     pub seccomp: Seccomp,
+    /// `-t`: the process runs on a pseudo-terminal of the container's own devpts instance, relayed by
+    /// the attached side (Docker's `Config.Tty`).
+    #[serde(default)]
+    pub tty: bool,
+    /// `-i`: the process's stdin is kept open (the caller's, or typed into its terminal with `-t`);
+    /// without it, stdin is `/dev/null` (Docker's `Config.OpenStdin`).
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 /// The seccomp filter of a container, as its record keeps it (and `container inspect` shows it).
@@ -279,6 +287,10 @@ pub struct CreateOptions {
     pub network: NetworkMode,
     /// `--security-opt seccomp=unconfined|FILE`.
     pub seccomp: SeccompOption,
+    /// `-t`: a pseudo-terminal.
+    pub tty: bool,
+    /// `-i`: stdin kept open.
+    pub open_stdin: bool,
     /// `--rm`.
     pub auto_remove: bool,
 }

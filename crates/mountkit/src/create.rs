@@ -277,6 +277,8 @@ fn resolve_config(image: &ImageInfo, opts: &CreateOptions, id: &str) -> Result<C
         network: opts.network,
         // Set by `resolve_seccomp`, which needs the capabilities above.
         seccomp: Seccomp::Default,
+        tty: opts.tty,
+        open_stdin: opts.open_stdin,
     })
 }
 

@@ -91,6 +91,7 @@ mod remove;
 mod run;
 pub mod sample;
 mod store;
+pub mod tty;
 mod usage;
 mod volume_refs;
 

@@ -175,7 +175,8 @@ impl Mountkit {
         }
         drop(lock); // others may use the store while the container runs
         tracing::info!(id = %c.id, pid = process.pid(), "container running");
-        let exit = process.wait();
+        // With `-t`, the container's terminal is relayed while this thread waits and forwards signals.
+        let exit = crate::tty::wait_attached(process, &c.config);
         let _lock = self.lock()?;
         self.record_exit(c, exit, volumes, run_lock)
     }
@@ -291,9 +292,13 @@ fn process_spec(config: &ContainerConfig, dir: &Path) -> Result<Spec> {
         },
         seccomp,
         privileged: config.privileged,
-        tty: false,
-        tty_size: None,
-        stdin: mountkit_ns_runner::Stdin::Inherit,
+        tty: config.tty,
+        // The caller's terminal size, set before the command runs; the relay follows it afterwards.
+        tty_size: config.tty.then(crate::tty::caller_size).flatten(),
+        stdin: match config.open_stdin {
+            true => mountkit_ns_runner::Stdin::Inherit,
+            false => mountkit_ns_runner::Stdin::Null,
+        },
     })
 }
 

@@ -192,6 +192,8 @@ mod tests {
                 no_new_privileges: false,
                 network: Default::default(),
                 seccomp: Default::default(),
+                tty: false,
+                open_stdin: false,
             },
             mounts,
             state,

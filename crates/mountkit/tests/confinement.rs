@@ -310,10 +310,10 @@ fn the_container_leads_its_own_session_without_a_terminal() {
         run.args(["run", "--rm", "sample", "cat", "/proc/self/stat"]);
         let stat = on_a_terminal(run);
         assert_eq!(stat_fields(stat.trim()), (1, 1, 0), "container: {stat}");
-        // Attached: stdin still reaches the container.
+        // Attached with -i: stdin still reaches the container (without -i it is /dev/null).
         let out = env
             .cmd()
-            .args(["run", "--rm", "sample", "cat"])
+            .args(["run", "--rm", "-i", "sample", "cat"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()

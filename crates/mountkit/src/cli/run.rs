@@ -10,6 +10,11 @@ use super::Ctx;
 pub fn run(ctx: &Ctx, r: &RunArgs) -> anyhow::Result<i32> {
     let mut opts = create_options(&r.create)?;
     opts.auto_remove = r.rm;
+    // Docker's check: `-it` needs a terminal to type into the container's (`-t` alone does not).
+    if let Some(refusal) = mountkit::tty::input_refusal(opts.tty, opts.open_stdin) {
+        eprintln!("mountkit: {refusal}");
+        return Ok(1);
+    }
     let (_c, exit) = ctx.mk.run(&opts)?;
     Ok(exit.code())
 }
@@ -63,6 +68,8 @@ pub fn create_options(a: &CreateArgs) -> mountkit::Result<CreateOptions> {
         seccomp: security.seccomp,
         network,
         auto_remove: false,
+        tty: a.tty,
+        open_stdin: a.interactive,
     })
 }
 

@@ -192,3 +192,119 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// A pseudo-terminal of the test's own (the host's devpts), to run `mountkit` on as a shell in a
+/// terminal would start it: its own session, the pty's slave as its controlling terminal and as its
+/// stdin, stdout and stderr. The test types into the master and reads what `mountkit` writes there.
+pub struct Terminal {
+    /// The side the test holds.
+    pub master: std::os::fd::OwnedFd,
+    /// The side `mountkit` runs on (kept open here, so the master never hangs up).
+    pub slave: std::os::fd::OwnedFd,
+    seen: std::cell::RefCell<Vec<u8>>,
+}
+
+impl Terminal {
+    /// A new pty of `rows` x `cols`.
+    pub fn new(rows: u16, cols: u16) -> Terminal {
+        use rustix::pty::OpenptFlags;
+        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+        let master = rustix::pty::openpt(flags).expect("posix_openpt");
+        rustix::pty::unlockpt(&master).expect("unlockpt");
+        let slave = rustix::pty::ioctl_tiocgptpeer(&master, flags).expect("TIOCGPTPEER");
+        let t = Terminal {
+            master,
+            slave,
+            seen: Default::default(),
+        };
+        t.resize(rows, cols);
+        t
+    }
+
+    /// Sets the window size (the kernel sends SIGWINCH to the pty's foreground process group).
+    pub fn resize(&self, rows: u16, cols: u16) {
+        let ws = rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&self.master, ws).expect("TIOCSWINSZ");
+    }
+
+    /// The slave's settings, to compare (termios as text).
+    pub fn settings(&self) -> String {
+        format!(
+            "{:?}",
+            rustix::termios::tcgetattr(&self.slave).expect("tcgetattr")
+        )
+    }
+
+    /// Whether the slave is in raw mode (no canonical input, no echo).
+    pub fn is_raw(&self) -> bool {
+        use rustix::termios::LocalModes;
+        let t = rustix::termios::tcgetattr(&self.slave).expect("tcgetattr");
+        !t.local_modes.intersects(LocalModes::ICANON | LocalModes::ECHO)
+    }
+
+    /// Starts `cmd` on the slave: a new session whose controlling terminal it is.
+    pub fn spawn(&self, mut cmd: Command) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let slave = || std::process::Stdio::from(self.slave.try_clone().expect("dup"));
+        cmd.stdin(slave()).stdout(slave()).stderr(slave());
+        // SAFETY: only system calls (rustix's, no allocation) between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                rustix::process::setsid()?;
+                rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
+                Ok(())
+            });
+        }
+        cmd.spawn().expect("spawn on the terminal")
+    }
+
+    /// Types `text` (as the keyboard would: bytes into the master).
+    pub fn type_in(&self, text: &str) {
+        let mut rest = text.as_bytes();
+        while !rest.is_empty() {
+            let n = rustix::io::write(&self.master, rest).expect("write to the master");
+            rest = &rest[n..];
+        }
+    }
+
+    /// Reads what is there now, waiting up to `ms` for something.
+    fn read_some(&self, ms: i64) {
+        let mut pfd = [rustix::event::PollFd::new(
+            &self.master,
+            rustix::event::PollFlags::IN,
+        )];
+        let t = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: ms * 1_000_000,
+        };
+        if rustix::event::poll(&mut pfd, Some(&t)).unwrap_or(0) > 0 {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = rustix::io::read(&self.master, &mut buf) {
+                self.seen.borrow_mut().extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+
+    /// Everything read from the master so far, without carriage returns.
+    pub fn output(&self) -> String {
+        self.read_some(0);
+        String::from_utf8_lossy(&self.seen.borrow()).replace('\r', "")
+    }
+
+    /// Waits up to `secs` for the output to contain `needle`.
+    pub fn wait_for(&self, needle: &str, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !self.output().contains(needle) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            self.read_some(100);
+        }
+        true
+    }
+}
