@@ -413,8 +413,8 @@ fn tiocsti_from_the_ptys_session(slave: i32) -> Option<i32> {
     }
 }
 
-/// Issue 12: started from a terminal (the pty is `mountkit`'s controlling terminal and the
-/// container's standard input), the container's process leads its own session without a
+/// Issue 12: started from a terminal (the pty is `mountkit`'s controlling terminal and, with `-i`,
+/// the container's standard input), the container's process leads its own session without a
 /// controlling terminal, so its `TIOCSTI` on that terminal is refused and nothing reaches the pty.
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
@@ -450,11 +450,20 @@ fn tiocsti_is_refused_to_the_container() {
     let helper = format!("{}:/helper:ro", exe.display());
     with_sample(|env| {
         let mut cmd = env.cmd();
-        cmd.args(["run", "--rm", "-v", &helper, "-e", &format!("{HELPER_ENV}=1")]);
+        // -i: the container's stdin is mountkit's (the pty), not /dev/null.
+        cmd.args([
+            "run",
+            "--rm",
+            "-i",
+            "-v",
+            &helper,
+            "-e",
+            &format!("{HELPER_ENV}=1"),
+        ]);
         cmd.args(["sample", "/helper", "tiocsti_helper", "--exact", "--nocapture"]);
         cmd.stdin(std::fs::File::from(slave.try_clone().unwrap()));
         // mountkit starts as a shell in a terminal would start it: its own session, the pty as its
-        // controlling terminal (and its standard input, which the container inherits).
+        // controlling terminal (and its standard input, which the container inherits with -i).
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             use std::os::unix::process::CommandExt;
