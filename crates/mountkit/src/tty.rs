@@ -530,6 +530,64 @@ mod tests {
         );
     }
 
+    /// Set in the helper process of [`a_terminating_signal_restores_the_terminal`].
+    const HELPER: &str = "MOUNTKIT_TTY_RAW_HELPER";
+
+    /// Not a test on its own: with [`HELPER`] set, puts its stdin (a pty) in raw mode and waits to be
+    /// killed.
+    #[test]
+    fn raw_mode_helper() {
+        if std::env::var_os(HELPER).is_none() {
+            return;
+        }
+        let _raw = RawMode::enter(rustix::stdio::stdin())
+            .unwrap()
+            .expect("a terminal");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+
+    #[test]
+    fn a_terminating_signal_restores_the_terminal() {
+        let (_master, slave) = pty();
+        let before = format!("{:?}", rustix::termios::tcgetattr(&slave).unwrap());
+        let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "tty::tests::raw_mode_helper",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(HELPER, "1")
+            .stdin(std::process::Stdio::from(slave.try_clone().unwrap()))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while rustix::termios::tcgetattr(&slave)
+            .unwrap()
+            .local_modes
+            .contains(rustix::termios::LocalModes::ICANON)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the helper never made it raw"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(helper.id() as i32, libc::SIGUSR1) }, 0);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            helper.wait().unwrap().signal(),
+            Some(libc::SIGUSR1),
+            "died of the signal"
+        );
+        let after = format!("{:?}", rustix::termios::tcgetattr(&slave).unwrap());
+        assert_eq!(before, after, "restored by the handler");
+    }
+
     #[test]
     fn size_of_a_terminal() {
         let (master, slave) = pty();
