@@ -461,6 +461,14 @@ pub enum SystemCmd {
     },
     /// Remove layers that no image uses
     Gc,
+    /// Problems of the store and of running containers, with their fixes; what the kernel supports
+    Doctor {
+        /// Sweep what can be swept safely (staging entries of dead processes)
+        #[arg(long)]
+        fix: bool,
+        #[command(flatten)]
+        f: FormatArg,
+    },
     /// Disk usage: layers, images, containers' writable layers and volumes (size, shared, reclaimable)
     Df {
         /// Show each layer, image, container and volume

@@ -78,6 +78,7 @@ mod container;
 mod create;
 mod default_root;
 mod df;
+mod doctor;
 mod error;
 mod explain;
 mod export;
@@ -101,6 +102,7 @@ pub use container::{
     Status,
 };
 pub use df::{ContainerUsage, DiskUsage, ImageUsage, KindUsage, LayerUsage, VolumeUsage};
+pub use doctor::{DoctorReport, Feature, Problem};
 pub use error::{Error, Result};
 pub use explain::history::HistoryRow;
 pub use explain::shadow::{set_shadow_warnings, warnings as shadow_warnings};

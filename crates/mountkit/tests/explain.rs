@@ -398,3 +398,84 @@ fn system_df_sizes_shared_and_reclaimable() {
         assert!(text.contains("VOLUME NAME") && text.contains("idle"), "{text}");
     });
 }
+
+/// `system doctor`: a replaced single-file bind of a running container, a foreign mount under the store,
+/// an image whose layer is gone and an unused layer are each reported with a fix (exit 1); a clean store
+/// exits 0. One container run.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn system_doctor_finds_problems_with_their_fixes() {
+    require_root();
+    with_sample(|env| {
+        let out = env.run(&["system", "doctor"]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("No problems found."));
+
+        let file = env.path("conf");
+        std::fs::write(&file, "one\n").unwrap();
+        let bind = format!("{}:/etc/conf", file.display());
+        let mut runner = env.spawn(&["run", "--name", "d", "-v", &bind, "sample", "sleep", "60"]);
+        let seen = env.wait_running("d", &mut runner);
+        let pid = seen[0]["state"]["pid"].as_i64().unwrap() as i32;
+        // An editor's save: a new file renamed over the old one.
+        let new = env.path("conf.new");
+        std::fs::write(&new, "two\n").unwrap();
+        std::fs::rename(&new, &file).unwrap();
+        // A mount under the store that mountkit did not make.
+        let foreign = env.root.join("foreign");
+        std::fs::create_dir_all(&foreign).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "t"])
+            .arg(&foreign)
+            .status()
+            .unwrap();
+        assert!(mounted.success());
+        // An unused layer.
+        let dir = env.path("extra");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("x"), "x").unwrap();
+        let layer = env.ok(&["layer", "import", dir.to_str().unwrap()]);
+
+        let out = env.run(&["--format", "json", "system", "doctor"]);
+        assert_eq!(out.status.code(), Some(1));
+        let report = support::json(&String::from_utf8_lossy(&out.stdout));
+        let problems = report["problems"].as_array().unwrap();
+        let find = |needle: &str| {
+            problems
+                .iter()
+                .find(|p| p["object"].as_str().unwrap().contains(needle))
+                .unwrap_or_else(|| panic!("no problem about {needle}: {report}"))
+                .clone()
+        };
+        let p = find("container d: bind");
+        assert!(p["problem"].as_str().unwrap().contains("replaced"), "{p}");
+        assert!(
+            p["fix"].as_str().unwrap().contains("restart the container"),
+            "{p}"
+        );
+        let p = find(&format!("mount {}", foreign.display()));
+        assert!(p["fix"].as_str().unwrap().contains("umount"), "{p}");
+        let p = find(&format!("layer {layer}"));
+        assert_eq!(p["fix"], "mountkit system gc");
+        assert!(report["kernel"].as_array().unwrap().len() >= 5);
+
+        support::kill9(pid);
+        let _ = runner.wait();
+        assert!(Command::new("umount").arg(&foreign).status().unwrap().success());
+        // An image whose layer is gone (the container keeps the image from being removed otherwise).
+        env.ok(&["container", "rm", "-f", "d"]);
+        let sample = env.json(&["image", "inspect", "sample"]);
+        let top = sample[0]["layers"][2]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string();
+        std::fs::remove_dir_all(env.root.join("layers").join(&top)).unwrap();
+        let text = env.run(&["system", "doctor"]);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains("image sample") && text.contains("is missing from the store"),
+            "{text}"
+        );
+    });
+}

@@ -5,6 +5,7 @@
 
 pub mod container;
 pub mod df;
+pub mod doctor;
 pub mod explain;
 pub mod image;
 pub mod layer;

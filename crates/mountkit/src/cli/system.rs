@@ -57,6 +57,7 @@ pub fn run(ctx: &Ctx, c: SystemCmd) -> anyhow::Result<i32> {
         }
         SystemCmd::Gc => output::print_lines(mk.layers().gc()?),
         SystemCmd::Df { verbose, f } => super::df::print(ctx.format(f.format), &mk.disk_usage()?, verbose)?,
+        SystemCmd::Doctor { fix, f } => return super::doctor::print(ctx.format(f.format), &mk.doctor(fix)?),
     }
     Ok(0)
 }
