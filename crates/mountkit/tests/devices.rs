@@ -413,9 +413,50 @@ fn tiocsti_from_the_ptys_session(slave: i32) -> Option<i32> {
     }
 }
 
+/// Runs the helper ([`tiocsti_helper`]) in a container with `flag` (`-i` or `-t`), `mountkit`
+/// started as a shell in a terminal would start it: its own session, the pty (`slave`) as its
+/// controlling terminal and its standard input. Returns the container's output.
+fn helper_on_the_pty(env: &Env, slave: &OwnedFd, helper: &str, flag: &str) -> String {
+    let mut cmd = env.cmd();
+    let set = format!("{HELPER_ENV}=1");
+    cmd.args(["run", "--rm", flag, "-v", helper, "-e", &set, "sample", "/helper"]);
+    cmd.args(["tiocsti_helper", "--exact", "--nocapture"]);
+    cmd.stdin(std::fs::File::from(slave.try_clone().unwrap()));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("spawn mountkit");
+    // A terminal's output ends its lines with \r\n.
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    println!("the helper in the container ({flag}):\n{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The value of the helper's `KEY: value` line (on a terminal that echoes, a pushed `x` may come
+/// before it).
+fn field_of<'a>(text: &'a str, key: &str) -> &'a str {
+    let key = format!("{key}: ");
+    text.lines()
+        .find_map(|l| l.split_once(&key).map(|(_, v)| v))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+}
+
 /// Issue 12: started from a terminal (the pty is `mountkit`'s controlling terminal and, with `-i`,
 /// the container's standard input), the container's process leads its own session without a
 /// controlling terminal, so its `TIOCSTI` on that terminal is refused and nothing reaches the pty.
+/// With `-t` it has a terminal of its own, and what it pushes there stays there.
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn tiocsti_is_refused_to_the_container() {
@@ -449,44 +490,9 @@ fn tiocsti_is_refused_to_the_container() {
     let exe = std::env::current_exe().unwrap();
     let helper = format!("{}:/helper:ro", exe.display());
     with_sample(|env| {
-        let mut cmd = env.cmd();
         // -i: the container's stdin is mountkit's (the pty), not /dev/null.
-        cmd.args([
-            "run",
-            "--rm",
-            "-i",
-            "-v",
-            &helper,
-            "-e",
-            &format!("{HELPER_ENV}=1"),
-        ]);
-        cmd.args(["sample", "/helper", "tiocsti_helper", "--exact", "--nocapture"]);
-        cmd.stdin(std::fs::File::from(slave.try_clone().unwrap()));
-        // mountkit starts as a shell in a terminal would start it: its own session, the pty as its
-        // controlling terminal (and its standard input, which the container inherits with -i).
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let out = cmd.output().expect("spawn mountkit");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        println!("the helper in the container:\n{text}");
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let field = |k: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
-                .unwrap_or_else(|| panic!("no {k} in {text}"))
-        };
+        let text = helper_on_the_pty(env, &slave, &helper, "-i");
+        let field = |k: &str| field_of(&text, k);
         assert_eq!(
             field("isatty"),
             "1",
@@ -498,6 +504,17 @@ fn tiocsti_is_refused_to_the_container() {
             "the container's TIOCSTI was not refused: {text}"
         );
         assert_eq!(field("dev-tty"), format!("errno {}", libc::ENXIO), "{text}");
+        assert_eq!(queued(sfd), 0, "the container's byte reached the pty");
+        // With -t (and no -i, so nothing reads the outer pty), the container's terminal is its own
+        // pty: TIOCSTI there is the container's business (it is its controlling terminal, and
+        // /dev/tty opens), and still nothing reaches the outer pty.
+        let text = helper_on_the_pty(env, &slave, &helper, "-t");
+        assert_eq!(field_of(&text, "isatty"), "1", "{text}");
+        assert_eq!(field_of(&text, "dev-tty"), "opened", "{text}");
+        println!(
+            "-t: TIOCSTI on the container's own pty: {}",
+            field_of(&text, "tiocsti")
+        );
     });
     assert_eq!(queued(sfd), 0, "the container's byte reached the pty");
 }
