@@ -347,7 +347,11 @@ impl std::fmt::Display for Hidden {
         };
         match self {
             Hidden::Version { layer, kind, size } => {
-                write!(f, "{} of {} ({size} B)", kind.word(), whose(layer))
+                write!(f, "{} of {}", kind.word(), whose(layer))?;
+                if *kind != FileKind::Directory {
+                    write!(f, " ({size} B)")?;
+                }
+                Ok(())
             }
             Hidden::Whiteout { layer } => write!(f, "deleted in {} (whiteout)", whose(layer)),
             Hidden::Opaque { layer } => write!(f, "directory made opaque in {}", whose(layer)),
