@@ -18,6 +18,7 @@ use crate::id::{LayerId, hex_prefix, is_lower_hex, pick_by_prefix};
 
 mod images;
 mod import;
+mod notes;
 mod staging;
 mod stream;
 

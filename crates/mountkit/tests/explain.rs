@@ -90,6 +90,22 @@ fn image_explain_names_the_layer_whiteouts_and_opaque_dirs() {
         assert_eq!(counts(1), (2, 1, 1, 0), "{h}");
         assert_eq!(counts(2).0, 1);
         assert_eq!(counts(2).2 + counts(2).3, 0, "the base layer only adds");
+        // Computed once: each layer keeps its counts as a note keyed by its parent chain.
+        for l in env.json(&["image", "inspect", "sample"])[0]["layers"]
+            .as_array()
+            .unwrap()
+        {
+            let hex = l.as_str().unwrap().trim_start_matches("sha256:");
+            let notes = std::fs::read_dir(env.root.join("layers").join(hex).join("notes"))
+                .unwrap()
+                .count();
+            assert_eq!(notes, 1, "layer {hex}");
+        }
+        assert_eq!(
+            env.json(&["image", "history", "--format", "json", "sample"]),
+            h,
+            "read from the notes"
+        );
         let text = env.lines(&["image", "history", "sample"]);
         assert!(text[0].starts_with("LAYER"), "{text:?}");
         assert!(text[1].starts_with("3/3 "), "{text:?}");

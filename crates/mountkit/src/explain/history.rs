@@ -11,17 +11,20 @@
 //!
 //! A whiteout of something the layers below do not have deletes nothing and is not counted.
 //!
-//! Computed on demand: each layer's tree is walked once, and each of its entries looked up in the
-//! layers below (top first, stopping at the first that has it). The same layer may sit on different
-//! layers in different images, so the counts belong to the (image, layer) pair, not to the layer: they
-//! are not stored with it. The build history (`created_by`, `comment`) of an OCI image is not kept by
-//! the layer store's import, so it is shown as unknown.
+//! Computed once, the first time a layer is asked about on a given parent chain (each of its entries
+//! looked up in the layers below, top first), and kept with the layer as a layer-store note keyed by the
+//! parent chain (`changes-<sha256 of the lower layer IDs>`): the same layer may sit on different layers
+//! in different images, and its counts differ with them. Later asks read the note. A note that cannot be
+//! written (a read-only store) only costs the walk again. The build history (`created_by`, `comment`)
+//! of an OCI image is not kept by the layer store's import, so it is shown as unknown.
 
 use std::ffi::OsString;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
+use mountkit_layer_store::LayerId;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::{Branch, LayerRef, Loc, Node, View, is_opaque, is_whiteout, lstat};
 use crate::{Error, Mountkit, Result};
@@ -43,7 +46,7 @@ pub struct HistoryRow {
     pub deleted: u64,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, serde::Deserialize)]
 struct Counts {
     added: u64,
     changed: u64,
@@ -70,9 +73,7 @@ impl Mountkit {
                     .collect(),
                 mounts: Vec::new(),
             };
-            let mut counts = Counts::default();
-            let root = below.root()?;
-            below.count(&branch.dir, Path::new(""), Some(&root), &mut counts)?;
+            let counts = self.layer_counts(&image.layers[..all.len() - pos], &below, &branch.dir)?;
             rows.push(HistoryRow {
                 layer,
                 created: info.created,
@@ -83,6 +84,33 @@ impl Mountkit {
             });
         }
         Ok(rows)
+    }
+}
+
+impl Mountkit {
+    /// The counts of the top layer of `chain` (bottom first) on the layers below it: from its note, or
+    /// computed with `below` (their view) and `top` (its directory) and noted.
+    fn layer_counts(&self, chain: &[LayerId], below: &View, top: &Path) -> Result<Counts> {
+        let (layer, lower) = chain.split_last().expect("a chain has a top layer");
+        let mut h = Sha256::new();
+        for l in lower {
+            h.update(l.to_string().as_bytes());
+            h.update(b" ");
+        }
+        let key = format!("changes-{}", hex::encode(h.finalize()));
+        if let Some(note) = self.layers().layer_note(layer, &key)? {
+            if let Ok(c) = serde_json::from_slice::<Counts>(&note) {
+                return Ok(c);
+            }
+        }
+        let mut counts = Counts::default();
+        let root = below.root()?;
+        below.count(top, Path::new(""), Some(&root), &mut counts)?;
+        let data = serde_json::to_vec(&counts).expect("counts serialise");
+        if let Err(e) = self.layers().set_layer_note(layer, &key, &data) {
+            tracing::debug!(%layer, error = %e, "layer note not written");
+        }
+        Ok(counts)
     }
 }
 
