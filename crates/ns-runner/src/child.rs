@@ -99,10 +99,23 @@ fn container(
         set_hostname(h)?;
     }
     pivot_root(&root)?;
+    confine_and_exec(spec, true, terminal)
+}
+
+/// Steps 7-10, shared by the container process and a process that enters a running container
+/// (`enter.rs`): the user, the terminal or stdin, the working directory (created when missing only
+/// with `create_workdir`: a container's start, as Docker's `WORKDIR`; `exec -w` does not), the
+/// environment, seccomp, capabilities and user, descriptors, signals, `no_new_privs`, exec. Returns
+/// only on failure.
+pub(crate) fn confine_and_exec(
+    spec: &Spec,
+    create_workdir: bool,
+    terminal: Option<RawFd>,
+) -> Result<std::convert::Infallible, Error> {
     let user = lookup_user(spec)?;
     // The terminal (`Spec::tty`: a pty of the new devpts) or `/dev/null` as stdin; see tty.rs.
     crate::tty::setup_stdio(spec, user.uid, terminal)?;
-    enter_workdir(spec.workdir.as_deref())?;
+    enter_workdir(spec.workdir.as_deref(), create_workdir)?;
     let env = user::build_env(&spec.env, spec.hostname.as_deref(), &user.home);
     let path = user::env_get(&env, "PATH")
         .unwrap_or(user::DEFAULT_PATH)
@@ -130,7 +143,7 @@ fn container(
 /// Step 1: die with the caller (`PR_SET_PDEATHSIG`), then check it is still there: the lifeline pipe's
 /// write end lives only in the caller (until the exec), so a hang-up means it is gone. (`getppid` cannot
 /// tell: it is 0 for PID 1 of a namespace.)
-fn die_with_parent(lifeline: OwnedFd) -> Result<(), Error> {
+pub(crate) fn die_with_parent(lifeline: OwnedFd) -> Result<(), Error> {
     trace!("prctl(PR_SET_PDEATHSIG, SIGKILL)");
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(|e| fail("die-with-parent", format!("prctl(PR_SET_PDEATHSIG): {e}")))?;
@@ -147,12 +160,12 @@ fn die_with_parent(lifeline: OwnedFd) -> Result<(), Error> {
 }
 
 /// Step 1 (cont.): a new session, without a controlling terminal (see `confine::new_session`).
-fn new_session() -> Result<(), Error> {
+pub(crate) fn new_session() -> Result<(), Error> {
     confine::new_session().map_err(|e| fail("session", format!("setsid: {e}")))
 }
 
 /// Docker's (runc's) default umask, 022, whatever the caller's is.
-fn set_umask() {
+pub(crate) fn set_umask() {
     trace!("umask 022");
     rustix::process::umask(Mode::from_raw_mode(0o022));
 }
@@ -583,12 +596,13 @@ fn lookup_user(spec: &Spec) -> Result<ResolvedUser, Error> {
     Ok(u)
 }
 
-/// Step 8: the working directory, created (owned by root, mode 0755) when missing, as Docker does.
-fn enter_workdir(workdir: Option<&str>) -> Result<(), Error> {
+/// Step 8: the working directory, created (owned by root, mode 0755) when missing and `create`, as
+/// Docker does.
+fn enter_workdir(workdir: Option<&str>, create: bool) -> Result<(), Error> {
     let dir = workdir.unwrap_or("/");
     debug!(workdir = dir, "chdir");
     use std::os::unix::fs::DirBuilderExt;
-    if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir) {
+    if create && let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir) {
         return Err(fail(
             "workdir",
             format!("cannot create working directory {dir}: {e}"),

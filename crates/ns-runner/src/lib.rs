@@ -25,6 +25,10 @@
 //! - [`Exit`] (a status or a signal); [`Error`]: [`Error::Setup`] and [`Error::Prepare`] (exit code
 //!   125), [`Error::NotFound`] (127), [`Error::CannotExecute`] (126), as `docker run`.
 //! - [`resolve_user`], [`build_env`], [`DEFAULT_PATH`]: the user and environment rules, usable alone.
+//! - [`Target`]: a running container's process, pinned (`/proc/PID` and a pidfd); [`Target::exec`]
+//!   starts a [`Spec`] in its namespaces with the same last steps (user, working directory,
+//!   environment, seccomp, capabilities, `no_new_privs`) and returns a [`Running`], as `docker exec`
+//!   ([`Target::exec_detached`]: `docker exec -d`). See `enter.rs`.
 //!
 //! The process is cloned with `CLONE_NEWPID | CLONE_VM | CLONE_VFORK` (it shares the caller's memory
 //! until its exec, as `posix_spawn` does), dies with the runner (`PR_SET_PDEATHSIG`), unshares mount,
@@ -75,6 +79,7 @@
 
 mod child;
 mod confine;
+mod enter;
 pub mod seccomp;
 mod sys;
 mod tty;
@@ -95,6 +100,7 @@ pub use confine::{
     Capability, CapsHashSet, DOCKER_DEFAULT_CAPABILITIES, Network, all_capabilities,
     docker_default_capabilities, parse_capability, seccomp_filter_supported,
 };
+pub use enter::Target;
 pub use tty::{Stdin, TtySize};
 pub use user::{
     DEFAULT_PATH, GroupEntry, PasswdEntry, ResolvedUser, build_env, parse_group, parse_passwd,
