@@ -62,10 +62,7 @@ fn exec_joins_the_containers_namespaces_and_root() {
     assert_eq!(target.pid(), pid);
     // Read through the pin: the container's mounts, its root the bind of `root`.
     let mountinfo = target.read("mountinfo").unwrap();
-    let top = mountinfo
-        .lines()
-        .filter(|l| l.split(' ').nth(4) == Some("/"))
-        .last();
+    let top = mountinfo.lines().rfind(|l| l.split(' ').nth(4) == Some("/"));
     assert!(
         top.and_then(|l| l.split(' ').nth(3))
             .is_some_and(|r| r.ends_with("/root")),
