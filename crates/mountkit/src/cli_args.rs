@@ -75,6 +75,8 @@ pub enum Cmd {
     Run(Box<RunArgs>),
     /// List containers (same as `container ls`)
     Ps(ListArgs),
+    /// Run a command in a running container (same as `container exec`)
+    Exec(Box<ExecArgs>),
     /// The store as a whole
     #[command(subcommand)]
     System(SystemCmd),
@@ -337,6 +339,9 @@ pub enum ContainerCmd {
     Create(Box<CreateArgs>),
     /// Start a container attached; exits with its status
     Start { container: String },
+    /// Run a command in a running container (its namespaces, user, environment and confinement);
+    /// exits with its status
+    Exec(Box<ExecArgs>),
     /// List containers
     #[command(alias = "list", alias = "ps")]
     Ls(ListArgs),
@@ -386,6 +391,40 @@ pub enum ContainerCmd {
         #[command(flatten)]
         x: ExplainFlags,
     },
+}
+
+// `container exec` and `exec` (no doc comment: it would replace the commands' help text).
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Detached: start the command and return at once (its output is discarded)
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep stdin open (without it, the command's stdin is /dev/null)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal (the container's own; raw mode and window size follow this terminal)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// User (name|uid[:group|gid]) instead of the container's
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Working directory inside the container instead of the container's (must exist)
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Set an environment variable (K=V, or K to copy it from here)
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (K=V or K lines; # comments)
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Every capability for the command (the container's seccomp filter still applies)
+    #[arg(long)]
+    pub privileged: bool,
+    /// Container name or ID
+    pub container: String,
+    /// Command and arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
 }
 
 /// The flags of `container explain` and `image explain`.

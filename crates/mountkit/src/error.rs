@@ -58,6 +58,9 @@ pub enum Error {
     /// The container is already running (start twice).
     #[error("container {0} is already running")]
     AlreadyRunning(String),
+    /// The operation needs the container running (`exec`), and it is not (created, or exited).
+    #[error("container {0} is not running")]
+    NotRunning(String),
     /// The container's rootfs is mounted in the host namespace (`container mount`).
     #[error("container {0} is mounted at {1}; run `mountkit container unmount {0}` first or use --force")]
     Mounted(String, PathBuf),

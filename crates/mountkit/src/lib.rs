@@ -47,6 +47,8 @@
 //! - [`Mountkit`]: the store (`open`), containers (`create`, `run`, `start`, `remove`, `mount`, `diff`,
 //!   `commit`, `export`), images (`remove_image`; the rest through [`Mountkit::layers`]) and volumes
 //!   (`remove_volume`, `prune_volumes`, `inspect_volumes`; the registry through [`Mountkit::volumes`]).
+//! - [`Mountkit::exec`] (`container exec`, with [`ExecOptions`]): a command in a running container's
+//!   namespaces, with its confinement; the container's process is pinned and checked first (`exec.rs`).
 //! - [`Container`] (its record: [`ContainerConfig`], [`MountRecord`]s, [`State`]), [`CreateOptions`]
 //!   (what `container create` and `run` take).
 //! - [`Error`]: the object and the cause; [`Error::run_exit_code`] gives `docker run`'s status.
@@ -80,6 +82,7 @@ mod default_root;
 mod df;
 mod doctor;
 mod error;
+mod exec;
 mod explain;
 mod export;
 mod inspect;
@@ -104,6 +107,7 @@ pub use container::{
 pub use df::{ContainerUsage, DiskUsage, ImageUsage, KindUsage, LayerUsage, VolumeUsage};
 pub use doctor::{DoctorReport, Feature, Problem};
 pub use error::{Error, Result};
+pub use exec::{ExecOptions, read_env_file};
 pub use explain::history::HistoryRow;
 pub use explain::shadow::{set_shadow_warnings, warnings as shadow_warnings};
 pub use explain::{

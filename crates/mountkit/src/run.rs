@@ -255,7 +255,7 @@ impl Mountkit {
 
 /// The process the runner starts, from the container's configuration (`dir` holds its profile copy).
 /// The seccomp policy is compiled here, once, in the caller; the container process only loads it.
-fn process_spec(config: &ContainerConfig, dir: &Path) -> Result<Spec> {
+pub(crate) fn process_spec(config: &ContainerConfig, dir: &Path) -> Result<Spec> {
     let seccomp = match &config.seccomp {
         Seccomp::Unconfined => None,
         Seccomp::Default => {

@@ -2,7 +2,7 @@
 //! `mountkit ps`.
 
 use mountkit::ExportTarget;
-use mountkit::cli_args::{ContainerCmd, ListArgs};
+use mountkit::cli_args::{ContainerCmd, ExecArgs, ListArgs};
 
 use super::{Ctx, explain, output, run};
 
@@ -15,6 +15,7 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<i32> {
             println!("{}", mk.create(&run::create_options(&a)?)?.id)
         }
         ContainerCmd::Start { container } => return Ok(mk.start(&container)?.code()),
+        ContainerCmd::Exec(a) => return exec(ctx, &a),
         ContainerCmd::Ls(a) => return list(ctx, &a),
         ContainerCmd::Inspect { container, f: _ } => {
             let views = container
@@ -70,4 +71,41 @@ fn remove(ctx: &Ctx, references: &[String], force: bool, volumes: bool) -> i32 {
         }
     }
     i32::from(failed)
+}
+
+/// `container exec`, `exec`: the command's status; 125, 126 or 127 when it could not be started (as
+/// `run`); 1 when mountkit fails otherwise (an unknown or stopped container), as `docker exec`.
+pub fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<i32> {
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        env.extend(mountkit::read_env_file(f)?);
+    }
+    env.extend(a.env.iter().cloned());
+    let opts = mountkit::ExecOptions {
+        args: a.cmd.clone(),
+        user: a.user.clone(),
+        workdir: a.workdir.clone(),
+        env,
+        privileged: a.privileged,
+        interactive: a.interactive,
+        tty: a.tty && !a.detach,
+        tty_size: (a.tty && !a.detach).then(mountkit::tty::caller_size).flatten(),
+    };
+    // Docker's check: `-it` needs a terminal to type into the command's (`-t` alone does not).
+    if let Some(refusal) = mountkit::tty::input_refusal(opts.tty, opts.interactive) {
+        eprintln!("mountkit: {refusal}");
+        return Ok(1);
+    }
+    let result = match a.detach {
+        true => ctx.mk.exec_detached(&a.container, &opts).map(|_| 0),
+        false => ctx.mk.exec(&a.container, &opts).map(|exit| exit.code()),
+    };
+    match result {
+        Ok(code) => Ok(code),
+        Err(e @ mountkit::Error::Runner(_)) => {
+            output::report(&e);
+            Ok(e.run_exit_code())
+        }
+        Err(e) => Err(e.into()),
+    }
 }

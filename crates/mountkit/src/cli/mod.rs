@@ -46,6 +46,7 @@ pub fn dispatch(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             run::run(ctx, &r)
         }
         Cmd::Ps(a) => container::list(ctx, &a),
+        Cmd::Exec(a) => container::exec(ctx, &a),
         Cmd::System(c) => system::run(ctx, c),
     }
 }
