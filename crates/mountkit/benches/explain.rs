@@ -1,7 +1,8 @@
 //! `image explain` of one path in a 500-layer image (issue 14: under 5 ms; the lookup stops at the first
 //! layer holding the path, so its cost grows with depth x layers, not with the image's file count), and
 //! `system df` of a small store. Every layer has `/layers` (the worst case: the directory merges across
-//! all 500) and one file in it. `system df` of 100 images, 1,000 volumes and 50 containers. Needs no
+//! all 500) and one file in it. `system df` of 100 images, 1,000 volumes and 50 containers. The shadow
+//! warnings of create/run, with no mount and with a bind over a non-empty image directory. Needs no
 //! root. `cargo xtask bench` runs it.
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
@@ -93,5 +94,43 @@ fn df(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, explain, df);
+/// The shadow warnings' cost at create/run: a container with no mounts (nothing read), and one with a
+/// bind over a non-empty image directory (its lookup and one `readdir` per layer holding it).
+fn shadow(c: &mut Criterion) {
+    let dir = tempfile::Builder::new()
+        .prefix("mountkit-bench-shadow-")
+        .tempdir()
+        .unwrap();
+    let mk = Mountkit::open(dir.path().join("store")).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let d = dir.path().join(format!("l/{i}"));
+        std::fs::create_dir_all(d.join("app")).unwrap();
+        std::fs::write(d.join(format!("app/{i}")), "x").unwrap();
+        ids.push(mk.layers().import_layer(LayerSource::Dir(d)).unwrap().id);
+    }
+    let config = ImageConfig {
+        cmd: Some(vec!["true".into()]),
+        ..Default::default()
+    };
+    let image = mk.layers().create_image(Some("three"), &ids, config).unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let bind = mountkit::binds::parse_volume_flag(&format!("{}:/app", src.display())).unwrap();
+    let mut g = c.benchmark_group("shadow_warnings");
+    for (name, mounts) in [("no_mounts", vec![]), ("bind_over_app", vec![bind])] {
+        let opts = CreateOptions {
+            image: "three".into(),
+            mounts,
+            ..Default::default()
+        };
+        let container = mk.create(&opts).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| mountkit::shadow_warnings(&mk, &container, &image).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, explain, df, shadow);
 criterion_main!(benches);

@@ -282,7 +282,7 @@ fn explain_matches_what_the_running_container_reads() {
 
 /// S12: one warning line per bind or volume over a non-empty image directory, on stderr; none for a
 /// missing or empty target, a single-file bind, or a volume the first start fills from the image;
-/// `-q` and `MOUNTKIT_NO_WARN=1` silence it. No container runs.
+/// `-q` and `MOUNTKIT_NO_WARN=1` silence it. One container run.
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn shadow_warnings_at_create() {
@@ -312,6 +312,14 @@ fn shadow_warnings_at_create() {
             format!("mountkit: warning: -v {over_app} hides 3 files of the image under /app (layers 2-3)")
         );
         assert_eq!(create(&["-q", "-v", &over_app], &[]), "");
+        // `run` warns the same way, before the container's own output, which stays alone on stdout.
+        let out = env.run(&["run", "--rm", "-v", &over_app, "sample", "echo", "hi"]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("hides 3 files of the image under /app"),
+            "{out:?}"
+        );
         assert_eq!(create(&["-v", &over_app], &[("MOUNTKIT_NO_WARN", "1")]), "");
         // A single-file bind, an empty image directory, a missing target, a new volume (filled from /app).
         let single = format!("{}:/app/config.txt", file.display());
