@@ -13,6 +13,8 @@ struct Fixture {
     _dir: Option<tempfile::TempDir>,
     root: PathBuf,
     floor: PathBuf,
+    /// mountkit's default seccomp filter as bytes, for the floor's `-S`.
+    filter: PathBuf,
     peakrss: PathBuf,
     scratch: PathBuf,
 }
@@ -67,6 +69,13 @@ fn fixture() -> Fixture {
     let floor = dir.path().join("floor");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/floor.c");
     ok(Command::new("cc").args(["-O2", "-o"]).arg(&floor).arg(&src));
+    // The floor loads the very programs mountkit loads by default (Docker's default capabilities).
+    let filter = dir.path().join("filter.bpf");
+    let caps = mountkit::ns_runner::docker_default_capabilities();
+    let compiled = mountkit::ns_runner::seccomp::Policy::docker_default(&caps)
+        .compile()
+        .unwrap();
+    std::fs::write(&filter, compiled.to_bytes()).unwrap();
     let peakrss = dir.path().join("peakrss");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peakrss.c");
     ok(Command::new("cc").args(["-O2", "-o"]).arg(&peakrss).arg(&src));
@@ -75,6 +84,7 @@ fn fixture() -> Fixture {
     Fixture {
         root: root.clone(),
         floor,
+        filter,
         peakrss,
         scratch,
         _dir: Some(dir),
@@ -94,6 +104,7 @@ fn small_fixture(base: &Path, f: &Fixture) -> Fixture {
     Fixture {
         root,
         floor: f.floor.clone(),
+        filter: f.filter.clone(),
         peakrss: f.peakrss.clone(),
         scratch,
         _dir: None,
@@ -198,6 +209,8 @@ impl FloorArgs {
         let st = Command::new(&f.floor)
             .arg("-C")
             .arg(&self.cwd)
+            .arg("-S")
+            .arg(&f.filter)
             .arg(&self.lowers)
             .arg(&f.scratch)
             .arg("true")

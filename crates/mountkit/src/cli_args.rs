@@ -77,6 +77,18 @@ pub enum Cmd {
     Ps(ListArgs),
     /// Run a command in a running container (same as `container exec`)
     Exec(Box<ExecArgs>),
+    /// Start containers (same as `container start`)
+    Start(StartArgs),
+    /// Stop containers (same as `container stop`)
+    Stop(StopArgs),
+    /// Signal containers (same as `container kill`)
+    Kill(KillArgs),
+    /// Restart containers (same as `container restart`)
+    Restart(RestartArgs),
+    /// Wait for containers (same as `container wait`)
+    Wait(WaitArgs),
+    /// A container's output (same as `container logs`)
+    Logs(LogsArgs),
     /// The store as a whole
     #[command(subcommand)]
     System(SystemCmd),
@@ -307,6 +319,21 @@ pub struct CreateArgs {
     /// Not supported: mountkit shares the host's network (--network host)
     #[arg(short = 'p', long = "publish", value_name = "PORTS", hide = true)]
     pub publish: Vec<String>,
+    /// Restart policy of a detached container: no, on-failure[:N], always, unless-stopped
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// Signal `stop` sends first (default SIGTERM)
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10)
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Log option of a detached container: max-size=SIZE, max-file=N
+    #[arg(long = "log-opt", value_name = "OPT")]
+    pub log_opt: Vec<String>,
+    /// Run a minimal init as PID 1 (forwards signals, reaps zombies)
+    #[arg(long)]
+    pub init: bool,
     /// Allocate a pseudo-terminal (the container's own; raw mode and window size follow this terminal)
     #[arg(short = 't', long)]
     pub tty: bool,
@@ -328,6 +355,9 @@ pub struct RunArgs {
     /// Remove the container (and its anonymous volumes) when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background under a monitor; print the ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
     #[command(flatten)]
     pub create: CreateArgs,
 }
@@ -337,8 +367,18 @@ pub struct RunArgs {
 pub enum ContainerCmd {
     /// Create a container; prints its ID
     Create(Box<CreateArgs>),
-    /// Start a container attached; exits with its status
-    Start { container: String },
+    /// Start containers in the background (with -a: one, attached, exiting with its status)
+    Start(StartArgs),
+    /// Stop running containers: the stop signal, then SIGKILL after a timeout
+    Stop(StopArgs),
+    /// Send a signal to running containers (default SIGKILL)
+    Kill(KillArgs),
+    /// Stop then start containers
+    Restart(RestartArgs),
+    /// Wait for containers to stop; print each exit code
+    Wait(WaitArgs),
+    /// Print a detached container's output
+    Logs(LogsArgs),
     /// Run a command in a running container (its namespaces, user, environment and confinement);
     /// exits with its status
     Exec(Box<ExecArgs>),
@@ -566,4 +606,66 @@ mod tests {
         ]);
         assert!(matches!(ok.unwrap().cmd, Cmd::Volume(VolumeCmd::Ls { filters, .. }) if filters.len() == 2));
     }
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// Attach: wait for the container, with its output here, and exit with its status
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10)
+    #[arg(short = 't', long = "time", alias = "timeout", value_name = "SECONDS")]
+    pub time: Option<u64>,
+    /// Signal to send first (default: the container's --stop-signal, else SIGTERM)
+    #[arg(short = 's', long)]
+    pub signal: Option<String>,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// Signal to send (default SIGKILL)
+    #[arg(short = 's', long)]
+    pub signal: Option<String>,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RestartArgs {
+    /// Seconds to wait before SIGKILL
+    #[arg(short = 't', long = "time", alias = "timeout", value_name = "SECONDS")]
+    pub time: Option<u64>,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Keep printing new output until the container stops
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines ("all" for every one)
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<String>,
+    /// Prefix each line with its time
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Only output since this time (RFC 3339) or duration before now (10m)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    pub container: String,
 }

@@ -71,6 +71,122 @@ pub struct ContainerConfig {
     /// without it, stdin is `/dev/null` (Docker's `Config.OpenStdin`).
     #[serde(default)]
     pub open_stdin: bool,
+    /// `--stop-signal`: what `stop` sends first (a name like `SIGTERM` or `TERM`, or a number); SIGTERM
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: how many seconds `stop` waits after the stop signal before SIGKILL; 10 when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
+    /// `--restart`: what a detached container's monitor does when its process exits.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// `--init`: a minimal init (mountkit itself) runs as PID 1 and the command as its child.
+    #[serde(default)]
+    pub init: bool,
+    /// `--log-opt`: the size bound of a detached container's log.
+    #[serde(default)]
+    pub log: LogOptions,
+}
+
+/// `--restart`, as Docker's: `no` (the default), `on-failure[:N]` (restart after a non-zero exit, at
+/// most N times when given), `always` and `unless-stopped` (restart after any exit that `stop` did not
+/// cause; the same here, as there is no daemon to restart containers after a reboot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "name")]
+pub enum RestartPolicy {
+    /// Never restart.
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most `max_retries` times when given.
+    OnFailure {
+        /// The most restarts (`on-failure:N`); unbounded when `None`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_retries: Option<u32>,
+    },
+    /// Restart after every exit not caused by `stop`.
+    Always,
+    /// As `always` (Docker's differs only across daemon restarts).
+    UnlessStopped,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<RestartPolicy> {
+        let bad = |reason: &str| crate::Error::InvalidArgument {
+            what: "--restart policy",
+            value: s.into(),
+            reason: reason.into(),
+        };
+        let (name, count) = match s.split_once(':') {
+            Some((n, c)) => (n, Some(c)),
+            None => (s, None),
+        };
+        match (name, count) {
+            ("no", None) => Ok(RestartPolicy::No),
+            ("always", None) => Ok(RestartPolicy::Always),
+            ("unless-stopped", None) => Ok(RestartPolicy::UnlessStopped),
+            ("on-failure", None) => Ok(RestartPolicy::OnFailure { max_retries: None }),
+            ("on-failure", Some(n)) => n
+                .parse()
+                .map(|n| RestartPolicy::OnFailure { max_retries: Some(n) })
+                .map_err(|_| bad("the retry count must be a whole number")),
+            ("no" | "always" | "unless-stopped", Some(_)) => Err(bad("only on-failure takes a retry count")),
+            _ => Err(bad(
+                "mountkit supports no, on-failure[:N], always and unless-stopped",
+            )),
+        }
+    }
+}
+
+/// `--log-opt` of the json-file log a detached container's monitor writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOptions {
+    /// `max-size`: the log file is rotated when it would grow past this many bytes; unbounded when unset
+    /// (Docker's json-file default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    /// `max-file`: how many files (the current one included) are kept when rotating; 1 by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file: Option<u32>,
+}
+
+impl LogOptions {
+    /// Applies one `--log-opt KEY=VALUE` (`max-size=10m`, `max-file=3`); other keys are refused, named.
+    pub fn apply(&mut self, opt: &str) -> crate::Result<()> {
+        let bad = |reason: &str| crate::Error::InvalidArgument {
+            what: "--log-opt",
+            value: opt.into(),
+            reason: reason.into(),
+        };
+        match opt.split_once('=') {
+            Some(("max-size", v)) => {
+                let size = parse_size(v).ok_or_else(|| bad("max-size takes a size like 10m, 512k or 1g"))?;
+                if size == 0 {
+                    return Err(bad("max-size must be more than 0"));
+                }
+                self.max_size = Some(size);
+            }
+            Some(("max-file", v)) => match v.parse::<u32>() {
+                Ok(n) if n >= 1 => self.max_file = Some(n),
+                _ => return Err(bad("max-file takes a whole number of at least 1")),
+            },
+            _ => return Err(bad("mountkit's json-file log takes max-size=SIZE and max-file=N")),
+        }
+        Ok(())
+    }
+}
+
+/// `10m`, `512k`, `1g`, `100` (bytes; `b` allowed), as Docker's `--log-opt max-size`.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.trim_end_matches('b').chars().last()? {
+        'k' => (&s[..s.trim_end_matches('b').len() - 1], 1u64 << 10),
+        'm' => (&s[..s.trim_end_matches('b').len() - 1], 1 << 20),
+        'g' => (&s[..s.trim_end_matches('b').len() - 1], 1 << 30),
+        _ => (s.trim_end_matches('b'), 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// The seccomp filter of a container, as its record keeps it (and `container inspect` shows it).
@@ -191,6 +307,9 @@ pub struct State {
     pub finished: Option<String>,
     /// Why the last start failed, if it did.
     pub error: Option<String>,
+    /// How many times its monitor restarted it (`--restart`).
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 /// The transitions of a container's life: created -> running -> exited (and exited -> running again).
@@ -203,6 +322,7 @@ impl State {
             started: None,
             finished: None,
             error: None,
+            restart_count: 0,
         }
     }
 
@@ -287,6 +407,16 @@ pub struct CreateOptions {
     pub network: NetworkMode,
     /// `--security-opt seccomp=unconfined|FILE`.
     pub seccomp: SeccompOption,
+    /// `--stop-signal`.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`, in seconds.
+    pub stop_timeout: Option<u64>,
+    /// `--restart`.
+    pub restart: RestartPolicy,
+    /// `--init`.
+    pub init: bool,
+    /// `--log-opt`.
+    pub log: LogOptions,
     /// `-t`: a pseudo-terminal.
     pub tty: bool,
     /// `-i`: stdin kept open.
@@ -299,4 +429,43 @@ pub struct CreateOptions {
 /// creation order by comparing these strings.
 pub(crate) fn now_rfc3339() -> String {
     mountkit_safefs::now_rfc3339(mountkit_safefs::TimePrecision::Nanoseconds)
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!("no".parse::<RestartPolicy>().unwrap(), RestartPolicy::No);
+        assert_eq!(
+            "on-failure:3".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure { max_retries: Some(3) }
+        );
+        assert_eq!(
+            "on-failure".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure { max_retries: None }
+        );
+        assert!("always:2".parse::<RestartPolicy>().is_err());
+        assert!("sometimes".parse::<RestartPolicy>().is_err());
+        assert!("on-failure:x".parse::<RestartPolicy>().is_err());
+    }
+
+    #[test]
+    fn log_options() {
+        let mut o = LogOptions::default();
+        o.apply("max-size=10m").unwrap();
+        o.apply("max-file=3").unwrap();
+        assert_eq!((o.max_size, o.max_file), (Some(10 << 20), Some(3)));
+        o.apply("max-size=512k").unwrap();
+        assert_eq!(o.max_size, Some(512 << 10));
+        o.apply("max-size=100").unwrap();
+        assert_eq!(o.max_size, Some(100));
+        o.apply("max-size=2MB").unwrap();
+        assert_eq!(o.max_size, Some(2 << 20));
+        assert!(o.apply("max-size=0").is_err());
+        assert!(o.apply("max-size=lots").is_err());
+        assert!(o.apply("max-file=0").is_err());
+        assert!(o.apply("compress=true").is_err());
+    }
 }

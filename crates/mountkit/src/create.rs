@@ -279,6 +279,11 @@ fn resolve_config(image: &ImageInfo, opts: &CreateOptions, id: &str) -> Result<C
         seccomp: Seccomp::Default,
         tty: opts.tty,
         open_stdin: opts.open_stdin,
+        stop_signal: opts.stop_signal.clone(),
+        stop_timeout: opts.stop_timeout,
+        restart: opts.restart,
+        init: opts.init,
+        log: opts.log,
     })
 }
 

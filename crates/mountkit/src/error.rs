@@ -124,6 +124,15 @@ pub enum Error {
         /// What is wrong (the place in the profile and the problem).
         reason: String,
     },
+    /// A detached container did not start: its monitor's report (the message and the exit code
+    /// `docker run` would give).
+    #[error("{message}")]
+    StartFailed {
+        /// 125, 126 or 127.
+        code: i32,
+        /// What went wrong, as the monitor saw it.
+        message: String,
+    },
     /// An image recipe could not be read.
     #[error("image recipe {path}: {reason}")]
     Recipe {
@@ -177,6 +186,7 @@ impl Error {
     pub fn run_exit_code(&self) -> i32 {
         match self {
             Error::Runner(e) => e.exit_code(),
+            Error::StartFailed { code, .. } => *code,
             _ => 125,
         }
     }

@@ -18,6 +18,35 @@ pub struct ContainerInspect {
     /// The container's mounts, in the order of its record.
     #[serde(rename = "Mounts")]
     pub mounts: Vec<MountView>,
+    /// Its state with Docker's keys (the record's `state`, restated).
+    #[serde(rename = "State")]
+    pub docker_state: DockerState,
+    /// The log a detached container's monitor writes (`container logs` reads it); it exists once the
+    /// container was started detached.
+    #[serde(rename = "LogPath")]
+    pub log_path: PathBuf,
+}
+
+/// `State` in `container inspect`, with Docker's keys.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DockerState {
+    /// `created`, `running` or `exited`.
+    pub status: crate::Status,
+    /// Whether its process runs.
+    pub running: bool,
+    /// Its process's PID in the host's PID namespace; 0 when it does not run.
+    pub pid: i32,
+    /// The exit code of its last run; -1 when unknown (its runner or monitor was killed).
+    pub exit_code: i32,
+    /// Why the last start failed, or why the exit code is unknown; empty otherwise.
+    pub error: String,
+    /// When the last run started (RFC 3339); empty before the first.
+    pub started_at: String,
+    /// When the last run ended; empty while it runs or before the first.
+    pub finished_at: String,
+    /// How many times `--restart` restarted it.
+    pub restart_count: u32,
 }
 
 /// One entry of `Mounts` in `container inspect`, with Docker's keys. Which keys appear depends on the
@@ -59,7 +88,32 @@ impl Mountkit {
     pub fn inspect_container(&self, reference: &str) -> Result<ContainerInspect> {
         let container = self.container(reference)?;
         let mounts = container.mounts.iter().map(|m| self.mount_view(m)).collect();
-        Ok(ContainerInspect { container, mounts })
+        let st = &container.state;
+        let running = st.status == crate::Status::Running;
+        let docker_state = DockerState {
+            status: st.status,
+            running,
+            pid: if running { st.pid.unwrap_or(0) } else { 0 },
+            exit_code: match (st.status, st.exit_code) {
+                (crate::Status::Exited, None) => -1,
+                (_, code) => code.unwrap_or(0),
+            },
+            error: st.error.clone().unwrap_or_default(),
+            started_at: st.started.clone().unwrap_or_default(),
+            finished_at: if running {
+                String::new()
+            } else {
+                st.finished.clone().unwrap_or_default()
+            },
+            restart_count: st.restart_count,
+        };
+        let log_path = self.container_dir(&container.id).join(crate::logs::LOG_FILE);
+        Ok(ContainerInspect {
+            container,
+            mounts,
+            docker_state,
+            log_path,
+        })
     }
 
     /// One mount of a container as `container inspect` shows it.

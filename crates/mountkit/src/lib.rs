@@ -64,7 +64,8 @@
 //!
 //! Dependencies: the workspace crates above; `serde`/`serde_json` for metadata and `--format json`;
 //! `thiserror` for [`Error`]; `tracing` for diagnostics; `toml` for image recipes; `sha2`/`hex` for the digest of a
-//! container's seccomp profile (`container inspect` shows it, as the layer store digests layers); `rustix` for the
+//! container's seccomp profile (`container inspect` shows it, as the layer store digests layers); `libc`
+//! for `fork` and `_exit` (the detached container's monitor: rustix has no fork); `rustix` for the
 //! few system calls of its own (the exporter's private mount namespace, `kill` for `rm -f`, the
 //! effective uid), typed, as the other crates make them (nix is not used: one syscall layer). The
 //! binary alone uses `clap` (arguments; its definitions live in the library so that `cargo xtask`
@@ -79,14 +80,17 @@ pub mod cli_args;
 mod container;
 mod create;
 mod default_root;
+mod detach;
 mod df;
 mod doctor;
 mod error;
 mod exec;
 mod explain;
 mod export;
+pub mod init;
 mod inspect;
 mod layer_source;
+mod logs;
 mod mount;
 mod names;
 mod recipe;
@@ -94,6 +98,8 @@ mod records;
 mod remove;
 mod run;
 pub mod sample;
+pub mod signal;
+mod stop;
 mod store;
 pub mod tty;
 mod usage;
@@ -101,8 +107,8 @@ mod volume_refs;
 
 pub use cli_args::cli_command;
 pub use container::{
-    Container, ContainerConfig, CreateOptions, MountRecord, NetworkMode, Seccomp, SeccompOption, State,
-    Status,
+    Container, ContainerConfig, CreateOptions, LogOptions, MountRecord, NetworkMode, RestartPolicy, Seccomp,
+    SeccompOption, State, Status,
 };
 pub use df::{ContainerUsage, DiskUsage, ImageUsage, KindUsage, LayerUsage, VolumeUsage};
 pub use doctor::{DoctorReport, Feature, Problem};
@@ -115,10 +121,12 @@ pub use explain::{
     layer_ranges,
 };
 pub use export::{ExportTarget, write_atomically};
-pub use inspect::{ContainerInspect, MountView};
+pub use inspect::{ContainerInspect, DockerState, MountView};
 pub use layer_source::layer_source_from_arg;
+pub use logs::{LogEntry, LogsOptions, Stream};
 pub use names::{generate_name, validate_container_name};
 pub use recipe::Recipe;
+pub use stop::DEFAULT_STOP_TIMEOUT;
 pub use store::Mountkit;
 pub use usage::{ContainerFilter, VolumeInspect, VolumeUser, volume_users};
 

@@ -27,6 +27,8 @@ use mountkit::cli_args::{Cli, Cmd, ContainerCmd};
 const EXIT_MOUNTKIT_FAILED: u8 = 125;
 
 fn main() -> ExitCode {
+    // A container's init (`run --init`) before anything else: no argument parsing, no logging.
+    mountkit::init::run_if_init();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -84,7 +86,7 @@ fn open(root: Option<PathBuf>) -> anyhow::Result<Mountkit> {
 fn exits_like_docker_run(cmd: &Cmd) -> bool {
     matches!(
         cmd,
-        Cmd::Run(_) | Cmd::Container(ContainerCmd::Start { .. } | ContainerCmd::Create(_))
+        Cmd::Run(_) | Cmd::Start(_) | Cmd::Container(ContainerCmd::Start(_) | ContainerCmd::Create(_))
     )
 }
 

@@ -46,6 +46,22 @@ impl Drop for VolumesInUse<'_> {
     }
 }
 
+/// A container whose process runs: the record as it was saved, the process, and what its exit releases.
+pub(crate) struct Launched<'a> {
+    /// The record, `running`.
+    pub(crate) c: Container,
+    /// The process (this process's child).
+    pub(crate) process: mountkit_ns_runner::Running,
+    /// What its exit lets go.
+    pub(crate) held: Held<'a>,
+}
+
+/// What a running container holds until its exit is recorded: its volumes and its `running.lock`.
+pub(crate) struct Held<'a> {
+    volumes: VolumesInUse<'a>,
+    run_lock: Lock,
+}
+
 /// A volume to fill from the image's content at its mount path: its name and that path.
 type Populate = Vec<(String, PathBuf)>;
 
@@ -119,11 +135,26 @@ impl Mountkit {
     /// again to record its end; `pending` is set when `c` is a [`Pending`] container.
     fn start_locked(
         &self,
-        mut c: Container,
+        c: Container,
         image: &ImageInfo,
         lock: Lock,
         pending: Option<Pending>,
     ) -> Result<Exit> {
+        let Launched { c, process, held } = self.launch(c, image, pending)?;
+        drop(lock); // others may use the store while the container runs
+        // With `-t`, the container's terminal is relayed while this thread waits and forwards signals.
+        let exit = crate::tty::wait_attached(process, &c.config);
+        self.finish(c, held, exit)
+    }
+
+    /// Starts container `c`'s process, under the store lock the caller holds, and records it running
+    /// (a [`Pending`] one is committed now). Every failure goes through [`Mountkit::abandon_start`].
+    pub(crate) fn launch(
+        &self,
+        mut c: Container,
+        image: &ImageInfo,
+        pending: Option<Pending>,
+    ) -> Result<Launched<'_>> {
         let dir = pending
             .as_ref()
             .map_or_else(|| self.container_dir(&c.id), |p| p.dir().to_path_buf());
@@ -146,6 +177,8 @@ impl Mountkit {
             volumes,
             prepare,
         } = prepared;
+        // An earlier run's exit code (left for `wait`) does not speak for this one.
+        let _ = std::fs::write(dir.join("running.lock"), b"");
         c.state.starting();
         let process = match mountkit_ns_runner::spawn(&spec, prepare) {
             Ok(p) => p,
@@ -173,12 +206,24 @@ impl Mountkit {
             }
             return Err(e);
         }
-        drop(lock); // others may use the store while the container runs
         tracing::info!(id = %c.id, pid = process.pid(), "container running");
-        // With `-t`, the container's terminal is relayed while this thread waits and forwards signals.
-        let exit = crate::tty::wait_attached(process, &c.config);
+        Ok(Launched {
+            c,
+            process,
+            held: Held { volumes, run_lock },
+        })
+    }
+
+    /// After a launched container's process ended with `exit`: takes the store lock and records the
+    /// exit (or removes an `auto_remove` container).
+    pub(crate) fn finish(
+        &self,
+        c: Container,
+        held: Held<'_>,
+        exit: mountkit_ns_runner::Result<Exit>,
+    ) -> Result<Exit> {
         let _lock = self.lock()?;
-        self.record_exit(c, exit, volumes, run_lock)
+        self.record_exit(c, exit, held.volumes, held.run_lock)
     }
 
     /// Takes the container's `running.lock`, acquires its volumes and plans its mounts: everything a
@@ -240,6 +285,12 @@ impl Mountkit {
     ) -> Result<Exit> {
         drop(volumes);
         c.state.exited(&exit);
+        // For `container wait`, which holds the lock file open: the code survives an `--rm` removal.
+        let code = c
+            .state
+            .exit_code
+            .map_or_else(|| "unknown".to_string(), |n| n.to_string());
+        let _ = std::fs::write(self.container_dir(&c.id).join("running.lock"), code);
         if c.auto_remove {
             drop(run_lock);
             if let Err(e) = self.remove_locked(&c, true, true) {
@@ -274,8 +325,19 @@ pub(crate) fn process_spec(config: &ContainerConfig, dir: &Path) -> Result<Spec>
             Some(std::sync::Arc::new(filter))
         }
     };
+    // `--init`: this very (static) binary, bound at /dev/init by the runner, is PID 1 (see init.rs).
+    // Its path, not /proc/self/exe: that magic link leads into this namespace's mounts, which a bind in
+    // the container's new mount namespace refuses (EINVAL).
+    let (args, init) = if config.init {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::io("find mountkit's own binary for --init", "/proc/self/exe", e))?;
+        (crate::init::with_init(&config.args), Some(exe))
+    } else {
+        (config.args.clone(), None)
+    };
     Ok(Spec {
-        args: config.args.clone(),
+        args,
+        init,
         env: config.env.clone(),
         workdir: Some(config.workdir.clone()),
         user: config.user.clone(),

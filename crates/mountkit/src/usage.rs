@@ -53,6 +53,11 @@ pub enum ContainerFilter {
     /// `volume=V`: the container mounts the volume named V, or has a volume or bind mount whose
     /// destination inside the container is V.
     Volume(String),
+    /// `status=created|running|exited` (Docker's other states never occur here: no pause, no daemon).
+    /// A status filter lists stopped containers without `-a`, as `docker ps` does.
+    Status(Status),
+    /// `name=TEXT`: the container's name contains TEXT.
+    Name(String),
 }
 
 impl FromStr for ContainerFilter {
@@ -72,7 +77,18 @@ impl FromStr for ContainerFilter {
         }
         match key {
             "volume" => Ok(ContainerFilter::Volume(value.to_string())),
-            _ => Err(bad(format!("unknown filter key {key:?}; known: volume"))),
+            "name" => Ok(ContainerFilter::Name(value.to_string())),
+            "status" => match value {
+                "created" => Ok(ContainerFilter::Status(Status::Created)),
+                "running" => Ok(ContainerFilter::Status(Status::Running)),
+                "exited" => Ok(ContainerFilter::Status(Status::Exited)),
+                _ => Err(bad(format!(
+                    "unknown status {value:?}; known: created, running, exited"
+                ))),
+            },
+            _ => Err(bad(format!(
+                "unknown filter key {key:?}; known: volume, status, name"
+            ))),
         }
     }
 }
@@ -82,6 +98,8 @@ impl ContainerFilter {
     fn key(&self) -> &'static str {
         match self {
             ContainerFilter::Volume(_) => "volume",
+            ContainerFilter::Status(_) => "status",
+            ContainerFilter::Name(_) => "name",
         }
     }
 
@@ -95,6 +113,8 @@ impl ContainerFilter {
                 MountSpec::Bind { target, .. } => target == Path::new(v),
                 MountSpec::Tmpfs { .. } => false,
             }),
+            ContainerFilter::Status(st) => c.state.status == *st,
+            ContainerFilter::Name(n) => c.name.contains(n.as_str()),
         }
     }
 
@@ -147,6 +167,7 @@ impl Mountkit {
     /// `container ls`: the containers that pass `filters`, oldest first; only running ones unless `all`.
     pub fn list_containers(&self, all: bool, filters: &[ContainerFilter]) -> Result<Vec<Container>> {
         let mut cs = self.containers()?;
+        let all = all || filters.iter().any(|f| matches!(f, ContainerFilter::Status(_)));
         cs.retain(|c| (all || c.state.status == Status::Running) && ContainerFilter::matches_all(filters, c));
         Ok(cs)
     }
@@ -194,6 +215,11 @@ mod tests {
                 seccomp: Default::default(),
                 tty: false,
                 open_stdin: false,
+                stop_signal: None,
+                stop_timeout: None,
+                restart: Default::default(),
+                init: false,
+                log: Default::default(),
             },
             mounts,
             state,

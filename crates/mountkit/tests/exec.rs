@@ -282,6 +282,27 @@ fn exec_enters_the_running_container_with_its_confinement() {
             .exists()));
         env.fails(&["exec", "-d", "c", "nosuch"], 127, "nosuch");
 
+        // The PID-reuse guard: a record whose PID is another process's (a host `sleep` here, while the
+        // runner still holds the container's lock) is "not running", and nothing runs in that process's
+        // namespaces.
+        let mut decoy = Command::new("sleep").arg("1000").spawn().unwrap();
+        let record = env.root.join("containers").join(&id).join("container.json");
+        let original = std::fs::read(&record).unwrap();
+        let mut v = support::json(&String::from_utf8_lossy(&original));
+        v["state"]["pid"] = decoy.id().into();
+        std::fs::write(&record, v.to_string()).unwrap();
+        let marker = env.path("entered");
+        let touch = format!("touch {}", marker.display());
+        env.fails(
+            &["exec", "-u", "0", "c", "sh", "-c", &touch],
+            1,
+            "container c is not running",
+        );
+        assert!(!marker.exists(), "exec ran in the decoy's namespaces");
+        std::fs::write(&record, &original).unwrap();
+        decoy.kill().unwrap();
+        decoy.wait().unwrap();
+
         // The container ends: exec says so; nothing stays mounted.
         support::kill9(pid as i32);
         let _ = runner.wait();

@@ -150,6 +150,8 @@ fn explain_matches_what_the_running_container_reads() {
             "/data/d",
             "/lnk",
             "/newdir/../etc/group",
+            "/home/app",
+            "/home/z",
         ];
         let list = paths.join(" ");
         let script = format!(
@@ -162,7 +164,8 @@ fn explain_matches_what_the_running_container_reads() {
              else \
                echo changed >> /app/config.txt && chmod 600 /app/message.txt && touch /etc/motd && \
                rm /usr/bin/true && mkdir /newdir && echo new > /newdir/f && echo vol > /data/d && \
-               ln -s /data/d /lnk && echo tmp > /scratch/x && : > /done; \
+               ln -s /data/d /lnk && echo tmp > /scratch/x && \
+               rm -r /home && mkdir /home && echo z > /home/z && : > /done; \
              fi"
         );
         let out = env.run(&[
@@ -252,6 +255,14 @@ fn explain_matches_what_the_running_container_reads() {
         assert_eq!(l["provider"]["name"], "kvol");
         assert_eq!(by_path("/newdir/../etc/group")["provider"]["layer"]["index"], 1);
 
+        // /home was removed and made again: an opaque directory of the writable layer.
+        let h = &explain(env, "container", "k", &["/home"])[0];
+        assert_eq!(h["provider"]["origin"], "new", "{h}");
+        assert!(
+            h["hides"].as_array().unwrap().iter().any(|x| x["type"] == "opaque" && x["layer"].is_null()),
+            "{h}"
+        );
+        assert_eq!(h["entries"], 1, "{h}");
         let e = explain(
             env,
             "container",

@@ -27,6 +27,17 @@ fn copy_with_libs(src: &Path, root: &Path, dest: &str) {
 }
 
 fn main() {
+    // What `mountkit run` pays once per start to compile the default seccomp policy (the container
+    // process only loads the result). Needs no root.
+    let mut c = Criterion::default().sample_size(30).configure_from_args();
+    let caps = mountkit_ns_runner::docker_default_capabilities();
+    c.bench_function("seccomp: compile Docker's default policy", |b| {
+        b.iter(|| {
+            mountkit_ns_runner::seccomp::Policy::docker_default(&caps)
+                .compile()
+                .expect("compile")
+        })
+    });
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIP bench ns-runner/run: needs root (namespaces and mounts)");
@@ -50,7 +61,6 @@ fn main() {
         Exit::Code(0)
     );
 
-    let mut c = Criterion::default().sample_size(30).configure_from_args();
     c.bench_function("spawn+wait true (bind root)", |b| {
         b.iter(|| {
             let r = root.clone();

@@ -87,6 +87,9 @@ fn container(
     }
     mount_proc(rootfd.as_fd())?;
     mount_dev(rootfd.as_fd(), spec.privileged)?;
+    if let Some(init) = &spec.init {
+        bind_init(rootfd.as_fd(), init)?;
+    }
     mount_sys(rootfd.as_fd(), spec.privileged)?;
     if !spec.privileged {
         mask_paths(rootfd.as_fd())?;
@@ -416,6 +419,26 @@ fn bind_host_node(dev: BorrowedFd<'_>, node: &str, target: &Path) -> Result<(), 
     debug!(step = "dev", node, "bind-mounting the host's node");
     rustix::mount::mount_bind(&host, target)
         .map_err(|e| fail("dev", format!("cannot mount {host} on /dev/{node}: {e}")))
+}
+
+/// Step 4b, with `Spec::init`: the host's program bound read-only (and nosuid) at `/dev/init`, onto
+/// an empty file made in the new /dev tmpfs (not in the image's rootfs: nothing shows in its writable
+/// layer).
+fn bind_init(root: BorrowedFd<'_>, init: &Path) -> Result<(), Error> {
+    let dev = inroot::resolve(root, Path::new("dev")).map_err(|e| fail("init", e))?;
+    rustix::fs::mknodat(&dev, "init", FileType::RegularFile, Mode::from_raw_mode(0o755), 0)
+        .map_err(|e| fail("init", format!("cannot create /dev/init: {e}")))?;
+    let target = PathBuf::from(format!("/proc/self/fd/{}/init", dev.as_raw_fd()));
+    debug!(step = "init", init = %init.display(), "bind-mounting the init program at /dev/init");
+    rustix::mount::mount_bind(init, &target).map_err(|e| {
+        fail(
+            "init",
+            format!("cannot mount {} on /dev/init: {e}", init.display()),
+        )
+    })?;
+    let flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
+    rustix::mount::mount_remount(&target, flags, "")
+        .map_err(|e| fail("init", format!("cannot make /dev/init read-only: {e}")))
 }
 
 /// Step 4c: sysfs read-only at `/sys` (read-write when `privileged`); if the kernel refuses a new

@@ -151,6 +151,11 @@ pub struct Spec {
     pub tty_size: Option<TtySize>,
     /// The standard input when there is no terminal: inherited (Docker's `-i`) or `/dev/null`.
     pub stdin: Stdin,
+    /// Docker's `--init`: a host program bound read-only at `/dev/init` in the container (the caller
+    /// makes it PID 1 by putting `/dev/init` first in [`Spec::args`]). The program must run in any
+    /// image: a static executable (mountkit gives its own binary, whose init mode forwards signals to
+    /// the command and reaps zombies).
+    pub init: Option<PathBuf>,
 }
 
 impl Spec {
@@ -217,6 +222,12 @@ impl Spec {
     /// Sets the network.
     pub fn network(mut self, network: Network) -> Spec {
         self.network = network;
+        self
+    }
+
+    /// Binds a host program at `/dev/init` (see [`Spec::init`]).
+    pub fn init(mut self, program: Option<PathBuf>) -> Spec {
+        self.init = program;
         self
     }
 

@@ -23,6 +23,7 @@ pub(crate) const STEPS: &[&str] = &[
     "nodev",
     "proc",
     "dev",
+    "init",
     "sys",
     "masked-paths",
     "readonly-root",

@@ -2,7 +2,9 @@
 //! `mountkit ps`.
 
 use mountkit::ExportTarget;
-use mountkit::cli_args::{ContainerCmd, ExecArgs, ListArgs};
+use mountkit::cli_args::{
+    ContainerCmd, ExecArgs, KillArgs, ListArgs, LogsArgs, RestartArgs, StartArgs, StopArgs, WaitArgs,
+};
 
 use super::{Ctx, explain, output, run};
 
@@ -14,7 +16,12 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<i32> {
             mountkit::set_shadow_warnings(!a.quiet);
             println!("{}", mk.create(&run::create_options(&a)?)?.id)
         }
-        ContainerCmd::Start { container } => return Ok(mk.start(&container)?.code()),
+        ContainerCmd::Start(a) => return start(ctx, &a),
+        ContainerCmd::Stop(a) => return Ok(stop(ctx, &a)),
+        ContainerCmd::Kill(a) => return Ok(kill(ctx, &a)),
+        ContainerCmd::Restart(a) => return Ok(restart(ctx, &a)),
+        ContainerCmd::Wait(a) => return Ok(wait(ctx, &a)),
+        ContainerCmd::Logs(a) => return logs(ctx, &a),
         ContainerCmd::Exec(a) => return exec(ctx, &a),
         ContainerCmd::Ls(a) => return list(ctx, &a),
         ContainerCmd::Inspect { container, f: _ } => {
@@ -71,6 +78,93 @@ fn remove(ctx: &Ctx, references: &[String], force: bool, volumes: bool) -> i32 {
         }
     }
     i32::from(failed)
+}
+
+/// Runs `op` on each container, echoing the reference on success (as Docker); one that fails is
+/// reported and the others still get theirs (exit status 1 then).
+fn each(references: &[String], mut op: impl FnMut(&str) -> mountkit::Result<()>) -> i32 {
+    let mut failed = false;
+    for n in references {
+        match op(n) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                output::report(&e);
+                failed = true;
+            }
+        }
+    }
+    i32::from(failed)
+}
+
+/// `container start`: detached, each container in turn; with `-a`, one container, attached.
+pub fn start(ctx: &Ctx, a: &StartArgs) -> anyhow::Result<i32> {
+    if a.attach {
+        let [one] = a.containers.as_slice() else {
+            anyhow::bail!("you cannot start and attach multiple containers at once");
+        };
+        return Ok(ctx.mk.start(one)?.code());
+    }
+    if let [one] = a.containers.as_slice() {
+        // One container: its start's error with `docker start`'s status.
+        ctx.mk.start_detached(one)?;
+        println!("{one}");
+        return Ok(0);
+    }
+    Ok(each(&a.containers, |n| ctx.mk.start_detached(n).map(|_| ())))
+}
+
+/// `container stop`.
+pub fn stop(ctx: &Ctx, a: &StopArgs) -> i32 {
+    each(&a.containers, |n| ctx.mk.stop(n, a.time, a.signal.as_deref()))
+}
+
+/// `container kill`.
+pub fn kill(ctx: &Ctx, a: &KillArgs) -> i32 {
+    each(&a.containers, |n| ctx.mk.kill(n, a.signal.as_deref()))
+}
+
+/// `container restart`.
+pub fn restart(ctx: &Ctx, a: &RestartArgs) -> i32 {
+    each(&a.containers, |n| ctx.mk.restart(n, a.time))
+}
+
+/// `container wait`: prints each exit code (-1 when unknown); exits with the last one.
+pub fn wait(ctx: &Ctx, a: &WaitArgs) -> i32 {
+    let mut last = 0;
+    for n in &a.containers {
+        match ctx.mk.wait(n) {
+            Ok(code) => {
+                println!("{}", code.unwrap_or(-1));
+                last = code.unwrap_or(255);
+            }
+            Err(e) => {
+                output::report(&e);
+                last = 1;
+            }
+        }
+    }
+    last
+}
+
+/// `container logs`.
+pub fn logs(ctx: &Ctx, a: &LogsArgs) -> anyhow::Result<i32> {
+    let tail = match a.tail.as_deref() {
+        None | Some("all") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| mountkit::Error::InvalidArgument {
+            what: "--tail",
+            value: n.into(),
+            reason: "takes a number of lines or \"all\"".into(),
+        })?),
+    };
+    let o = mountkit::LogsOptions {
+        follow: a.follow,
+        tail,
+        timestamps: a.timestamps,
+        since: a.since.clone(),
+    };
+    ctx.mk
+        .logs(&a.container, &o, &mut std::io::stdout(), &mut std::io::stderr())?;
+    Ok(0)
 }
 
 /// `container exec`, `exec`: the command's status; 125, 126 or 127 when it could not be started (as

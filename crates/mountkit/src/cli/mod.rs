@@ -47,6 +47,12 @@ pub fn dispatch(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<i32> {
         }
         Cmd::Ps(a) => container::list(ctx, &a),
         Cmd::Exec(a) => container::exec(ctx, &a),
+        Cmd::Start(a) => container::start(ctx, &a),
+        Cmd::Stop(a) => Ok(container::stop(ctx, &a)),
+        Cmd::Kill(a) => Ok(container::kill(ctx, &a)),
+        Cmd::Restart(a) => Ok(container::restart(ctx, &a)),
+        Cmd::Wait(a) => Ok(container::wait(ctx, &a)),
+        Cmd::Logs(a) => container::logs(ctx, &a),
         Cmd::System(c) => system::run(ctx, c),
     }
 }

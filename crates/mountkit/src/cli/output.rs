@@ -97,15 +97,53 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// A container's status as `ps` shows it: `Created`, `Up (pid N)`, `Exited (N)`.
+/// A container's status as `ps` shows it, as Docker words it: `Created`, `Up 3 minutes`,
+/// `Exited (0) 2 seconds ago`, `Exited (unknown)` when its runner was killed.
 pub fn status_text(c: &Container) -> String {
+    let ago = |t: &Option<String>| -> Option<String> {
+        let t = humantime::parse_rfc3339_weak(t.as_deref()?).ok()?;
+        Some(human_duration(
+            std::time::SystemTime::now().duration_since(t).unwrap_or_default(),
+        ))
+    };
     match c.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up (pid {})", c.state.pid.unwrap_or(0)),
-        Status::Exited => match c.state.exit_code {
-            Some(code) => format!("Exited ({code})"),
-            None => "Exited (unknown)".into(),
+        Status::Running => match ago(&c.state.started) {
+            Some(d) => format!("Up {d}"),
+            None => "Up".into(),
         },
+        Status::Exited => {
+            let code = c
+                .state
+                .exit_code
+                .map_or_else(|| "unknown".to_string(), |n| n.to_string());
+            match ago(&c.state.finished) {
+                Some(d) if c.state.error.is_none() || c.state.exit_code.is_some() => {
+                    format!("Exited ({code}) {d} ago")
+                }
+                _ => format!("Exited ({code})"),
+            }
+        }
+    }
+}
+
+/// A duration as Docker's `ps` words it (go-units' HumanDuration): `Less than a second`, `3 seconds`,
+/// `About a minute`, `5 minutes`, `About an hour`, `3 hours`, `2 days`, `3 weeks`, `4 months`, `2 years`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (m, h) = (s / 60, s / 3600);
+    match () {
+        _ if s < 1 => "Less than a second".into(),
+        _ if s == 1 => "1 second".into(),
+        _ if s < 60 => format!("{s} seconds"),
+        _ if m == 1 => "About a minute".into(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        _ if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", h / 24 / 365),
     }
 }
 
@@ -157,7 +195,7 @@ pub fn containers(format: Format, containers: &[Container], quiet: bool) -> anyh
         quiet,
         |c| c.id[..12].to_string(),
         format!(
-            "{:<12}  {:<20} {:<24} {:<16} NAMES",
+            "{:<12}  {:<20} {:<24} {:<28} NAMES",
             "CONTAINER ID", "IMAGE", "COMMAND", "STATUS"
         ),
         |c| {
@@ -167,7 +205,7 @@ pub fn containers(format: Format, containers: &[Container], quiet: bool) -> anyh
                 cmd = format!("{}…", cmd.chars().take(21).collect::<String>());
             }
             format!(
-                "{:<12}  {:<20} {:<24} {:<16} {}",
+                "{:<12}  {:<20} {:<24} {:<28} {}",
                 &c.id[..12],
                 image,
                 format!("\"{cmd}\""),
@@ -251,4 +289,26 @@ pub fn system_info(format: Format, info: &SystemInfo) -> anyhow::Result<()> {
         writeln!(o, "Max image layers: {}", info.overlay.max_lower_layers)?;
         writeln!(o, "Seccomp filters:  {}", info.seccomp_filter)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_as_docker_words_them() {
+        let d = |s| human_duration(Duration::from_secs(s));
+        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(d(1), "1 second");
+        assert_eq!(d(59), "59 seconds");
+        assert_eq!(d(61), "About a minute");
+        assert_eq!(d(3 * 60), "3 minutes");
+        assert_eq!(d(3600 + 5), "About an hour");
+        assert_eq!(d(5 * 3600), "5 hours");
+        assert_eq!(d(3 * 86400), "3 days");
+        assert_eq!(d(21 * 86400), "3 weeks");
+        assert_eq!(d(100 * 86400), "3 months");
+        assert_eq!(d(800 * 86400), "2 years");
+    }
 }

@@ -6,10 +6,23 @@ use mountkit::{CreateOptions, SeccompOption};
 
 use super::Ctx;
 
-/// `run`: create, start attached, wait; the exit status is the command's.
+/// `run`: create, start attached, wait; the exit status is the command's. With `-d`: start it under a
+/// monitor and print its ID once it runs.
 pub fn run(ctx: &Ctx, r: &RunArgs) -> anyhow::Result<i32> {
     let mut opts = create_options(&r.create)?;
     opts.auto_remove = r.rm;
+    if opts.auto_remove && opts.restart != mountkit::RestartPolicy::No {
+        return Err(mountkit::Error::InvalidArgument {
+            what: "--restart",
+            value: r.create.restart.clone().unwrap_or_default(),
+            reason: "conflicts with --rm (a removed container cannot be restarted)".into(),
+        }
+        .into());
+    }
+    if r.detach {
+        println!("{}", ctx.mk.run_detached(&opts)?.id);
+        return Ok(0);
+    }
     // Docker's check: `-it` needs a terminal to type into the container's (`-t` alone does not).
     if let Some(refusal) = mountkit::tty::input_refusal(opts.tty, opts.open_stdin) {
         eprintln!("mountkit: {refusal}");
@@ -45,6 +58,21 @@ pub fn create_options(a: &CreateArgs) -> mountkit::Result<CreateOptions> {
         Some(n) => n.parse()?,
         None => mountkit::NetworkMode::Host,
     };
+    let restart = match &a.restart {
+        Some(p) => p.parse()?,
+        None => mountkit::RestartPolicy::No,
+    };
+    if let Some(s) = &a.stop_signal {
+        mountkit::signal::parse_signal(s).ok_or_else(|| mountkit::Error::InvalidArgument {
+            what: "--stop-signal",
+            value: s.clone(),
+            reason: "not a signal (a name like SIGTERM or TERM, or a number)".into(),
+        })?;
+    }
+    let mut log = mountkit::LogOptions::default();
+    for o in &a.log_opt {
+        log.apply(o)?;
+    }
     let mut security = SecurityOpts::default();
     for opt in &a.security_opt {
         security_opt(&mut security, opt)?;
@@ -67,6 +95,11 @@ pub fn create_options(a: &CreateArgs) -> mountkit::Result<CreateOptions> {
         no_new_privileges: security.no_new_privileges,
         seccomp: security.seccomp,
         network,
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        restart,
+        init: a.init,
+        log,
         auto_remove: false,
         tty: a.tty,
         open_stdin: a.interactive,

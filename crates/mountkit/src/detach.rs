@@ -1,0 +1,364 @@
+//! Detached containers (`run -d`, `container start` without `-a`) and the monitor that is each one's
+//! parent, with no daemon.
+//!
+//! `mountkit` forks twice (the middle process starts a session and exits at once, so the monitor leads
+//! no session and can never get a controlling terminal); the grandchild is the **monitor**: a copy of
+//! the `mountkit` process, not a new program, so it starts the container with the very code an attached
+//! `run` uses ([`Mountkit::launch`]) and holds what an attached runner holds: the store lock during the
+//! start, the container's `running.lock` and volumes while it runs. Its stdin, stdout and stderr are
+//! `/dev/null` (the caller's terminal and pipes are let go: `ID=$(mountkit run -d …)` returns); the
+//! container's stdout and stderr are two pipes the monitor reads into the container's log
+//! ([`crate::logs`]). Once the container runs, the monitor tells the waiting `mountkit` through a pipe
+//! (or sends back the start's error and exit code), which prints the ID and exits.
+//!
+//! The container dies with its monitor (`PR_SET_PDEATHSIG`, as with an attached runner): a monitor
+//! killed with SIGKILL leaves a container shown as exited with an unknown status, nothing mounted (the
+//! mount namespace goes with the process) and `rm` working. At the container's exit the monitor drains
+//! the pipes, records the exit (or removes an `--rm` container) and applies `--restart`: a restart is a
+//! new launch by the same monitor, after a back-off (100 ms doubling to 10 s, reset after 10 s of
+//! running), counted in `state.restart_count`; `container stop` leaves a `stop-requested` file that
+//! prevents it.
+
+use std::io::Read;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use mountkit_layer_store::ImageInfo;
+use mountkit_safefs::Lock;
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+
+use crate::container::{Container, CreateOptions, RestartPolicy};
+use crate::logs::{LogWriter, Stream};
+use crate::run::Launched;
+use crate::{Error, Mountkit, Result};
+
+/// The file `container stop` leaves in a container's directory so that its monitor does not restart it.
+pub(crate) const STOP_REQUESTED: &str = "stop-requested";
+
+impl Mountkit {
+    /// `run -d`: creates the container (committed and visible at once, `--rm` or not, as `docker run -d`)
+    /// and starts it detached; returns once its process runs.
+    pub fn run_detached(&self, opts: &CreateOptions) -> Result<Container> {
+        let lock = self.lock()?;
+        let (c, image) = self.create_locked(opts)?;
+        self.start_detached_locked(c, &image, lock)
+    }
+
+    /// `container start` without `-a`: starts the container detached under a monitor; a running one is
+    /// left as it is (Docker's `start` of a running container succeeds).
+    pub fn start_detached(&self, reference: &str) -> Result<Container> {
+        let lock = self.lock()?;
+        let c = self.container(reference)?;
+        if self.is_running(&c.id) {
+            return Ok(c);
+        }
+        let image = self.layers().image(&c.image)?;
+        let _ = std::fs::remove_file(self.container_dir(&c.id).join(STOP_REQUESTED));
+        self.start_detached_locked(c, &image, lock)
+    }
+
+    fn start_detached_locked(&self, c: Container, image: &ImageInfo, lock: Lock) -> Result<Container> {
+        let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("create a pipe", "", e.into()))?;
+        // SAFETY: this process has one thread (mountkit starts none), so the child is a full copy that
+        // may allocate and run any code.
+        let middle = unsafe { libc_fork() }.map_err(|e| Error::io("fork the monitor", "", e))?;
+        if middle == 0 {
+            // The middle process: a session of its own, then the monitor, then gone.
+            drop(ready_r);
+            let _ = rustix::process::setsid();
+            // SAFETY: as above; this process is single-threaded too.
+            match unsafe { libc_fork() } {
+                Ok(0) => {
+                    let code = self.monitor_main(c, image, lock, ready_w);
+                    std::process::exit(code)
+                }
+                _ => exit_now(0),
+            }
+        }
+        drop(ready_w);
+        drop(lock); // the monitor holds it (the same open file) until the container runs
+        // Reap the middle process (it exits at once).
+        let _ = rustix::process::waitpid(
+            rustix::process::Pid::from_raw(middle),
+            rustix::process::WaitOptions::empty(),
+        );
+        let mut report = Vec::new();
+        std::fs::File::from(ready_r)
+            .read_to_end(&mut report)
+            .map_err(|e| Error::io("read the monitor's report", "", e))?;
+        match report.split_first() {
+            Some((b'O', _)) => Ok(self.container(&c.id).unwrap_or(c)),
+            Some((b'E', rest)) => {
+                let text = String::from_utf8_lossy(rest);
+                let (code, message) = text.split_once('\0').unwrap_or(("125", &text));
+                Err(Error::StartFailed {
+                    code: code.parse().unwrap_or(125),
+                    message: message.to_string(),
+                })
+            }
+            _ => Err(Error::StartFailed {
+                code: 125,
+                message: format!(
+                    "the monitor of container {} ended before the container started",
+                    c.name
+                ),
+            }),
+        }
+    }
+
+    /// The monitor: starts the container, reports to the waiting `mountkit`, pumps its output into the
+    /// log until it exits, records the exit, restarts it when `--restart` says so. Returns the exit
+    /// code of the monitor process.
+    fn monitor_main(&self, c: Container, image: &ImageInfo, lock: Lock, ready: OwnedFd) -> i32 {
+        let null = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
+            Ok(f) => OwnedFd::from(f),
+            Err(e) => {
+                report(&ready, Err((125, format!("cannot open /dev/null: {e}"))));
+                return 125;
+            }
+        };
+        for fd in 0..3 {
+            let _ = dup2(null.as_fd(), fd);
+        }
+        let dir = self.container_dir(&c.id);
+        let mut log = match LogWriter::open(&dir, c.config.log) {
+            Ok(l) => l,
+            Err(e) => {
+                report(&ready, Err((125, e.to_string())));
+                return 125;
+            }
+        };
+        let policy = c.config.restart;
+        let mut ready = Some(ready);
+        let mut lock = Some(lock);
+        let mut c = c;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let lock_now = match lock.take() {
+                Some(l) => l,
+                None => match self.lock() {
+                    Ok(l) => l,
+                    Err(_) => return 125,
+                },
+            };
+            let started = Instant::now();
+            let launched = self.launch_piped(c, image, null.as_fd());
+            drop(lock_now);
+            let (launched, out, err) = match launched {
+                Ok(l) => l,
+                Err(e) => {
+                    if let Some(r) = ready.take() {
+                        report(&r, Err((e.run_exit_code(), e.to_string())));
+                    }
+                    tracing::warn!(error = %e, "monitor: the start failed");
+                    return e.run_exit_code();
+                }
+            };
+            if let Some(r) = ready.take() {
+                report(&r, Ok(()));
+            }
+            let Launched {
+                c: running,
+                process,
+                held,
+            } = launched;
+            let id = running.id.clone();
+            pump(process.pid(), out, err, &mut log);
+            let exit = process.wait();
+            let stop_requested = std::fs::remove_file(dir.join(STOP_REQUESTED)).is_ok();
+            let restarts = running.state.restart_count;
+            let code = match &exit {
+                Ok(e) => e.code(),
+                Err(_) => 125,
+            };
+            let recorded = self.finish(running, held, exit);
+            if stop_requested || !restart_wanted(policy, code, restarts) || recorded.is_err() {
+                return code;
+            }
+            // Docker's back-off: doubling from 100 ms, back to the start after 10 s of running.
+            if started.elapsed() >= Duration::from_secs(10) {
+                backoff = Duration::from_millis(100);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            if std::fs::remove_file(dir.join(STOP_REQUESTED)).is_ok() {
+                return code;
+            }
+            let Ok(l) = self.lock() else { return code };
+            let Ok(mut again) = self.container(&id) else {
+                return code; // removed meanwhile
+            };
+            if self.is_running(&again.id) {
+                return code; // started by someone else
+            }
+            again.state.restart_count = restarts + 1;
+            c = again;
+            lock = Some(l);
+        }
+    }
+
+    /// [`Mountkit::launch`] with the container's stdout and stderr on two new pipes (returned, read
+    /// ends) and its stdin on `null`: this process's own descriptors 1 and 2 are the pipes' write ends
+    /// while the container process is created (it inherits them), `null` again afterwards.
+    fn launch_piped<'a>(
+        &'a self,
+        c: Container,
+        image: &ImageInfo,
+        null: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(Launched<'a>, OwnedFd, OwnedFd)> {
+        let pipe = || {
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| Error::io("create a pipe", "", e.into()))
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        dup2(out_w.as_fd(), 1).map_err(|e| Error::io("set up the container's stdout", "", e))?;
+        dup2(err_w.as_fd(), 2).map_err(|e| Error::io("set up the container's stderr", "", e))?;
+        drop((out_w, err_w));
+        let launched = self.launch(c, image, None);
+        let _ = dup2(null, 1);
+        let _ = dup2(null, 2);
+        Ok((launched?, out_r, err_r))
+    }
+}
+
+/// Whether `policy` restarts a container that exited with `code` after `restarts` restarts.
+fn restart_wanted(policy: RestartPolicy, code: i32, restarts: u32) -> bool {
+    match policy {
+        RestartPolicy::No => false,
+        RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        RestartPolicy::OnFailure { max_retries } => code != 0 && max_retries.is_none_or(|m| restarts < m),
+    }
+}
+
+/// Tells the waiting `mountkit`: `O` when the container runs, `E<code>\0<message>` when it did not
+/// start.
+fn report(ready: &OwnedFd, outcome: std::result::Result<(), (i32, String)>) {
+    let msg = match outcome {
+        Ok(()) => b"O".to_vec(),
+        Err((code, message)) => format!("E{code}\0{message}").into_bytes(),
+    };
+    let _ = rustix::io::write(ready, &msg);
+}
+
+/// Copies the container's output into the log until the container process (`pid`, this process's
+/// child) exits, then what is left in the pipes. A `pidfd` says when it exits (Linux 5.3+); without
+/// one, a 100 ms tick checks.
+fn pump(pid: i32, out: OwnedFd, err: OwnedFd, log: &mut LogWriter) {
+    let pidfd = rustix::process::Pid::from_raw(pid)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    for fd in [&out, &err] {
+        let _ = rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK);
+    }
+    let streams = [(out, Stream::Stdout), (err, Stream::Stderr)];
+    let mut open = [true, true];
+    let mut buf = vec![0u8; 64 * 1024];
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    loop {
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
+        let mut which = Vec::with_capacity(3);
+        for (i, (fd, _)) in streams.iter().enumerate() {
+            if open[i] {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+                which.push(i);
+            }
+        }
+        if let Some(p) = &pidfd {
+            fds.push(PollFd::new(p, PollFlags::IN));
+        }
+        let timeout = pidfd.is_none().then_some(&tick);
+        match rustix::event::poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => break,
+        }
+        let exited = match &pidfd {
+            Some(_) => !fds.last().expect("the pidfd").revents().is_empty(),
+            None => child_exited(pid),
+        };
+        let ready: Vec<usize> = which
+            .iter()
+            .zip(&fds)
+            .filter(|(_, f)| !f.revents().is_empty())
+            .map(|(i, _)| *i)
+            .collect();
+        drop(fds);
+        for i in ready {
+            open[i] = drain(&streams[i].0, streams[i].1, &mut buf, log);
+        }
+        if exited || (!open[0] && !open[1] && pidfd.is_none() && child_exited(pid)) {
+            break;
+        }
+    }
+    // What the container wrote before it exited (a process it left behind may keep writing: not waited for).
+    for (i, (fd, stream)) in streams.iter().enumerate() {
+        if open[i] {
+            drain(fd, *stream, &mut buf, log);
+        }
+    }
+    log.flush();
+}
+
+/// Reads `fd` until it would block; false at end of file.
+fn drain(fd: &OwnedFd, stream: Stream, buf: &mut [u8], log: &mut LogWriter) -> bool {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(0) => return false,
+            Ok(n) => log.write(stream, &buf[..n]),
+            Err(Errno::INTR) => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Whether the child `pid` has exited (not reaped: `WNOWAIT`).
+fn child_exited(pid: i32) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return true;
+    };
+    matches!(
+        rustix::process::waitid(
+            rustix::process::WaitId::Pid(p),
+            rustix::process::WaitIdOptions::EXITED
+                | rustix::process::WaitIdOptions::NOHANG
+                | rustix::process::WaitIdOptions::NOWAIT,
+        ),
+        Ok(Some(_)) | Err(_)
+    )
+}
+
+/// `dup2(from, to)` onto a standard descriptor.
+fn dup2(from: std::os::fd::BorrowedFd<'_>, to: i32) -> std::io::Result<()> {
+    // SAFETY: `to` is 0, 1 or 2, this process's own standard descriptors, which stay open (dup2
+    // replaces them); the temporary OwnedFd is forgotten so it is never closed here.
+    let mut target = std::mem::ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(to) });
+    rustix::io::dup2(from, &mut target).map_err(std::io::Error::from)
+}
+
+/// `fork()` (libc's: rustix has none outside its experimental runtime module): 0 in the child, the
+/// child's PID in the parent.
+///
+/// # Safety
+/// The caller must be single-threaded, so that the child may run any code.
+unsafe fn libc_fork() -> std::io::Result<i32> {
+    // SAFETY: the caller guarantees a single thread.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(pid)
+}
+
+/// Exits at once (`_exit`), without destructors or buffered output: the middle process after the fork.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` ends the process; nothing of it is used afterwards.
+    unsafe { libc::_exit(code) }
+}

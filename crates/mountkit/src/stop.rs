@@ -1,0 +1,133 @@
+//! `container stop`, `kill`, `restart` and `wait`: signals to a running container's process and waiting
+//! for its end, attached or detached alike, with no daemon to ask.
+//!
+//! The process is reached through a pidfd opened on the record's `state.pid` while the container's
+//! `running.lock` is held (its runner or monitor holds it until the exit is recorded, after reaping),
+//! so the PID cannot belong to another process by then. Nothing here holds the store lock while it
+//! waits (ARCHITECTURE.md, "Locks"): the end is awaited on the `running.lock` itself, whose holder lets
+//! it go once the exit is recorded and leaves the exit code in it, which `wait` reads even when an
+//! `--rm` container is gone by then.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::process::{PidfdFlags, Signal};
+
+use crate::detach::STOP_REQUESTED;
+use crate::signal::{signal_arg, to_signal};
+use crate::{Error, Mountkit, Result};
+
+/// `stop`'s wait before SIGKILL when neither `-t` nor `--stop-timeout` says (Docker's).
+pub const DEFAULT_STOP_TIMEOUT: u64 = 10;
+
+impl Mountkit {
+    /// A pidfd of container `id`'s process, while it runs; `None` when it does not.
+    fn process_fd(&self, id: &str, pid: Option<i32>) -> Option<OwnedFd> {
+        let pid = rustix::process::Pid::from_raw(pid?)?;
+        let fd = rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()?;
+        // Opened while the lock is held: the runner had not reaped it yet, so `pid` was the container's.
+        self.is_running(id).then_some(fd)
+    }
+
+    /// `container stop`: the stop signal (`signal`, else the container's `--stop-signal`, else
+    /// SIGTERM), then SIGKILL after `timeout` seconds (else `--stop-timeout`, else 10) if it still runs;
+    /// returns once the exit is recorded. A container that does not run is left as it is (Docker's).
+    /// A detached container with a `--restart` policy is not restarted after it.
+    pub fn stop(&self, reference: &str, timeout: Option<u64>, signal: Option<&str>) -> Result<()> {
+        let c = self.container(reference)?;
+        let dir = self.container_dir(&c.id);
+        let sig = match signal.or(c.config.stop_signal.as_deref()) {
+            Some(s) => signal_arg("stop signal", s)?,
+            None => Signal::TERM.as_raw(),
+        };
+        let timeout = timeout.or(c.config.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let _ = std::fs::write(dir.join(STOP_REQUESTED), b"");
+        let Some(fd) = self.process_fd(&c.id, c.state.pid) else {
+            let _ = std::fs::remove_file(dir.join(STOP_REQUESTED));
+            return Ok(());
+        };
+        tracing::debug!(container = %c.name, sig, timeout, "stop");
+        let _ = rustix::process::pidfd_send_signal(&fd, to_signal(sig));
+        if !exits_within(&fd, Duration::from_secs(timeout)) {
+            tracing::debug!(container = %c.name, "still running after the timeout: SIGKILL");
+            let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
+        }
+        self.wait_recorded(&c.id);
+        Ok(())
+    }
+
+    /// `container kill`: sends `signal` (SIGKILL by default); does not wait.
+    pub fn kill(&self, reference: &str, signal: Option<&str>) -> Result<()> {
+        let c = self.container(reference)?;
+        let sig = match signal {
+            Some(s) => signal_arg("signal", s)?,
+            None => Signal::KILL.as_raw(),
+        };
+        let fd = self
+            .process_fd(&c.id, c.state.pid)
+            .ok_or_else(|| Error::NotRunning(c.name.clone()))?;
+        rustix::process::pidfd_send_signal(&fd, to_signal(sig))
+            .map_err(|e| Error::io("send a signal to", format!("container {}", c.name), e.into()))
+    }
+
+    /// `container restart`: [`Mountkit::stop`], then a detached start.
+    pub fn restart(&self, reference: &str, timeout: Option<u64>) -> Result<()> {
+        self.stop(reference, timeout, None)?;
+        self.start_detached(reference)?;
+        Ok(())
+    }
+
+    /// `container wait`: blocks until the container does not run, then returns its exit code (of an
+    /// `--rm` container too, removed meanwhile); `None` when it is unknown (its runner was killed).
+    pub fn wait(&self, reference: &str) -> Result<Option<i32>> {
+        let c = self.container(reference)?;
+        let path = self.container_dir(&c.id).join("running.lock");
+        // Opened before the wait and read after it: the runner leaves the exit code in the file, which
+        // this descriptor keeps readable after an `--rm` container's directory is gone.
+        let mut file = std::fs::File::open(&path).ok();
+        let lock = mountkit_safefs::Lock::exclusive(&path);
+        let mut note = String::new();
+        if let Some(f) = &mut file {
+            let _ = f.read_to_string(&mut note);
+        }
+        drop(lock);
+        // The runner's note is the freshest word (an `--rm` record may be gone, or not yet updated
+        // while it is being removed); without one, the record says.
+        if let Ok(code) = note.trim().parse() {
+            return Ok(Some(code));
+        }
+        match self.container(&c.id) {
+            Ok(now) if now.state.error.is_some() && now.state.exit_code.is_none() => Ok(None),
+            Ok(now) => Ok(now.state.exit_code.or(Some(0))),
+            Err(Error::NoSuchContainer(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until the runner or monitor of container `id` has recorded its exit (it lets the
+    /// `running.lock` go after that).
+    fn wait_recorded(&self, id: &str) {
+        let _ = mountkit_safefs::Lock::exclusive(&self.container_dir(id).join("running.lock"));
+    }
+}
+
+/// Whether the process of `fd` exits within `d` (the pidfd becomes readable when it does).
+fn exits_within(fd: &OwnedFd, d: Duration) -> bool {
+    let deadline = std::time::Instant::now() + d;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ts = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => return false,
+            Err(rustix::io::Errno::INTR) if !left.is_zero() => continue,
+            Err(_) => return false,
+        }
+    }
+}
