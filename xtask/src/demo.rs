@@ -176,8 +176,8 @@ fn two_containers(d: &Demo) -> anyhow::Result<String> {
         "-c",
         "ls /app; cat /app/message.txt",
     ])?;
-    d.ok(&["container", "start", "c1"])?;
-    let out = d.ok(&["container", "start", "c2"])?;
+    d.ok(&["container", "start", "-a", "c1"])?;
+    let out = d.ok(&["container", "start", "-a", "c2"])?;
     check(
         !out.contains("note.txt") && !out.contains("changed"),
         "c2 does not see what c1 wrote",

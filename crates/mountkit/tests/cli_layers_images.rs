@@ -166,7 +166,7 @@ fn an_image_with_two_names_is_one_image() {
         // The same layout imported under another name: the same image, a second name.
         assert_eq!(env.ok(&["image", "import", a, "--tag", "app:latest"]), id);
         env.ok(&["container", "create", "--name", "c1", "app:v1", "echo", "hi"]);
-        assert_eq!(env.ok(&["container", "start", "c1"]), "hi");
+        assert_eq!(env.ok(&["container", "start", "-a", "c1"]), "hi");
         let merged = env.ok(&["container", "mount", "c1"]);
         assert!(std::path::Path::new(&merged).join("bin/sh").exists());
         env.ok(&["container", "unmount", "c1"]);
@@ -183,7 +183,7 @@ fn an_image_with_two_names_is_one_image() {
             "has several names (app:latest, app:v1)",
         );
         assert_eq!(env.ok(&["image", "rm", "app:v1"]), "app:v1");
-        assert_eq!(env.ok(&["container", "start", "c1"]), "hi");
+        assert_eq!(env.ok(&["container", "start", "-a", "c1"]), "hi");
         assert_eq!(env.ok(&["image", "ls", "-q"]), id);
         // Its last name (`app` is `app:latest`) while c1 uses it: refused, with --force too.
         env.fails(&["image", "rm", "app"], 1, "used by container(s) c1");

@@ -513,7 +513,7 @@ fn seccomp_unconfined_and_profiles() {
         assert_eq!(c["path"], profile.display().to_string(), "{c}");
         assert_eq!(c["digest"], digest, "{c}");
         std::fs::write(&profile, "not json").unwrap();
-        env.fails(&["container", "start", "p"], 1, "Operation not permitted");
+        env.fails(&["container", "start", "-a", "p"], 1, "Operation not permitted");
         env.ok(&["container", "create", "--name", "d", "sample"]);
         env.ok(&[
             "container",

@@ -203,8 +203,8 @@ fn explain_matches_what_the_running_container_reads() {
             "no warning for the volume at the empty /data: {stderr}"
         );
 
-        env.ok(&["container", "start", "k"]);
-        let seen = env.ok(&["container", "start", "k"]);
+        env.ok(&["container", "start", "-a", "k"]);
+        let seen = env.ok(&["container", "start", "-a", "k"]);
         // The listed paths, then every regular file of the container (its tmpfs and the runtime's
         // mounts left out: their contents are not in the store).
         let all: Vec<&str> = seen.lines().map(|l| l.split_once(' ').unwrap().0).collect();
@@ -259,7 +259,11 @@ fn explain_matches_what_the_running_container_reads() {
         let h = &explain(env, "container", "k", &["/home"])[0];
         assert_eq!(h["provider"]["origin"], "new", "{h}");
         assert!(
-            h["hides"].as_array().unwrap().iter().any(|x| x["type"] == "opaque" && x["layer"].is_null()),
+            h["hides"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["type"] == "opaque" && x["layer"].is_null()),
             "{h}"
         );
         assert_eq!(h["entries"], 1, "{h}");

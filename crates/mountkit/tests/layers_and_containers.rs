@@ -47,7 +47,7 @@ fn s1_two_containers_share_image_files_not_writes() {
             "cat",
             "/app/note.txt",
         ]);
-        let out = env.cmd().args(["container", "start", &id]).output().unwrap();
+        let out = env.cmd().args(["container", "start", "-a", &id]).output().unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(mounts_under(&env.root).is_empty());
     });
@@ -85,7 +85,7 @@ fn s3_s4_copy_up_then_rm_removes_the_writable_layer() {
             "-c",
             "echo changed >> /app/message.txt",
         ]);
-        env.ok(&["container", "start", "cow"]);
+        env.ok(&["container", "start", "-a", "cow"]);
         assert_eq!(
             std::fs::read(&layer_file).unwrap(),
             before,
@@ -309,7 +309,7 @@ fn concurrent_creates_and_listings() {
         assert_eq!(env.ok(&["container", "ls", "-a", "-q"]).lines().count(), 16);
         for i in 0..8 {
             env.ok(&["run", "--rm", "sample", "true"]);
-            env.ok(&["container", "start", &format!("p{i}")]);
+            env.ok(&["container", "start", "-a", &format!("p{i}")]);
         }
     });
 }

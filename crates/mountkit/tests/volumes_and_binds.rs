@@ -425,13 +425,13 @@ fn tmpfs_size_mode_and_lifetime() {
             "-c",
             "stat -c %a /scratch; df -k /scratch | tail -1; ls /scratch; touch /scratch/f",
         ]);
-        let first = env.ok(&["container", "start", "t"]);
+        let first = env.ok(&["container", "start", "-a", "t"]);
         let lines: Vec<&str> = first.lines().collect();
         assert_eq!(lines[0], "1770");
         let size_kb: u64 = lines[1].split_whitespace().nth(1).unwrap().parse().unwrap();
         assert_eq!(size_kb, 1024);
         assert_eq!(lines.len(), 2, "empty at first start: {first}");
-        let second = env.ok(&["container", "start", "t"]);
+        let second = env.ok(&["container", "start", "-a", "t"]);
         assert_eq!(
             second.lines().count(),
             2,
