@@ -454,3 +454,47 @@ fn twenty_detached_containers_start_stop_and_go_at_once() {
         assert!(support::mounts_under(env.dir.path()).is_empty());
     });
 }
+
+/// The seed's own flow, with its flags: a to-do list in a named volume, written by one detached
+/// container through `exec`, read by another that has `--volumes-from`, then by a "new version" of the
+/// application (another image) after both are stopped and removed.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn the_seeds_todo_list_with_detached_containers_and_exec() {
+    require_root();
+    with_sample(|env| {
+        env.sample("app-v2");
+        env.ok(&["volume", "create", "todo-list"]);
+        let forever = ["sh", "-c", "while :; do sleep 1; done"];
+        let mut args = vec!["--name", "todo1", "-v", "todo-list:/data", "sample"];
+        args.extend(forever);
+        run_d(env, &args);
+        env.ok(&["exec", "todo1", "sh", "-c", "echo task1 >> /data/list"]);
+        let mut args = vec!["--name", "todo3", "--volumes-from", "todo1", "sample"];
+        args.extend(forever);
+        run_d(env, &args);
+        assert_eq!(
+            env.ok(&["container", "exec", "todo3", "cat", "/data/list"]),
+            "task1"
+        );
+        assert_eq!(
+            env.lines(&["stop", "-t", "1", "todo1", "todo3"]),
+            ["todo1", "todo3"]
+        );
+        env.fails(&["exec", "todo1", "true"], 1, "is not running");
+        assert_eq!(
+            env.lines(&["container", "rm", "todo1", "todo3"]),
+            ["todo1", "todo3"]
+        );
+        let out = env.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "todo-list:/data",
+            "app-v2",
+            "cat",
+            "/data/list",
+        ]);
+        assert_eq!(out, "task1");
+    });
+}
