@@ -752,6 +752,16 @@ impl View {
         let host = self.branches[b].dir.join(rel);
         let provider = match &self.branches[b].layer {
             Some(l) => Provider::Layer { layer: l.clone() },
+            // A directory made opaque here was made again over a deletion: it replaces the lower ones.
+            None if md.is_dir()
+                && merged.len() == 1
+                && matches!(hides.first(), Some(Hidden::Opaque { .. })) =>
+            {
+                Provider::Writable {
+                    origin: WritableOrigin::New,
+                    from_layer: None,
+                }
+            }
             None => match first_lower {
                 None => Provider::Writable {
                     origin: WritableOrigin::New,
