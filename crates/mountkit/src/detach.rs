@@ -163,12 +163,16 @@ impl Mountkit {
             if let Some(r) = ready.take() {
                 report(&r, Ok(()));
             }
+            trim_resident_code();
             let Launched {
                 c: running,
-                process,
+                mut process,
                 held,
             } = launched;
             let id = running.id.clone();
+            // `-t`: the container's terminal is its stdout and stderr in one (Docker logs it as stdout);
+            // the pipes then stay empty.
+            let out = process.take_tty().unwrap_or(out);
             pump(process.pid(), out, err, &mut log);
             let exit = process.wait();
             let stop_requested = std::fs::remove_file(dir.join(STOP_REQUESTED)).is_ok();
@@ -225,6 +229,44 @@ impl Mountkit {
         let _ = dup2(null, 1);
         let _ = dup2(null, 2);
         Ok((launched?, out_r, err_r))
+    }
+}
+
+/// Lets go of the resident pages of this process's unmodified read-only file mappings (the static
+/// binary's code and constants: what starting the container touched), so that an idle monitor holds
+/// little memory: `madvise(MADV_DONTNEED)` on such a mapping only drops it from this process's page
+/// tables; the page cache keeps the pages and the few the monitor's loop needs fault back in. A
+/// mapping with any page of its own (`Anonymous` in smaps: written before it was made read-only, as
+/// relocated constants are) is left alone, as are writable ones: dropping those would lose content.
+fn trim_resident_code() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut candidate: Option<(usize, usize)> = None;
+    let drop_it = |(a, b): (usize, usize)| {
+        // SAFETY: [a, b) is a mapping of this process, read-only, file-backed and without a page of
+        // its own (smaps said so just now; this process has one thread, which maps nothing
+        // meanwhile): dropping its pages loses nothing, the next access reads them back.
+        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
+    };
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let Some(first) = f.next() else { continue };
+        if let Some((a, b)) = first.split_once('-')
+            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        {
+            // A mapping's header line: `start-end perms offset dev inode [path]`.
+            let perms = f.next().unwrap_or("");
+            let inode = f.nth(2).unwrap_or("0");
+            candidate = (inode != "0" && perms.as_bytes().get(1) == Some(&b'-')).then_some((a, b));
+        } else if first == "Anonymous:" {
+            let own = f.next().is_some_and(|kb| kb != "0");
+            if let Some(m) = candidate.take()
+                && !own
+            {
+                drop_it(m);
+            }
+        }
     }
 }
 
@@ -307,14 +349,16 @@ fn pump(pid: i32, out: OwnedFd, err: OwnedFd, log: &mut LogWriter) {
     log.flush();
 }
 
-/// Reads `fd` until it would block; false at end of file.
+/// Reads `fd` until it would block (true: more may come) or ends (false: end of file, or `EIO` from a
+/// terminal whose other side is closed).
 fn drain(fd: &OwnedFd, stream: Stream, buf: &mut [u8], log: &mut LogWriter) -> bool {
     loop {
         match rustix::io::read(fd, &mut *buf) {
             Ok(0) => return false,
             Ok(n) => log.write(stream, &buf[..n]),
             Err(Errno::INTR) => continue,
-            Err(_) => return true,
+            Err(Errno::AGAIN) => return true,
+            Err(_) => return false,
         }
     }
 }

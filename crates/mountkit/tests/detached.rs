@@ -498,3 +498,35 @@ fn the_seeds_todo_list_with_detached_containers_and_exec() {
         assert_eq!(out, "task1");
     });
 }
+
+/// `run -d -t`: the container's terminal is read by its monitor into the log (stdout), past what a
+/// pty buffers (so the container never blocks on it); `/dev/stdout` is a pty in the container.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn a_detached_terminal_goes_to_the_log() {
+    require_root();
+    with_sample(|env| {
+        run_d(
+            env,
+            &[
+                "-t",
+                "--name",
+                "term",
+                "sample",
+                "sh",
+                "-c",
+                "ls -l /proc/self/fd/1; i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done; echo done",
+            ],
+        );
+        assert_eq!(env.ok(&["wait", "term"]), "0");
+        let out = env.ok(&["logs", "term"]);
+        assert!(
+            out.lines().next().unwrap().contains("/dev/pts/0"),
+            "{}",
+            &out[..200.min(out.len())]
+        );
+        assert!(out.contains("line 2999"), "the terminal's output was cut short");
+        assert_eq!(out.lines().last().unwrap().trim_end_matches('\r'), "done");
+        env.ok(&["container", "rm", "term"]);
+    });
+}

@@ -47,7 +47,11 @@ fn s1_two_containers_share_image_files_not_writes() {
             "cat",
             "/app/note.txt",
         ]);
-        let out = env.cmd().args(["container", "start", "-a", &id]).output().unwrap();
+        let out = env
+            .cmd()
+            .args(["container", "start", "-a", &id])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(mounts_under(&env.root).is_empty());
     });
