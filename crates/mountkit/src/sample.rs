@@ -1,7 +1,7 @@
 //! The built-in sample image: made from files this machine already has, with no network.
 //!
 //! The base layer holds a few programs of the host (`/bin/sh`, coreutils) with the shared libraries
-//! `ldd` reports for them, copied to the same paths, plus `/etc/passwd` and `/etc/group` with `root` and
+//! they need (read from their ELF headers, found where the loader looks), copied to the same paths, plus `/etc/passwd` and `/etc/group` with `root` and
 //! an unprivileged `app` user (uid and gid 1000). Two more layers show how layers combine:
 //!
 //! | layer | contents |
@@ -14,7 +14,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Programs copied from the host into the base layer (those that exist there).
 pub const PROGRAMS: &[&str] = &[
@@ -50,21 +49,152 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The shared libraries (and the loader) `ldd` lists for `program`, as the paths the program asks for.
+/// The shared libraries a program needs, and its loader, as the loader finds them with no
+/// `ld.so.cache` (the sample image has none): `PT_INTERP`, then each `DT_NEEDED` name, and theirs in
+/// turn, looked up in the standard library directories. Read from the ELF headers, not by running
+/// `ldd`: that forked about a dozen processes per program (a second of the sample's start under the
+/// emulated guests of `cargo xtask vm-test` each, for every test). A program that is not a dynamic
+/// ELF file (a script, a static binary) has none.
 pub fn libraries(program: &Path) -> io::Result<Vec<PathBuf>> {
-    let out = Command::new("ldd").arg(program).output()?;
-    let mut libs = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let line = line.trim();
-        let path = match line.split_once("=>") {
-            Some((_, rest)) => rest.split_whitespace().next().unwrap_or(""),
-            None => line.split_whitespace().next().unwrap_or(""),
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut todo = vec![program.to_path_buf()];
+    let mut first = true;
+    while let Some(file) = todo.pop() {
+        let Some(elf) = elf::Dynamic::read(&file)? else {
+            continue;
         };
-        if path.starts_with('/') {
-            libs.push(PathBuf::from(path));
+        if first {
+            if let Some(interp) = elf.interp {
+                out.push(interp);
+            }
+            first = false;
+        }
+        for name in elf.needed {
+            let Some(found) = elf::find_library(&name) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{}: needs {name}, found in no library directory", file.display()),
+                ));
+            };
+            if !out.contains(&found) {
+                out.push(found.clone());
+                todo.push(found);
+            }
         }
     }
-    Ok(libs)
+    Ok(out)
+}
+
+/// Just enough ELF (64-bit, little-endian) to list a program's loader and needed libraries.
+mod elf {
+    use std::io;
+    use std::path::{Path, PathBuf};
+
+    const PT_LOAD: u32 = 1;
+    const PT_DYNAMIC: u32 = 2;
+    const PT_INTERP: u32 = 3;
+    const DT_NULL: u64 = 0;
+    const DT_NEEDED: u64 = 1;
+    const DT_STRTAB: u64 = 5;
+
+    /// What a dynamic ELF file asks the loader for.
+    pub(super) struct Dynamic {
+        pub(super) interp: Option<PathBuf>,
+        pub(super) needed: Vec<String>,
+    }
+
+    fn u16_at(b: &[u8], o: usize) -> Option<u64> {
+        Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?) as u64)
+    }
+    fn u32_at(b: &[u8], o: usize) -> Option<u64> {
+        Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?) as u64)
+    }
+    fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+        Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+    }
+    fn c_str(b: &[u8], o: usize) -> Option<String> {
+        let rest = b.get(o..)?;
+        let end = rest.iter().position(|&c| c == 0)?;
+        Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+    }
+
+    impl Dynamic {
+        /// `None` for a file that is not a 64-bit little-endian ELF file with a dynamic section.
+        pub(super) fn read(path: &Path) -> io::Result<Option<Dynamic>> {
+            let b = std::fs::read(path)?;
+            Ok(Self::parse(&b))
+        }
+
+        fn parse(b: &[u8]) -> Option<Dynamic> {
+            // ELF magic, ELFCLASS64, ELFDATA2LSB.
+            if b.get(..6)? != b"\x7fELF\x02\x01" {
+                return None;
+            }
+            let (phoff, phentsize, phnum) = (
+                u64_at(b, 0x20)? as usize,
+                u16_at(b, 0x36)? as usize,
+                u16_at(b, 0x38)?,
+            );
+            let mut interp = None;
+            let mut dynamic = None;
+            let mut loads = Vec::new();
+            for i in 0..phnum as usize {
+                let ph = phoff + i * phentsize;
+                let (kind, offset, vaddr, filesz) = (
+                    u32_at(b, ph)? as u32,
+                    u64_at(b, ph + 8)?,
+                    u64_at(b, ph + 16)?,
+                    u64_at(b, ph + 32)?,
+                );
+                match kind {
+                    PT_INTERP => interp = c_str(b, offset as usize).map(PathBuf::from),
+                    PT_DYNAMIC => dynamic = Some((offset as usize, filesz as usize)),
+                    PT_LOAD => loads.push((vaddr, offset, filesz)),
+                    _ => {}
+                }
+            }
+            let (dyn_off, dyn_len) = dynamic?;
+            let mut strtab = None;
+            let mut needed_offsets = Vec::new();
+            for e in (dyn_off..dyn_off + dyn_len).step_by(16) {
+                match u64_at(b, e)? {
+                    DT_NULL => break,
+                    DT_NEEDED => needed_offsets.push(u64_at(b, e + 8)?),
+                    DT_STRTAB => strtab = Some(u64_at(b, e + 8)?),
+                    _ => {}
+                }
+            }
+            // The string table's address, as a file offset through the segment that holds it.
+            let addr = strtab?;
+            let (vaddr, offset, _) = loads.iter().find(|(v, _, sz)| addr >= *v && addr < v + sz)?;
+            let base = (addr - vaddr + offset) as usize;
+            let needed = needed_offsets
+                .iter()
+                .filter_map(|o| c_str(b, base + *o as usize))
+                .collect();
+            Some(Dynamic { interp, needed })
+        }
+    }
+
+    /// Where the loader finds `name` with no cache: its multiarch and standard directories.
+    pub(super) fn find_library(name: &str) -> Option<PathBuf> {
+        let triple = if cfg!(target_arch = "aarch64") {
+            "aarch64-linux-gnu"
+        } else {
+            "x86_64-linux-gnu"
+        };
+        [
+            format!("/lib/{triple}"),
+            format!("/usr/lib/{triple}"),
+            "/lib64".into(),
+            "/usr/lib64".into(),
+            "/lib".into(),
+            "/usr/lib".into(),
+        ]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+    }
 }
 
 fn copy_to(root: &Path, host: &Path, at: &Path) -> io::Result<()> {
@@ -183,13 +313,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ldd_output_is_parsed_into_paths() {
-        let libs = libraries(&which("sh").expect("the host has sh")).unwrap();
+    fn libraries_are_what_the_loader_loads() {
+        let Some(sh) = which("sh") else { return };
+        let libs = libraries(&sh).unwrap();
+        // The loader first, then at least the C library; every one exists.
+        assert!(libs[0].to_string_lossy().contains("ld-linux"), "{libs:?}");
         assert!(
             libs.iter().any(|l| l.to_string_lossy().contains("libc.so")),
             "{libs:?}"
         );
-        assert!(libs.iter().all(|l| l.is_absolute()));
+        assert!(libs.iter().all(|l| l.is_file()), "{libs:?}");
+        // The same set as the loader's own trace (`ldd`), where there is one.
+        if let Ok(out) = std::process::Command::new("ldd").arg(&sh).output() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            for l in &libs {
+                let name = l.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(text.contains(&name), "{name} not in ldd's {text}");
+            }
+        }
+        // A script or a non-ELF file needs nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("s");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert!(libraries(&script).unwrap().is_empty());
     }
 
     #[test]
