@@ -46,6 +46,9 @@ pub(crate) struct TarWriter<W: Write> {
     pub bytes: u64,
     /// Only count: file contents are neither read nor written (see [`canonical_size`]).
     sizing: bool,
+    /// A plain tree, not a layer: names and 0/0 character devices are what they are (no whiteouts,
+    /// no opaque markers); see [`write_plain`].
+    plain: bool,
 }
 
 enum Item {
@@ -65,6 +68,7 @@ impl<W: Write> TarWriter<W> {
             entries: 0,
             bytes: 0,
             sizing: false,
+            plain: false,
         }
     }
 
@@ -78,6 +82,13 @@ impl<W: Write> TarWriter<W> {
                 what: format!("layer source {}", root.display()),
                 reason: "is not a directory".into(),
             });
+        }
+        if self.plain {
+            // A plain tree's root has an owner and a mode worth keeping (a volume's, say): `./`.
+            let mut h = new_header(EntryType::Directory);
+            set_common(&mut h, &meta);
+            let xattrs = xattrs_of(root, false)?;
+            self.emit(h, b"./", None, &xattrs, io::empty(), 0)?;
         }
         self.walk(root, &mut Vec::new())
     }
@@ -93,7 +104,7 @@ impl<W: Write> TarWriter<W> {
 
     fn walk(&mut self, dir: &Path, rel: &mut Vec<u8>) -> Result<()> {
         let mut items: Vec<(Vec<u8>, Item)> = Vec::new();
-        let mut opaque = xattr_get(dir, OVERLAY_OPAQUE_XATTR)?.is_some_and(|v| v == b"y");
+        let mut opaque = !self.plain && xattr_get(dir, OVERLAY_OPAQUE_XATTR)?.is_some_and(|v| v == b"y");
         let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
         for ent in rd {
             let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
@@ -101,7 +112,11 @@ impl<W: Write> TarWriter<W> {
             let path = ent.path();
             let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
             let ft = meta.file_type();
-            match decode_whiteout(name.as_bytes()) {
+            let decoded = match self.plain {
+                true => Ok(Whiteout::None),
+                false => decode_whiteout(name.as_bytes()),
+            };
+            match decoded {
                 Ok(Whiteout::Opaque) => opaque = true,
                 Ok(Whiteout::Internal) => {
                     tracing::debug!(path = %path.display(), "skipping AUFS-internal name")
@@ -113,7 +128,7 @@ impl<W: Write> TarWriter<W> {
                         reason: reason.into(),
                     });
                 }
-                Ok(Whiteout::None) if ft.is_char_device() && meta.rdev() == 0 => {
+                Ok(Whiteout::None) if !self.plain && ft.is_char_device() && meta.rdev() == 0 => {
                     items.push((encode_whiteout(name.as_bytes()), Item::Whiteout(meta)))
                 }
                 Ok(Whiteout::None) if ft.is_socket() => {
@@ -417,6 +432,17 @@ fn xattrs_of(path: &Path, _symlink: bool) -> Result<Vec<(String, Vec<u8>)>> {
 /// Writes the canonical tar stream of `root` to `out`; returns the number of entries.
 pub(crate) fn write_canonical(root: &Path, out: impl Write) -> Result<u64> {
     let mut w = TarWriter::new(out);
+    w.write_tree(root)?;
+    let n = w.entries;
+    w.finish()?;
+    Ok(n)
+}
+
+/// Writes the tar stream of the plain tree `root` (not a layer) to `out`: the canonical rules without
+/// the whiteout ones. Returns the number of entries.
+pub(crate) fn write_plain(root: &Path, out: impl Write) -> Result<u64> {
+    let mut w = TarWriter::new(out);
+    w.plain = true;
     w.write_tree(root)?;
     let n = w.entries;
     w.finish()?;

@@ -95,3 +95,25 @@ pub use store::{ImageConfig, ImageInfo, LayerInfo, LayerSource, Store, validate_
 pub fn canonical_tar(root: &std::path::Path, out: impl std::io::Write) -> Result<u64> {
     canon::write_canonical(root, out)
 }
+
+/// Writes a tar stream of the plain directory tree `root` (a volume's content, not a layer) to `out`;
+/// returns the number of members. The canonical stream's rules (owners, modes, mtimes, xattrs, hard
+/// links, symlinks, devices, fifos, sorted names, PAX for long names), with a `./` member for the
+/// root's own owner, mode and xattrs, and without the whiteout rules: a
+/// `.wh.` name or a 0/0 character device is archived as what it is. File data is written whole (a hole
+/// reads as zeros). A file whose size changes while it is read fails the stream
+/// ([`Error::Corrupt`]).
+pub fn tar_tree(root: &std::path::Path, out: impl std::io::Write) -> Result<u64> {
+    canon::write_plain(root, out)
+}
+
+/// Extracts the tar stream `src` into the existing, empty directory `dest` as a plain tree (a volume's
+/// content, not a layer), with the layer unpacker's guards: a `..` component, an entry whose path goes
+/// through a symlink or a non-directory, a hard link to something not extracted earlier, an unsupported
+/// entry type, are refused ([`Error::Rejected`]). Unlike a layer: no name is a whiteout, an absolute
+/// member name is refused, and a stream that ends without its end-of-archive block is truncated
+/// ([`Error::Corrupt`]). Returns the number of members. On an error `dest` holds what was extracted so
+/// far: the caller extracts into staging and discards it. Nothing is fsynced.
+pub fn unpack_tree(src: impl std::io::Read, dest: &std::path::Path) -> Result<u64> {
+    unpack::unpack_with(src, dest, true)
+}

@@ -30,6 +30,13 @@ use meta::{Creds, read_meta, times};
 /// directory's mode and times. Returns the number of members (extension headers not counted).
 /// Durability is the caller's: one `syncfs` before its commit.
 pub(crate) fn unpack(src: impl Read, dest: &Path) -> Result<u64> {
+    unpack_with(src, dest, false)
+}
+
+/// [`unpack`] for a plain tree that is not a layer (a volume's content, see
+/// [`unpack_tree`](crate::unpack_tree)) when `plain`: names are never whiteouts, absolute member
+/// names are refused, and an archive must end with its end-of-archive block (or it is truncated).
+pub(crate) fn unpack_with(src: impl Read, dest: &Path, plain: bool) -> Result<u64> {
     let root = rustix::fs::open(dest, DIR_FLAGS, Mode::empty())
         .map_err(|e| Error::io("open staging directory", dest, e))?;
     let st = rustix::fs::fstat(&root).map_err(|e| Error::io("stat staging directory", dest, e))?;
@@ -56,6 +63,7 @@ pub(crate) fn unpack(src: impl Read, dest: &Path) -> Result<u64> {
             creds,
             kick: None,
             dirty: 0,
+            plain,
         };
         if let Some(fd) = flusher_fd {
             // Writeback started early, on another thread, while extraction goes on: the syncfs
@@ -73,9 +81,22 @@ pub(crate) fn unpack(src: impl Read, dest: &Path) -> Result<u64> {
                 .map_err(|e| Error::io("start a thread for", "writeback", e))?;
         }
         let extracted = (|| -> Result<()> {
-            let mut ar = tar::Archive::new(src);
+            let mut src = EofWatch {
+                inner: src,
+                eof: false,
+            };
+            let mut ar = tar::Archive::new(&mut src);
             for e in ar.entries().map_err(bad_stream)? {
                 u.entry(&mut e.map_err(bad_stream)?)?;
+            }
+            drop(ar);
+            // The tar crate ends at a zero block or at the end of the stream; only the first is an
+            // archive's end (the second is a stream cut at a member boundary).
+            if plain && src.eof {
+                return Err(bad_stream(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the archive ends without its end-of-archive block (truncated)",
+                )));
             }
             Ok(())
         })();
@@ -85,6 +106,22 @@ pub(crate) fn unpack(src: impl Read, dest: &Path) -> Result<u64> {
         u.fixup_dirs()?;
         Ok(u.entries)
     })
+}
+
+/// A reader that remembers whether it reached the end of its stream.
+struct EofWatch<R> {
+    inner: R,
+    eof: bool,
+}
+
+impl<R: Read> Read for EofWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        Ok(n)
+    }
 }
 
 /// Filesystems without writeback.
@@ -179,6 +216,8 @@ struct Unpacker {
     kick: Option<SyncSender<()>>,
     /// Bytes written since the last kick.
     dirty: u64,
+    /// A plain tree, not a layer: no whiteouts, no absolute names (see [`unpack_with`]).
+    plain: bool,
 }
 
 /// Path components joined with `/`.
@@ -236,6 +275,12 @@ impl Unpacker {
         self.entries += 1;
         tracing::trace!(entry = %shown, ty = ?ty, "extract");
         let meta = read_meta(e, &shown)?;
+        if self.plain && raw.first() == Some(&b'/') {
+            return Err(Error::rejected(
+                &shown,
+                "absolute member name: this archive may only hold names relative to its root",
+            ));
+        }
         let comps = normalise(&raw).map_err(|r| Error::rejected(&shown, r))?;
         let kind = match ty {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Some(Kind::File),
@@ -264,7 +309,10 @@ impl Unpacker {
                 "names the layer root (`.` or `/`); only a directory entry may",
             ));
         };
-        let whiteout = decode_whiteout(last).map_err(|r| Error::rejected(&shown, r))?;
+        let whiteout = match self.plain {
+            true => Whiteout::None,
+            false => decode_whiteout(last).map_err(|r| Error::rejected(&shown, r))?,
+        };
         let (dir, parent_gid) = self.parent(&shown, parent, true)?;
         match whiteout {
             Whiteout::Internal => {

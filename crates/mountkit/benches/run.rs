@@ -340,6 +340,9 @@ fn bench(c: &mut Criterion) {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/criterion-interleaved.txt"),
         interleaved,
     );
+    // Issue 13: `run -d` and `exec` beside `run --rm`, alternately run by run; an idle monitor's memory
+    // and CPU.
+    detached_report(&f);
     let rss = peak_rss_kib(&f, &["run", "--rm", "sample", "true"]);
     println!(
         "peak RSS of `mountkit run --rm sample true`: {rss} KiB (reference: crun 3.5 MB, runc 10 MB, target <= 5 MB)"
@@ -348,6 +351,76 @@ fn bench(c: &mut Criterion) {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/criterion-peak-rss.txt"),
         format!("{rss}\n"),
     );
+}
+
+/// `mk` with `args`, returning its stdout (trimmed).
+fn mk_out(root: &Path, args: &[&str]) -> String {
+    let out = mk(root).args(args).output().expect("spawn mountkit");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Issue 13's figures: `run -d --rm sample true` (returns once the process runs) and `exec C true`
+/// against `run --rm sample true`, 40 pairs each, alternately; then an idle monitor's resident memory
+/// and the CPU it uses over 10 s.
+fn detached_report(f: &Fixture) {
+    let pairs = 40;
+    let run = |args: &[&str]| mk_run(&f.root, args);
+    let (plain, detached) = interleaved_ms(
+        pairs,
+        &mut || run(&["run", "--rm", "sample", "true"]),
+        &mut || run(&["run", "-d", "--rm", "sample", "true"]),
+    );
+    let id = mk_out(&f.root, &["run", "-d", "sample", "sleep", "100000"]);
+    let (plain2, exec) = interleaved_ms(
+        pairs,
+        &mut || run(&["run", "--rm", "sample", "true"]),
+        &mut || run(&["exec", &id, "true"]),
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&mk_out(&f.root, &["container", "inspect", &id])).unwrap();
+    let pid = inspect[0]["State"]["Pid"].as_i64().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let monitor: i64 = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ticks = |pid: i64| -> u64 {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = st[st.rfind(')').unwrap() + 2..].split(' ').collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let rss = |field: &str| -> String {
+        std::fs::read_to_string(format!("/proc/{monitor}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let before = ticks(monitor);
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let cpu = ticks(monitor) - before;
+    let report = format!(
+        "interleaved (disk), {pairs} pairs: run -d --rm {detached:.2} ms / run --rm {plain:.2} ms = {:.2}x (target <= 1.5x; podman run -d ~200 ms)\n\
+         interleaved (disk), {pairs} pairs: exec C true {exec:.2} ms / run --rm {plain2:.2} ms = {:.2}x (target <= 1.5x)\n\
+         idle monitor: VmRSS {} (peak {}), {cpu} CPU ticks in 10 s (targets <= 2 MB, none; conmon ~1.5 MB)\n",
+        detached / plain,
+        exec / plain2,
+        rss("VmRSS:"),
+        rss("VmHWM:"),
+    );
+    print!("{report}");
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/criterion-detached.txt"),
+        report,
+    );
+    mk_out(&f.root, &["container", "rm", "-f", &id]);
 }
 
 fn is_root() -> bool {

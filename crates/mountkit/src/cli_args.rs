@@ -87,6 +87,8 @@ pub enum Cmd {
     Restart(RestartArgs),
     /// Wait for containers (same as `container wait`)
     Wait(WaitArgs),
+    /// A container's processes (same as `container top`)
+    Top(TopArgs),
     /// A container's output (same as `container logs`)
     Logs(LogsArgs),
     /// The store as a whole
@@ -377,6 +379,8 @@ pub enum ContainerCmd {
     Restart(RestartArgs),
     /// Wait for containers to stop; print each exit code
     Wait(WaitArgs),
+    /// The processes of a running container, as the host sees them
+    Top(TopArgs),
     /// Print a detached container's output
     Logs(LogsArgs),
     /// Run a command in a running container (its namespaces, user, environment and confinement);
@@ -613,6 +617,9 @@ pub struct StartArgs {
     /// Attach: wait for the container, with its output here, and exit with its status
     #[arg(short = 'a', long)]
     pub attach: bool,
+    /// Attach with stdin too (implies -a; the container must have been created with -i)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
@@ -645,6 +652,11 @@ pub struct RestartArgs {
     pub time: Option<u64>,
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct TopArgs {
+    pub container: String,
 }
 
 #[derive(Args)]

@@ -126,7 +126,7 @@ pub use layer_source::layer_source_from_arg;
 pub use logs::{LogEntry, LogsOptions, Stream};
 pub use names::{generate_name, validate_container_name};
 pub use recipe::Recipe;
-pub use stop::DEFAULT_STOP_TIMEOUT;
+pub use stop::{DEFAULT_STOP_TIMEOUT, TopProcess};
 pub use store::Mountkit;
 pub use usage::{ContainerFilter, VolumeInspect, VolumeUser, volume_users};
 

@@ -113,6 +113,85 @@ impl Mountkit {
     }
 }
 
+/// One process of a container, as `container top` lists it (host view).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TopProcess {
+    /// Its real user ID.
+    pub uid: u32,
+    /// Its PID in the host's PID namespace.
+    pub pid: i32,
+    /// Its parent's PID, host view (the container's PID 1's parent is the runner or monitor).
+    pub ppid: i32,
+    /// Its command line (`[name]` when it has none).
+    pub cmd: String,
+}
+
+impl Mountkit {
+    /// `container top`: every process in the container's PID namespace (found by comparing each
+    /// process's `/proc/PID/ns/pid` with the container process's), sorted by PID.
+    pub fn top(&self, reference: &str) -> Result<Vec<TopProcess>> {
+        let c = self.container(reference)?;
+        let not_running = || Error::NotRunning(c.name.clone());
+        let pid = c
+            .state
+            .pid
+            .filter(|_| self.is_running(&c.id))
+            .ok_or_else(not_running)?;
+        let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).map_err(|_| not_running())?;
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc")
+            .map_err(|e| Error::io("list", "/proc", e))?
+            .flatten()
+        {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if std::fs::read_link(format!("/proc/{p}/ns/pid")).ok().as_ref() != Some(&ns) {
+                continue;
+            }
+            // Gone meanwhile: skipped.
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            let Some(close) = stat.rfind(')') else { continue };
+            let ppid = stat[close + 2..]
+                .split(' ')
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let name = stat
+                .get(stat.find('(').map_or(0, |i| i + 1)..close)
+                .unwrap_or("")
+                .to_string();
+            let uid = std::fs::read_to_string(format!("/proc/{p}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|v| v.split_whitespace().next())
+                        .and_then(|v| v.parse().ok())
+                })
+                .unwrap_or(0);
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let cmd = if cmdline.is_empty() {
+                format!("[{name}]")
+            } else {
+                String::from_utf8_lossy(&cmdline)
+                    .trim_end_matches('\0')
+                    .replace('\0', " ")
+            };
+            out.push(TopProcess {
+                uid,
+                pid: p,
+                ppid,
+                cmd,
+            });
+        }
+        out.sort_by_key(|p| p.pid);
+        Ok(out)
+    }
+}
+
 /// Whether the process of `fd` exits within `d` (the pidfd becomes readable when it does).
 fn exits_within(fd: &OwnedFd, d: Duration) -> bool {
     let deadline = std::time::Instant::now() + d;

@@ -477,11 +477,18 @@ fn the_seeds_todo_list_with_detached_containers_and_exec() {
             env.ok(&["container", "exec", "todo3", "cat", "/data/list"]),
             "task1"
         );
+        // `top`: the container's processes as the host sees them, its command first.
+        let top = env.lines(&["top", "todo1"]);
+        assert!(
+            top[0].starts_with("UID") && top[1].contains("sh -c while :; do sleep 1; done"),
+            "{top:?}"
+        );
         assert_eq!(
             env.lines(&["stop", "-t", "1", "todo1", "todo3"]),
             ["todo1", "todo3"]
         );
         env.fails(&["exec", "todo1", "true"], 1, "is not running");
+        env.fails(&["container", "top", "todo1"], 1, "is not running");
         assert_eq!(
             env.lines(&["container", "rm", "todo1", "todo3"]),
             ["todo1", "todo3"]

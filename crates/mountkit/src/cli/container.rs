@@ -3,7 +3,7 @@
 
 use mountkit::ExportTarget;
 use mountkit::cli_args::{
-    ContainerCmd, ExecArgs, KillArgs, ListArgs, LogsArgs, RestartArgs, StartArgs, StopArgs, WaitArgs,
+    ContainerCmd, ExecArgs, KillArgs, ListArgs, LogsArgs, RestartArgs, StartArgs, StopArgs, TopArgs, WaitArgs,
 };
 
 use super::{Ctx, explain, output, run};
@@ -22,6 +22,7 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<i32> {
         ContainerCmd::Restart(a) => return Ok(restart(ctx, &a)),
         ContainerCmd::Wait(a) => return Ok(wait(ctx, &a)),
         ContainerCmd::Logs(a) => return logs(ctx, &a),
+        ContainerCmd::Top(a) => return top(ctx, &a),
         ContainerCmd::Exec(a) => return exec(ctx, &a),
         ContainerCmd::Ls(a) => return list(ctx, &a),
         ContainerCmd::Inspect { container, f: _ } => {
@@ -98,7 +99,7 @@ fn each(references: &[String], mut op: impl FnMut(&str) -> mountkit::Result<()>)
 
 /// `container start`: detached, each container in turn; with `-a`, one container, attached.
 pub fn start(ctx: &Ctx, a: &StartArgs) -> anyhow::Result<i32> {
-    if a.attach {
+    if a.attach || a.interactive {
         let [one] = a.containers.as_slice() else {
             anyhow::bail!("you cannot start and attach multiple containers at once");
         };
@@ -202,4 +203,14 @@ pub fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<i32> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `container top`: the container's processes (its PID namespace), as the host sees them.
+pub fn top(ctx: &Ctx, a: &TopArgs) -> anyhow::Result<i32> {
+    let procs = ctx.mk.top(&a.container)?;
+    println!("{:<8} {:<8} {:<8} CMD", "UID", "PID", "PPID");
+    for p in procs {
+        println!("{:<8} {:<8} {:<8} {}", p.uid, p.pid, p.ppid, p.cmd);
+    }
+    Ok(0)
 }
