@@ -1,5 +1,7 @@
-//! A faithful tree copy for `populate`: owners, modes, timestamps, xattrs, symlinks (not followed), hard
-//! links, device nodes and FIFOs; it does not descend into other mounts of the source.
+//! A faithful tree copy for `populate` and `clone`: owners, modes, timestamps, xattrs, symlinks (not
+//! followed), hard links, device nodes and FIFOs; file data is shared with a reflink (`FICLONE`) where
+//! the filesystem can, else copied with its holes kept. It does not descend into other mounts of the
+//! source.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -101,7 +103,80 @@ fn copy_file(s: &Path, d: &Path) -> Result<()> {
         .custom_flags(o_nofollow())
         .open(d)
         .map_err(|e| Error::io("create", d, e))?;
-    io::copy(&mut from, &mut to).map_err(|e| Error::io("copy into", d, e))?;
+    // One ioctl shares all the data where source and copy are on one filesystem that can (XFS with
+    // reflink, btrfs); anything else (EXDEV, EOPNOTSUPP, EINVAL) means "copy".
+    if rustix::fs::ioctl_ficlone(&to, &from).is_ok() {
+        trace!(dst = %d.display(), "reflinked");
+        return Ok(());
+    }
+    let len = from.metadata().map_err(|e| Error::io("inspect", s, e))?.len();
+    match copy_sparse(&from, &to, len) {
+        Ok(()) => Ok(()),
+        Err(SparseCopy::Unsupported) => {
+            io::copy(&mut from, &mut to).map_err(|e| Error::io("copy into", d, e))?;
+            Ok(())
+        }
+        Err(SparseCopy::Io(e)) => Err(Error::io("copy into", d, e)),
+    }
+}
+
+/// Why [`copy_sparse`] gave up.
+enum SparseCopy {
+    /// The source's filesystem cannot say where its data is (`SEEK_DATA`): copy it all.
+    Unsupported,
+    /// A read or write failed.
+    Io(io::Error),
+}
+
+impl From<io::Error> for SparseCopy {
+    fn from(e: io::Error) -> SparseCopy {
+        SparseCopy::Io(e)
+    }
+}
+
+/// Copies the `len` bytes of `from` into the empty `to`, only its data segments (`SEEK_DATA` /
+/// `SEEK_HOLE`): a hole of the source stays a hole.
+fn copy_sparse(from: &File, to: &File, len: u64) -> std::result::Result<(), SparseCopy> {
+    use rustix::fs::SeekFrom;
+    use rustix::io::Errno;
+    let mut off = 0u64;
+    let mut kernel_copy = true;
+    let mut buf = Vec::new();
+    while off < len {
+        let start = match rustix::fs::seek(from, SeekFrom::Data(off)) {
+            Ok(p) => p,
+            Err(Errno::NXIO) => break, // only a hole is left
+            Err(Errno::INVAL | Errno::NOTSUP) if off == 0 => return Err(SparseCopy::Unsupported),
+            Err(e) => return Err(io::Error::from(e).into()),
+        };
+        let end = rustix::fs::seek(from, SeekFrom::Hole(start))
+            .map_err(io::Error::from)?
+            .min(len);
+        let (mut i, mut o) = (start, start);
+        while i < end {
+            let want = (end - i).min(1 << 30) as usize;
+            if kernel_copy {
+                match rustix::fs::copy_file_range(from, Some(&mut i), to, Some(&mut o), want) {
+                    Ok(0) => break, // the file shrank meanwhile
+                    Ok(_) => continue,
+                    Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::NOTSUP) => kernel_copy = false,
+                    Err(e) => return Err(io::Error::from(e).into()),
+                }
+            }
+            use std::os::unix::fs::FileExt;
+            buf.resize(want.min(256 << 10), 0);
+            let n = from.read_at(&mut buf, i)?;
+            if n == 0 {
+                break;
+            }
+            to.write_all_at(&buf[..n], o)?;
+            i += n as u64;
+            o += n as u64;
+        }
+        off = end.max(start + 1);
+    }
+    // The size, with a trailing hole if there is one.
+    to.set_len(len)?;
     Ok(())
 }
 

@@ -40,6 +40,10 @@
 //!   ([`add_refs`](Registry::add_refs), [`set_refs`](Registry::set_refs)); a container run's
 //!   [`acquire_all`](Registry::acquire_all), [`populate`](Registry::populate) and
 //!   [`release_all`](Registry::release_all); [`reconcile`](Registry::reconcile) after a crash.
+//! - Moving and copying content: [`export_dir`](Registry::export_dir) (what to archive),
+//!   [`stage_import`](Registry::stage_import) and [`StagedImport::commit`] (an import, atomic),
+//!   [`clone_volume`](Registry::clone_volume) (reflinks where the filesystem can). The archive format
+//!   is the caller's (mountkit uses `mountkit-layer-store`'s `tar_tree`/`unpack_tree`).
 //! - [`Volume`]: what `inspect` shows of a volume. [`CreateOptions`]: what to create. [`Filter`]: one
 //!   `--filter` of `ls` and `prune`. [`Acquired`]: one volume made usable for a run. [`Error`].
 //!
@@ -56,6 +60,7 @@
 
 #![deny(missing_docs)]
 
+mod archive;
 mod cache;
 mod copy;
 mod driver;
@@ -74,6 +79,7 @@ mod volume;
 
 use std::path::PathBuf;
 
+pub use archive::StagedImport;
 pub use driver::validate_options;
 pub use filter::Filter;
 pub use inuse::Acquired;
@@ -178,6 +184,51 @@ pub enum Error {
         name: String,
         /// The `_data` path.
         path: PathBuf,
+    },
+    /// A driver volume's content cannot be read while its mount is not attached.
+    #[error(
+        "cannot {op} volume {name}: its content is a {what} mount, attached only while a container uses it (a tmpfs has no content then; other drivers keep it at their device)"
+    )]
+    NotAttached {
+        /// "export" or "clone".
+        op: &'static str,
+        /// The volume's name.
+        name: String,
+        /// The mount, described (type, device, options).
+        what: String,
+    },
+    /// The operation cannot be done on this volume.
+    #[error("cannot {op} volume {name}: {reason}")]
+    Unsupported {
+        /// What was asked ("import into", ...).
+        op: &'static str,
+        /// The volume's name.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
+    /// An import into a volume that has content, without `force`.
+    #[error("volume {name} is not empty: importing would replace its content (force to do so)")]
+    NotEmpty {
+        /// The volume's name.
+        name: String,
+    },
+    /// The volume to be made (a clone's destination) exists.
+    #[error("volume {name} already exists")]
+    Exists {
+        /// The volume's name.
+        name: String,
+    },
+    /// A clone failed while copying; nothing of the destination is left.
+    #[error("cannot clone volume {src} into {dst} (nothing was made): {source}")]
+    Clone {
+        /// The source volume.
+        src: String,
+        /// The destination volume.
+        dst: String,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
     },
     /// `mount(2)` or `umount2(2)` failed.
     #[error("cannot {op} volume {name} ({what}) at {path}: {source}")]

@@ -210,7 +210,7 @@ pub(crate) fn prune(layout: &Layout, all: bool, filters: &[Filter]) -> Result<Ve
 /// lock. Entries are always directories, so a directory link count of 2 (what ext4, xfs and tmpfs report
 /// for a directory without subdirectories) means nothing to sweep; other counts (btrfs always says 1)
 /// mean "look".
-fn staging(layout: &Layout) -> Result<PathBuf> {
+pub(crate) fn staging(layout: &Layout) -> Result<PathBuf> {
     let tmp = layout.file(TMP);
     match fs::symlink_metadata(&tmp) {
         Ok(m) if m.is_dir() => {
@@ -235,9 +235,36 @@ fn sweep(tmp: &Path) {
     let Ok(entries) = fs::read_dir(tmp) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
+        if owned_by_live_process(&entry.file_name()) {
+            continue;
+        }
         debug!(path = %path.display(), "removing stale volume staging");
         if let Err(e) = mountkit_safefs::remove_tree(&path) {
             warn!("cannot clear stale volume staging: {e}");
         }
     }
+}
+
+/// Makes a staging directory `<root>/.tmp/<kind>-<pid>-<random>` for a change that fills it outside
+/// the lock (an import, a clone): the sweep leaves it alone while this process lives. The caller holds
+/// the lock.
+pub(crate) fn long_stage(layout: &Layout, kind: &str) -> Result<PathBuf> {
+    let dir = staging(layout)?.join(format!(
+        "{kind}-{}-{}",
+        std::process::id(),
+        mountkit_safefs::random_hex(8)
+    ));
+    mkdir(&dir, 0o700)?;
+    Ok(dir)
+}
+
+/// Whether a staging entry is a [`long_stage`] of a process that is still running.
+fn owned_by_live_process(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else { return false };
+    let mut parts = name.split('-');
+    let (Some(_kind), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    pid.parse::<u32>()
+        .is_ok_and(|pid| Path::new("/proc").join(pid.to_string()).exists())
 }

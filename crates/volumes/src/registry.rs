@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::archive::{self, StagedImport};
 use crate::filter::{Filter, matches_all};
 use crate::inuse::{self, Acquired};
 use crate::layout::Layout;
@@ -198,5 +199,32 @@ impl Registry {
     pub fn populate(&self, name: &str, source: &Path) -> Result<bool> {
         validate_name(name)?;
         populate::populate(&self.layout, name, source)
+    }
+
+    /// The directory that holds the volume's content now, for an export: `_data` of a plain volume, or
+    /// of a driver volume whose mount is attached (a container uses it). A driver volume not attached is
+    /// [`Error::NotAttached`], never an empty directory. Whether a running container writes there is for
+    /// the caller to know (the registry does not record a plain volume's users).
+    pub fn export_dir(&self, name: &str) -> Result<PathBuf> {
+        archive::export_dir(&self.layout, name)
+    }
+
+    /// Starts an import into the volume `name`: a new volume (local driver, no options) when there is
+    /// none of that name, else an existing volume without driver options that is empty, or any with
+    /// `force` (its content is replaced). Fill [`StagedImport::data`], then
+    /// [`commit`](StagedImport::commit); nothing is visible before. A driver volume is refused
+    /// ([`Error::Unsupported`]: its content is a mount elsewhere), a non-empty one without `force`
+    /// ([`Error::NotEmpty`]). The content is filled without the registry lock held.
+    pub fn stage_import(&self, name: &str, force: bool) -> Result<StagedImport> {
+        archive::stage_import(&self.layout, name, force)
+    }
+
+    /// Makes a new volume `dst` (local driver, no options, no labels) with a copy of `src`'s content:
+    /// owners, modes, timestamps, xattrs, symlinks, hard links, devices, holes of sparse files; each
+    /// file's data reflinked (`FICLONE`) where the filesystem can. `dst` must not exist
+    /// ([`Error::Exists`]); a driver volume `src` must be attached ([`Error::NotAttached`]). Built in
+    /// staging and renamed in: a failure leaves no `dst`.
+    pub fn clone_volume(&self, src: &str, dst: &str) -> Result<Volume> {
+        archive::clone_volume(&self.layout, src, dst)
     }
 }
