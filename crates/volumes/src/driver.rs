@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use rustix::mount::{MountFlags, UnmountFlags};
 use tracing::{debug, warn};
 
-use crate::{Error, Result};
+use crate::limit::{self, SizeLimit, SizeMethod};
+use crate::{Error, Result, loopdev};
 
 /// What a volume's options ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub(crate) struct MountPlan {
     pub flags: MountFlags,
     /// The rest of `o`, passed as the data string.
     pub data: String,
+    /// `device` is an image file, mounted through a loop device (a size-limited volume's ext4 image).
+    pub loop_file: bool,
 }
 
 impl MountPlan {
@@ -39,6 +42,9 @@ impl MountPlan {
 
     /// A description for messages: `type=tmpfs device=tmpfs o=size=64m`.
     pub fn describe(&self) -> String {
+        if self.loop_file {
+            return format!("type={} image={} (loop)", self.fstype, self.device);
+        }
         let mut s = format!("type={} device={}", self.fstype, self.device);
         let o = self.o_string();
         if !o.is_empty() {
@@ -96,12 +102,12 @@ const FLAGS: &[(&str, MountFlags, bool)] = &[
     ("rbind", MountFlags::BIND.union(MountFlags::REC), true),
 ];
 
-const KNOWN: [&str; 3] = ["type", "o", "device"];
+const KNOWN: [&str; 4] = ["type", "o", "device", limit::SIZE];
 
 /// Checks the options of a volume for `driver` (`None` = `local`) without touching anything.
 ///
-/// The `local` driver takes Docker's `type`, `o` and `device`; see the crate docs for the rules. Errors
-/// quote the offending option.
+/// The `local` driver takes Docker's `type`, `o` and `device`, and `size` (a size limit, alone); see the
+/// crate docs for the rules. Errors quote the offending option.
 ///
 /// ```
 /// use std::collections::BTreeMap;
@@ -135,9 +141,18 @@ pub(crate) fn parse(options: &BTreeMap<String, String>) -> Result<Backing> {
     for key in options.keys() {
         if !KNOWN.contains(&key.as_str()) {
             return Err(invalid(format!(
-                "unknown option {key:?} (known: type, o, device)"
+                "unknown option {key:?} (known: type, o, device, size)"
             )));
         }
+    }
+    if limit::size_option(options.get(limit::SIZE))?.is_some() {
+        if options.len() > 1 {
+            return Err(invalid(
+                "\"size\" limits a directory volume and takes no \"type\", \"o\" or \"device\" (a tmpfs takes \"o\" size=...)"
+                    .to_string(),
+            ));
+        }
+        return Ok(Backing::Directory);
     }
     if options.is_empty() {
         return Ok(Backing::Directory);
@@ -168,6 +183,7 @@ pub(crate) fn parse(options: &BTreeMap<String, String>) -> Result<Backing> {
         device,
         flags,
         data,
+        loop_file: false,
     };
     if fstype == "none" && !plan.is_bind() {
         return Err(invalid(
@@ -194,6 +210,24 @@ pub(crate) fn parse(options: &BTreeMap<String, String>) -> Result<Backing> {
         }
     }
     Ok(Backing::Mount(plan))
+}
+
+/// What a volume is backed by: its options, or the image of a loop-backed size limit (in `volume_dir`).
+pub(crate) fn backing(
+    options: &BTreeMap<String, String>,
+    size_limit: Option<&SizeLimit>,
+    volume_dir: &Path,
+) -> Result<Backing> {
+    match size_limit {
+        Some(l) if l.method == SizeMethod::LoopExt4 => Ok(Backing::Mount(MountPlan {
+            fstype: "ext4".to_string(),
+            device: volume_dir.join(limit::IMAGE).to_string_lossy().into_owned(),
+            flags: MountFlags::NODEV,
+            data: String::new(),
+            loop_file: true,
+        })),
+        _ => parse(options),
+    }
 }
 
 /// Splits `o` into mount flags and the data string.
@@ -260,6 +294,9 @@ pub(crate) fn mount(name: &str, plan: &MountPlan, target: &Path) -> Result<()> {
         path: target.to_path_buf(),
         source,
     };
+    if plan.loop_file {
+        return loopdev::mount(name, Path::new(&plan.device), target, plan.flags);
+    }
     if plan.is_bind() {
         return bind(name, plan, target).map_err(fail);
     }
@@ -408,11 +445,19 @@ mod tests {
             (&[("type", "tmpfs"), ("o", "bind")], "\"tmpfs\""),
             (&[("type", "tmpfs"), ("o", "shared")], "\"shared\""),
             (&[("type", "")], "\"\""),
+            (&[("size", "lots")], "\"lots\""),
+            (&[("size", "0")], "\"0\""),
+            (&[("size", "8m"), ("type", "tmpfs")], "\"size\""),
         ];
         for (kv, quoted) in cases {
             let err = parse(&opts(kv)).expect_err(&format!("{kv:?}"));
             assert!(err.to_string().contains(quoted), "{err} should contain {quoted}");
         }
+    }
+
+    #[test]
+    fn size_alone_is_a_directory() {
+        assert_eq!(parse(&opts(&[("size", "8m")])).unwrap(), Backing::Directory);
     }
 
     #[test]

@@ -133,6 +133,7 @@ mod tests {
             active: vec![],
             mounted: false,
             active_boot: String::new(),
+            size_limit: None,
         }
     }
 

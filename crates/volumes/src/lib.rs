@@ -51,6 +51,8 @@
 //!
 //! - `mountkit-safefs`: atomic writes, the registry lock, mount-aware removal, the mount table, random
 //!   names, the boot ID, RFC 3339 creation times, `statx` mount IDs.
+//! - `libc`: `quotactl_fd(2)` and the ioctls of project quotas (`FS_IOC_FSSETXATTR`) and loop devices
+//!   (`LOOP_CONFIGURE`), which rustix does not wrap.
 //! - `rustix`: `mount(2)`/`umount2(2)` for driver mounts; `mknodat` for the empty entries; `getdents64`
 //!   for a volume's entries; for a faithful copy, what std lacks: xattrs, `utimensat` on symlinks.
 //! - `serde`/`serde_json`: the record and the registry's own files.
@@ -69,9 +71,12 @@ mod filter;
 mod inuse;
 mod layout;
 mod lifecycle;
+mod limit;
 mod lock;
+mod loopdev;
 mod name;
 mod populate;
+mod quota;
 mod record;
 mod refs;
 mod registry;
@@ -84,6 +89,7 @@ pub use driver::validate_options;
 pub use filter::Filter;
 pub use inuse::Acquired;
 pub use lifecycle::CreateOptions;
+pub use limit::{SizeLimit, SizeMethod};
 pub use name::validate_name;
 pub use registry::Registry;
 pub use volume::Volume;
@@ -242,6 +248,17 @@ pub enum Error {
         /// The `_data` path.
         path: PathBuf,
         /// The kernel's answer.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Setting up or using a volume's size limit failed (project quota, image file, loop device).
+    #[error("volume {name}: cannot {what}: {source}")]
+    SizeLimit {
+        /// The volume's name.
+        name: String,
+        /// What was being done.
+        what: String,
+        /// The kernel's (or the program's) answer.
         #[source]
         source: std::io::Error,
     },

@@ -19,7 +19,7 @@ use crate::lock::ChangeLock;
 use crate::name::{generate, validate_name};
 use crate::record::{self, RECORD, Record};
 use crate::volume::{self, Volume};
-use crate::{Error, Result, cache};
+use crate::{Error, Result, cache, limit};
 use mountkit_safefs::{TimePrecision, now_rfc3339};
 
 /// The staging directory.
@@ -54,6 +54,7 @@ fn describe(driver: &str, options: &BTreeMap<String, String>) -> String {
 pub(crate) fn create(layout: &Layout, name: Option<&str>, opts: CreateOptions) -> Result<Volume> {
     let driver = driver::check_driver(opts.driver.as_deref())?;
     driver::parse(&opts.options)?;
+    let size = limit::size_option(opts.options.get(limit::SIZE))?;
     let name = match name {
         Some(n) => {
             validate_name(n)?;
@@ -77,6 +78,20 @@ pub(crate) fn create(layout: &Layout, name: Option<&str>, opts: CreateOptions) -
         Err(Error::NotFound { .. }) => {}
         Err(e) => return Err(e),
     }
+    // Built whole in staging, made visible by one rename; no fsync (see "Durability").
+    let stage = staging(layout)?.join(format!("create-{}", mountkit_safefs::random_hex(8)));
+    mkdir(&stage, 0o755)?;
+    mkdir(&stage.join(DATA), 0o755)?;
+    let size_limit = match size {
+        Some(bytes) => match limit::prepare(&change, &name, &stage, bytes) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                discard(&stage);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let record = Record {
         driver: driver.to_string(),
         created: now_rfc3339(TimePrecision::Seconds),
@@ -84,24 +99,44 @@ pub(crate) fn create(layout: &Layout, name: Option<&str>, opts: CreateOptions) -
         options: opts.options,
         anonymous: opts.anonymous,
         in_use: InUse::default(),
+        size_limit,
     };
-    // Built whole in staging, made visible by one rename; no fsync (see "Durability").
-    let stage = staging(layout)?.join(format!("create-{}", mountkit_safefs::random_hex(8)));
-    mkdir(&stage, 0o755)?;
-    mkdir(&stage.join(DATA), 0o755)?;
-    record::write_staged(&stage.join(RECORD), &record)?;
     let dest = layout.volume_dir(&name);
-    change.invalidate_list_cache()?;
-    match fs::rename(&stage, &dest) {
+    let placed = record::write_staged(&stage.join(RECORD), &record).and_then(|()| {
+        change.invalidate_list_cache()?;
+        Ok(fs::rename(&stage, &dest))
+    });
+    let renamed = match placed {
+        Ok(r) => r,
+        Err(e) => {
+            give_back(layout, &name, &stage, &record);
+            return Err(e);
+        }
+    };
+    match renamed {
         Ok(()) => {}
         // A non-empty directory without a whole record (`load` said NotFound): adopt it.
         Err(e) if matches!(e.kind(), ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists) => {
+            if record.size_limit.is_some() {
+                // The kept `_data` has no project ID and there is no image beside it: not adopted.
+                give_back(layout, &name, &stage, &record);
+                return Err(Error::io(
+                    "create a size-limited volume at",
+                    &dest,
+                    std::io::Error::other(
+                        "a directory of that name without a whole record is in the way (a create cut short by a power loss?); remove it first",
+                    ),
+                ));
+            }
             adopt(&stage, &dest, &name)?;
             info!(volume = %name, "created volume (adopted)");
             // What survived beside the lost record (references, `populated`) is the volume's.
             return volume::load(layout, &name);
         }
-        Err(e) => return Err(Error::io("move staged volume into place at", &dest, e)),
+        Err(e) => {
+            give_back(layout, &name, &stage, &record);
+            return Err(Error::io("move staged volume into place at", &dest, e));
+        }
     }
     info!(volume = %name, "created volume");
     Ok(Volume {
@@ -117,7 +152,24 @@ pub(crate) fn create(layout: &Layout, name: Option<&str>, opts: CreateOptions) -
         active: Vec::new(),
         mounted: false,
         active_boot: String::new(),
+        size_limit: record.size_limit,
     })
+}
+
+/// Undoes a create that failed after its size limit was set up: the limit's project ID freed, the stage
+/// deleted (or left to the next sweep).
+fn give_back(layout: &Layout, name: &str, stage: &Path, record: &Record) {
+    if let Some(l) = &record.size_limit {
+        limit::undo(layout, name, stage, l);
+    }
+    discard(stage);
+}
+
+/// Deletes a stage of this change now rather than at the next sweep.
+fn discard(stage: &Path) {
+    if let Err(e) = mountkit_safefs::remove_tree(stage) {
+        warn!("cannot clear volume staging (the next sweep will): {e}");
+    }
 }
 
 /// Puts the staged record into `dest`, a directory of the volume's name that has no whole record (a
@@ -181,6 +233,10 @@ fn remove_locked(change: &ChangeLock, vol: &Volume) -> Result<()> {
     // Its mounts were checked above, under the lock, before the rename.
     if let Err(e) = mountkit_safefs::remove_tree_checked(&grave) {
         warn!(volume = %vol.name, "volume removed, but some of its files are left in staging: {e}");
+    }
+    // With its files gone, the space they took is free; a project ID is given back.
+    if let Some(l) = &vol.size_limit {
+        limit::release(layout, &vol.name, &staging(layout)?, l);
     }
     info!(volume = %vol.name, "removed volume");
     Ok(())

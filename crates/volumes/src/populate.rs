@@ -59,7 +59,8 @@ pub(crate) fn populate(layout: &Layout, name: &str, source: &Path) -> Result<boo
         return Ok(false);
     }
     let data = vol.mountpoint;
-    if let Backing::Mount(plan) = driver::parse(&vol.options)?
+    if let Backing::Mount(plan) =
+        driver::backing(&vol.options, vol.size_limit.as_ref(), &layout.volume_dir(name))?
         && !(vol.mounted && driver::is_mount_point(&data)?)
     {
         return Err(Error::NotAcquired {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::files::{self, read_small};
 use crate::inuse::InUse;
 use crate::layout::Layout;
+use crate::limit::SizeLimit;
 use crate::lock::ChangeLock;
 use crate::{Error, Result};
 
@@ -39,6 +40,9 @@ pub(crate) struct Record {
     /// `mounted`, `active_boot` of the same object).
     #[serde(flatten)]
     pub(crate) in_use: InUse,
+    /// The size limit (`size` option) and how it is enforced; decided once, at create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) size_limit: Option<SizeLimit>,
 }
 
 /// The path of `name`'s record.

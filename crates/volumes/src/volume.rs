@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::Layout;
+use crate::limit::SizeLimit;
 use crate::record::{self, Record};
 use crate::{Error, Result, driver, populate, refs};
 
@@ -42,6 +43,10 @@ pub struct Volume {
     /// The boot in which `active` and `mounted` were recorded (see [`active_boot`](Volume::active_boot)).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub(crate) active_boot: String,
+    /// Its size limit (`--opt size=`) and how it is enforced (`project-quota` or `loop-ext4`); none
+    /// without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<SizeLimit>,
 }
 
 impl Volume {
@@ -68,6 +73,7 @@ pub(crate) fn load(layout: &Layout, name: &str) -> Result<Volume> {
         options,
         anonymous,
         mut in_use,
+        size_limit,
     } = record::read(layout, name)?;
     let (users, mut populated) = read_entries(layout, name)?;
     if in_use.void_if_from_another_boot(name) && driver::loses_content_when_unmounted(&options) {
@@ -86,6 +92,7 @@ pub(crate) fn load(layout: &Layout, name: &str) -> Result<Volume> {
         active: in_use.active,
         mounted: in_use.mounted,
         active_boot: in_use.active_boot,
+        size_limit,
     })
 }
 

@@ -108,6 +108,11 @@ impl InUseRecord {
         })
     }
 
+    /// What the volume is backed by (its options, or its size limit's image).
+    fn backing(&self) -> Result<Backing> {
+        record_backing(&self.record, self.data.parent().unwrap_or(&self.data))
+    }
+
     fn in_use(&mut self) -> &mut InUse {
         &mut self.record.in_use
     }
@@ -130,7 +135,7 @@ impl InUseRecord {
     /// Unmounts the volume's driver mount if it is attached and clears `mounted`; the caller saves.
     fn unmount(&mut self) -> Result<()> {
         if self.record.in_use.mounted && driver::is_mount_point(&self.data)? {
-            let what = match driver::parse(&self.record.options)? {
+            let what = match self.backing()? {
                 Backing::Mount(plan) => plan.describe(),
                 Backing::Directory => "no driver options".to_string(),
             };
@@ -142,6 +147,10 @@ impl InUseRecord {
         self.content_lost |= driver::loses_content_when_unmounted(&self.record.options);
         Ok(())
     }
+}
+
+fn record_backing(record: &Record, volume_dir: &std::path::Path) -> Result<Backing> {
+    driver::backing(&record.options, record.size_limit.as_ref(), volume_dir)
 }
 
 fn insert_sorted(list: &mut Vec<String>, item: &str) -> bool {
@@ -202,7 +211,10 @@ fn acquire_for_run<'a>(
     user: &str,
 ) -> Result<Acquired> {
     let record = record::read(layout, name)?;
-    let plain = matches!(driver::parse(&record.options)?, Backing::Directory);
+    let plain = matches!(
+        record_backing(&record, &layout.volume_dir(name))?,
+        Backing::Directory
+    );
     let recorded = !(plain && refs::is_referenced_by(layout, name, user));
     if recorded {
         let change = match change {
@@ -228,7 +240,7 @@ fn acquire_locked(change: &ChangeLock, name: &str, user: &str) -> Result<()> {
     if !was_in_use {
         index::enter(change, name)?;
     }
-    if let Backing::Mount(plan) = driver::parse(&vol.record.options)? {
+    if let Backing::Mount(plan) = vol.backing()? {
         let attached = driver::is_mount_point(&vol.data)?;
         if attached && !vol.in_use().mounted {
             if !was_in_use {
