@@ -28,7 +28,8 @@ use mountkit_safefs::{TimePrecision, now_rfc3339};
 pub(crate) fn content_dir(layout: &Layout, name: &str, op: &'static str) -> Result<PathBuf> {
     let vol = volume::load(layout, name)?;
     let data = vol.mountpoint;
-    if let Backing::Mount(plan) = driver::parse(&vol.options)?
+    if let Backing::Mount(plan) =
+        driver::backing(&vol.options, vol.size_limit.as_ref(), &layout.volume_dir(name))?
         && !(vol.mounted && driver::is_mount_point(&data)?)
     {
         return Err(Error::NotAttached {
@@ -42,6 +43,18 @@ pub(crate) fn content_dir(layout: &Layout, name: &str, op: &'static str) -> Resu
 
 /// Refuses a volume with driver options as the target of an import: see [`Registry::stage_import`].
 fn refuse_driver_target(vol: &Volume) -> Result<()> {
+    if let Some(limit) = &vol.size_limit {
+        // The import replaces `_data`: a staged one has no project ID, and a loop-backed volume's
+        // content is in its image.
+        return Err(Error::Unsupported {
+            op: "import into",
+            name: vol.name.clone(),
+            reason: format!(
+                "it has a size limit ({} bytes, {:?}); import into a new volume instead",
+                limit.bytes, limit.method
+            ),
+        });
+    }
     if let Backing::Mount(plan) = driver::parse(&vol.options)? {
         return Err(Error::Unsupported {
             op: "import into",
