@@ -522,6 +522,33 @@ pub enum VolumeCmd {
         force: bool,
         name: Vec<String>,
     },
+    /// Write a tar of a volume's content (owners, modes, xattrs, hard links) to FILE or stdout
+    Export {
+        name: String,
+        /// Where to write (a file appears complete or not at all); default: standard output
+        #[arg(short, long, value_name = "FILE|-", default_value = "-")]
+        output: String,
+        /// Export even while a running container writes the volume (the tar is then not a snapshot)
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Import a tar (FILE, or - for stdin) into a new or empty volume; all or nothing
+    Import {
+        name: String,
+        #[arg(value_name = "FILE|-")]
+        input: String,
+        /// Replace the content of a volume that is not empty
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Make a new volume DST with a copy of SRC's content (reflinks where the filesystem can)
+    Clone {
+        src: String,
+        dst: String,
+        /// Clone even while a running container writes SRC (the copy is then not a snapshot)
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Remove unused anonymous volumes (with -a, unused named ones too)
     Prune {
         #[arg(short, long)]

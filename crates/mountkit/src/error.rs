@@ -93,6 +93,29 @@ pub enum Error {
         /// The image's names.
         names: String,
     },
+    /// A volume is used by running containers, which an export, import or clone must not race.
+    #[error("volume {volume} is used by running container(s) {containers}: {hint}")]
+    VolumeBusy {
+        /// The volume.
+        volume: String,
+        /// The running containers (by name).
+        containers: String,
+        /// Why that matters here, and what to do.
+        hint: &'static str,
+    },
+    /// A volume's archive could not be written or read.
+    #[error("cannot {op} volume {volume}{outcome}: {source}")]
+    VolumeArchive {
+        /// "export" or "import into".
+        op: &'static str,
+        /// The volume.
+        volume: String,
+        /// What it means for the volume (" (the volume is unchanged)"), or empty.
+        outcome: &'static str,
+        /// The cause.
+        #[source]
+        source: mountkit_layer_store::Error,
+    },
     /// A volume is referenced by containers.
     #[error(
         "volume {volume} is in use by container(s) {containers}; remove them first (as in Docker, --force does not override this)"

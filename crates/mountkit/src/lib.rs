@@ -103,6 +103,7 @@ mod stop;
 mod store;
 pub mod tty;
 mod usage;
+mod volume_archive;
 mod volume_refs;
 
 pub use cli_args::cli_command;
@@ -129,6 +130,7 @@ pub use recipe::Recipe;
 pub use stop::{DEFAULT_STOP_TIMEOUT, TopProcess};
 pub use store::Mountkit;
 pub use usage::{ContainerFilter, VolumeInspect, VolumeUser, volume_users};
+pub use volume_archive::VolumeExport;
 
 pub use mountkit_binds as binds;
 pub use mountkit_layer_store as layer_store;

@@ -1,5 +1,8 @@
-//! `mountkit volume`: create, ls, inspect, rm, prune.
+//! `mountkit volume`: create, ls, inspect, rm, prune, export, import, clone.
 
+use std::io::IsTerminal;
+
+use mountkit::ExportTarget;
 use mountkit::cli_args::{Format, VolumeCmd};
 use mountkit::volumes::CreateOptions;
 
@@ -32,6 +35,32 @@ pub fn run(ctx: &Ctx, c: VolumeCmd) -> anyhow::Result<i32> {
             output::volume_inspect(format, &mk.inspect_volumes(&name)?)?;
         }
         VolumeCmd::Rm { force, name } => return Ok(remove(ctx, &name, force)),
+        VolumeCmd::Export { name, output, force } => {
+            let target = ExportTarget::from_arg(&output);
+            if target == ExportTarget::Stdout && std::io::stdout().is_terminal() {
+                anyhow::bail!(
+                    "refusing to write the tar of volume {name} to a terminal: give -o FILE or redirect standard output"
+                );
+            }
+            let done = mk.export_volume(&name, force, &target)?;
+            live_copy_note(&name, "export", &done.live_writers);
+        }
+        VolumeCmd::Import { name, input, force } => {
+            let vol = if input == "-" {
+                mk.import_volume(&name, std::io::stdin().lock(), force)?
+            } else {
+                let file = std::fs::File::open(&input).map_err(|e| {
+                    anyhow::anyhow!("cannot import into volume {name}: cannot open {input}: {e}")
+                })?;
+                mk.import_volume(&name, std::io::BufReader::with_capacity(256 << 10, file), force)?
+            };
+            println!("{}", vol.name);
+        }
+        VolumeCmd::Clone { src, dst, force } => {
+            let (vol, live) = mk.clone_volume(&src, &dst, force)?;
+            live_copy_note(&src, "clone", &live);
+            println!("{}", vol.name);
+        }
         VolumeCmd::Prune {
             all,
             force: _,
@@ -56,4 +85,17 @@ fn remove(ctx: &Ctx, names: &[String], force: bool) -> i32 {
         }
     }
     i32::from(failed)
+}
+
+/// The note for a forced export or clone of a volume that running containers write: what the copy is.
+fn live_copy_note(name: &str, op: &str, writers: &[String]) {
+    if writers.is_empty() {
+        return;
+    }
+    eprintln!(
+        "note: {op} of volume {name} while running container(s) {} write it: each file is as it was when it \
+         was read, the whole is not a snapshot (files written meanwhile may be old, new or missing; a file \
+         whose size changed while it was read failed the {op})",
+        writers.join(", ")
+    );
 }
