@@ -495,6 +495,8 @@ pub enum VolumeCmd {
         driver: String,
         #[arg(long = "label", value_name = "K=V")]
         labels: Vec<String>,
+        /// A driver option: type, o, device (a mount, as mount(8) takes them), or size (a size limit:
+        /// a project quota where the store's filesystem has them, else a loop-mounted ext4 image)
         #[arg(short, long = "opt", value_name = "K=V")]
         opts: Vec<String>,
     },
