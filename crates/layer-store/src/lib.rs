@@ -88,7 +88,7 @@ mod unpack;
 
 pub use error::{Error, Result};
 pub use id::LayerId;
-pub use store::{ImageConfig, ImageInfo, LayerInfo, LayerSource, Store, validate_image_name};
+pub use store::{HistoryEntry, ImageConfig, ImageInfo, LayerInfo, LayerSource, Store, validate_image_name};
 
 /// Writes the canonical tar stream of the directory `root` to `out` (see the crate docs); returns
 /// the number of members. This is what a directory import hashes, and what an export writes.

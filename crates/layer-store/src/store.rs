@@ -22,7 +22,7 @@ mod notes;
 mod staging;
 mod stream;
 
-pub use images::{ImageConfig, ImageInfo, validate_image_name};
+pub use images::{HistoryEntry, ImageConfig, ImageInfo, validate_image_name};
 pub(crate) use stream::decompress;
 
 /// Where a layer comes from.

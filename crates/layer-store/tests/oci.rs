@@ -413,7 +413,12 @@ fn config_json(diff_ids: &[String]) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": ["X=1"], "Cmd": ["/hello"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids}
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [
+            {"created": "2026-01-01T00:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file:a in /"},
+            {"created_by": "/bin/sh -c #(nop) ENV X=1", "empty_layer": true},
+            {"created_by": "/bin/sh -c echo two > /second", "comment": "step 3"}
+        ]
     }))
     .unwrap()
 }
@@ -499,6 +504,34 @@ fn hand_made_archives_import() {
         assert_eq!(img.name.as_deref(), Some("hand:made"));
         assert_eq!(img.config.cmd, Some(vec!["/hello".to_string()]));
         assert_eq!(img.config.env, vec!["X=1"]);
+        // The build history comes along: the steps that made a layer map onto the layers, in order.
+        let made: Vec<Option<&str>> = img
+            .config
+            .layer_history(2)
+            .iter()
+            .map(|h| h.and_then(|h| h.created_by.as_deref()))
+            .collect();
+        assert_eq!(
+            made,
+            [
+                Some("/bin/sh -c #(nop) ADD file:a in /"),
+                Some("/bin/sh -c echo two > /second")
+            ]
+        );
+        assert_eq!(img.config.history.len(), 3);
+        // ... and survives a save and an import again.
+        let saved = tmp.join("saved");
+        oci::save(store, &img.id, &saved, ArchiveFormat::Oci).unwrap();
+        let again = oci::import(
+            store,
+            &saved,
+            ImportOptions {
+                tag: Some("again".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(again.config.history, img.config.history);
         assert_eq!(
             fs::read(store.layer_path(&img.layers[0]).join("hello")).unwrap(),
             b"hi\n"

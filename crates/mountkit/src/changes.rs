@@ -60,6 +60,29 @@ impl Mountkit {
                 _ => c.config.args.clone(),
             }),
             labels: image.config.labels.clone(),
+            // The image's steps (when they account for its layers) and this one, as `docker commit`.
+            history: {
+                let mut h = image.config.history.clone();
+                if image
+                    .config
+                    .layer_history(image.layers.len())
+                    .iter()
+                    .all(Option::is_none)
+                {
+                    h.clear();
+                }
+                if !h.is_empty() {
+                    h.push(mountkit_layer_store::HistoryEntry {
+                        created: Some(mountkit_safefs::now_rfc3339(
+                            mountkit_safefs::TimePrecision::Seconds,
+                        )),
+                        created_by: Some(c.config.args.join(" ")),
+                        comment: Some(format!("mountkit container commit {}", c.name)),
+                        empty_layer: false,
+                    });
+                }
+                h
+            },
         };
         Ok(self.layers().create_image(Some(name), &layers, config)?)
     }

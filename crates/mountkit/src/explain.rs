@@ -68,7 +68,8 @@ pub struct LayerRef {
     pub of: usize,
     /// The layer's ID.
     pub id: String,
-    /// The command that made the layer, when the store knows it (layers keep no build history yet).
+    /// The command that made the layer (the image's OCI history; its comment when it has no command),
+    /// when the image has a history that accounts for its layers.
     pub created_by: Option<String>,
 }
 
@@ -541,6 +542,7 @@ impl View {
 
     fn layer_branches(mk: &Mountkit, image: &ImageInfo) -> Vec<Branch> {
         let of = image.layers.len();
+        let history = image.config.layer_history(of);
         image
             .layers
             .iter()
@@ -552,7 +554,7 @@ impl View {
                     index: i + 1,
                     of,
                     id: id.to_string(),
-                    created_by: None,
+                    created_by: history[i].and_then(|h| h.created_by.clone().or_else(|| h.comment.clone())),
                 }),
             })
             .collect()

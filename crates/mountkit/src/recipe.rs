@@ -67,6 +67,7 @@ impl Recipe {
             entrypoint: self.entrypoint.clone(),
             cmd: self.cmd.clone(),
             labels: self.labels.clone(),
+            history: Vec::new(),
         }
     }
 }

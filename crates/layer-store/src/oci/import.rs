@@ -12,7 +12,7 @@ use super::{ImportOptions, Progress};
 use crate::error::{Error, Result};
 use crate::hash::HashReader;
 use crate::id::LayerId;
-use crate::store::{ImageConfig, ImageInfo, Store, decompress, validate_image_name};
+use crate::store::{HistoryEntry, ImageConfig, ImageInfo, Store, decompress, validate_image_name};
 
 /// Splits `PATH:TAG` when `PATH` itself does not exist.
 fn split_ref(path: &Path) -> (PathBuf, Option<String>) {
@@ -282,8 +282,22 @@ fn is_layer_media_type(mt: &str) -> bool {
 
 /// Maps an OCI image config onto mountkit's.
 pub(crate) fn map_config(c: &ImageConfiguration) -> ImageConfig {
+    let history = c
+        .history()
+        .iter()
+        .flatten()
+        .map(|h| HistoryEntry {
+            created: h.created().clone(),
+            created_by: h.created_by().clone(),
+            comment: h.comment().clone(),
+            empty_layer: h.empty_layer().unwrap_or(false),
+        })
+        .collect();
     let Some(cfg) = c.config() else {
-        return ImageConfig::default();
+        return ImageConfig {
+            history,
+            ..ImageConfig::default()
+        };
     };
     let mut volumes = cfg.volumes().clone().unwrap_or_default();
     volumes.sort();
@@ -301,6 +315,7 @@ pub(crate) fn map_config(c: &ImageConfiguration) -> ImageConfig {
             .unwrap_or_default()
             .into_iter()
             .collect::<BTreeMap<_, _>>(),
+        history,
     }
 }
 

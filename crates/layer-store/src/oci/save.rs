@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use mountkit_safefs::{random_hex, remove_tree, write_atomic};
 use oci_spec::image::{
-    ANNOTATION_REF_NAME, Arch, ConfigBuilder, Descriptor, ImageConfiguration, ImageConfigurationBuilder,
-    ImageIndex, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
+    ANNOTATION_REF_NAME, Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration,
+    ImageConfigurationBuilder, ImageIndex, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os,
+    RootFsBuilder,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -143,7 +144,28 @@ fn image_config(info: &ImageInfo, diff_ids: Vec<String>) -> Result<ImageConfigur
     if !c.labels.is_empty() {
         cb = cb.labels(c.labels.clone().into_iter().collect::<HashMap<_, _>>());
     }
+    let history = c
+        .history
+        .iter()
+        .map(|h| {
+            let mut b = HistoryBuilder::default();
+            if let Some(v) = &h.created {
+                b = b.created(v.clone());
+            }
+            if let Some(v) = &h.created_by {
+                b = b.created_by(v.clone());
+            }
+            if let Some(v) = &h.comment {
+                b = b.comment(v.clone());
+            }
+            if h.empty_layer {
+                b = b.empty_layer(true);
+            }
+            b.build().map_err(|e| spec_err("history", e))
+        })
+        .collect::<Result<Vec<_>>>()?;
     ImageConfigurationBuilder::default()
+        .history(history)
         .created(info.created.clone())
         .architecture(Arch::from(host_arch()))
         .os(Os::Linux)

@@ -31,6 +31,42 @@ pub struct ImageConfig {
     pub cmd: Option<Vec<String>>,
     /// Free-form labels.
     pub labels: BTreeMap<String, String>,
+    /// How the image was built, oldest step first (the OCI config's `history`): an entry without
+    /// `empty_layer` made the next layer. Empty for images made here without one; left out of the
+    /// record (and so of the image ID) when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One build step of an image (the OCI config's `history` entry).
+#[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct HistoryEntry {
+    /// When the step ran (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// The command of the step (`/bin/sh -c #(nop) ADD file:… in /`, `RUN …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// A comment (`mountkit container commit`, a builder's note).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The step made no layer (ENV, CMD, ...).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub empty_layer: bool,
+}
+
+impl ImageConfig {
+    /// The history entry of each of `layers` layers (bottom first): the entries that made a layer, in
+    /// order. `None` for every layer when the history does not account for exactly that many.
+    pub fn layer_history(&self, layers: usize) -> Vec<Option<&HistoryEntry>> {
+        let made: Vec<&HistoryEntry> = self.history.iter().filter(|h| !h.empty_layer).collect();
+        if made.len() == layers {
+            made.into_iter().map(Some).collect()
+        } else {
+            vec![None; layers]
+        }
+    }
 }
 
 /// An image: an ordered list of layers (bottom first) plus a config, under an optional name.

@@ -70,6 +70,7 @@ fn create(ctx: &Ctx, a: &ImageCreateArgs) -> anyhow::Result<ImageInfo> {
         entrypoint: (!a.entrypoint.is_empty()).then(|| a.entrypoint.clone()),
         cmd: (!a.cmd.is_empty()).then(|| a.cmd.clone()),
         labels: kv_map("label", &a.labels)?,
+        history: Vec::new(),
     };
     Ok(mk.layers().create_image(Some(&a.name), &ids, config)?)
 }

@@ -15,8 +15,10 @@
 //! looked up in the layers below, top first), and kept with the layer as a layer-store note keyed by the
 //! parent chain (`changes-<sha256 of the lower layer IDs>`): the same layer may sit on different layers
 //! in different images, and its counts differ with them. Later asks read the note. A note that cannot be
-//! written (a read-only store) only costs the walk again. The build history (`created_by`, `comment`)
-//! of an OCI image is not kept by the layer store's import, so it is shown as unknown.
+//! written (a read-only store) only costs the walk again. The build history (`created_by`, else
+//! `comment`) is the image's own (`ImageConfig::history`, from its OCI config): shown when its steps
+//! that made a layer account for the image's layers, unknown otherwise (images made here from
+//! directories have none; `container commit` adds its step to an image that has one).
 
 use std::ffi::OsString;
 use std::os::unix::fs::FileTypeExt;
