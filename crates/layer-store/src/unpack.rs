@@ -85,11 +85,9 @@ pub(crate) fn unpack_with(src: impl Read, dest: &Path, plain: bool) -> Result<u6
                 inner: src,
                 eof: false,
             };
-            let mut ar = tar::Archive::new(&mut src);
-            for e in ar.entries().map_err(bad_stream)? {
+            for e in tar::Archive::new(&mut src).entries().map_err(bad_stream)? {
                 u.entry(&mut e.map_err(bad_stream)?)?;
             }
-            drop(ar);
             // The tar crate ends at a zero block or at the end of the stream; only the first is an
             // archive's end (the second is a stream cut at a member boundary).
             if plain && src.eof {

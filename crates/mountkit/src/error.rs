@@ -114,7 +114,7 @@ pub enum Error {
         outcome: &'static str,
         /// The cause.
         #[source]
-        source: mountkit_layer_store::Error,
+        source: Box<mountkit_layer_store::Error>,
     },
     /// A volume is referenced by containers.
     #[error(

@@ -63,7 +63,7 @@ impl Mountkit {
                     op: "export",
                     volume: name.to_string(),
                     outcome: "",
-                    source,
+                    source: Box::new(source),
                 })?;
             out.flush().map_err(|e| Error::io("write", what, e))
         };
@@ -90,7 +90,7 @@ impl Mountkit {
             op: "import into",
             volume: name.to_string(),
             outcome: " (the volume is unchanged)",
-            source,
+            source: Box::new(source),
         })?;
         // Under the store lock, which a container's start takes: none starts with it between the
         // check and the commit.
