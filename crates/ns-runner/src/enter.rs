@@ -270,14 +270,7 @@ impl Target {
             old_mask: Some(guard),
             tty: None,
         };
-        let mut buf = Vec::new();
-        let read = std::fs::File::from(rd).read_to_end(&mut buf);
-        // The new process is past its lifeline check once the status pipe is closed.
-        drop(life_w);
-        let mut failure = read.err().map(Error::io("read the status pipe"));
-        for wire::Msg::Failed(e) in wire::Msg::decode_all(&buf) {
-            failure = failure.or(Some(e));
-        }
+        let mut failure = crate::read_status(rd, life_w);
         if let (None, Some(t)) = (&failure, &terminal) {
             match t.receive() {
                 Ok(master) => running.tty = Some(master),

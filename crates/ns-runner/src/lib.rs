@@ -527,14 +527,7 @@ pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
         old_mask: Some(guard),
         tty: None,
     };
-    let mut buf = Vec::new();
-    let read = std::fs::File::from(rd).read_to_end(&mut buf);
-    // The container process is past its lifeline check once the status pipe is closed.
-    drop(life_w);
-    let mut failure = read.err().map(Error::io("read the status pipe"));
-    for wire::Msg::Failed(e) in wire::Msg::decode_all(&buf) {
-        failure = failure.or(Some(e));
-    }
+    let mut failure = read_status(rd, life_w);
     // The preparation's own error, left in the hand-off by the container process (now gone or exec'd).
     if let (Some(Error::Setup { step: "prepare", .. }), Some(source)) =
         (&failure, handoff.prepare_error.take())
@@ -562,6 +555,20 @@ pub fn spawn(spec: &Spec, prepare: Prepare) -> Result<Running> {
             Err(e)
         }
     }
+}
+
+/// Reads the status pipe to its end (the new process exec'd, or failed and said why), then lets the
+/// lifeline go (the process is past its lifeline check once the pipe is closed); the first failure
+/// reported, if any. Shared by [`spawn`] and `enter.rs`.
+pub(crate) fn read_status(rd: OwnedFd, life_w: OwnedFd) -> Option<Error> {
+    let mut buf = Vec::new();
+    let read = std::fs::File::from(rd).read_to_end(&mut buf);
+    drop(life_w);
+    let mut failure = read.err().map(Error::io("read the status pipe"));
+    for wire::Msg::Failed(e) in wire::Msg::decode_all(&buf) {
+        failure = failure.or(Some(e));
+    }
+    failure
 }
 
 /// [`spawn`] then [`Running::wait`].
