@@ -125,7 +125,7 @@ fn fill(env: &Env, run_args: &[&str], paths: &[&str]) -> Vec<(u64, u64, String)>
 /// dd stopped at the limit: not before three quarters of it (files take some metadata too), not after.
 fn assert_wrote(bytes: u64, mib: u64) {
     assert!(
-        bytes >= (mib << 20) * 3 / 4 && bytes <= mib << 20,
+        ((mib << 20) * 3 / 4..=mib << 20).contains(&bytes),
         "wrote {bytes} bytes into a {mib} MiB volume"
     );
 }
@@ -133,7 +133,7 @@ fn assert_wrote(bytes: u64, mib: u64) {
 fn assert_about(kb: u64, mib: u64, what: &str) {
     let want = mib * 1024;
     assert!(
-        kb >= want * 9 / 10 && kb <= want * 11 / 10,
+        (want * 9 / 10..=want * 11 / 10).contains(&kb),
         "{what}: {kb} KiB, expected about {mib} MiB"
     );
 }
