@@ -33,6 +33,8 @@ impl Mountkit {
             }
             if let Some(pid) = c.state.pid {
                 tracing::info!(pid, container = %c.name, "killing running container");
+                // A detached container's monitor must not restart it (`--restart`) meanwhile.
+                let _ = std::fs::write(self.container_dir(&c.id).join(crate::detach::STOP_REQUESTED), b"");
                 let _ = kill(pid);
             }
             drop(lock);

@@ -330,6 +330,21 @@ fn restart_policies_start_again_and_stop_ends_them() {
             "/no/such/program",
         );
         env.fails(&["logs", "nope"], 1, "nope");
+        // `rm -f` of a running container with `--restart always`: killed and gone, not restarted.
+        run_d(
+            env,
+            &[
+                "--name",
+                "phoenix",
+                "--restart",
+                "always",
+                "sample",
+                "sleep",
+                "1000",
+            ],
+        );
+        env.ok(&["container", "rm", "-f", "phoenix"]);
+        assert!(env.run(&["container", "inspect", "phoenix"]).status.code() == Some(1));
         env.ok(&["container", "rm", "-f", "flaky", "loop"]);
         // The failed -d start left a container behind (as `docker run -d` does), exited 127.
         let left = env.ok(&["ps", "-a", "--format", "json"]);
