@@ -125,7 +125,16 @@ pub enum Error {
         "option 'bind-recursive=readonly' requires 'bind-propagation=rprivate' to be specified in conjunction (got '{0}')"
     )]
     RecursiveReadonlyNeedsRprivate(String),
-    /// A `--mount` option mountkit does not support (`volume-subpath`, a volume driver other than `local`).
+    /// A `volume-subpath` that is absolute, empty, has a `..` component, or is given for an anonymous
+    /// volume.
+    #[error("invalid volume-subpath {subpath:?}: {reason}")]
+    InvalidSubpath {
+        /// The subpath as given.
+        subpath: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A `--mount` option mountkit does not support (a volume driver other than `local`).
     #[error("unsupported --mount option '{field}': {why}")]
     Unsupported {
         /// The field as given.

@@ -45,8 +45,9 @@ pub fn parse_volume_flag(s: &str) -> Result<MountSpec> {
 /// disabled|writable|readonly`, `bind-nonrecursive[=bool]` (deprecated), `volume-nocopy[=bool]`,
 /// `volume-driver=local`, `volume-opt=k=v` (last one wins), `tmpfs-size` (`64m`, `1.5GiB`, bytes),
 /// `tmpfs-mode` (octal). A bind source must exist ([`crate::prepare_sources`] checks).
-/// `volume-label` is refused (label volumes with `volume create --label`), as are `volume-subpath`
-/// and drivers other than `local`.
+/// `volume-subpath=sub/dir` (Docker 26: mount that directory or file of a named volume; relative,
+/// no `..`; resolved inside the volume at start). `volume-label` is refused (label volumes with
+/// `volume create --label`), as are drivers other than `local`.
 ///
 /// ```
 /// use mountkit_binds::{parse_mount_flag, MountSpec};

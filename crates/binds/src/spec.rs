@@ -224,6 +224,11 @@ pub enum MountSpec {
         nocopy: bool,
         /// `volume-opt=k=v` options for the `local` driver (type, device, o), in order, last one wins.
         driver_opts: Vec<(String, String)>,
+        /// `volume-subpath=sub/dir` (Docker 26): mount only this directory or file of the volume. A
+        /// relative path without `..` components; the caller resolves it inside the volume at start
+        /// (never out of it) and passes what it names as `volume_dir` to [`MountSpec::to_planned`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subpath: Option<PathBuf>,
     },
     /// A fresh tmpfs.
     Tmpfs {
@@ -500,6 +505,7 @@ mod tests {
             readonly: true,
             nocopy: false,
             driver_opts: vec![],
+            subpath: None,
         };
         let err = v.to_planned(None).unwrap_err().to_string();
         assert!(err.contains("todo-list") && err.contains("/data"), "{err}");

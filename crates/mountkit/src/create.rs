@@ -219,6 +219,7 @@ impl Mountkit {
                     readonly: false,
                     nocopy: false,
                     driver_opts: Vec::new(),
+                    subpath: None,
                 },
                 anonymous: true,
             });

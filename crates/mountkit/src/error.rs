@@ -93,6 +93,16 @@ pub enum Error {
         /// The image's names.
         names: String,
     },
+    /// A `volume-subpath` cannot be mounted.
+    #[error("cannot mount subpath {} of volume {volume}: {reason}", .subpath.display())]
+    VolumeSubpath {
+        /// The volume.
+        volume: String,
+        /// The subpath as given (cleaned).
+        subpath: std::path::PathBuf,
+        /// Why not.
+        reason: String,
+    },
     /// A volume is used by running containers, which an export, import or clone must not race.
     #[error("volume {volume} is used by running container(s) {containers}: {hint}")]
     VolumeBusy {

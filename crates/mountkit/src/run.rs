@@ -35,6 +35,21 @@ struct VolumesInUse<'a> {
     acquired: Vec<Acquired>,
 }
 
+/// A `volume-subpath` mount of the plan: the plan's entry at `index` binds `sub` of the volume
+/// `volume`, whose data is `dir`. Checked before the spawn (a clear error, nothing started), resolved
+/// again in the container's mount namespace, where the bind is made: a descriptor opened in another
+/// namespace cannot be bound.
+#[derive(Debug, Clone)]
+struct Subpath {
+    index: usize,
+    volume: String,
+    dir: PathBuf,
+    sub: PathBuf,
+}
+
+/// The plan's mounts, the volumes to populate, and the subpath mounts among them.
+type Plan = (Vec<Planned>, Populate, Vec<Subpath>);
+
 impl Drop for VolumesInUse<'_> {
     fn drop(&mut self) {
         if self.acquired.is_empty() {
@@ -69,33 +84,90 @@ impl VolumesInUse<'_> {
     /// The mounts to make inside the rootfs, in the container's mount order (volumes as binds of their
     /// host directories, by `mountkit_binds`' own planning), and the volumes to fill from the image:
     /// those without content yet and not mounted `nocopy`.
-    fn plan(&self, c: &Container) -> Result<(Vec<Planned>, Populate)> {
+    ///
+    /// A `volume-subpath` is checked inside its volume now (see [`resolve_subpath`]); such a volume
+    /// is never filled from the image (the image's content at the target is for the volume's root).
+    fn plan(&self, c: &Container) -> Result<Plan> {
         let mut acquired = self.acquired.iter();
         let mut plan = Vec::with_capacity(c.mounts.len());
         let mut populate = Vec::new();
+        let mut subpaths = Vec::new();
         for m in &c.mounts {
             let volume_dir = match &m.spec {
                 MountSpec::Volume {
                     name: Some(name),
                     target,
                     nocopy,
+                    subpath,
                     ..
                 } => {
                     let a = acquired
                         .next()
                         .filter(|a| &a.name == name)
                         .expect("acquire_all returns one entry per volume, in mount order");
-                    if a.needs_populate() && !nocopy {
-                        populate.push((name.clone(), target.clone()));
+                    match subpath {
+                        None => {
+                            if a.needs_populate() && !nocopy {
+                                populate.push((name.clone(), target.clone()));
+                            }
+                            Some(a.path.clone())
+                        }
+                        Some(sub) => {
+                            resolve_subpath(name, &a.path, sub)?;
+                            subpaths.push(Subpath {
+                                index: plan.len(),
+                                volume: name.clone(),
+                                dir: a.path.clone(),
+                                sub: sub.clone(),
+                            });
+                            Some(a.path.join(sub))
+                        }
                     }
-                    Some(a.path.as_path())
                 }
                 _ => None,
             };
-            plan.push(m.spec.to_planned(volume_dir)?);
+            plan.push(m.spec.to_planned(volume_dir.as_deref())?);
         }
-        Ok((plan, populate))
+        Ok((plan, populate, subpaths))
     }
+}
+
+/// Resolves a `volume-subpath` inside the volume's data `dir` (`openat2` with `RESOLVE_BENEATH`):
+/// symlinks are followed while they stay inside the volume; one to an absolute path or with `..` above
+/// the volume's root is refused (as Docker's `safepath` does), and so is a missing path. Returns an
+/// `O_PATH` descriptor of the directory or file.
+fn resolve_subpath(volume: &str, dir: &Path, sub: &Path) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::io::Errno;
+    let err = |reason: String| Error::VolumeSubpath {
+        volume: volume.to_string(),
+        subpath: sub.to_path_buf(),
+        reason,
+    };
+    let root = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("open volume directory", dir, std::io::Error::from(e)))?;
+    rustix::fs::openat2(
+        &root,
+        sub,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| match e {
+        Errno::NOENT => err("no such file or directory in the volume".into()),
+        Errno::XDEV => err(
+            "it leaves the volume (a symlink on the way points to an absolute path or above the volume's root)"
+                .into(),
+        ),
+        Errno::NOTDIR => err("a component on the way is not a directory".into()),
+        Errno::LOOP => err("too many levels of symlinks".into()),
+        Errno::NOSYS => err("this kernel has no openat2(2) (Linux 5.6), which resolves it safely".into()),
+        e => err(std::io::Error::from(e).to_string()),
+    })
 }
 
 /// What a container needs before its process can be spawned.
@@ -240,7 +312,7 @@ impl Mountkit {
                 self.volumes().acquire_all(&names, &c.id)?
             },
         };
-        let (plan, populate) = volumes.plan(c)?;
+        let (plan, populate, subpaths) = volumes.plan(c)?;
         // Only volumes without content yet need the registry inside the container's namespace.
         let registry = (!populate.is_empty()).then(|| self.volumes().clone());
         let prepare = prepare_root(
@@ -249,6 +321,7 @@ impl Mountkit {
             plan,
             populate,
             registry,
+            subpaths,
         );
         Ok(Prepared {
             run_lock,
@@ -387,6 +460,7 @@ fn prepare_root(
     plan: Vec<Planned>,
     populate: Populate,
     registry: Option<Registry>,
+    subpaths: Vec<Subpath>,
 ) -> Prepare {
     let method = Mountkit::overlay_method();
     Box::new(move || {
@@ -399,7 +473,19 @@ fn prepare_root(
                 }
             }
         }
+        // Subpaths resolved again here, in the namespace the binds are made in: each is bound from its
+        // descriptor (`/proc/self/fd/N`), never by a host path that could be swapped meanwhile.
+        let mut plan = plan;
+        let mut held = Vec::with_capacity(subpaths.len());
+        for s in subpaths {
+            let fd = resolve_subpath(&s.volume, &s.dir, &s.sub)?;
+            if let Some(Planned::Bind { source, .. }) = plan.get_mut(s.index) {
+                *source = inroot::fd_path(fd.as_fd());
+            }
+            held.push(fd);
+        }
         mountkit_binds::mount_all(&merged, &plan)?;
+        drop(held);
         Ok(merged)
     })
 }

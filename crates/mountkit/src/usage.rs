@@ -187,6 +187,7 @@ mod tests {
                 readonly: false,
                 nocopy: false,
                 driver_opts: Vec::new(),
+                subpath: None,
             },
             anonymous: false,
         }

@@ -403,3 +403,76 @@ fn a_tmpfs_volume_not_in_use_is_not_exported_as_an_empty_tar() {
         env.fails(&["volume", "clone", "scratch", "copy"], 1, "attached only while");
     });
 }
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn a_volume_subpath_shows_only_that_directory_or_file_and_never_leaves_the_volume() {
+    mountkit_testutil::require_root();
+    with_sample(|env| {
+        env.ok(&["volume", "create", "shared"]);
+        let d = data_dir(env, "shared");
+        std::fs::create_dir_all(d.join("sub/dir")).unwrap();
+        std::fs::create_dir_all(d.join("hack")).unwrap();
+        std::fs::write(d.join("sub/dir/hello"), "inside\n").unwrap();
+        std::fs::write(d.join("file.txt"), "file data\n").unwrap();
+        std::fs::write(d.join("top-secret"), "not for the container\n").unwrap();
+        std::os::unix::fs::symlink("/", d.join("hack/root")).unwrap();
+        std::os::unix::fs::symlink("..", d.join("up")).unwrap();
+        std::os::unix::fs::symlink("../sub/dir", d.join("hack/good")).unwrap();
+
+        // A directory, a file (read-only), and a symlink that stays inside the volume.
+        let got = env.ok(&[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,src=shared,dst=/d,volume-subpath=sub/dir",
+            "--mount",
+            "type=volume,src=shared,dst=/f,volume-subpath=file.txt,readonly",
+            "--mount",
+            "type=volume,src=shared,dst=/g,volume-subpath=hack/good",
+            "sample",
+            "sh",
+            "-c",
+            "ls /d; cat /f; ls /g; ls /d/.. | grep -c top-secret; echo x > /f || echo refused",
+        ]);
+        assert_eq!(got, "hello\nfile data\nhello\n0\nrefused", "{got}");
+
+        // Leaving the volume, through a symlink to `/` or to `..` at its root: refused at start.
+        for (sub, needle) in [
+            ("hack/root", "leaves the volume"),
+            ("up", "leaves the volume"),
+            ("up/etc", "leaves the volume"),
+            ("missing/dir", "no such file or directory in the volume"),
+        ] {
+            let mount = format!("type=volume,src=shared,dst=/d,volume-subpath={sub}");
+            let err = env.fails(
+                &["run", "--rm", "--mount", &mount, "sample", "ls", "/d"],
+                125,
+                needle,
+            );
+            assert!(err.contains("shared") && err.contains(sub), "{err}");
+        }
+        // Refused when parsed: absolute, `..`.
+        env.fails(
+            &[
+                "run",
+                "--rm",
+                "--mount",
+                "type=volume,src=shared,dst=/d,volume-subpath=../x",
+                "sample",
+                "true",
+            ],
+            125,
+            "subpath must be a relative path within the volume",
+        );
+        assert!(
+            env.lines(&["ps", "-a", "-q"]).is_empty(),
+            "a failed start left a container"
+        );
+        assert!(
+            support::mounts_under(&env.root).is_empty(),
+            "mounts left: {:?}",
+            support::mounts_under(&env.root)
+        );
+    });
+}

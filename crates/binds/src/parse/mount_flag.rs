@@ -32,6 +32,7 @@ struct BindOpts {
 struct VolumeOpts {
     nocopy: bool,
     driver_opts: Vec<(String, String)>,
+    subpath: Option<String>,
 }
 
 /// The `tmpfs-*` options.
@@ -157,7 +158,7 @@ impl Fields {
                     return Err(unsupported("mountkit has only the \"local\" volume driver"));
                 }
             }
-            "volume-subpath" => return Err(unsupported("volume subpaths are not supported")),
+            "volume-subpath" => self.volume.get_or_insert_default().subpath = Some(val.to_string()),
             _ => return Ok(false),
         }
         Ok(true)
@@ -268,12 +269,18 @@ impl Fields {
     /// A volume: named (a valid name) or anonymous (then not read-only).
     fn into_volume(self, target: PathBuf) -> Result<MountSpec> {
         let v = self.volume.unwrap_or_default();
+        let name = volume_name(self.source, self.readonly)?;
+        let subpath = match v.subpath {
+            None => None,
+            Some(s) => Some(check_subpath(&s, name.is_some())?),
+        };
         Ok(MountSpec::Volume {
-            name: volume_name(self.source, self.readonly)?,
+            name,
             target,
             readonly: self.readonly,
             nocopy: v.nocopy,
             driver_opts: v.driver_opts,
+            subpath,
         })
     }
 
@@ -357,4 +364,29 @@ pub(super) fn ram_in_bytes(s: &str) -> Option<u64> {
         return None;
     }
     Some(bytes as u64)
+}
+
+/// A `volume-subpath`: relative, not empty, without a `..` component (Docker: "subpath must be a
+/// relative path within the volume"); `.` components and repeated slashes are dropped. Whether it
+/// exists, and whether symlinks in it stay inside the volume, is checked at start.
+fn check_subpath(s: &str, named: bool) -> Result<PathBuf> {
+    let invalid = |reason: &'static str| Error::InvalidSubpath {
+        subpath: s.to_string(),
+        reason,
+    };
+    let p = Path::new(s);
+    if s.is_empty() || p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(invalid("subpath must be a relative path within the volume"));
+    }
+    if !named {
+        return Err(invalid("an anonymous volume is new and empty: it has no subpath"));
+    }
+    let clean: PathBuf = p
+        .components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect();
+    if clean.as_os_str().is_empty() {
+        return Err(invalid("subpath must be a relative path within the volume"));
+    }
+    Ok(clean)
 }

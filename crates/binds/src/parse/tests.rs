@@ -47,6 +47,7 @@ fn volume(name: Option<&str>, target: &str, readonly: bool, nocopy: bool) -> Mou
         readonly,
         nocopy,
         driver_opts: vec![],
+        subpath: None,
     }
 }
 use BindRecursive as R;
@@ -421,8 +422,20 @@ fn mount_errors_quote_the_input() {
             "unsupported --mount option 'volume-driver=nfs': mountkit has only the \"local\" volume driver",
         ),
         (
-            "type=volume,source=v1,target=/c,volume-subpath=x",
-            "unsupported --mount option 'volume-subpath=x': volume subpaths are not supported",
+            "type=volume,source=v1,target=/c,volume-subpath=/etc",
+            "invalid volume-subpath \"/etc\": subpath must be a relative path within the volume",
+        ),
+        (
+            "type=volume,source=v1,target=/c,volume-subpath=../../../../etc/passwd",
+            "invalid volume-subpath \"../../../../etc/passwd\": subpath must be a relative path within the volume",
+        ),
+        (
+            "type=volume,source=v1,target=/c,volume-subpath=",
+            "invalid volume-subpath \"\": subpath must be a relative path within the volume",
+        ),
+        (
+            "type=volume,target=/c,volume-subpath=x",
+            "invalid volume-subpath \"x\": an anonymous volume is new and empty: it has no subpath",
         ),
     ];
     for (input, want) in cases {
@@ -539,4 +552,22 @@ fn duplicates_are_refused() {
         check_duplicate_targets(&specs).unwrap_err().to_string(),
         "Duplicate mount point: /x"
     );
+}
+
+#[test]
+fn volume_subpath_is_kept_relative_and_clean() {
+    let spec = m("type=volume,src=v1,dst=/c,volume-subpath=./sub//dir/,readonly").unwrap();
+    let MountSpec::Volume {
+        subpath, readonly, ..
+    } = spec
+    else {
+        panic!("not a volume: {spec:?}")
+    };
+    assert_eq!(subpath.as_deref(), Some(Path::new("sub/dir")));
+    assert!(readonly);
+    let MountSpec::Volume { subpath, .. } = m("type=volume,src=v1,dst=/c,volume-subpath=file.txt").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(subpath.as_deref(), Some(Path::new("file.txt")));
 }

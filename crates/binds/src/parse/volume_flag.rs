@@ -47,6 +47,7 @@ pub(super) fn parse_volume_in(raw: &str, cwd: Option<&Path>) -> Result<MountSpec
             readonly: modes.readonly,
             nocopy: modes.nocopy,
             driver_opts: Vec::new(),
+            subpath: None,
         })
     }
 }
