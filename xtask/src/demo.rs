@@ -115,6 +115,7 @@ fn steps(d: &Demo) -> anyhow::Result<()> {
     image_in_use_and_container_removal(d, &c1)?;
     named_volume(d)?;
     image_volume_and_volumes_from(d)?;
+    detached(d)?;
     bind_mounts(d)?;
     mounts_over_image_directories(d)?;
     exit_codes(d)
@@ -259,6 +260,55 @@ fn named_volume(d: &Demo) -> anyhow::Result<()> {
         out == "buy milk",
         "the new container sees the data the removed one wrote",
     )
+}
+
+/// The seed's own commands: containers that live on their own (`run -d`), entered with `exec`, sharing
+/// a volume with `--volumes-from`, read with `logs`, stopped and removed.
+fn detached(d: &Demo) -> anyhow::Result<()> {
+    say("The seed's to-do flow with detached containers: run -d, exec, --volumes-from, logs, stop");
+    let forever = "echo started; while :; do sleep 1; done";
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "todo1",
+        "-v",
+        "todo-list:/data",
+        "sample",
+        "sh",
+        "-c",
+        forever,
+    ])?;
+    d.ok(&["exec", "todo1", "sh", "-c", "echo task1 >> /data/todo.db"])?;
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "todo3",
+        "--volumes-from",
+        "todo1",
+        "sample",
+        "sh",
+        "-c",
+        forever,
+    ])?;
+    let list = d.ok(&["exec", "todo3", "cat", "/data/todo.db"])?;
+    check(
+        list.ends_with("task1"),
+        "todo3 reads what was written through todo1",
+    )?;
+    let ps = d.ok(&["ps"])?;
+    check(
+        ps.contains("todo1") && ps.contains("todo3") && ps.contains(" Up "),
+        "ps lists both as Up",
+    )?;
+    check(
+        d.ok(&["logs", "todo1"])? == "started",
+        "logs shows todo1's output",
+    )?;
+    d.ok(&["stop", "-t", "1", "todo1", "todo3"])?;
+    d.ok(&["container", "rm", "todo1", "todo3"])?;
+    Ok(())
 }
 
 /// S8/S9: an image `VOLUME` becomes an anonymous volume filled from the image; `--volumes-from` shares it.
