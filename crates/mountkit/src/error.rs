@@ -114,7 +114,7 @@ pub enum Error {
         hint: &'static str,
     },
     /// A volume's archive could not be written or read.
-    #[error("cannot {op} volume {volume}{outcome}: {source}")]
+    #[error("cannot {op} volume {volume}{outcome}: {}", crate::volume_archive::cause(.error))]
     VolumeArchive {
         /// "export" or "import into".
         op: &'static str,
@@ -122,9 +122,8 @@ pub enum Error {
         volume: String,
         /// What it means for the volume (" (the volume is unchanged)"), or empty.
         outcome: &'static str,
-        /// The cause.
-        #[source]
-        source: Box<mountkit_layer_store::Error>,
+        /// The cause (shown in the message, in a volume's words).
+        error: Box<mountkit_layer_store::Error>,
     },
     /// A volume is referenced by containers.
     #[error(

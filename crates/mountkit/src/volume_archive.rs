@@ -63,7 +63,7 @@ impl Mountkit {
                     op: "export",
                     volume: name.to_string(),
                     outcome: "",
-                    source: Box::new(source),
+                    error: Box::new(source),
                 })?;
             out.flush().map_err(|e| Error::io("write", what, e))
         };
@@ -90,7 +90,7 @@ impl Mountkit {
             op: "import into",
             volume: name.to_string(),
             outcome: " (the volume is unchanged)",
-            source: Box::new(source),
+            error: Box::new(source),
         })?;
         // Under the store lock, which a container's start takes: none starts with it between the
         // check and the commit.
@@ -129,5 +129,21 @@ impl Mountkit {
             containers: users.join(", "),
             hint: "an import replaces the volume's content, which a running container would not see; stop them first",
         })
+    }
+}
+
+/// The layer store's error, in a volume's words: its unpacker speaks of layers.
+pub(crate) fn cause(e: &mountkit_layer_store::Error) -> String {
+    match e {
+        mountkit_layer_store::Error::Rejected { entry, reason } => format!(
+            "entry {entry:?} refused: {}",
+            reason
+                .replace("this layer", "this archive")
+                .replace("the layer", "the archive")
+        ),
+        mountkit_layer_store::Error::Corrupt { what, reason } if what == "layer stream" => {
+            format!("the archive: {reason}")
+        }
+        e => e.to_string(),
     }
 }
