@@ -32,6 +32,15 @@ impl<'a> ChangeLock<'a> {
         })
     }
 
+    /// Takes the registry lock if nobody holds it; `None` when another process does.
+    pub(crate) fn try_take(layout: &'a Layout) -> Result<Option<ChangeLock<'a>>> {
+        Ok(Lock::try_exclusive(&layout.file(LOCK))?.map(|lock| ChangeLock {
+            _lock: lock,
+            layout,
+            cache_invalidated: Cell::new(false),
+        }))
+    }
+
     /// The registry this lock is of.
     pub(crate) fn layout(&self) -> &'a Layout {
         self.layout

@@ -181,7 +181,9 @@ impl Registry {
     /// When `.idle` says no volume is in use (the common case), this costs one `stat` (none right after
     /// [`open`](Registry::open)) and takes no lock. Otherwise it takes the lock and looks only at the
     /// volumes in the in-use index (every record, once per boot, when the index is not of this boot). An
-    /// unmount that fails is reported after the other volumes were dealt with.
+    /// unmount that fails is reported after the other volumes were dealt with. It never waits for the
+    /// lock: while another process holds it (possibly in a driver mount that blocks), this does nothing
+    /// and the next command reconciles.
     pub fn reconcile(&self, is_alive: &dyn Fn(&str) -> bool) -> Result<()> {
         if self.idle_at_open.swap(false, Ordering::Relaxed) {
             return Ok(());

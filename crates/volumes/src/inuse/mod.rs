@@ -327,9 +327,15 @@ pub(crate) fn reconcile(layout: &Layout, is_alive: &dyn Fn(&str) -> bool) -> Res
     if is_idle(layout) {
         return Ok(());
     }
-    let change = ChangeLock::take(layout)?;
+    // Never wait: the holder may be in a driver mount that blocks (an NFS server that does not
+    // answer, until the mount's own timeout), and every command reconciles first. Whoever holds the
+    // lock is changing the registry now; the next command reconciles.
+    let Some(change) = ChangeLock::try_take(layout)? else {
+        debug!("volume registry busy: reconcile left to the next command");
+        return Ok(());
+    };
     if is_idle(layout) {
-        return Ok(()); // another command reconciled while we waited for the lock
+        return Ok(()); // another command reconciled just before
     }
     let (names, from_index) = match index::read(layout) {
         Some(names) => (names, true),
