@@ -168,6 +168,13 @@ pub(crate) fn parse(options: &BTreeMap<String, String>) -> Result<Backing> {
     if fstype.is_empty() || fstype.contains(|c: char| c == ',' || c.is_whitespace()) {
         return Err(invalid(format!("\"type\" {fstype:?} is not a filesystem type")));
     }
+    if fstype == "fuse" || fstype == "fuseblk" || fstype.starts_with("fuse.") {
+        return Err(invalid(format!(
+            "\"type\" {fstype:?} is a FUSE filesystem: its mount needs its own program (sshfs, ...) running \
+             for as long as it is mounted, which the local driver does not start or supervise; mount it on \
+             the host and bind it (-v /mnt/remote/dir:/data, or type=none o=bind device=/mnt/remote/dir)"
+        )));
+    }
     let (flags, data) = parse_o(options.get("o").map(String::as_str).unwrap_or(""))?;
     let device = match (options.get("device"), fstype.as_str()) {
         (Some(d), _) if !d.is_empty() => d.clone(),
@@ -445,6 +452,14 @@ mod tests {
             (&[("type", "tmpfs"), ("o", "bind")], "\"tmpfs\""),
             (&[("type", "tmpfs"), ("o", "shared")], "\"shared\""),
             (&[("type", "")], "\"\""),
+            (
+                &[("type", "fuse.sshfs"), ("device", "u@h:/d")],
+                "\"fuse.sshfs\" is a FUSE",
+            ),
+            (
+                &[("type", "fuse"), ("device", "sshfs#u@h:/d")],
+                "\"fuse\" is a FUSE",
+            ),
             (&[("size", "lots")], "\"lots\""),
             (&[("size", "0")], "\"0\""),
             (&[("size", "8m"), ("type", "tmpfs")], "\"size\""),

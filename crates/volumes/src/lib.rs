@@ -262,6 +262,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Filling a driver volume (NFS, a bind, ...) from the image failed on its mount: the server or
+    /// filesystem refused what the copy needs.
+    #[error("cannot fill volume {name} from the image onto its mount ({what}){hint}: {source}")]
+    PopulateMount {
+        /// The volume's name.
+        name: String,
+        /// The mount, described (type, device, options: the server's address for NFS).
+        what: String,
+        /// A likely cause, when the error says one (`; ...`), else empty.
+        hint: String,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
     /// `populate` was given a source that is not a directory.
     #[error("cannot populate volume {name} from {path}: not a directory")]
     SourceNotDirectory {

@@ -59,14 +59,17 @@ pub(crate) fn populate(layout: &Layout, name: &str, source: &Path) -> Result<boo
         return Ok(false);
     }
     let data = vol.mountpoint;
+    let mut on_mount = None;
     if let Backing::Mount(plan) =
         driver::backing(&vol.options, vol.size_limit.as_ref(), &layout.volume_dir(name))?
-        && !(vol.mounted && driver::is_mount_point(&data)?)
     {
-        return Err(Error::NotAcquired {
-            name: name.to_string(),
-            kind: plan.fstype,
-        });
+        if !(vol.mounted && driver::is_mount_point(&data)?) {
+            return Err(Error::NotAcquired {
+                name: name.to_string(),
+                kind: plan.fstype,
+            });
+        }
+        on_mount = Some(plan);
     }
     if !dir_is_empty(&data)? {
         mark(&change, name)?;
@@ -79,8 +82,35 @@ pub(crate) fn populate(layout: &Layout, name: &str, source: &Path) -> Result<boo
         });
     }
     debug!(volume = name, source = %source.display(), "populating volume from image content");
-    crate::copy::copy_tree(source, &data)?;
+    crate::copy::copy_tree(source, &data).map_err(|e| match &on_mount {
+        Some(plan) => on_mount_error(name, plan, e),
+        None => e,
+    })?;
     mark(&change, name)?;
     info!(volume = name, "volume populated");
     Ok(true)
+}
+
+/// A copy onto a driver mount that failed: the volume, the mount (for NFS its server) and the cause,
+/// with the likely reason when root was refused (an NFS export's `root_squash` maps root to nobody).
+fn on_mount_error(name: &str, plan: &driver::MountPlan, e: Error) -> Error {
+    let refused = matches!(&e, Error::Io { source, .. }
+        if matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM)));
+    let hint = if !refused {
+        String::new()
+    } else if plan.fstype.starts_with("nfs") {
+        "; the server refuses root (an export with root_squash maps root to nobody): export it with \
+         no_root_squash, or mount the volume with nocopy to skip filling it"
+            .to_string()
+    } else {
+        "; the filesystem refuses what the copy needs (an owner, a mode, a special file, a link): \
+         mount the volume with nocopy to skip filling it"
+            .to_string()
+    };
+    Error::PopulateMount {
+        name: name.to_string(),
+        what: plan.describe(),
+        hint,
+        source: Box::new(e),
+    }
 }
