@@ -132,6 +132,7 @@ impl Mountkit {
         }
         tracing::info!(id = %c.id, name = %c.name, pending = !commit, "container created");
         crate::explain::shadow::report(self, &c, &image);
+        crate::fs_type::report_fuse_binds(&c);
         Ok((c, image, if commit { dir } else { stage }))
     }
 

@@ -87,6 +87,7 @@ mod error;
 mod exec;
 mod explain;
 mod export;
+mod fs_type;
 pub mod init;
 mod inspect;
 mod layer_source;
@@ -122,6 +123,7 @@ pub use explain::{
     layer_ranges,
 };
 pub use export::{ExportTarget, write_atomically};
+pub use fs_type::{FilesystemInfo, filesystem_of};
 pub use inspect::{ContainerInspect, DockerState, MountView};
 pub use layer_source::layer_source_from_arg;
 pub use logs::{LogEntry, LogsOptions, Stream};

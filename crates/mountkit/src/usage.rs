@@ -35,6 +35,10 @@ pub struct VolumeInspect {
     pub volume: Volume,
     /// The containers that reference the volume, whatever their state, sorted by name.
     pub containers: Vec<VolumeUser>,
+    /// The filesystem its data is on in this mount namespace now: its driver's mount while attached
+    /// (`nfs4`, `tmpfs`, ...), else the store's (a directory volume's, or a driver volume not in use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<crate::FilesystemInfo>,
 }
 
 /// One `container ls --filter KEY=VALUE`.
@@ -159,6 +163,7 @@ impl Mountkit {
             .into_iter()
             .map(|volume| VolumeInspect {
                 containers: volume_users(&volume.name, &containers),
+                filesystem: crate::fs_type::filesystem_of(&volume.mountpoint),
                 volume,
             })
             .collect())

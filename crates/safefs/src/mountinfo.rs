@@ -88,6 +88,11 @@ impl<'a> Mount<'a> {
             .filter(|f| *f != b"none")
             .map(|f| OsString::from_vec(unescape(f)))
     }
+
+    /// The superblock's options (`rw,user_id=0,group_id=0` for a FUSE mount), unescaped.
+    pub fn super_options(&self) -> Option<OsString> {
+        self.after_separator(2).map(|f| OsString::from_vec(unescape(f)))
+    }
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\011` tab, `\012` newline, `\134` backslash).
@@ -137,6 +142,8 @@ mod tests {
         assert_eq!(all[0].mount_point(), Some(PathBuf::from("/")));
         assert_eq!(all[0].fs_type(), Some("ext4".into()));
         assert_eq!(all[0].source(), Some("/dev/vda1".into()));
+        assert_eq!(all[0].super_options(), Some("rw".into()));
+        assert_eq!(t.by_id(35).unwrap().super_options(), Some("rw,lowerdir=a".into()));
         let ovl = t.by_id(35).unwrap();
         assert_eq!(ovl.mount_point(), Some(PathBuf::from("/var/lib/my dir")));
         assert_eq!(ovl.fs_type(), Some("overlay".into()));

@@ -269,6 +269,15 @@ fn write_volume_text(o: &mut dyn Write, v: &VolumeInspect) -> std::io::Result<()
     writeln!(o, "Mountpoint: {}", vol.mountpoint.display())?;
     writeln!(o, "Labels:     {}", pairs(&vol.labels))?;
     writeln!(o, "Options:    {}", pairs(&vol.options))?;
+    if let Some(fs) = &v.filesystem {
+        writeln!(
+            o,
+            "Filesystem: {} ({} at {})",
+            fs.fs_type,
+            fs.source,
+            fs.mount_point.display()
+        )?;
+    }
     if v.containers.is_empty() {
         return writeln!(o, "Containers: none");
     }
@@ -287,7 +296,17 @@ pub fn system_info(format: Format, info: &SystemInfo) -> anyhow::Result<()> {
         writeln!(o, "New mount API:    {}", info.overlay.new_mount_api)?;
         writeln!(o, "Overlay lowerdir+: {}", info.overlay.lowerdir_plus)?;
         writeln!(o, "Max image layers: {}", info.overlay.max_lower_layers)?;
-        writeln!(o, "Seccomp filters:  {}", info.seccomp_filter)
+        writeln!(o, "Seccomp filters:  {}", info.seccomp_filter)?;
+        if let Some(fs) = &info.volumes_filesystem {
+            writeln!(
+                o,
+                "Volumes on:       {} ({} at {})",
+                fs.fs_type,
+                fs.source,
+                fs.mount_point.display()
+            )?;
+        }
+        Ok(())
     })
 }
 

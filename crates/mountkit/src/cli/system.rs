@@ -20,6 +20,9 @@ pub struct SystemInfo {
     pub root: PathBuf,
     /// The kernel has seccomp filters (`CONFIG_SECCOMP_FILTER`), which every confined container needs.
     pub seccomp_filter: bool,
+    /// The filesystem the store's volumes (directory volumes' data) are on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volumes_filesystem: Option<mountkit::FilesystemInfo>,
 }
 
 /// The overlay part of [`SystemInfo`].
@@ -49,6 +52,7 @@ pub fn run(ctx: &Ctx, c: SystemCmd) -> anyhow::Result<i32> {
                 },
                 root: mk.root().to_path_buf(),
                 seccomp_filter: mountkit::ns_runner::seccomp_filter_supported(),
+                volumes_filesystem: mountkit::filesystem_of(mk.volumes().root()),
             };
             output::system_info(ctx.format(f.format), &info)?;
         }
