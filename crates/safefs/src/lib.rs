@@ -229,6 +229,11 @@ impl Lock {
         Self::take(path, rustix::fs::FlockOperation::LockShared).map(|l| l.expect("blocking lock"))
     }
 
+    /// Takes a shared lock unless an exclusive one is held elsewhere (then `Ok(None)`).
+    pub fn try_shared(path: &Path) -> Result<Option<Lock>> {
+        Self::take(path, rustix::fs::FlockOperation::NonBlockingLockShared)
+    }
+
     /// Takes an exclusive lock if nobody holds one; `Ok(None)` when it is held elsewhere.
     pub fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
         Self::take(path, rustix::fs::FlockOperation::NonBlockingLockExclusive)

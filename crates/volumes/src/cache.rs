@@ -136,7 +136,9 @@ fn with_mountpoints(layout: &Layout, mut vols: Vec<Volume>) -> Vec<Volume> {
 }
 
 /// Every volume, for `list`: from the cache when it is current (no lock), else from the records under the
-/// shared lock (and the cache is rebuilt).
+/// shared lock (and the cache is rebuilt). While a change holds the lock (it may be in a driver mount
+/// that blocks: an NFS server away), the records are read without it (each is replaced whole, as `get`
+/// reads them) and the cache is left to the next listing: `volume ls` never waits for a mount.
 pub(crate) fn list(layout: &Layout) -> Result<Vec<Volume>> {
     let generation = generation(layout);
     if generation.is_some()
@@ -145,8 +147,10 @@ pub(crate) fn list(layout: &Layout) -> Result<Vec<Volume>> {
     {
         return Ok(with_mountpoints(layout, cache.volumes));
     }
-    let _shared = Lock::shared(&layout.file(LOCK))?;
-    Ok(read_all(layout, Purpose::Show)?.0)
+    match Lock::try_shared(&layout.file(LOCK))? {
+        Some(_shared) => Ok(read_all(layout, Purpose::Show)?.0),
+        None => Ok(read_volumes(layout, BTreeMap::new(), Purpose::Show)?.0),
+    }
 }
 
 /// Every volume, for a decision (`prune`, `reconcile`), and the names of the records that could not be
