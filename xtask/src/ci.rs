@@ -19,6 +19,13 @@ const HOST_PACKAGES: &[&str] = &[
     // A static busybox at /bin/busybox: the confinement tests bind it into containers for `mount`,
     // `umount`, `mknod` (the sample image has none of them). vm-test wants the same package.
     "busybox-static",
+    // tests/sshfs.rs: a FUSE network filesystem on the host (sshfs to an sshd the test starts on
+    // 127.0.0.1 with its own keys and config; nothing of the host's ssh set-up is used).
+    "sshfs",
+    "openssh-server",
+    // tests/nfs.rs in the vm-test guests: rpc.nfsd, rpc.mountd, exportfs are staged from the host
+    // (vm/host-tools); the host's own kernel has no NFS, and no NFS service is started here.
+    "nfs-kernel-server",
 ];
 
 pub fn is_root() -> bool {
