@@ -26,6 +26,9 @@ const HOST_PACKAGES: &[&str] = &[
     // tests/nfs.rs in the vm-test guests: rpc.nfsd, rpc.mountd, exportfs are staged from the host
     // (vm/host-tools); the host's own kernel has no NFS, and no NFS service is started here.
     "nfs-kernel-server",
+    // mkfs.xfs: the size-limit tests (project quota on XFS) and the reflink test of `volume clone`
+    // make an XFS on a loop device in their temp dir.
+    "xfsprogs",
 ];
 
 pub fn is_root() -> bool {
