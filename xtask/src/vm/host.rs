@@ -9,12 +9,15 @@ use anyhow::{Context, Result, bail};
 ///
 /// `qemu-system-x86` comes from backports because these machines ship `qemu-utils` 10 from backports,
 /// which `Breaks:` bookworm's `qemu-system-common` 7.2. `busybox-static` provides the guest's shell and
-/// applets; `e2fsprogs` (`mkfs.ext4 -d`) builds the test disk; `xz-utils` unpacks 6.12's `.ko.xz` modules.
+/// applets; `e2fsprogs` (`mkfs.ext4 -d`) builds the test disk; `xz-utils` unpacks 6.12's `.ko.xz` modules;
+/// `nfs-kernel-server` only provides the NFS server's programs that are staged into the guests.
 pub const HOST_PACKAGES: &[(&str, Option<&str>)] = &[
     ("qemu-system-x86", Some("backports")),
     ("busybox-static", Some("backports")),
     ("e2fsprogs", None),
     ("xz-utils", None),
+    // rpc.nfsd, rpc.mountd, exportfs for the guests' NFS server (vm/host-tools, tests/nfs.rs).
+    ("nfs-kernel-server", None),
 ];
 
 /// Name of the apt source file that [`ensure_host_packages`] writes when backports are missing.
