@@ -197,6 +197,7 @@ fn create_nfs(env: &Env, name: &str, o: &str, device: &str) {
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn nfs_volume_shared_kept_on_the_server_and_rm_keeps_the_data() {
+    require_root();
     with_server(
         "nfs_volume_shared_kept_on_the_server_and_rm_keeps_the_data",
         |env, server| {
@@ -270,6 +271,7 @@ fn nfs_volume_shared_kept_on_the_server_and_rm_keeps_the_data() {
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn nfs_root_squash_fails_populate_clearly_and_nocopy_works() {
+    require_root();
     with_server(
         "nfs_root_squash_fails_populate_clearly_and_nocopy_works",
         |env, server| {
@@ -343,6 +345,7 @@ fn run_while_away(env: &Env, volume: &str) -> (Option<i32>, String, Duration, Op
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn nfs_server_away_run_fails_in_time_and_others_go_on() {
+    require_root();
     with_server(
         "nfs_server_away_run_fails_in_time_and_others_go_on",
         |env, server| {

@@ -158,6 +158,7 @@ fn errno(r: std::io::Result<()>) -> i32 {
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn sshfs_bind_both_ways_what_it_lacks_and_errors_that_say_so() {
+    require_root();
     with_sshfs(
         "sshfs_bind_both_ways_what_it_lacks_and_errors_that_say_so",
         |env, fs| {
