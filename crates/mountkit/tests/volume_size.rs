@@ -13,13 +13,17 @@ use mountkit_testutil::require_root;
 use support::{Env, kill9, mounts_under, wait_until};
 
 /// A filesystem the test made in an image file and mounted (in the test's own mount namespace).
+/// It owns the test's temp dir once a store is put on it ([`store_on`]), so that the filesystem is
+/// unmounted before the dir that holds its image is removed (never a removal into a mounted filesystem).
 struct TestFs {
     mountpoint: PathBuf,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestFs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mountpoint).status();
+        let _ = Command::new("umount").arg("-R").arg(&self.mountpoint).status();
+        drop(self.dir.take());
     }
 }
 
@@ -61,13 +65,21 @@ fn make_fs(dir: &Path, mkfs: &str, args: &[&str], size_mb: u64, options: &str) -
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(TestFs { mountpoint })
+    Ok(TestFs {
+        mountpoint,
+        dir: None,
+    })
 }
 
-/// A store on `fs` (the temp dir stays `env`'s).
-fn store_on(env: Env, fs: &TestFs) -> Env {
+/// A store on `fs`; `env`'s temp dir (which holds `fs`'s image) goes to `fs`, and the new `Env` gets a
+/// scratch dir of its own.
+fn store_on(env: Env, fs: &mut TestFs) -> Env {
+    fs.dir = Some(env.dir);
     Env {
-        dir: env.dir,
+        dir: tempfile::Builder::new()
+            .prefix("mountkit-e2e-")
+            .tempdir()
+            .expect("tempdir"),
         root: fs.mountpoint.join("store"),
     }
 }
@@ -147,14 +159,14 @@ fn loop_backed_volume_on_a_plain_filesystem() {
     require_root();
     mountkit_testutil::in_mount_ns(|| {
         let env = Env::new();
-        let fs = match make_fs(env.dir.path(), "mkfs.ext4", &["-F", "-q"], 96, "rw") {
+        let mut fs = match make_fs(env.dir.path(), "mkfs.ext4", &["-F", "-q"], 96, "rw") {
             Ok(fs) => fs,
             Err(why) => {
                 eprintln!("skipped: {why}");
                 return;
             }
         };
-        let env = store_on(env, &fs);
+        let env = store_on(env, &mut fs);
         env.sample("sample");
         let before = free_bytes(&fs.mountpoint);
         env.ok(&["volume", "create", "--opt", "size=8m", "v8"]);
@@ -251,14 +263,14 @@ fn sigkill_of_the_runner_leaves_no_loop_device() {
 fn quota_volume(mkfs: &str, mkfs_args: &[&str], size_mb: u64) {
     mountkit_testutil::in_mount_ns(|| {
         let env = Env::new();
-        let fs = match make_fs(env.dir.path(), mkfs, mkfs_args, size_mb, "prjquota") {
+        let mut fs = match make_fs(env.dir.path(), mkfs, mkfs_args, size_mb, "prjquota") {
             Ok(fs) => fs,
             Err(why) => {
                 eprintln!("skipped: {why}");
                 return;
             }
         };
-        let env = store_on(env, &fs);
+        let env = store_on(env, &mut fs);
         env.sample("sample");
         env.ok(&["volume", "create", "--opt", "size=8m", "q8"]);
         let v = env.json(&["volume", "inspect", "q8"]);

@@ -132,6 +132,16 @@ fn staging_is_empty(reg: &Registry) {
     }
 }
 
+/// Unmounts its path (and what is mounted below it) when dropped: declared after the temp dir, so the
+/// mount goes before the dir is removed (a removal must never walk into a mounted filesystem).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-R").arg(&self.0).status();
+    }
+}
+
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn clone_copies_everything_keeps_holes_and_refuses_an_existing_destination() {
@@ -252,6 +262,7 @@ fn clone_on_xfs_or_btrfs_shares_the_data() {
             .status()
             .unwrap();
         assert!(ok.success(), "mount -o loop failed");
+        let _unmount = Unmount(mnt.clone());
         let reg = Registry::open(mnt.join("volumes")).unwrap();
         let src = reg.create(Some("big"), CreateOptions::default()).unwrap();
         let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();

@@ -22,6 +22,16 @@ fn sized(size: &str) -> CreateOptions {
     }
 }
 
+/// Unmounts its path (and what is mounted below it) when dropped: declared after the temp dir, so the
+/// mount goes before the dir is removed (a removal must never walk into a mounted filesystem).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-R").arg(&self.0).status();
+    }
+}
+
 fn program(name: &str) -> Option<PathBuf> {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()
@@ -190,7 +200,10 @@ fn project_quota_on_ext4() {
         let dir = tempfile::tempdir().unwrap();
         let args = ["-F", "-q", "-I", "256", "-O", "quota,project"];
         match make_fs(dir.path(), "mkfs.ext4", &args, 64, "prjquota") {
-            Ok(mnt) => check_quota(&mnt, "ext4"),
+            Ok(mnt) => {
+                let _unmount = Unmount(mnt.clone());
+                check_quota(&mnt, "ext4")
+            }
             Err(why) => eprintln!("skipped: {why}"),
         }
     });
@@ -203,7 +216,10 @@ fn project_quota_on_xfs() {
     in_mount_ns(|| {
         let dir = tempfile::tempdir().unwrap();
         match make_fs(dir.path(), "mkfs.xfs", &["-f", "-q"], 320, "prjquota") {
-            Ok(mnt) => check_quota(&mnt, "xfs"),
+            Ok(mnt) => {
+                let _unmount = Unmount(mnt.clone());
+                check_quota(&mnt, "xfs")
+            }
             Err(why) => eprintln!("skipped: {why}"),
         }
     });
@@ -230,6 +246,7 @@ fn loop_ext4_without_project_quotas() {
             None::<&str>,
         )
         .unwrap();
+        let _unmount = Unmount(base.clone());
         let reg = Registry::open(base.join("volumes")).unwrap();
         let vol = reg.create(Some("l8"), sized("8m")).unwrap();
         assert_eq!(vol.size_limit.as_ref().unwrap().method, SizeMethod::LoopExt4);
