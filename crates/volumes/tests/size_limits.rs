@@ -28,7 +28,10 @@ struct Unmount(std::path::PathBuf);
 
 impl Drop for Unmount {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-R").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-R")
+            .arg(&self.0)
+            .status();
     }
 }
 
