@@ -87,6 +87,8 @@ pub enum Cmd {
     Restart(RestartArgs),
     /// Wait for containers (same as `container wait`)
     Wait(WaitArgs),
+    /// Attach to a detached container (same as `container attach`)
+    Attach(TopArgs),
     /// A container's processes (same as `container top`)
     Top(TopArgs),
     /// A container's output (same as `container logs`)
@@ -379,6 +381,8 @@ pub enum ContainerCmd {
     Restart(RestartArgs),
     /// Wait for containers to stop; print each exit code
     Wait(WaitArgs),
+    /// Attach to a detached container: its output here, and with -i its input from here (Ctrl-P Ctrl-Q detaches)
+    Attach(TopArgs),
     /// The processes of a running container, as the host sees them
     Top(TopArgs),
     /// Print a detached container's output

@@ -20,7 +20,7 @@
 //! prevents it.
 
 use std::io::Read;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mountkit_layer_store::ImageInfo;
@@ -35,6 +35,8 @@ use crate::{Error, Mountkit, Result};
 
 /// The file `container stop` leaves in a container's directory so that its monitor does not restart it.
 pub(crate) const STOP_REQUESTED: &str = "stop-requested";
+/// The monitor's socket in the container's directory: `container attach` connects to it.
+pub(crate) const ATTACH_SOCKET: &str = "attach.sock";
 
 impl Mountkit {
     /// `run -d`: creates the container (committed and visible at once, `--rm` or not, as `docker run -d`)
@@ -134,6 +136,15 @@ impl Mountkit {
                 return 125;
             }
         };
+        // `container attach`: clients get the output from then on, and with `-i` their input goes to
+        // the container's stdin (its terminal with `-t`). Without the socket the container still runs.
+        let mut attach = Attach {
+            listener: attach_listener(&dir)
+                .inspect_err(|e| tracing::warn!(error = %e, "no attach socket"))
+                .ok(),
+            clients: Vec::new(),
+            input: None,
+        };
         let policy = c.config.restart;
         let mut ready = Some(ready);
         let mut lock = Some(lock);
@@ -150,7 +161,7 @@ impl Mountkit {
             let started = Instant::now();
             let launched = self.launch_piped(c, image, null.as_fd());
             drop(lock_now);
-            let (launched, out, err) = match launched {
+            let (launched, out, err, stdin) = match launched {
                 Ok(l) => l,
                 Err(e) => {
                     if let Some(r) = ready.take() {
@@ -172,8 +183,19 @@ impl Mountkit {
             let id = running.id.clone();
             // `-t`: the container's terminal is its stdout and stderr in one (Docker logs it as stdout);
             // the pipes then stay empty.
-            let out = process.take_tty().unwrap_or(out);
-            pump(process.pid(), out, err, &mut log);
+            let tty = process.take_tty();
+            attach.input = match &tty {
+                Some(master) if running.config.open_stdin => rustix::io::fcntl_dupfd_cloexec(master, 3).ok(),
+                _ => stdin,
+            };
+            if let Some(i) = &attach.input {
+                let _ = rustix::fs::fcntl_setfl(i, rustix::fs::OFlags::NONBLOCK);
+            }
+            let out = tty.unwrap_or(out);
+            pump(process.pid(), out, err, &mut log, &mut attach);
+            // Clients see the end of the output: the container has exited.
+            attach.clients.clear();
+            attach.input = None;
             let exit = process.wait();
             let stop_requested = std::fs::remove_file(dir.join(STOP_REQUESTED)).is_ok();
             let restarts = running.state.restart_count;
@@ -183,6 +205,7 @@ impl Mountkit {
             };
             let recorded = self.finish(running, held, exit);
             if stop_requested || !restart_wanted(policy, code, restarts) || recorded.is_err() {
+                let _ = std::fs::remove_file(dir.join(ATTACH_SOCKET));
                 return code;
             }
             // Docker's back-off: doubling from 100 ms, back to the start after 10 s of running.
@@ -208,14 +231,15 @@ impl Mountkit {
     }
 
     /// [`Mountkit::launch`] with the container's stdout and stderr on two new pipes (returned, read
-    /// ends) and its stdin on `null`: this process's own descriptors 1 and 2 are the pipes' write ends
-    /// while the container process is created (it inherits them), `null` again afterwards.
+    /// ends) and its stdin on `null`, or with `-i` (and no terminal) on a third pipe whose write end is
+    /// returned for `attach`: this process's own descriptors 0-2 are the pipes' ends while the
+    /// container process is created (it inherits them), `null` again afterwards.
     fn launch_piped<'a>(
         &'a self,
         c: Container,
         image: &ImageInfo,
         null: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<(Launched<'a>, OwnedFd, OwnedFd)> {
+    ) -> Result<(Launched<'a>, OwnedFd, OwnedFd, Option<OwnedFd>)> {
         let pipe = || {
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
                 .map_err(|e| Error::io("create a pipe", "", e.into()))
@@ -225,10 +249,19 @@ impl Mountkit {
         dup2(out_w.as_fd(), 1).map_err(|e| Error::io("set up the container's stdout", "", e))?;
         dup2(err_w.as_fd(), 2).map_err(|e| Error::io("set up the container's stderr", "", e))?;
         drop((out_w, err_w));
+        let stdin = match c.config.open_stdin && !c.config.tty {
+            true => {
+                let (in_r, in_w) = pipe()?;
+                dup2(in_r.as_fd(), 0).map_err(|e| Error::io("set up the container's stdin", "", e))?;
+                Some(in_w)
+            }
+            false => None,
+        };
         let launched = self.launch(c, image, None);
-        let _ = dup2(null, 1);
-        let _ = dup2(null, 2);
-        Ok((launched?, out_r, err_r))
+        for fd in 0..3 {
+            let _ = dup2(null, fd);
+        }
+        Ok((launched?, out_r, err_r, stdin))
     }
 }
 
@@ -270,6 +303,97 @@ fn trim_resident_code() {
     }
 }
 
+/// Docker's detach keys: Ctrl-P then Ctrl-Q.
+const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
+
+impl Mountkit {
+    /// `container attach`: this process's stdout gets the container's output from now on, and with
+    /// `-i` its stdin goes to the container (a terminal's raw mode for `-it`); Ctrl-P Ctrl-Q detaches.
+    /// Returns the container's exit code once it ends, `None` when detached first. Only a detached
+    /// container has a monitor to attach to. Window size changes are not passed on.
+    pub fn attach(&self, reference: &str) -> Result<Option<i32>> {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let c = self.container(reference)?;
+        if !self.is_running(&c.id) {
+            return Err(Error::NotRunning(c.name.clone()));
+        }
+        let dir = self.container_dir(&c.id);
+        let not_detached = |e: std::io::Error| Error::Io {
+            op: "attach to (only a detached container has a monitor to attach to)",
+            path: dir.join(ATTACH_SOCKET),
+            source: e,
+        };
+        let sock = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| not_detached(e.into()))?;
+        let d = rustix::fs::open(
+            &dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| not_detached(e.into()))?;
+        let addr = SocketAddrUnix::new(format!("/proc/self/fd/{}/{ATTACH_SOCKET}", d.as_raw_fd()))
+            .map_err(|e| not_detached(e.into()))?;
+        rustix::net::connect(&sock, &addr).map_err(|e| not_detached(e.into()))?;
+        let stdin = rustix::stdio::stdin();
+        let interactive = c.config.open_stdin;
+        let _raw = match interactive && c.config.tty {
+            true => crate::tty::RawMode::enter(stdin)
+                .map_err(|e| Error::io("make the terminal raw", "stdin", e))?,
+            false => None,
+        };
+        let mut read_stdin = interactive;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut after_ctrl_p = false;
+        loop {
+            let mut fds = vec![PollFd::new(&sock, PollFlags::IN)];
+            if read_stdin {
+                fds.push(PollFd::new(&stdin, PollFlags::IN));
+            }
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return Err(Error::io("wait for the container's output", "", e.into())),
+            }
+            let (from_container, typed) = (
+                !fds[0].revents().is_empty(),
+                fds.get(1).is_some_and(|f| !f.revents().is_empty()),
+            );
+            drop(fds);
+            if from_container {
+                match rustix::io::read(&sock, &mut buf) {
+                    Ok(0) | Err(_) => break, // the container ended: its monitor let go
+                    Ok(n) => {
+                        use std::io::Write;
+                        let mut out = std::io::stdout();
+                        let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+                    }
+                }
+            }
+            if typed {
+                match rustix::io::read(stdin, &mut buf) {
+                    Ok(0) | Err(_) => read_stdin = false,
+                    Ok(n) => {
+                        for &b in &buf[..n] {
+                            if after_ctrl_p && b == DETACH_KEYS[1] {
+                                return Ok(None);
+                            }
+                            after_ctrl_p = b == DETACH_KEYS[0];
+                        }
+                        let _ = rustix::io::write(&sock, &buf[..n]);
+                    }
+                }
+            }
+        }
+        drop(_raw);
+        // 255 when the exit status is unknown (its monitor was killed).
+        Ok(Some(self.wait(&c.id)?.unwrap_or(255)))
+    }
+}
+
 /// Whether `policy` restarts a container that exited with `code` after `restarts` restarts.
 fn restart_wanted(policy: RestartPolicy, code: i32, restarts: u32) -> bool {
     match policy {
@@ -292,7 +416,7 @@ fn report(ready: &OwnedFd, outcome: std::result::Result<(), (i32, String)>) {
 /// Copies the container's output into the log until the container process (`pid`, this process's
 /// child) exits, then what is left in the pipes. A `pidfd` says when it exits (Linux 5.3+); without
 /// one, a 100 ms tick checks.
-fn pump(pid: i32, out: OwnedFd, err: OwnedFd, log: &mut LogWriter) {
+fn pump(pid: i32, out: OwnedFd, err: OwnedFd, log: &mut LogWriter, attach: &mut Attach) {
     let pidfd = rustix::process::Pid::from_raw(pid)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     for fd in [&out, &err] {
@@ -317,15 +441,29 @@ fn pump(pid: i32, out: OwnedFd, err: OwnedFd, log: &mut LogWriter) {
         if let Some(p) = &pidfd {
             fds.push(PollFd::new(p, PollFlags::IN));
         }
+        let pid_at = fds.len().checked_sub(1).filter(|_| pidfd.is_some());
+        let listen_at = fds.len();
+        if let Some(l) = &attach.listener {
+            fds.push(PollFd::new(l, PollFlags::IN));
+        }
+        let clients_at = fds.len();
+        for c in &attach.clients {
+            fds.push(PollFd::new(c, PollFlags::IN));
+        }
         let timeout = pidfd.is_none().then_some(&tick);
         match rustix::event::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(_) => break,
         }
-        let exited = match &pidfd {
-            Some(_) => !fds.last().expect("the pidfd").revents().is_empty(),
+        let exited = match pid_at {
+            Some(i) => !fds[i].revents().is_empty(),
             None => child_exited(pid),
         };
+        let new_client = attach.listener.is_some() && !fds[listen_at].revents().is_empty();
+        let talking: Vec<usize> = (clients_at..fds.len())
+            .filter(|&i| !fds[i].revents().is_empty())
+            .map(|i| i - clients_at)
+            .collect();
         let ready: Vec<usize> = which
             .iter()
             .zip(&fds)
@@ -334,8 +472,9 @@ fn pump(pid: i32, out: OwnedFd, err: OwnedFd, log: &mut LogWriter) {
             .collect();
         drop(fds);
         for i in ready {
-            open[i] = drain(&streams[i].0, streams[i].1, &mut buf, log);
+            open[i] = drain(&streams[i].0, streams[i].1, &mut buf, log, &mut attach.clients);
         }
+        attach.serve(new_client, &talking, &mut buf);
         if exited || (!open[0] && !open[1] && pidfd.is_none() && child_exited(pid)) {
             break;
         }
@@ -343,7 +482,7 @@ fn pump(pid: i32, out: OwnedFd, err: OwnedFd, log: &mut LogWriter) {
     // What the container wrote before it exited (a process it left behind may keep writing: not waited for).
     for (i, (fd, stream)) in streams.iter().enumerate() {
         if open[i] {
-            drain(fd, *stream, &mut buf, log);
+            drain(fd, *stream, &mut buf, log, &mut attach.clients);
         }
     }
     log.flush();
@@ -351,16 +490,87 @@ fn pump(pid: i32, out: OwnedFd, err: OwnedFd, log: &mut LogWriter) {
 
 /// Reads `fd` until it would block (true: more may come) or ends (false: end of file, or `EIO` from a
 /// terminal whose other side is closed).
-fn drain(fd: &OwnedFd, stream: Stream, buf: &mut [u8], log: &mut LogWriter) -> bool {
+fn drain(
+    fd: &OwnedFd,
+    stream: Stream,
+    buf: &mut [u8],
+    log: &mut LogWriter,
+    clients: &mut Vec<OwnedFd>,
+) -> bool {
     loop {
         match rustix::io::read(fd, &mut *buf) {
             Ok(0) => return false,
-            Ok(n) => log.write(stream, &buf[..n]),
+            Ok(n) => {
+                log.write(stream, &buf[..n]);
+                // Attached clients get the bytes as they are; one that cannot take them now is let go.
+                clients.retain(|c| {
+                    rustix::net::send(
+                        c,
+                        &buf[..n],
+                        rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
+                    )
+                    .is_ok_and(|sent| sent == n)
+                });
+            }
             Err(Errno::INTR) => continue,
             Err(Errno::AGAIN) => return true,
             Err(_) => return false,
         }
     }
+}
+
+/// The monitor's side of `container attach`: the listening socket, the connected clients, and where
+/// their input goes (the container's stdin pipe, or its terminal, when it was started with `-i`).
+struct Attach {
+    listener: Option<OwnedFd>,
+    clients: Vec<OwnedFd>,
+    input: Option<OwnedFd>,
+}
+
+impl Attach {
+    /// Accepts new clients; copies what clients typed to the container's input (without `-i` it is
+    /// dropped; input the container does not read in time is dropped too, so that the monitor never
+    /// blocks); lets go of clients that hung up.
+    fn serve(&mut self, new_client: bool, talking: &[usize], buf: &mut [u8]) {
+        let mut gone = Vec::new();
+        for &i in talking {
+            match rustix::io::read(&self.clients[i], &mut *buf) {
+                Ok(0) | Err(_) => gone.push(i),
+                Ok(n) => {
+                    if let Some(input) = &self.input {
+                        let _ = rustix::io::write(input, &buf[..n]);
+                    }
+                }
+            }
+        }
+        for i in gone.into_iter().rev() {
+            self.clients.remove(i);
+        }
+        if new_client && let Some(l) = &self.listener {
+            let flags = rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK;
+            while let Ok(c) = rustix::net::accept_with(l, flags) {
+                self.clients.push(c);
+            }
+        }
+    }
+}
+
+/// The attach socket in `dir`, listening. Bound through `/proc/self/fd/N/` (a socket path is limited
+/// to 108 bytes, a store's path is not).
+fn attach_listener(dir: &std::path::Path) -> std::io::Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let _ = std::fs::remove_file(dir.join(ATTACH_SOCKET));
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    let sock = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+    let d = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let addr = SocketAddrUnix::new(format!("/proc/self/fd/{}/{ATTACH_SOCKET}", d.as_raw_fd()))?;
+    rustix::net::bind(&sock, &addr)?;
+    rustix::net::listen(&sock, 16)?;
+    Ok(sock)
 }
 
 /// Whether the child `pid` has exited (not reaped: `WNOWAIT`).

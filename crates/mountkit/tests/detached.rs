@@ -552,3 +552,64 @@ fn a_detached_terminal_goes_to_the_log() {
         env.ok(&["container", "rm", "term"]);
     });
 }
+
+/// `attach` to a detached `-i` container: what is typed reaches its stdin, its output comes back from
+/// then on, and `attach` exits with its status; Ctrl-P Ctrl-Q detaches and leaves it running.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn attach_types_into_a_detached_container_and_detaches_with_ctrl_p_ctrl_q() {
+    require_root();
+    with_sample(|env| {
+        use std::io::Write;
+        let attach = |name: &str, input: &[u8]| {
+            let mut child = env
+                .cmd()
+                .args(["attach", name])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(input).unwrap();
+            child.wait_with_output().unwrap()
+        };
+        run_d(
+            env,
+            &[
+                "-i",
+                "--name",
+                "att",
+                "sample",
+                "sh",
+                "-c",
+                "read x; echo got $x; exit 3",
+            ],
+        );
+        let out = attach("att", b"hello\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "got hello\n");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env.fails(&["attach", "att"], 1, "is not running");
+        // Detach keys: attach returns 0 and the container runs on.
+        run_d(
+            env,
+            &["-i", "--name", "stay", "sample", "sh", "-c", "read x; echo $x"],
+        );
+        let out = attach("stay", b"\x10\x11");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(state(env, "stay")["Running"], true);
+        let out = attach("stay", b"again\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "again\n");
+        assert_eq!(out.status.code(), Some(0));
+        env.ok(&["container", "rm", "att", "stay"]);
+    });
+}

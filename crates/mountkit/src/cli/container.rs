@@ -23,6 +23,7 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<i32> {
         ContainerCmd::Wait(a) => return Ok(wait(ctx, &a)),
         ContainerCmd::Logs(a) => return logs(ctx, &a),
         ContainerCmd::Top(a) => return top(ctx, &a),
+        ContainerCmd::Attach(a) => return attach(ctx, &a),
         ContainerCmd::Exec(a) => return exec(ctx, &a),
         ContainerCmd::Ls(a) => return list(ctx, &a),
         ContainerCmd::Inspect { container, f: _ } => {
@@ -213,4 +214,9 @@ pub fn top(ctx: &Ctx, a: &TopArgs) -> anyhow::Result<i32> {
         println!("{:<8} {:<8} {:<8} {}", p.uid, p.pid, p.ppid, p.cmd);
     }
     Ok(0)
+}
+
+/// `container attach`: exits with the container's status once it ends; 0 when detached (Ctrl-P Ctrl-Q).
+pub fn attach(ctx: &Ctx, a: &TopArgs) -> anyhow::Result<i32> {
+    Ok(ctx.mk.attach(&a.container)?.unwrap_or(0))
 }

@@ -54,6 +54,7 @@ pub fn dispatch(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Wait(a) => Ok(container::wait(ctx, &a)),
         Cmd::Logs(a) => container::logs(ctx, &a),
         Cmd::Top(a) => container::top(ctx, &a),
+        Cmd::Attach(a) => container::attach(ctx, &a),
         Cmd::System(c) => system::run(ctx, c),
     }
 }
