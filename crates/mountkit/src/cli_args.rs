@@ -71,7 +71,7 @@ pub enum Cmd {
     /// Volumes: storage with its own lifecycle
     #[command(subcommand)]
     Volume(VolumeCmd),
-    /// Create a container, start it attached, wait for it (exits with its status)
+    /// Create and start a container: attached, exiting with its status; with -d in the background
     Run(Box<RunArgs>),
     /// List containers (same as `container ls`)
     Ps(ListArgs),

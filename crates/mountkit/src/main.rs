@@ -5,7 +5,8 @@
 //!
 //! Exit status, as Docker's:
 //! - 0 on success;
-//! - `run` and `container start` exit with the command's status; 125 when mountkit itself failed, 126
+//! - `run` and `container start -a` exit with the command's status (`run -d` and a detached `start`:
+//!   0 once it runs); 125 when mountkit itself failed, 126
 //!   when the command cannot be executed, 127 when it is not found (as `docker run`);
 //! - `container create` exits 125 on failure (as `docker create`, which fails like `docker run` does);
 //! - other commands exit 1 on failure;

@@ -3,20 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use mountkit_ns_runner::{Error, Exit, Network, Spec, Target, spawn};
+mod common;
 
-/// A root holding only `/bin/busybox` (static) and `/tmp` (mode 1777).
-fn busybox_root() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    for d in ["bin", "tmp", "etc"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("the host's /bin/busybox");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    (dir, root)
-}
+use common::busybox_root;
+use mountkit_ns_runner::{Error, Exit, Network, Spec, Target, spawn};
 
 fn sh(script: &str) -> Spec {
     Spec::new(["/bin/busybox", "sh", "-c", script]).env("PATH=/bin")

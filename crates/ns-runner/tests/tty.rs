@@ -2,20 +2,11 @@
 //! container process spawned in this test process (nextest runs each test in a process of its own).
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 
+mod common;
+
+use common::busybox_root;
 use mountkit_ns_runner::{Exit, Spec, Stdin, TtySize, spawn};
-
-/// A root holding only `/bin/busybox` (static) and `/tmp`.
-fn busybox_root() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    for d in ["bin", "tmp", "etc"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("the host's /bin/busybox");
-    (dir, root)
-}
 
 fn sh(script: &str) -> Spec {
     Spec::new(["/bin/busybox", "sh", "-c", script]).env("PATH=/bin")

@@ -3,6 +3,9 @@
 //! hard links, symlinks, empty directories and holes, on the host's filesystem (the copy path) and, when
 //! mkfs.xfs or mkfs.btrfs is there, on a loop-mounted XFS or btrfs (the reflink path).
 
+mod common;
+
+use common::Unmount;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -129,19 +132,6 @@ fn staging_is_empty(reg: &Registry) {
     if let Ok(rd) = fs::read_dir(reg.root().join(".tmp")) {
         let left: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "staging left: {left:?}");
-    }
-}
-
-/// Unmounts its path (and what is mounted below it) when dropped: declared after the temp dir, so the
-/// mount goes before the dir is removed (a removal must never walk into a mounted filesystem).
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-R")
-            .arg(&self.0)
-            .status();
     }
 }
 

@@ -3,6 +3,9 @@
 //! loop-backed method). The test writes into the volume itself and checks `statfs`, the error past the
 //! limit, and what `remove` gives back. A case this machine cannot do is skipped with the reason printed.
 
+mod common;
+
+use common::Unmount;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -19,19 +22,6 @@ fn sized(size: &str) -> CreateOptions {
             .into_iter()
             .collect::<BTreeMap<_, _>>(),
         ..Default::default()
-    }
-}
-
-/// Unmounts its path (and what is mounted below it) when dropped: declared after the temp dir, so the
-/// mount goes before the dir is removed (a removal must never walk into a mounted filesystem).
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-R")
-            .arg(&self.0)
-            .status();
     }
 }
 
