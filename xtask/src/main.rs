@@ -12,7 +12,20 @@ mod demo;
 mod docs;
 mod vm;
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; an error is printed as its chain of causes and exits 1. No backtrace: CI sets
+/// `RUST_BACKTRACE`, and a log that keeps only its tail should end with what failed, not with frames
+/// of `main`.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let cmd = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();

@@ -167,8 +167,9 @@ fn check_quota(mnt: &Path, what: &str) {
     assert!(!mnt.join("volumes/q8").exists());
     assert!(!mnt.join(format!("volumes/.project-ids/{id}")).exists());
     // The freed ID comes back once the filesystem shows no usage for it: XFS releases a deleted file's
-    // blocks in the background (inode inactivation), so it may take a moment there.
-    let reused = (0..50).any(|i| {
+    // blocks in the background (inode inactivation), so it may take a moment there (a watchdog of
+    // 60 s: under emulation with a loaded host, that background work can take seconds).
+    let reused = (0..600).any(|i| {
         let name = format!("again{i}");
         let again = reg.create(Some(&name), sized("4m")).unwrap();
         if again.size_limit.unwrap().project_id == Some(id) {
@@ -268,7 +269,9 @@ fn loop_ext4_without_project_quotas() {
         assert!(reg.remove("l8", false).is_err());
         reg.release_all(&acquired).unwrap();
         assert!(!reg.get("l8").unwrap().mounted);
-        let gone = (0..100).any(|_| {
+        // The kernel detaches an autoclear loop device from a work queue after the last close: a
+        // watchdog of 60 s, as that can take seconds under emulation on a loaded host.
+        let gone = (0..3000).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(20));
             backing(&image) == 0
         });

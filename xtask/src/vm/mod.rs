@@ -285,6 +285,7 @@ fn run_suite(s: &Setup<'_>, pins: &[kernel::KernelPin]) -> Result<()> {
         total.passed, total.failed, total.skipped
     );
     if total.failed > 0 {
+        total.print_failures();
         bail!("vm-test: {} failure(s) (see above)", total.failed);
     }
     Ok(())

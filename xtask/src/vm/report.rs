@@ -4,12 +4,14 @@ use super::guest::GuestRun;
 use super::qemu;
 use super::results::{GuestVerdict, Outcome, TestResult, display_bin};
 
-/// How many tests passed, failed and were skipped.
-#[derive(Debug, Default, Clone, Copy)]
+/// How many tests passed, failed and were skipped, and a short account of each failure (repeated in
+/// the run's last lines, where a CI log that keeps only its head and tail still shows it).
+#[derive(Debug, Default, Clone)]
 pub struct Tally {
     pub passed: usize,
     pub failed: usize,
     pub skipped: usize,
+    pub failures: Vec<String>,
 }
 
 impl std::ops::AddAssign for Tally {
@@ -17,6 +19,20 @@ impl std::ops::AddAssign for Tally {
         self.passed += t.passed;
         self.failed += t.failed;
         self.skipped += t.skipped;
+        self.failures.extend(t.failures);
+    }
+}
+
+impl Tally {
+    /// The failures, a few lines each, for the end of the run.
+    pub fn print_failures(&self) {
+        if self.failures.is_empty() {
+            return;
+        }
+        println!("vm-test: what failed:");
+        for f in &self.failures {
+            println!("{f}");
+        }
     }
 }
 
@@ -25,12 +41,32 @@ pub fn report(label: &str, plan: &[(String, String)], g: &GuestRun) -> Tally {
     let results = &g.console.results;
     let mut t = test_lines(label, results);
     failed_outputs(label, results);
-    t.failed += never_ran(label, plan, results);
+    let missing = never_ran(label, plan, results);
+    if missing > 0 {
+        t.failed += missing;
+        t.failures
+            .push(format!("  [{label}] {missing} planned test(s) never ran"));
+    }
     if !guest_line(label, g) {
         t.failed += 1;
+        t.failures
+            .push(format!("  [{label}] the guest did not complete: {:?}", g.verdict));
         console_tail(label, &g.qemu);
     }
     t
+}
+
+/// A failed test's account for the end of the run: its name and reason, and the lines of its output
+/// from the panic on (at most 6).
+fn failure_summary(label: &str, r: &TestResult, why: &str) -> String {
+    let mut s = format!("  [{label}] {}::{}: {why}", display_bin(&r.bin), r.name);
+    if let Some(at) = r.output.iter().position(|l| l.contains("panicked at")) {
+        for l in r.output.iter().skip(at).take(6) {
+            s.push_str("\n      ");
+            s.push_str(l.trim_end());
+        }
+    }
+    s
 }
 
 /// A line per test (`ok`, `skipped` with the reason, `FAILED` with the reason), counted.
@@ -49,6 +85,7 @@ fn test_lines(label: &str, results: &[TestResult]) -> Tally {
             }
             Outcome::Failed(why) => {
                 t.failed += 1;
+                t.failures.push(failure_summary(label, r, why));
                 println!("[{label}] FAILED  {name}: {why}");
             }
         }
