@@ -151,7 +151,7 @@ impl Mountkit {
         let mut c = c;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let lock_now = match lock.take() {
+            let mut lock_now = match lock.take() {
                 Some(l) => l,
                 None => match self.lock() {
                     Ok(l) => l,
@@ -159,7 +159,7 @@ impl Mountkit {
                 },
             };
             let started = Instant::now();
-            let launched = self.launch_piped(c, image, null.as_fd());
+            let launched = self.launch_piped(c, image, null.as_fd(), &mut lock_now);
             drop(lock_now);
             let (launched, out, err, stdin) = match launched {
                 Ok(l) => l,
@@ -239,6 +239,7 @@ impl Mountkit {
         c: Container,
         image: &ImageInfo,
         null: std::os::fd::BorrowedFd<'_>,
+        store: &mut Lock,
     ) -> Result<(Launched<'a>, OwnedFd, OwnedFd, Option<OwnedFd>)> {
         let pipe = || {
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -257,7 +258,7 @@ impl Mountkit {
             }
             false => None,
         };
-        let launched = self.launch(c, image, None);
+        let launched = self.launch(c, image, None, store);
         for fd in 0..3 {
             let _ = dup2(null, fd);
         }

@@ -58,6 +58,14 @@ pub enum Error {
     /// The container is already running (start twice).
     #[error("container {0} is already running")]
     AlreadyRunning(String),
+    /// A start given up after the store lock was let go around a driver mount: what it needs changed.
+    #[error("container {container} did not start: {reason}")]
+    StartAbandoned {
+        /// The container's name.
+        container: String,
+        /// What changed meanwhile.
+        reason: String,
+    },
     /// The operation needs the container running (`exec`), and it is not (created, or exited).
     #[error("container {0} is not running")]
     NotRunning(String),

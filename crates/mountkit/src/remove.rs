@@ -31,10 +31,11 @@ impl Mountkit {
             if !force {
                 return Err(Error::Running(c.name.clone()));
             }
+            // A detached container's monitor must not restart it (`--restart`) meanwhile, and a start
+            // still waiting for a volume's driver mount (no process yet) gives up when it sees this.
+            let _ = std::fs::write(self.container_dir(&c.id).join(crate::detach::STOP_REQUESTED), b"");
             if let Some(pid) = c.state.pid {
                 tracing::info!(pid, container = %c.name, "killing running container");
-                // A detached container's monitor must not restart it (`--restart`) meanwhile.
-                let _ = std::fs::write(self.container_dir(&c.id).join(crate::detach::STOP_REQUESTED), b"");
                 let _ = kill(pid);
             }
             drop(lock);

@@ -3,7 +3,8 @@
 //! 1. [`Mountkit::run`] creates the container (pending, for `--rm`: see [`Pending`]) under the store
 //!    lock and hands it to [`Mountkit::start_locked`]; [`Mountkit::start`] loads an existing one.
 //! 2. `start_locked`: [`Mountkit::prepare_start`] takes the container's `running.lock`, acquires its
-//!    volumes ([`VolumesInUse`]: driver mounts happen here) and plans its mounts; the process is spawned
+//!    volumes ([`VolumesInUse`]: driver mounts happen here, with the store lock let go around them)
+//!    and plans its mounts; the process is spawned
 //!    by `mountkit-ns-runner`, whose child runs [`prepare_root`] in the new mount namespace (overlay on
 //!    `merged/`, empty volumes filled from the image, volumes, binds and tmpfs by depth) before the
 //!    runner adds /proc, /dev, /sys, pivots, drops to the user and execs.
@@ -187,8 +188,8 @@ impl Mountkit {
     }
 
     /// `run`: create, start and wait; with `auto_remove` (`--rm`) the container and its anonymous volumes
-    /// are removed when it ends. Created and started under one hold of the store lock, so nothing is
-    /// read twice. An `auto_remove` container is created *pending*: it becomes visible when its
+    /// are removed when it ends. Created and started under one hold of the store lock (let go only
+    /// around a driver mount: see [`Mountkit::prepare_start`]), so nothing is read twice. An `auto_remove` container is created *pending*: it becomes visible when its
     /// process runs (as `docker ps` shows it), and is never visible if it does not start.
     pub fn run(&self, opts: &CreateOptions) -> Result<(Container, Exit)> {
         let lock = self.lock()?;
@@ -209,23 +210,25 @@ impl Mountkit {
         &self,
         c: Container,
         image: &ImageInfo,
-        lock: Lock,
+        mut lock: Lock,
         pending: Option<Pending>,
     ) -> Result<Exit> {
-        let Launched { c, process, held } = self.launch(c, image, pending)?;
+        let Launched { c, process, held } = self.launch(c, image, pending, &mut lock)?;
         drop(lock); // others may use the store while the container runs
         // With `-t`, the container's terminal is relayed while this thread waits and forwards signals.
         let exit = crate::tty::wait_attached(process, &c.config);
         self.finish(c, held, exit)
     }
 
-    /// Starts container `c`'s process, under the store lock the caller holds, and records it running
-    /// (a [`Pending`] one is committed now). Every failure goes through [`Mountkit::abandon_start`].
+    /// Starts container `c`'s process, under the store lock the caller holds (`store`, let go while a
+    /// volume's driver mount may block: see [`Mountkit::prepare_start`]), and records it running (a
+    /// [`Pending`] one is committed now). Every failure goes through [`Mountkit::abandon_start`].
     pub(crate) fn launch(
         &self,
         mut c: Container,
         image: &ImageInfo,
         pending: Option<Pending>,
+        store: &mut Lock,
     ) -> Result<Launched<'_>> {
         let dir = pending
             .as_ref()
@@ -237,7 +240,7 @@ impl Mountkit {
                 return Err(e);
             }
         };
-        let prepared = match self.prepare_start(&c, image, &dir) {
+        let prepared = match self.prepare_start(&c, image, &dir, store) {
             Ok(p) => p,
             Err(e) => {
                 self.abandon_start(&c, pending, false);
@@ -300,17 +303,58 @@ impl Mountkit {
 
     /// Takes the container's `running.lock`, acquires its volumes and plans its mounts: everything a
     /// spawn needs. Errors leave nothing acquired.
-    fn prepare_start<'a>(&'a self, c: &Container, image: &ImageInfo, dir: &Path) -> Result<Prepared<'a>> {
+    ///
+    /// A volume whose acquisition may mount (a driver volume: NFS, a loop-backed size limit) is
+    /// acquired with the store lock (`store`) let go: mount(2) of an NFS export whose server does not
+    /// answer blocks until the mount's own timeouts, and other commands must not wait for that. The
+    /// container's `running.lock`, held throughout, keeps a second start and a removal away (`rm -f`
+    /// asks for a stop, seen here); its volumes are referenced, so no `volume rm` takes them. What the
+    /// store lock no longer guarded is checked again once it is taken back: the image (a pending
+    /// `--rm` container has no record, so nothing else kept `image rm` from it).
+    fn prepare_start<'a>(
+        &'a self,
+        c: &Container,
+        image: &ImageInfo,
+        dir: &Path,
+        store: &mut Lock,
+    ) -> Result<Prepared<'a>> {
         let run_lock = Lock::try_exclusive(&dir.join("running.lock"))?
             .ok_or_else(|| Error::AlreadyRunning(c.name.clone()))?;
         let names = Self::volume_names(c);
-        let volumes = VolumesInUse {
+        let in_use = |acquired| VolumesInUse {
             registry: self.volumes(),
-            acquired: if names.is_empty() {
-                Vec::new()
+            acquired,
+        };
+        let volumes = if names.is_empty() {
+            in_use(Vec::new())
+        } else {
+            let plan = self.volumes().plan_acquire(&names)?;
+            if plan.may_mount() {
+                let stop_file = dir.join(crate::detach::STOP_REQUESTED);
+                let stop_before = stop_file.exists();
+                let volumes = store.while_released("store lock", || {
+                    self.volumes().acquire_planned(&plan, &c.id).map(in_use)
+                })??;
+                if !stop_before && stop_file.exists() {
+                    return Err(Error::StartAbandoned {
+                        container: c.name.clone(),
+                        reason: "it was stopped or removed (rm -f) while its volumes were being mounted"
+                            .into(),
+                    });
+                }
+                if let Err(e) = self.layers().image(&image.id) {
+                    return Err(Error::StartAbandoned {
+                        container: c.name.clone(),
+                        reason: format!(
+                            "its image {} went away while its volumes were being mounted: {e}",
+                            image.display_name()
+                        ),
+                    });
+                }
+                volumes
             } else {
-                self.volumes().acquire_all(&names, &c.id)?
-            },
+                in_use(self.volumes().acquire_planned(&plan, &c.id)?)
+            }
         };
         let (plan, populate, subpaths) = volumes.plan(c)?;
         // Only volumes without content yet need the registry inside the container's namespace.

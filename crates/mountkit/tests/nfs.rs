@@ -306,8 +306,16 @@ fn nfs_root_squash_fails_populate_clearly_and_nocopy_works() {
 }
 
 /// What `run --rm -v VOLUME:/data sample true` did against a server that is away: its exit status,
-/// stderr, how long it took, and how long a `ps -a` (and a `volume ls`) took while it was still waiting.
-fn run_while_away(env: &Env, volume: &str) -> (Option<i32>, String, Duration, Option<Duration>) {
+/// stderr, how long it took, and how long the other commands took while it was still waiting.
+///
+/// With `in_mount` (a listener that stands for a server that never answers), the other commands start
+/// once the kernel's NFS client has connected to it, i.e. once `run` is inside mount(2): `ps -a` and
+/// `volume ls` (which only look), then `create` and `rm` of another container, which take the store lock.
+fn run_while_away(
+    env: &Env,
+    volume: &str,
+    in_mount: Option<&std::net::TcpListener>,
+) -> (Option<i32>, String, Duration, Option<Duration>) {
     let start = Instant::now();
     let mut run = env
         .cmd()
@@ -316,13 +324,33 @@ fn run_while_away(env: &Env, volume: &str) -> (Option<i32>, String, Duration, Op
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Held until `run` has returned: the connection stays open and unanswered.
+    let mut _connection = None;
+    if let Some(listener) = in_mount {
+        listener.set_nonblocking(true).unwrap();
+        let connected = wait_until(60, || match listener.accept() {
+            Ok((c, _)) => {
+                _connection = Some(c);
+                true
+            }
+            Err(_) => run.try_wait().unwrap().is_some(),
+        });
+        assert!(
+            connected && _connection.is_some(),
+            "run never connected to the server"
+        );
+    }
     // While `run` waits in mount(2), other commands go on: `reconcile`, which each runs first, never
-    // waits for the registry lock that `run` holds across the mount.
+    // waits for the registry lock that `run` holds across the mount, and `run` lets the store lock go.
     let mut others_while_blocked = None;
     while run.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(120) {
         let t = Instant::now();
         env.ok(&["ps", "-a"]);
         env.ok(&["volume", "ls"]);
+        if in_mount.is_some() {
+            env.ok(&["container", "create", "--name", "meanwhile", "sample", "true"]);
+            env.ok(&["container", "rm", "meanwhile"]);
+        }
         if run.try_wait().unwrap().is_none() {
             others_while_blocked.get_or_insert(t.elapsed());
         }
@@ -335,7 +363,7 @@ fn run_while_away(env: &Env, volume: &str) -> (Option<i32>, String, Duration, Op
     let out = run.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     println!(
-        "run with {volume}: {:?} after {:.1} s; ps -a + volume ls while it waited: {others_while_blocked:?}; stderr: {stderr}",
+        "run with {volume}: {:?} after {:.1} s; the other commands while it waited: {others_while_blocked:?}; stderr: {stderr}",
         out.status.code(),
         start.elapsed().as_secs_f64()
     );
@@ -355,7 +383,7 @@ fn nfs_server_away_run_fails_in_time_and_others_go_on() {
             create_nfs(env, "hole", o, ":/export/v1");
             // Stopped: the port is closed, the kernel says so at once.
             server.stop_nfsd();
-            let (code, stderr, _, _) = run_while_away(env, "gone");
+            let (code, stderr, _, _) = run_while_away(env, "gone", None);
             assert_eq!(code, Some(125), "{stderr}");
             for needle in [
                 "volume gone",
@@ -366,9 +394,10 @@ fn nfs_server_away_run_fails_in_time_and_others_go_on() {
                 assert!(stderr.contains(needle), "{needle:?} missing from: {stderr}");
             }
             // Not answering: a listener that accepts and never replies. mount(2) blocks until the mount's
-            // own timeout (soft, timeo=10 deciseconds, retrans=1), and meanwhile other commands go on.
-            let _hole = std::net::TcpListener::bind(("127.0.0.1", 2049)).unwrap();
-            let (code, stderr, took, others) = run_while_away(env, "hole");
+            // own timeout (soft, timeo=10 deciseconds, retrans=1), and meanwhile other commands go on,
+            // those that take the store lock included.
+            let hole = std::net::TcpListener::bind(("127.0.0.1", 2049)).unwrap();
+            let (code, stderr, took, others) = run_while_away(env, "hole", Some(&hole));
             assert_eq!(code, Some(125), "{stderr}");
             for needle in ["volume hole", "addr=127.0.0.1", ":/export/v1"] {
                 assert!(stderr.contains(needle), "{needle:?} missing from: {stderr}");
@@ -377,10 +406,180 @@ fn nfs_server_away_run_fails_in_time_and_others_go_on() {
             let others = others.expect("run returned before any other command ran: mount(2) did not block");
             assert!(
                 others < Duration::from_secs(10),
-                "ps -a + volume ls took {others:?} while run waited"
+                "ps -a, volume ls, create and rm took {others:?} while run waited"
             );
             assert_eq!(mounts_under(&env.root), Vec::<String>::new());
             assert!(env.lines(&["ps", "-a", "-q"]).is_empty());
         },
     );
+}
+
+/// A relay on a port of its own to the NFS server (127.0.0.1:2049) that holds every connection it
+/// accepts until [`Gate::open`]: a server slow to answer, under the test's control. A mount with
+/// `port=` this relay's port blocks in mount(2) until then, and succeeds after.
+struct Gate {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Gate {
+    fn start() -> Gate {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(false));
+        let connected = Arc::new(AtomicUsize::new(0));
+        let (o, n) = (open.clone(), connected.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                n.fetch_add(1, Ordering::SeqCst);
+                let o = o.clone();
+                std::thread::spawn(move || {
+                    while !o.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", 2049)) else {
+                        return;
+                    };
+                    let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    std::thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
+                    let (mut s_in, mut c_out) = (server, client);
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                });
+            }
+        });
+        Gate {
+            port,
+            open,
+            connected,
+        }
+    }
+
+    /// Waits (up to 60 s) until the kernel's NFS client has connected: the mount is under way.
+    fn wait_connected(&self) -> bool {
+        wait_until(60, || {
+            self.connected.load(std::sync::atomic::Ordering::SeqCst) > 0
+        })
+    }
+
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn a_start_blocked_in_a_mount_lets_the_store_go_and_checks_again_after() {
+    require_root();
+    with_server(
+        "a_start_blocked_in_a_mount_lets_the_store_go_and_checks_again_after",
+        |env, server| {
+            let v1 = server.export.join("v1");
+            std::fs::create_dir(&v1).unwrap();
+            std::fs::write(v1.join("hello"), "on the server\n").unwrap();
+            // Another port, another connection: each part's mount blocks on its own gate.
+            let (first, second) = (Gate::start(), Gate::start());
+            for (name, gate) in [("slow1", &first), ("slow2", &second)] {
+                let o = format!("addr=127.0.0.1,vers=4.2,port={}", gate.port);
+                create_nfs(env, name, &o, ":/export/v1");
+            }
+            // 1. `rm -f` of a container whose start waits in mount(2): the start gives up once the
+            //    mount returns, `rm -f` then removes it. Meanwhile commands that take the store lock
+            //    go on.
+            env.ok(&[
+                "container",
+                "create",
+                "--name",
+                "c1",
+                "-v",
+                "slow1:/data",
+                "sample",
+                "cat",
+                "/data/hello",
+            ]);
+            let start = env
+                .cmd()
+                .args(["start", "-a", "c1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            assert!(first.wait_connected(), "the start never reached the server");
+            env.ok(&["container", "create", "--name", "meanwhile", "sample", "true"]);
+            assert!(env.ok(&["ps", "-a"]).contains("meanwhile"));
+            env.ok(&["container", "rm", "meanwhile"]);
+            let rm = env
+                .cmd()
+                .args(["container", "rm", "-f", "c1"])
+                .output_in_background();
+            // `rm -f` has asked for the stop (it leaves `stop-requested`), then waits for the start.
+            let dir = env.root.join("containers");
+            assert!(wait_until(60, || std::fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .any(|e| e.path().join("stop-requested").exists())));
+            first.open();
+            let out = start.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(125), "{stderr}");
+            assert!(
+                stderr.contains("container c1 did not start") && stderr.contains("removed"),
+                "{stderr}"
+            );
+            let rm = rm.join().unwrap();
+            assert!(
+                rm.status.success(),
+                "rm -f: {}",
+                String::from_utf8_lossy(&rm.stderr)
+            );
+            assert!(env.lines(&["ps", "-a", "-q"]).is_empty());
+            assert_eq!(mounts_under(&env.root), Vec::<String>::new());
+            // 2. `run --rm` (pending: no record) whose image is removed while its volume mounts: the
+            //    start checks the image again and gives up; nothing of it is left.
+            let run = env
+                .cmd()
+                .args(["run", "--rm", "-v", "slow2:/data", "sample", "cat", "/data/hello"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            assert!(second.wait_connected(), "the run never reached the server");
+            env.ok(&["image", "rm", "sample"]);
+            second.open();
+            let out = run.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(125), "{stderr}");
+            assert!(
+                stderr.contains("did not start") && stderr.contains("image"),
+                "{stderr}"
+            );
+            assert!(env.lines(&["ps", "-a", "-q"]).is_empty());
+            assert_eq!(mounts_under(&env.root), Vec::<String>::new());
+            // The volumes are free again and the server's data is untouched.
+            env.ok(&["volume", "rm", "slow1", "slow2"]);
+            assert_eq!(
+                std::fs::read_to_string(v1.join("hello")).unwrap(),
+                "on the server\n"
+            );
+        },
+    );
+}
+
+/// Runs a command on a thread of its own, for one that waits on another (`rm -f` of a starting
+/// container).
+trait InBackground {
+    fn output_in_background(self) -> std::thread::JoinHandle<std::process::Output>;
+}
+
+impl InBackground for &mut Command {
+    fn output_in_background(self) -> std::thread::JoinHandle<std::process::Output> {
+        let child = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::spawn(move || child.wait_with_output().unwrap())
+    }
 }

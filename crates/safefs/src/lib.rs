@@ -192,7 +192,7 @@ fn write_atomic_impl(path: &Path, data: &[u8], durable: bool) -> Result<()> {
 /// An `flock(2)` lock on a lock file; released when dropped or when the process exits.
 #[derive(Debug)]
 pub struct Lock {
-    _fd: OwnedFd,
+    fd: OwnedFd,
 }
 
 impl Lock {
@@ -212,7 +212,7 @@ impl Lock {
     fn take(path: &Path, op: rustix::fs::FlockOperation) -> Result<Option<Lock>> {
         let fd = Self::open(path)?;
         match rustix::fs::flock(fd.as_fd(), op) {
-            Ok(()) => Ok(Some(Lock { _fd: fd })),
+            Ok(()) => Ok(Some(Lock { fd })),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(Error::io("lock", path, e)),
         }
@@ -237,6 +237,26 @@ impl Lock {
     /// Takes an exclusive lock if nobody holds one; `Ok(None)` when it is held elsewhere.
     pub fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
         Self::take(path, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+    }
+
+    /// Lets this exclusive lock go while `f` runs, then waits to take it again, on the same open file
+    /// (a lock shared with a forked child stays one lock). For work that may block for long, such as a
+    /// network mount, while others should go on: whatever was read under the lock must be checked
+    /// again afterwards. `what` names the lock in an error. When taking it again fails, `f`'s result
+    /// is dropped (and with it whatever it holds) and the error returned.
+    pub fn while_released<T>(&mut self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        use rustix::fs::FlockOperation;
+        let io = |e: rustix::io::Errno| Error::io("lock again", what, io::Error::from(e));
+        rustix::fs::flock(self.fd.as_fd(), FlockOperation::Unlock).map_err(io)?;
+        tracing::debug!(lock = what, "lock let go around a long operation");
+        let out = f();
+        loop {
+            match rustix::fs::flock(self.fd.as_fd(), FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(out),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(io(e)),
+            }
+        }
     }
 }
 

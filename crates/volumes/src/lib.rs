@@ -87,7 +87,7 @@ use std::path::PathBuf;
 pub use archive::StagedImport;
 pub use driver::validate_options;
 pub use filter::Filter;
-pub use inuse::Acquired;
+pub use inuse::{AcquirePlan, Acquired};
 pub use lifecycle::CreateOptions;
 pub use limit::{SizeLimit, SizeMethod};
 pub use name::validate_name;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::archive::{self, StagedImport};
 use crate::filter::{Filter, matches_all};
-use crate::inuse::{self, Acquired};
+use crate::inuse::{self, AcquirePlan, Acquired};
 use crate::layout::Layout;
 use crate::lifecycle::{self, CreateOptions};
 use crate::name::validate_name;
@@ -160,7 +160,21 @@ impl Registry {
     /// mount to undo after a crash, and nothing is written or locked (one record read). Other volumes are
     /// acquired as [`acquire`](Registry::acquire) does, under one lock for all of them.
     pub fn acquire_all(&self, names: &[&str], user: &str) -> Result<Vec<Acquired>> {
-        inuse::acquire_all(&self.layout, names, user)
+        self.acquire_planned(&self.plan_acquire(names)?, user)
+    }
+
+    /// The first half of [`acquire_all`](Registry::acquire_all): validates `names` and reads their
+    /// records, nothing locked or changed. [`AcquirePlan::may_mount`] then says whether the second half,
+    /// [`acquire_planned`](Registry::acquire_planned), may block in a driver mount (an NFS server that
+    /// does not answer blocks until the mount's own timeouts): mountkit lets its store lock go around
+    /// it then.
+    pub fn plan_acquire(&self, names: &[&str]) -> Result<AcquirePlan> {
+        inuse::plan_acquire(&self.layout, names)
+    }
+
+    /// The second half of [`acquire_all`](Registry::acquire_all), for the volumes of `plan`.
+    pub fn acquire_planned(&self, plan: &AcquirePlan, user: &str) -> Result<Vec<Acquired>> {
+        inuse::acquire_planned(&self.layout, plan, user)
     }
 
     /// Ends `user`'s use of the volume; the last user out unmounts a driver mount. Idempotent per user.

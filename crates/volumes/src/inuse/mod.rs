@@ -177,14 +177,48 @@ pub(crate) fn acquire(layout: &Layout, name: &str, user: &str) -> Result<PathBuf
     Ok(layout.data_dir(name))
 }
 
-/// Acquires each of `names` for `user`, all or none (see
+/// The volumes a container is about to acquire, each record read once (see
+/// [`Registry::plan_acquire`](crate::Registry::plan_acquire)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcquirePlan {
+    /// `(name, plain)`: `plain` for a volume that is a directory in the store (no mount to make).
+    volumes: Vec<(String, bool)>,
+}
+
+impl AcquirePlan {
+    /// Whether acquiring may make a mount (a driver volume such as NFS, or a loop-backed size limit)
+    /// that can block for as long as the mount's own timeouts: a caller holding a lock that others
+    /// wait for should let it go around [`Registry::acquire_planned`](crate::Registry::acquire_planned).
+    /// False when every volume is a plain directory.
+    pub fn may_mount(&self) -> bool {
+        self.volumes.iter().any(|(_, plain)| !plain)
+    }
+}
+
+/// Reads the record of each of `names` (validated) and notes which are plain directories.
+pub(crate) fn plan_acquire(layout: &Layout, names: &[&str]) -> Result<AcquirePlan> {
+    let volumes = names
+        .iter()
+        .map(|name| {
+            validate_name(name)?;
+            let record = record::read(layout, name)?;
+            let plain = matches!(
+                record_backing(&record, &layout.volume_dir(name))?,
+                Backing::Directory
+            );
+            Ok((name.to_string(), plain))
+        })
+        .collect::<Result<_>>()?;
+    Ok(AcquirePlan { volumes })
+}
+
+/// Acquires each volume of `plan` for `user`, all or none (see
 /// [`Registry::acquire_all`](crate::Registry::acquire_all)).
-pub(crate) fn acquire_all(layout: &Layout, names: &[&str], user: &str) -> Result<Vec<Acquired>> {
-    names.iter().try_for_each(|name| validate_name(name))?;
+pub(crate) fn acquire_planned(layout: &Layout, plan: &AcquirePlan, user: &str) -> Result<Vec<Acquired>> {
     let mut change: Option<ChangeLock> = None;
-    let mut out: Vec<Acquired> = Vec::with_capacity(names.len());
-    for name in names {
-        match acquire_for_run(layout, &mut change, name, user) {
+    let mut out: Vec<Acquired> = Vec::with_capacity(plan.volumes.len());
+    for (name, plain) in &plan.volumes {
+        match acquire_for_run(layout, &mut change, name, *plain, user) {
             Ok(acquired) => out.push(acquired),
             Err(e) => {
                 // Only recorded uses need undoing, and recording took the lock.
@@ -202,19 +236,15 @@ pub(crate) fn acquire_all(layout: &Layout, names: &[&str], user: &str) -> Result
     Ok(out)
 }
 
-/// One volume of [`acquire_all`]: a plain directory volume that `user` references is not recorded (one
-/// record read, two `stat`s); any other is, under `change` (taken on first need).
+/// One volume of [`acquire_planned`]: a plain directory volume that `user` references is not recorded
+/// (two `stat`s); any other is, under `change` (taken on first need).
 fn acquire_for_run<'a>(
     layout: &'a Layout,
     change: &mut Option<ChangeLock<'a>>,
     name: &str,
+    plain: bool,
     user: &str,
 ) -> Result<Acquired> {
-    let record = record::read(layout, name)?;
-    let plain = matches!(
-        record_backing(&record, &layout.volume_dir(name))?,
-        Backing::Directory
-    );
     let recorded = !(plain && refs::is_referenced_by(layout, name, user));
     if recorded {
         let change = match change {
