@@ -91,18 +91,27 @@ impl Mountkit {
     /// The container's record and its process, pinned and checked to be the container's.
     fn exec_target(&self, reference: &str) -> Result<(Container, Target)> {
         let c = self.container(reference)?;
+        let target = self.container_process(&c)?;
+        tracing::debug!(container = %c.name, pid = target.pid(), "entering");
+        Ok((c, target))
+    }
+
+    /// Container `c`'s process, pinned (`/proc/PID` and a pidfd) and checked to be the container's: its
+    /// root is the overlay whose upper layer is the container's. A PID recorded by a run that has
+    /// ended (and reused since by any process) is never taken for it. [`Error::NotRunning`] when it
+    /// does not run. What `exec`, `stop`, `kill` and `top` act on.
+    pub(crate) fn container_process(&self, c: &Container) -> Result<Target> {
         let pid = match (c.state.status, c.state.pid) {
             (Status::Running, Some(pid)) => pid,
-            _ => return Err(Error::NotRunning(c.name)),
+            _ => return Err(Error::NotRunning(c.name.clone())),
         };
-        let target = Target::open(pid).map_err(|e| not_running_if_gone(e, &c))?;
-        let mountinfo = target.read("mountinfo").map_err(|e| not_running_if_gone(e, &c))?;
+        let target = Target::open(pid).map_err(|e| not_running_if_gone(e, c))?;
+        let mountinfo = target.read("mountinfo").map_err(|e| not_running_if_gone(e, c))?;
         if !root_is_containers(&mountinfo, &c.id) {
             tracing::debug!(container = %c.name, pid, "the recorded PID is not the container's process");
-            return Err(Error::NotRunning(c.name));
+            return Err(Error::NotRunning(c.name.clone()));
         }
-        tracing::debug!(container = %c.name, pid, "entering");
-        Ok((c, target))
+        Ok(target)
     }
 
     /// The process `run` would start for `c` ([`crate::run::process_spec`], seccomp compiled the same

@@ -12,9 +12,11 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
+use mountkit_ns_runner::Target;
 use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::process::{PidfdFlags, Signal};
+use rustix::process::Signal;
 
+use crate::container::Container;
 use crate::detach::STOP_REQUESTED;
 use crate::signal::{signal_arg, to_signal};
 use crate::{Error, Mountkit, Result};
@@ -23,12 +25,13 @@ use crate::{Error, Mountkit, Result};
 pub const DEFAULT_STOP_TIMEOUT: u64 = 10;
 
 impl Mountkit {
-    /// A pidfd of container `id`'s process, while it runs; `None` when it does not.
-    fn process_fd(&self, id: &str, pid: Option<i32>) -> Option<OwnedFd> {
-        let pid = rustix::process::Pid::from_raw(pid?)?;
-        let fd = rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()?;
-        // Opened while the lock is held: the runner had not reaped it yet, so `pid` was the container's.
-        self.is_running(id).then_some(fd)
+    /// Container `c`'s process, pinned and checked to be the container's (see
+    /// [`Mountkit::container_process`]), with its pidfd; `None` when it does not run (or the kernel has
+    /// no pidfds, Linux < 5.3).
+    fn process_fd(&self, c: &Container) -> Option<(Target, OwnedFd)> {
+        let target = self.container_process(c).ok()?;
+        let fd = target.pidfd()?.try_clone_to_owned().ok()?;
+        Some((target, fd))
     }
 
     /// `container stop`: the stop signal (`signal`, else the container's `--stop-signal`, else
@@ -44,7 +47,7 @@ impl Mountkit {
         };
         let timeout = timeout.or(c.config.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT);
         let _ = std::fs::write(dir.join(STOP_REQUESTED), b"");
-        let Some(fd) = self.process_fd(&c.id, c.state.pid) else {
+        let Some((_target, fd)) = self.process_fd(&c) else {
             let _ = std::fs::remove_file(dir.join(STOP_REQUESTED));
             return Ok(());
         };
@@ -65,8 +68,8 @@ impl Mountkit {
             Some(s) => signal_arg("signal", s)?,
             None => Signal::KILL.as_raw(),
         };
-        let fd = self
-            .process_fd(&c.id, c.state.pid)
+        let (_target, fd) = self
+            .process_fd(&c)
             .ok_or_else(|| Error::NotRunning(c.name.clone()))?;
         rustix::process::pidfd_send_signal(&fd, to_signal(sig))
             .map_err(|e| Error::io("send a signal to", format!("container {}", c.name), e.into()))
@@ -132,12 +135,13 @@ impl Mountkit {
     pub fn top(&self, reference: &str) -> Result<Vec<TopProcess>> {
         let c = self.container(reference)?;
         let not_running = || Error::NotRunning(c.name.clone());
-        let pid = c
-            .state
-            .pid
-            .filter(|_| self.is_running(&c.id))
-            .ok_or_else(not_running)?;
+        let target = self.container_process(&c)?;
+        let pid = target.pid();
         let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).map_err(|_| not_running())?;
+        // Still the pinned process after the read: the namespace read is the container's.
+        if target.has_exited() {
+            return Err(not_running());
+        }
         let mut out = Vec::new();
         for e in std::fs::read_dir("/proc")
             .map_err(|e| Error::io("list", "/proc", e))?

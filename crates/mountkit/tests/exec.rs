@@ -299,6 +299,11 @@ fn exec_enters_the_running_container_with_its_confinement() {
             "container c is not running",
         );
         assert!(!marker.exists(), "exec ran in the decoy's namespaces");
+        // `kill`, `stop` and `top` act on the container's process only, never on the decoy.
+        env.fails(&["kill", "-s", "TERM", "c"], 1, "container c is not running");
+        env.fails(&["top", "c"], 1, "container c is not running");
+        env.ok(&["stop", "-t", "1", "c"]);
+        assert!(decoy.try_wait().unwrap().is_none(), "the decoy was signalled");
         std::fs::write(&record, &original).unwrap();
         decoy.kill().unwrap();
         decoy.wait().unwrap();

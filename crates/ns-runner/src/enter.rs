@@ -120,6 +120,12 @@ impl Target {
         self.pid
     }
 
+    /// Its pidfd (`None` on a kernel without `pidfd_open`): signals sent through it reach this process
+    /// or nobody, and it becomes readable when the process exits.
+    pub fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
     /// The text of the process's `/proc/PID/NAME` (`mountinfo`, `status`, ...), read through the pinned
     /// directory: what it says is about this process, never about a later one with the same PID (an
     /// error that [`Error::is_target_gone`] instead).
