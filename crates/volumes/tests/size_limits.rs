@@ -141,7 +141,9 @@ fn check_quota(mnt: &Path, what: &str) {
     assert_eq!(limit.method, SizeMethod::ProjectQuota, "{what}: {vol:?}");
     let id = limit.project_id.unwrap();
     assert_eq!(reg.get("q8").unwrap().size_limit, Some(limit));
-    // A plain directory: acquire records nothing and mounts nothing.
+    // A plain directory: acquire records nothing and mounts nothing, so a container run with it takes
+    // the same steps as with an unlimited volume (the store lock is kept, no mount is made).
+    assert!(!reg.plan_acquire(&["q8"]).unwrap().may_mount(), "{what}");
     let acquired = reg.acquire_all(&["q8"], "c1").unwrap();
     let (size, _) = statfs(&acquired[0].path);
     eprintln!("{what}: statfs of _data says {size} bytes");
@@ -246,6 +248,8 @@ fn loop_ext4_without_project_quotas() {
         assert_eq!(vol.size_limit.as_ref().unwrap().method, SizeMethod::LoopExt4);
         let image = base.join("volumes/l8/disk.img");
         assert!(image.is_file());
+        // Acquiring mounts the image: a caller lets its own locks go around it.
+        assert!(reg.plan_acquire(&["l8"]).unwrap().may_mount());
         let acquired = reg.acquire_all(&["l8"], "c1").unwrap();
         assert!(reg.get("l8").unwrap().mounted);
         let (size, _) = statfs(&acquired[0].path);
