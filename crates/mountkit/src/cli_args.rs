@@ -73,8 +73,16 @@ pub enum Cmd {
     Volume(VolumeCmd),
     /// Create and start a container: attached, exiting with its status; with -d in the background
     Run(Box<RunArgs>),
+    /// Create a container; prints its ID (same as `container create`)
+    Create(Box<CreateArgs>),
     /// List containers (same as `container ls`)
     Ps(ListArgs),
+    /// Remove containers (same as `container rm`)
+    Rm(RmArgs),
+    /// List images (same as `image ls`)
+    Images(ImageListArgs),
+    /// Remove image names (same as `image rm`)
+    Rmi(ImageRmArgs),
     /// Run a command in a running container (same as `container exec`)
     Exec(Box<ExecArgs>),
     /// Start containers (same as `container start`)
@@ -96,6 +104,41 @@ pub enum Cmd {
     /// The store as a whole
     #[command(subcommand)]
     System(SystemCmd),
+}
+
+/// `container rm` (and `rm`).
+#[derive(Args)]
+pub struct RmArgs {
+    /// Kill a running container first; unmount a mounted one
+    #[arg(short, long)]
+    pub force: bool,
+    /// Also remove its anonymous volumes
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// The containers (names, IDs or ID prefixes)
+    #[arg(required = true)]
+    pub container: Vec<String>,
+}
+
+/// `image ls` (and `images`).
+#[derive(Args)]
+pub struct ImageListArgs {
+    /// Only print IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub f: FormatArg,
+}
+
+/// `image rm` (and `rmi`).
+#[derive(Args)]
+pub struct ImageRmArgs {
+    /// Given an ID of an image with several names, remove every name
+    #[arg(short, long)]
+    pub force: bool,
+    /// The image names or IDs
+    #[arg(required = true)]
+    pub name: Vec<String>,
 }
 
 #[derive(Args)]
@@ -169,12 +212,7 @@ pub enum ImageCmd {
     Create(Box<ImageCreateArgs>),
     /// List images
     #[command(alias = "list")]
-    Ls {
-        #[arg(short, long)]
-        quiet: bool,
-        #[command(flatten)]
-        f: FormatArg,
-    },
+    Ls(ImageListArgs),
     /// Show an image's details
     Inspect {
         name: Vec<String>,
@@ -183,12 +221,7 @@ pub enum ImageCmd {
     },
     /// Remove image names; an image goes with its last name, unless a container uses it
     #[command(alias = "remove", alias = "rmi")]
-    Rm {
-        /// Given an ID of an image with several names, remove every name
-        #[arg(short, long)]
-        force: bool,
-        name: Vec<String>,
-    },
+    Rm(ImageRmArgs),
     /// Import an OCI layout directory, an oci-archive or a docker-archive (`PATH[:REF]`); prints the ID
     Import {
         /// The layout or archive, optionally `:REF` to choose an image in it
@@ -401,15 +434,7 @@ pub enum ContainerCmd {
     },
     /// Remove containers and their writable layers
     #[command(alias = "remove")]
-    Rm {
-        /// Kill a running container first; unmount a mounted one
-        #[arg(short, long)]
-        force: bool,
-        /// Also remove its anonymous volumes
-        #[arg(short, long)]
-        volumes: bool,
-        container: Vec<String>,
-    },
+    Rm(RmArgs),
     /// Mount the container's rootfs in the host namespace; prints the path
     Mount { container: String },
     /// List what the container changed (A added, C changed, D deleted), read from its writable layer

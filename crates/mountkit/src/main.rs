@@ -87,7 +87,10 @@ fn open(root: Option<PathBuf>) -> anyhow::Result<Mountkit> {
 fn exits_like_docker_run(cmd: &Cmd) -> bool {
     matches!(
         cmd,
-        Cmd::Run(_) | Cmd::Start(_) | Cmd::Container(ContainerCmd::Start(_) | ContainerCmd::Create(_))
+        Cmd::Run(_)
+            | Cmd::Start(_)
+            | Cmd::Create(_)
+            | Cmd::Container(ContainerCmd::Start(_) | ContainerCmd::Create(_))
     )
 }
 

@@ -196,3 +196,46 @@ fn an_image_with_two_names_is_one_image() {
         assert_eq!(env.ok(&["image", "ls", "-q"]), "");
     });
 }
+
+/// The top-level spellings a Docker user types: `create`, `rm`, `images`, `rmi` do what `container
+/// create`, `container rm`, `image ls` and `image rm` do, with the same flags, output and statuses.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn docker_style_top_level_commands() {
+    require_root();
+    in_store(|env| {
+        let id = env.sample("app:v1");
+        env.ok(&["image", "import", &save(env, "app:v1"), "--tag", "app:v2"]);
+        let images = env.ok(&["images"]);
+        assert_eq!(images, env.ok(&["image", "ls"]));
+        assert!(images.contains("app:v1") && images.contains("app:v2"), "{images}");
+        // One row per name, as `docker images -q`.
+        assert_eq!(env.ok(&["images", "-q"]), format!("{id}\n{id}"));
+        assert_eq!(
+            env.json(&["images", "--format", "json"]),
+            env.json(&["image", "ls", "--format", "json"])
+        );
+        // `create` prints the ID and exits like `docker create` on a bad image (125).
+        let cid = env.ok(&["create", "--name", "c1", "app:v1", "echo", "hi"]);
+        assert_eq!(cid.len(), 64, "{cid}");
+        env.fails(&["create", "nosuchimage"], 125, "nosuchimage");
+        assert_eq!(env.ok(&["start", "-a", "c1"]), "hi");
+        // `rmi` of the last name of an image a container uses is refused, as `image rm`.
+        assert_eq!(env.ok(&["rmi", "app:v2"]), "app:v2");
+        env.fails(&["rmi", "app:v1"], 1, "used by container(s) c1");
+        // `rm`: -f and -v as `container rm`; no argument is a usage error.
+        env.fails(&["rm"], 125, "required");
+        assert_eq!(env.ok(&["rm", "-f", "-v", "c1"]), "c1");
+        env.fails(&["rm", "c1"], 1, "c1");
+        assert_eq!(env.ok(&["rmi", "app:v1"]), "app:v1");
+        assert_eq!(env.ok(&["images", "-q"]), "");
+    });
+}
+
+/// `image save NAME` into the test's dir as an oci-archive; returns its path.
+fn save(env: &Env, name: &str) -> String {
+    let archive = env.path(&format!("{}.tar", name.replace(':', "_")));
+    let a = archive.to_str().unwrap().to_string();
+    env.ok(&["image", "save", name, "-o", &a, "--format", "oci-archive"]);
+    a
+}

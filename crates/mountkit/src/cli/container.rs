@@ -33,11 +33,7 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<i32> {
                 .collect::<Result<Vec<_>, _>>()?;
             output::inspect_json(&views)?;
         }
-        ContainerCmd::Rm {
-            force,
-            volumes,
-            container,
-        } => return Ok(remove(ctx, &container, force, volumes)),
+        ContainerCmd::Rm(a) => return Ok(remove(ctx, &a.container, a.force, a.volumes)),
         ContainerCmd::Mount { container } => {
             eprintln!(
                 "mountkit: mounting in the host's mount namespace (undo with `mountkit container unmount`)"

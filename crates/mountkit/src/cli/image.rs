@@ -17,7 +17,7 @@ pub fn run(ctx: &Ctx, c: ImageCmd) -> anyhow::Result<i32> {
     let mk = &ctx.mk;
     match c {
         ImageCmd::Create(a) => println!("{}", create(ctx, &a)?.id),
-        ImageCmd::Ls { quiet, f } => output::images(ctx.format(f.format), &mk.layers().images()?, quiet)?,
+        ImageCmd::Ls(a) => output::images(ctx.format(a.f.format), &mk.layers().images()?, a.quiet)?,
         ImageCmd::Inspect { name, f: _ } => inspect(ctx, &name)?,
         ImageCmd::Import {
             path,
@@ -42,9 +42,9 @@ pub fn run(ctx: &Ctx, c: ImageCmd) -> anyhow::Result<i32> {
         ImageCmd::History { image, no_trunc, f } => {
             output_history(ctx.format(f.format), &mk.image_history(&image)?, no_trunc)?
         }
-        ImageCmd::Rm { force, name } => {
-            for n in &name {
-                output::print_lines(mk.remove_image(n, force)?.iter().map(ImageInfo::display_name));
+        ImageCmd::Rm(a) => {
+            for n in &a.name {
+                output::print_lines(mk.remove_image(n, a.force)?.iter().map(ImageInfo::display_name));
             }
         }
     }

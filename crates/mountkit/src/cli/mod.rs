@@ -16,7 +16,7 @@ pub mod volume;
 
 use std::collections::BTreeMap;
 
-use mountkit::cli_args::{Cmd, Format};
+use mountkit::cli_args::{Cmd, ContainerCmd, Format, ImageCmd};
 use mountkit::{Error, Mountkit};
 
 /// What every command gets: the open store and the `--format` given before the noun.
@@ -45,7 +45,11 @@ pub fn dispatch(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<i32> {
             mountkit::set_shadow_warnings(!r.create.quiet);
             run::run(ctx, &r)
         }
+        Cmd::Create(a) => container::run(ctx, ContainerCmd::Create(a)),
         Cmd::Ps(a) => container::list(ctx, &a),
+        Cmd::Rm(a) => container::run(ctx, ContainerCmd::Rm(a)),
+        Cmd::Images(a) => image::run(ctx, ImageCmd::Ls(a)),
+        Cmd::Rmi(a) => image::run(ctx, ImageCmd::Rm(a)),
         Cmd::Exec(a) => container::exec(ctx, &a),
         Cmd::Start(a) => container::start(ctx, &a),
         Cmd::Stop(a) => Ok(container::stop(ctx, &a)),
