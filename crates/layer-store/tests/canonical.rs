@@ -96,3 +96,91 @@ fn whiteout_files_in_a_directory_become_whiteout_members() {
         }
     }
 }
+
+#[test]
+fn a_tree_deeper_than_the_open_descriptors_allow_is_archived() {
+    // The walk keeps the directories of its path open only so deep; below, it reopens them by path.
+    // With 160 descriptors allowed, a 300-deep tree shows it (restored after: the test binary's other
+    // tests run meanwhile, and need a few).
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let t = tempfile::tempdir().unwrap();
+    let mut deep = t.path().to_path_buf();
+    let mut names = Vec::new();
+    let mut rel = String::new();
+    for i in 0..300 {
+        deep.push("d");
+        rel.push_str("d/");
+        names.push(rel.clone());
+        if i % 50 == 0 {
+            fs::create_dir_all(&deep).unwrap();
+            fs::write(deep.join("e"), format!("{i}")).unwrap();
+            names.push(format!("{rel}e"));
+        }
+    }
+    fs::create_dir_all(&deep).unwrap();
+    fs::write(deep.join("f"), b"bottom").unwrap();
+    names.push(format!("{rel}f"));
+    names.sort_by(|a, b| {
+        // Member order: depth first, children sorted by name ("d" < "e", "d" < "f").
+        a.split('/')
+            .collect::<Vec<_>>()
+            .cmp(&b.split('/').collect::<Vec<_>>())
+    });
+    let was = getrlimit(Resource::Nofile);
+    let low = rustix::process::Rlimit {
+        current: Some(160),
+        maximum: was.maximum,
+    };
+    setrlimit(Resource::Nofile, low).unwrap();
+    // The walk recurses once per level: a debug build's frames need more than a test thread's 2 MiB.
+    let root = t.path().to_path_buf();
+    let r = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let mut out = Vec::new();
+            canonical_tar(&root, &mut out).map(|_| out)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    setrlimit(Resource::Nofile, was).unwrap();
+    assert_eq!(common::member_names(&r.unwrap()), names);
+}
+
+#[test]
+fn file_data_across_the_output_buffer_is_whole() {
+    // Small and large files around the writer's 1 MiB buffer: every byte where the header says.
+    let t = tempfile::tempdir().unwrap();
+    let sizes = [
+        0usize,
+        1,
+        511,
+        512,
+        513,
+        4096,
+        (1 << 20) - 700,
+        (1 << 20) + 1,
+        3 * (1 << 20) + 7,
+        100,
+    ];
+    let mut expected = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let data: Vec<u8> = (0..n).map(|k| (k * 31 + i * 7) as u8).collect();
+        let name = format!("f{i:02}");
+        fs::write(t.path().join(&name), &data).unwrap();
+        expected.push((name, data));
+    }
+    let mut out = Vec::new();
+    canonical_tar(t.path(), &mut out).unwrap();
+    assert_eq!(out.len() % 512, 0);
+    let mut ar = tar::Archive::new(&out[..]);
+    let mut got = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        got.push((name, data));
+    }
+    assert!(got == expected, "file data differs after the round trip");
+}
