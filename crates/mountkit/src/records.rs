@@ -8,10 +8,13 @@ use crate::container::{Container, Status};
 use crate::{Error, Mountkit, Result};
 
 impl Mountkit {
+    /// Whether container `id`'s runner (the attached `run`/`start`, or a detached container's monitor)
+    /// holds its `running.lock`. The runner holds it exclusive; whoever waits for a run's end (`wait`,
+    /// `stop`, `rm -f`) takes it shared, for a moment once the runner has let go, and is not taken for
+    /// a runner here: a shared lock can be had beside theirs, never beside the runner's.
     pub(crate) fn is_running(&self, id: &str) -> bool {
-        // The runner holds this lock while the container's process lives.
         matches!(
-            Lock::try_exclusive(&self.container_dir(id).join("running.lock")),
+            Lock::try_shared(&self.container_dir(id).join("running.lock")),
             Ok(None)
         )
     }

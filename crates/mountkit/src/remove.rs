@@ -53,7 +53,8 @@ impl Mountkit {
     /// Waits until the runner of container `id` lets go of its `running.lock` (it has recorded the exit,
     /// or died). Never called under the store lock (see [`Mountkit::remove`]).
     fn wait_stopped(&self, id: &str) -> Result<()> {
-        match Lock::exclusive(&self.container_dir(id).join("running.lock")) {
+        // Shared, as every waiter's (see `is_running`).
+        match Lock::shared(&self.container_dir(id).join("running.lock")) {
             Ok(_released) => Ok(()),
             // The container directory went away meanwhile (its runner removed it).
             Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => Ok(()),

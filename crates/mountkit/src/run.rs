@@ -318,8 +318,7 @@ impl Mountkit {
         dir: &Path,
         store: &mut Lock,
     ) -> Result<Prepared<'a>> {
-        let run_lock = Lock::try_exclusive(&dir.join("running.lock"))?
-            .ok_or_else(|| Error::AlreadyRunning(c.name.clone()))?;
+        let run_lock = take_run_lock(&dir.join("running.lock"), &c.name)?;
         let names = Self::volume_names(c);
         let in_use = |acquired| VolumesInUse {
             registry: self.volumes(),
@@ -418,6 +417,23 @@ impl Mountkit {
             drop(run_lock);
         }
         Ok(exit?)
+    }
+}
+
+/// Takes a container's `running.lock` (at `path`) for its runner, exclusive. Held exclusive by another
+/// runner: [`Error::AlreadyRunning`]. Held shared only, by those who waited for the last run's end
+/// (`wait`, `stop`, `rm -f` hold it a moment after the runner let go; see `Mountkit::is_running`):
+/// tried again until they let go (up to 2 s, as they only read a note).
+fn take_run_lock(path: &Path, name: &str) -> Result<Lock> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if let Some(lock) = Lock::try_exclusive(path)? {
+            return Ok(lock);
+        }
+        if Lock::try_shared(path)?.is_none() || std::time::Instant::now() >= deadline {
+            return Err(Error::AlreadyRunning(name.to_string()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 

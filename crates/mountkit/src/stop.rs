@@ -90,7 +90,8 @@ impl Mountkit {
         // Opened before the wait and read after it: the runner leaves the exit code in the file, which
         // this descriptor keeps readable after an `--rm` container's directory is gone.
         let mut file = std::fs::File::open(&path).ok();
-        let lock = mountkit_safefs::Lock::exclusive(&path);
+        // Shared: see `is_running` (an exclusive hold would look like a runner to the `--rm` removal).
+        let lock = mountkit_safefs::Lock::shared(&path);
         let mut note = String::new();
         if let Some(f) = &mut file {
             let _ = f.read_to_string(&mut note);
@@ -112,7 +113,7 @@ impl Mountkit {
     /// Waits until the runner or monitor of container `id` has recorded its exit (it lets the
     /// `running.lock` go after that).
     fn wait_recorded(&self, id: &str) {
-        let _ = mountkit_safefs::Lock::exclusive(&self.container_dir(id).join("running.lock"));
+        let _ = mountkit_safefs::Lock::shared(&self.container_dir(id).join("running.lock"));
     }
 }
 

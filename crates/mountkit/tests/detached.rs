@@ -239,6 +239,50 @@ fn run_d_rm_goes_away_with_its_anonymous_volumes_and_wait_still_gets_the_code() 
     });
 }
 
+/// Those who wait for a run's end (`wait`, `stop`) never keep an `--rm` container from being removed
+/// (they used to hold its `running.lock` exclusive for a moment, which the removal took for a runner,
+/// and the container stayed), nor a container from starting again at once.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn waiters_never_keep_an_rm_container_or_a_restart_back() {
+    require_root();
+    with_sample(|env| {
+        for round in 0..5 {
+            let id = run_d(env, &["--rm", "sample", "sh", "-c", "sleep 0.3; exit 3"]);
+            let waiters: Vec<_> = (0..8)
+                .map(|_| {
+                    env.cmd()
+                        .args(["wait", &id])
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            for w in waiters {
+                let out = w.wait_with_output().unwrap();
+                assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n", "round {round}");
+            }
+            assert!(
+                wait_until(60, || env.ok(&["ps", "-a", "-q"]).is_empty()),
+                "round {round}: the --rm container stayed"
+            );
+        }
+        // `stop` of an `--rm` container: it goes.
+        let id = run_d(env, &["--rm", "sample", "sleep", "600"]);
+        env.ok(&["stop", "-t", "1", &id]);
+        assert!(wait_until(60, || env.ok(&["ps", "-a", "-q"]).is_empty()));
+        // `wait` and an immediate `start` of the same container: the start is not refused as running.
+        env.ok(&["container", "create", "--name", "again", "sample", "true"]);
+        for _ in 0..5 {
+            env.ok(&["start", "-a", "again"]);
+            let waiter = env.cmd().args(["wait", "again"]).spawn().unwrap();
+            env.ok(&["start", "-a", "again"]);
+            let _ = waiter.wait_with_output();
+        }
+        env.ok(&["container", "rm", "again"]);
+    });
+}
+
 #[test]
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn restart_policies_start_again_and_stop_ends_them() {
