@@ -88,7 +88,7 @@ impl Mountkit {
     /// Unmounts volume-driver mounts (tmpfs, nfs, bind volumes) whose users are all gone: the start-up
     /// reconciliation that keeps a crash from leaving such a mount behind for good.
     pub fn reconcile(&self) -> Result<()> {
-        let is_alive = |id: &str| self.is_running(id);
+        let is_alive = |id: &str| self.is_running(id) || process_user_alive(id);
         self.volumes.reconcile(&is_alive)?;
         Ok(())
     }
@@ -125,5 +125,48 @@ pub(crate) fn create_staged_dir(stage: &Path) -> Result<()> {
             std::fs::create_dir_all(stage).map_err(|e| Error::io("create", stage, e))
         }
         other => other.map_err(|e| Error::io("create", stage, e)),
+    }
+}
+
+/// The volume user that stands for this process itself rather than a container (`volume export` or
+/// `clone` attaching a driver volume for their own time): `pid-<PID>-<start time>`, alive while this
+/// process runs; a PID reused later has another start time.
+pub(crate) fn process_user() -> String {
+    let pid = std::process::id();
+    format!("pid-{pid}-{}", start_time(pid).unwrap_or_default())
+}
+
+/// Whether `user` is a [`process_user`] whose process still runs.
+fn process_user_alive(user: &str) -> bool {
+    let Some((pid, start)) = user.strip_prefix("pid-").and_then(|r| r.split_once('-')) else {
+        return false;
+    };
+    pid.parse().ok().and_then(start_time).is_some_and(|s| s == start)
+}
+
+/// Process `pid`'s start time (field 22 of `/proc/PID/stat`, in clock ticks since boot).
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's name (which may hold spaces and parentheses): field 3 onwards.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19).map(str::to_string)
+}
+
+#[cfg(test)]
+mod process_user_tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_others_are_not() {
+        let me = process_user();
+        assert!(me.starts_with(&format!("pid-{}-", std::process::id())), "{me}");
+        assert!(process_user_alive(&me));
+        let (prefix, start) = me.rsplit_once('-').unwrap();
+        let start: u64 = start.parse().unwrap();
+        // The same PID with another start time: a later process under a reused PID.
+        assert!(!process_user_alive(&format!("{prefix}-{}", start + 1)));
+        assert!(!process_user_alive("pid-999999999-1"));
+        // A container ID is not a process user.
+        assert!(!process_user_alive(&"ab".repeat(32)));
     }
 }

@@ -42,9 +42,10 @@ impl Mountkit {
 
     /// Writes a tar of the volume's content to `target` (owners, modes, mtimes, xattrs, hard links,
     /// symlinks; a `./` member carries the volume root's own owner and mode). Refused while a running
-    /// container has the volume mounted writable, unless `force`; a driver volume whose mount is not
-    /// attached is refused (its content is not there to read), never exported as an empty archive. A
-    /// file target appears complete or not at all.
+    /// container has the volume mounted writable, unless `force`. A driver volume that no container has
+    /// attached is attached for the time of the export (see [`Mountkit::attach_for_read`]), except a
+    /// tmpfs one, which has no content then and is refused, never exported as an empty archive. A file
+    /// target appears complete or not at all.
     pub fn export_volume(&self, name: &str, force: bool, target: &ExportTarget) -> Result<VolumeExport> {
         let live_writers = self.running_writers(name)?;
         if !live_writers.is_empty() && !force {
@@ -54,6 +55,7 @@ impl Mountkit {
                 hint: "the archive would not be a consistent copy; stop them, or force an export of the live content",
             });
         }
+        let _attached = self.attach_for_read(name)?;
         let dir = self.volumes().export_dir(name)?;
         let mut entries = 0;
         let mut export = |out: &mut dyn Write, what: &Path| -> Result<()> {
@@ -110,7 +112,31 @@ impl Mountkit {
                 hint: "the clone would not be a consistent copy; stop them, or force a clone of the live content",
             });
         }
+        let _attached = self.attach_for_read(src)?;
         Ok((self.volumes().clone_volume(src, dst)?, live_writers))
+    }
+
+    /// When the volume's content is at a device that no container has attached now (a loop-backed size
+    /// limit's image, an NFS export, a bound directory: [`Registry::needs_attach`]), acquires it for
+    /// this command, as a container's start would: the mount is made in this process's mount namespace
+    /// and undone when the returned guard is dropped. Its user is this process
+    /// ([`crate::store::process_user`]), which `reconcile` sees alive while it runs: killed, it leaves
+    /// a mount that the next command undoes. A tmpfs volume has no content to attach: the export or
+    /// clone then says so.
+    ///
+    /// [`Registry::needs_attach`]: mountkit_volumes::Registry::needs_attach
+    fn attach_for_read(&self, name: &str) -> Result<Option<AttachedForRead<'_>>> {
+        if !self.volumes().needs_attach(name)? {
+            return Ok(None);
+        }
+        let user = crate::store::process_user();
+        self.volumes().acquire(name, &user)?;
+        tracing::debug!(volume = name, user, "attached for this command");
+        Ok(Some(AttachedForRead {
+            mk: self,
+            name: name.to_string(),
+            user,
+        }))
     }
 
     /// Refuses an import into a volume that a running container uses (writable or not).
@@ -129,6 +155,22 @@ impl Mountkit {
             containers: users.join(", "),
             hint: "an import replaces the volume's content, which a running container would not see; stop them first",
         })
+    }
+}
+
+/// A volume acquired by this command itself, to read its content (see
+/// [`Mountkit::attach_for_read`]); released (its mount undone) when dropped.
+struct AttachedForRead<'a> {
+    mk: &'a Mountkit,
+    name: String,
+    user: String,
+}
+
+impl Drop for AttachedForRead<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.mk.volumes().release(&self.name, &self.user) {
+            tracing::warn!(volume = %self.name, error = %e, "release after the export or clone");
+        }
     }
 }
 

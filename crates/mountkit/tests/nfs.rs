@@ -250,6 +250,16 @@ fn nfs_volume_shared_kept_on_the_server_and_rm_keeps_the_data() {
                 "/data/a",
             ]);
             assert_eq!(out, "one\ntwo");
+            // No container uses it: `volume export` and `clone` mount it for their own time.
+            let tar = env.path("nfsv.tar");
+            env.ok(&["volume", "export", "nfsv", "-o", tar.to_str().unwrap()]);
+            let listing = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+            assert!(String::from_utf8_lossy(&listing.stdout).lines().any(|l| l == "a"));
+            env.ok(&["volume", "clone", "nfsv", "local-copy"]);
+            let copy = env.ok(&["run", "--rm", "-v", "local-copy:/c", "sample", "cat", "/c/a"]);
+            assert_eq!(copy, "one\ntwo");
+            assert_eq!(mounts_under(&env.root), Vec::<String>::new());
+            env.ok(&["volume", "rm", "local-copy"]);
             // rm: nothing mounted is left in the store, and the server keeps the data (Docker's semantics).
             env.ok(&["volume", "rm", "nfsv"]);
             assert_eq!(mounts_under(&env.root), Vec::<String>::new());

@@ -396,11 +396,11 @@ fn a_tmpfs_volume_not_in_use_is_not_exported_as_an_empty_tar() {
         env.fails(
             &["volume", "export", "scratch", "-o", out.to_str().unwrap()],
             1,
-            "attached only while a container uses it",
+            "which has none while no container uses it",
         );
         assert!(!out.exists());
         env.fails(&["volume", "import", "scratch", "/dev/null"], 1, "driver mount");
-        env.fails(&["volume", "clone", "scratch", "copy"], 1, "attached only while");
+        env.fails(&["volume", "clone", "scratch", "copy"], 1, "has none while");
     });
 }
 

@@ -41,6 +41,22 @@ pub(crate) fn content_dir(layout: &Layout, name: &str, op: &'static str) -> Resu
     Ok(data)
 }
 
+/// Whether reading the volume's content needs its mount attached first: a driver volume whose content
+/// lives on at its device (a loop-backed size limit's image, an NFS export, a bound directory: any type
+/// but tmpfs) and whose mount is not attached now (no container uses it).
+pub(crate) fn needs_attach(layout: &Layout, name: &str) -> Result<bool> {
+    validate_name(name)?;
+    let vol = volume::load(layout, name)?;
+    Ok(
+        match driver::backing(&vol.options, vol.size_limit.as_ref(), &layout.volume_dir(name))? {
+            Backing::Directory => false,
+            Backing::Mount(plan) => {
+                plan.fstype != "tmpfs" && !(vol.mounted && driver::is_mount_point(&vol.mountpoint)?)
+            }
+        },
+    )
+}
+
 /// Refuses a volume with driver options as the target of an import: see [`Registry::stage_import`].
 fn refuse_driver_target(vol: &Volume) -> Result<()> {
     if let Some(limit) = &vol.size_limit {

@@ -193,7 +193,7 @@ pub enum Error {
     },
     /// A driver volume's content cannot be read while its mount is not attached.
     #[error(
-        "cannot {op} volume {name}: its content is a {what} mount, attached only while a container uses it (a tmpfs has no content then; other drivers keep it at their device)"
+        "cannot {op} volume {name}: its content is a {what} mount, which has none while no container uses it"
     )]
     NotAttached {
         /// "export" or "clone".

@@ -225,6 +225,15 @@ impl Registry {
         archive::export_dir(&self.layout, name)
     }
 
+    /// Whether the volume's content can only be read once its mount is attached, and it is not now: a
+    /// driver volume whose content lives on at its device (a loop-backed size limit's image, an NFS
+    /// export, a bound directory; not a tmpfs, which has none) that no one has acquired. A caller that
+    /// wants to export or clone it [`acquire`](Registry::acquire)s it for the time being (under a user
+    /// of its own that its `reconcile` callback knows to be alive) and releases it after.
+    pub fn needs_attach(&self, name: &str) -> Result<bool> {
+        archive::needs_attach(&self.layout, name)
+    }
+
     /// Starts an import into the volume `name`: a new volume (local driver, no options) when there is
     /// none of that name, else an existing volume without driver options that is empty, or any with
     /// `force` (its content is replaced). Fill [`StagedImport::data`], then
@@ -238,7 +247,8 @@ impl Registry {
     /// Makes a new volume `dst` (local driver, no options, no labels) with a copy of `src`'s content:
     /// owners, modes, timestamps, xattrs, symlinks, hard links, devices, holes of sparse files; each
     /// file's data reflinked (`FICLONE`) where the filesystem can. `dst` must not exist
-    /// ([`Error::Exists`]); a driver volume `src` must be attached ([`Error::NotAttached`]). Built in
+    /// ([`Error::Exists`]); a driver volume `src` must be attached ([`Error::NotAttached`]; see
+    /// [`needs_attach`](Registry::needs_attach)). Built in
     /// staging and renamed in: a failure leaves no `dst`.
     pub fn clone_volume(&self, src: &str, dst: &str) -> Result<Volume> {
         archive::clone_volume(&self.layout, src, dst)
