@@ -105,7 +105,12 @@ impl Mountkit {
             auto_remove: opts.auto_remove,
         };
         let dir = self.container_dir(&id);
-        let stage = self.staging("container");
+        // Named `container-<pid>-<id>`: the sweep reads the pid, and `reconcile` finds a pending
+        // container's running.lock by its ID (see `Mountkit::pending_runs`).
+        let stage = self
+            .root()
+            .join("staging")
+            .join(format!("container-{}-{id}", std::process::id()));
         let made = (|| {
             // Staged and renamed into containers/ so that a half-made container is never visible.
             create_staged_dir(&stage)?;

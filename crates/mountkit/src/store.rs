@@ -87,10 +87,34 @@ impl Mountkit {
 
     /// Unmounts volume-driver mounts (tmpfs, nfs, bind volumes) whose users are all gone: the start-up
     /// reconciliation that keeps a crash from leaving such a mount behind for good.
+    ///
+    /// A volume's user is alive while it runs: a container whose runner holds its `running.lock`, a
+    /// pending `run --rm` container (in `staging/`, not yet committed: its start may be waiting for
+    /// the store lock after a driver mount) whose runner holds its lock there, or a mountkit command
+    /// that attached the volume for itself ([`process_user`]).
     pub fn reconcile(&self) -> Result<()> {
-        let is_alive = |id: &str| self.is_running(id) || process_user_alive(id);
+        let is_alive = |id: &str| self.is_running(id) || self.pending_runs(id) || process_user_alive(id);
         self.volumes.reconcile(&is_alive)?;
         Ok(())
+    }
+
+    /// Whether `id` is a pending container (`staging/container-<pid>-<id>`) whose runner holds its
+    /// `running.lock`.
+    fn pending_runs(&self, id: &str) -> bool {
+        let suffix = format!("-{id}");
+        let Ok(entries) = std::fs::read_dir(self.root.join("staging")) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("container-")
+                && name.ends_with(&suffix)
+                && matches!(
+                    mountkit_safefs::Lock::try_shared(&e.path().join("running.lock")),
+                    Ok(None)
+                )
+        })
     }
 
     /// The store's root directory.

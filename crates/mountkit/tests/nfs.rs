@@ -567,8 +567,42 @@ fn a_start_blocked_in_a_mount_lets_the_store_go_and_checks_again_after() {
             );
             assert!(env.lines(&["ps", "-a", "-q"]).is_empty());
             assert_eq!(mounts_under(&env.root), Vec::<String>::new());
+            // 3. A pending `run --rm` whose mount is made but which then waits for the store lock
+            //    (held here): the other commands' reconcile leaves its mount alone (its user is a
+            //    pending container whose runner holds its lock), and the run goes on with the
+            //    server's content once the lock is free.
+            env.sample("sample");
+            let third = Gate::start();
+            let o = format!("addr=127.0.0.1,vers=4.2,port={}", third.port);
+            create_nfs(env, "slow3", &o, ":/export/v1");
+            let run = env
+                .cmd()
+                .args(["run", "--rm", "-v", "slow3:/data", "sample", "cat", "/data/hello"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            assert!(third.wait_connected(), "the run never reached the server");
+            let store_lock = std::fs::File::open(env.root.join("lock")).unwrap();
+            rustix::fs::flock(&store_lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+            third.open();
+            let data = env.root.join("volumes/slow3/_data");
+            let mounted = || mounts_under(&env.root).iter().any(|m| Path::new(m) == data);
+            assert!(wait_until(60, mounted), "the mount was never made");
+            env.ok(&["volume", "ls"]);
+            env.ok(&["ps", "-a"]);
+            assert!(
+                mounted(),
+                "another command's reconcile unmounted a pending run's volume"
+            );
+            drop(store_lock);
+            let out = run.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{stderr}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "on the server\n");
+            assert_eq!(mounts_under(&env.root), Vec::<String>::new());
             // The volumes are free again and the server's data is untouched.
-            env.ok(&["volume", "rm", "slow1", "slow2"]);
+            env.ok(&["volume", "rm", "slow1", "slow2", "slow3"]);
             assert_eq!(
                 std::fs::read_to_string(v1.join("hello")).unwrap(),
                 "on the server\n"
