@@ -509,21 +509,12 @@ fn a_start_blocked_in_a_mount_lets_the_store_go_and_checks_again_after() {
                 "cat",
                 "/data/hello",
             ]);
-            let start = env
-                .cmd()
-                .args(["start", "-a", "c1"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let start = spawn_piped(env, &["start", "-a", "c1"]);
             assert!(first.wait_connected(), "the start never reached the server");
             env.ok(&["container", "create", "--name", "meanwhile", "sample", "true"]);
             assert!(env.ok(&["ps", "-a"]).contains("meanwhile"));
             env.ok(&["container", "rm", "meanwhile"]);
-            let rm = env
-                .cmd()
-                .args(["container", "rm", "-f", "c1"])
-                .output_in_background();
+            let rm = spawn_piped(env, &["container", "rm", "-f", "c1"]);
             // `rm -f` has asked for the stop (it leaves `stop-requested`), then waits for the start.
             let dir = env.root.join("containers");
             assert!(wait_until(60, || std::fs::read_dir(&dir)
@@ -538,7 +529,7 @@ fn a_start_blocked_in_a_mount_lets_the_store_go_and_checks_again_after() {
                 stderr.contains("container c1 did not start") && stderr.contains("removed"),
                 "{stderr}"
             );
-            let rm = rm.join().unwrap();
+            let rm = rm.wait_with_output().unwrap();
             assert!(
                 rm.status.success(),
                 "rm -f: {}",
@@ -548,13 +539,10 @@ fn a_start_blocked_in_a_mount_lets_the_store_go_and_checks_again_after() {
             assert_eq!(mounts_under(&env.root), Vec::<String>::new());
             // 2. `run --rm` (pending: no record) whose image is removed while its volume mounts: the
             //    start checks the image again and gives up; nothing of it is left.
-            let run = env
-                .cmd()
-                .args(["run", "--rm", "-v", "slow2:/data", "sample", "cat", "/data/hello"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let run = spawn_piped(
+                env,
+                &["run", "--rm", "-v", "slow2:/data", "sample", "cat", "/data/hello"],
+            );
             assert!(second.wait_connected(), "the run never reached the server");
             env.ok(&["image", "rm", "sample"]);
             second.open();
@@ -575,13 +563,10 @@ fn a_start_blocked_in_a_mount_lets_the_store_go_and_checks_again_after() {
             let third = Gate::start();
             let o = format!("addr=127.0.0.1,vers=4.2,port={}", third.port);
             create_nfs(env, "slow3", &o, ":/export/v1");
-            let run = env
-                .cmd()
-                .args(["run", "--rm", "-v", "slow3:/data", "sample", "cat", "/data/hello"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let run = spawn_piped(
+                env,
+                &["run", "--rm", "-v", "slow3:/data", "sample", "cat", "/data/hello"],
+            );
             assert!(third.wait_connected(), "the run never reached the server");
             let store_lock = std::fs::File::open(env.root.join("lock")).unwrap();
             rustix::fs::flock(&store_lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
@@ -611,19 +596,12 @@ fn a_start_blocked_in_a_mount_lets_the_store_go_and_checks_again_after() {
     );
 }
 
-/// Runs a command on a thread of its own, for one that waits on another (`rm -f` of a starting
-/// container).
-trait InBackground {
-    fn output_in_background(self) -> std::thread::JoinHandle<std::process::Output>;
-}
-
-impl InBackground for &mut Command {
-    fn output_in_background(self) -> std::thread::JoinHandle<std::process::Output> {
-        let child = self
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::spawn(move || child.wait_with_output().unwrap())
-    }
+/// Starts mountkit with `args`, its stdout and stderr piped (for `wait_with_output`).
+fn spawn_piped(env: &Env, args: &[&str]) -> Child {
+    env.cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }

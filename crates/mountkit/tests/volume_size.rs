@@ -220,18 +220,39 @@ fn loop_backed_volume_on_a_plain_filesystem() {
     });
 }
 
-/// SIGKILL of the runner of a container using a loop-backed volume: the container dies with it, and the
-/// next mountkit command (which reconciles) leaves no mount and no loop device.
-#[test]
-#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
-fn sigkill_of_the_runner_leaves_no_loop_device() {
-    require_root();
+/// Runs `body` with a store and the sample image where loop devices and `mkfs.ext4` are at hand
+/// (else says why it is skipped).
+fn with_loop_devices(body: impl FnOnce(&Env)) {
     support::in_store(|env| {
         if !Path::new("/dev/loop-control").exists() || program("mkfs.ext4").is_none() {
             eprintln!("skipped: needs loop devices and mkfs.ext4");
             return;
         }
         env.sample("sample");
+        body(env);
+    });
+}
+
+/// After a SIGKILL: the next commands (each reconciles) leave no mount and no loop device in the store.
+fn assert_reconciled(env: &Env) {
+    assert!(
+        wait_until(120, || {
+            env.ok(&["volume", "ls", "-q"]);
+            mounts_under(&env.root).is_empty() && loops_under(&env.root).is_empty()
+        }),
+        "left: {:?} {:?}",
+        mounts_under(&env.root),
+        loops_under(&env.root)
+    );
+}
+
+/// SIGKILL of the runner of a container using a loop-backed volume: the container dies with it, and the
+/// next mountkit command (which reconciles) leaves no mount and no loop device.
+#[test]
+#[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
+fn sigkill_of_the_runner_leaves_no_loop_device() {
+    require_root();
+    with_loop_devices(|env| {
         env.ok(&["volume", "create", "--opt", "size=8m", "vv"]);
         let mut runner = env.spawn(&[
             "run", "--name", "victim", "-v", "vv:/data", "sample", "sleep", "600",
@@ -241,15 +262,7 @@ fn sigkill_of_the_runner_leaves_no_loop_device() {
         kill9(runner.id() as i32);
         runner.wait().unwrap();
         // The next command reconciles: the runner is gone, so the mount and its loop device go.
-        assert!(
-            wait_until(120, || {
-                env.ok(&["volume", "ls", "-q"]);
-                mounts_under(&env.root).is_empty() && loops_under(&env.root).is_empty()
-            }),
-            "left: {:?} {:?}",
-            mounts_under(&env.root),
-            loops_under(&env.root)
-        );
+        assert_reconciled(env);
         let v = env.json(&["volume", "inspect", "vv"]);
         assert_eq!(v[0]["mounted"], false, "{v}");
         env.ok(&["container", "rm", "victim"]);
@@ -264,12 +277,7 @@ fn sigkill_of_the_runner_leaves_no_loop_device() {
 #[ignore = "privileged: needs root (cargo xtask ci runs these as root)"]
 fn export_and_clone_of_a_loop_backed_volume_not_in_use() {
     require_root();
-    support::in_store(|env| {
-        if !Path::new("/dev/loop-control").exists() || program("mkfs.ext4").is_none() {
-            eprintln!("skipped: needs loop devices and mkfs.ext4");
-            return;
-        }
-        env.sample("sample");
+    with_loop_devices(|env| {
         env.ok(&["volume", "create", "--opt", "size=8m", "lv"]);
         env.ok(&[
             "run",
@@ -322,15 +330,7 @@ fn export_and_clone_of_a_loop_backed_volume_not_in_use() {
         );
         kill9(export.id() as i32);
         export.wait().unwrap();
-        assert!(
-            wait_until(120, || {
-                env.ok(&["volume", "ls", "-q"]);
-                mounts_under(&env.root).is_empty() && loops_under(&env.root).is_empty()
-            }),
-            "left: {:?} {:?}",
-            mounts_under(&env.root),
-            loops_under(&env.root)
-        );
+        assert_reconciled(env);
         assert_eq!(env.json(&["volume", "inspect", "lv"])[0]["mounted"], false);
         env.ok(&["volume", "rm", "lv", "copy"]);
     });
