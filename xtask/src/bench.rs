@@ -32,6 +32,22 @@ const REFERENCES: &[(&str, &str)] = &[
     ),
     ("list_1000", "volume ls of 1,000 volumes < 10 ms (podman 85 ms)"),
     (
+        "volume_export",
+        "volume export >= GNU tar -cf (500 MB, 20,000 files, fresh ext4 per run)",
+    ),
+    (
+        "volume_import",
+        "volume import >= GNU tar -xf (500 MB, 20,000 files, fresh ext4 per run)",
+    ),
+    (
+        "volume_clone_ext4",
+        "volume clone >= cp -a where there are no reflinks",
+    ),
+    (
+        "volume_clone_xfs_reflink",
+        "volume clone with reflinks: constant in the data size (500 MB / 50 MB ~ 1.0x)",
+    ),
+    (
         "import",
         ">= GNU tar -xf speed while hashing (~630 MB/s on fresh ext4 here)",
     ),
@@ -119,8 +135,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             .unwrap_or("");
         println!("{id:<58} {:>12}  {ratio:>7}  {reference}", fmt_ns(*ns));
     }
-    if let Ok(text) = std::fs::read_to_string(base.join("criterion-interleaved.txt")) {
-        print!("{text}");
+    // Side-by-side figures measured alternately outside criterion (the run and volume_archive benches).
+    for file in ["criterion-interleaved.txt", "criterion-volume-archive.txt"] {
+        if let Ok(text) = std::fs::read_to_string(base.join(file)) {
+            print!("{text}");
+        }
     }
     if let Ok(rss) = std::fs::read_to_string(base.join("criterion-peak-rss.txt")) {
         println!(
