@@ -74,7 +74,8 @@ impl Copier {
             self.links.insert(key, d.to_path_buf());
         }
         if ft.is_file() {
-            copy_file(s, d)?;
+            // Data and metadata through the two open files: no path is looked up again.
+            return copy_file(s, d, meta);
         } else {
             // FIFOs, sockets, character and block devices.
             rustix::fs::mknodat(
@@ -90,7 +91,10 @@ impl Copier {
     }
 }
 
-fn copy_file(s: &Path, d: &Path) -> Result<()> {
+/// Copies the regular file `s` (whose metadata is `meta`) to the new file `d`: its data (a reflink where
+/// the filesystem can, else its data segments), then owner, mode, xattrs and timestamps, all through
+/// the open descriptors.
+fn copy_file(s: &Path, d: &Path, meta: &Metadata) -> Result<()> {
     let mut from = OpenOptions::new()
         .read(true)
         .custom_flags(o_nofollow())
@@ -104,20 +108,30 @@ fn copy_file(s: &Path, d: &Path) -> Result<()> {
         .open(d)
         .map_err(|e| Error::io("create", d, e))?;
     // One ioctl shares all the data where source and copy are on one filesystem that can (XFS with
-    // reflink, btrfs); anything else (EXDEV, EOPNOTSUPP, EINVAL) means "copy".
-    if rustix::fs::ioctl_ficlone(&to, &from).is_ok() {
-        trace!(dst = %d.display(), "reflinked");
-        return Ok(());
-    }
-    let len = from.metadata().map_err(|e| Error::io("inspect", s, e))?.len();
-    match copy_sparse(&from, &to, len) {
-        Ok(()) => Ok(()),
-        Err(SparseCopy::Unsupported) => {
-            io::copy(&mut from, &mut to).map_err(|e| Error::io("copy into", d, e))?;
-            Ok(())
+    // reflink, btrfs); anything else (EXDEV, EOPNOTSUPP, EINVAL) means "copy". An empty file has none.
+    if meta.len() > 0 {
+        if rustix::fs::ioctl_ficlone(&to, &from).is_ok() {
+            trace!(dst = %d.display(), "reflinked");
+        } else {
+            match copy_sparse(&from, &to, meta.len()) {
+                Ok(()) => {}
+                Err(SparseCopy::Unsupported) => {
+                    io::copy(&mut from, &mut to).map_err(|e| Error::io("copy into", d, e))?;
+                }
+                Err(SparseCopy::Io(e)) => return Err(Error::io("copy into", d, e)),
+            }
         }
-        Err(SparseCopy::Io(e)) => Err(Error::io("copy into", d, e)),
     }
+    rustix::fs::fchown(
+        &to,
+        Some(rustix::fs::Uid::from_raw(meta.uid())),
+        Some(rustix::fs::Gid::from_raw(meta.gid())),
+    )
+    .map_err(|e| Error::io("chown", d, io::Error::from(e)))?;
+    rustix::fs::fchmod(&to, Mode::from_raw_mode(meta.mode() & 0o7777))
+        .map_err(|e| Error::io("chmod", d, io::Error::from(e)))?;
+    copy_xattrs(&Xattrs::Fd(&from), s, &Xattrs::Fd(&to), d)?;
+    rustix::fs::futimens(&to, &timestamps(meta)).map_err(|e| Error::io("set times of", d, io::Error::from(e)))
 }
 
 /// Why [`copy_sparse`] gave up.
@@ -140,6 +154,8 @@ fn copy_sparse(from: &File, to: &File, len: u64) -> std::result::Result<(), Spar
     use rustix::fs::SeekFrom;
     use rustix::io::Errno;
     let mut off = 0u64;
+    // The end of the data written so far: `to`'s size.
+    let mut written = 0u64;
     let mut kernel_copy = true;
     let mut buf = Vec::new();
     while off < len {
@@ -173,10 +189,13 @@ fn copy_sparse(from: &File, to: &File, len: u64) -> std::result::Result<(), Spar
             i += n as u64;
             o += n as u64;
         }
+        written = written.max(o);
         off = end.max(start + 1);
     }
-    // The size, with a trailing hole if there is one.
-    to.set_len(len)?;
+    // The size, with a trailing hole if there is one (the data written may reach it already).
+    if written < len {
+        to.set_len(len)?;
+    }
     Ok(())
 }
 
@@ -186,7 +205,8 @@ fn o_nofollow() -> i32 {
 }
 
 /// Gives `d` the owner, mode (not for symlinks), xattrs and timestamps of `s`, in that order (chown
-/// clears set-id bits, and every change but the timestamps updates the ctime only).
+/// clears set-id bits, and every change but the timestamps updates the ctime only). For what is not a
+/// regular file (those go through [`copy_file`]).
 fn apply_meta(s: &Path, d: &Path, meta: &Metadata) -> Result<()> {
     std::os::unix::fs::lchown(d, Some(meta.uid()), Some(meta.gid())).map_err(|e| Error::io("chown", d, e))?;
     let is_link = meta.file_type().is_symlink();
@@ -194,8 +214,14 @@ fn apply_meta(s: &Path, d: &Path, meta: &Metadata) -> Result<()> {
         fs::set_permissions(d, fs::Permissions::from_mode(meta.mode() & 0o7777))
             .map_err(|e| Error::io("chmod", d, e))?;
     }
-    copy_xattrs(s, d)?;
-    let times = Timestamps {
+    copy_xattrs(&Xattrs::Path(s), s, &Xattrs::Path(d), d)?;
+    rustix::fs::utimensat(CWD, d, &timestamps(meta), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| Error::io("set times of", d, e))
+}
+
+/// The access and modification times of `meta`, to the nanosecond.
+fn timestamps(meta: &Metadata) -> Timestamps {
+    Timestamps {
         last_access: Timespec {
             tv_sec: meta.atime(),
             tv_nsec: meta.atime_nsec() as _,
@@ -204,38 +230,84 @@ fn apply_meta(s: &Path, d: &Path, meta: &Metadata) -> Result<()> {
             tv_sec: meta.mtime(),
             tv_nsec: meta.mtime_nsec() as _,
         },
-    };
-    rustix::fs::utimensat(CWD, d, &times, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| Error::io("set times of", d, e))
+    }
 }
 
-fn copy_xattrs(s: &Path, d: &Path) -> Result<()> {
-    let size = match rustix::fs::llistxattr_query(s) {
+/// Where xattrs are read or written: an open file, or a path (not followed if it is a symlink).
+enum Xattrs<'a> {
+    Fd(&'a File),
+    Path(&'a Path),
+}
+
+impl Xattrs<'_> {
+    fn list(&self, buf: &mut [u8]) -> rustix::io::Result<usize> {
+        match self {
+            Xattrs::Fd(f) => rustix::fs::flistxattr(f, buf),
+            Xattrs::Path(p) => rustix::fs::llistxattr(*p, buf),
+        }
+    }
+
+    fn list_size(&self) -> rustix::io::Result<usize> {
+        match self {
+            Xattrs::Fd(f) => rustix::fs::flistxattr_query(f),
+            Xattrs::Path(p) => rustix::fs::llistxattr_query(*p),
+        }
+    }
+
+    fn get_size(&self, name: &OsStr) -> rustix::io::Result<usize> {
+        match self {
+            Xattrs::Fd(f) => rustix::fs::fgetxattr_query(f, name),
+            Xattrs::Path(p) => rustix::fs::lgetxattr_query(*p, name),
+        }
+    }
+
+    fn get(&self, name: &OsStr, buf: &mut [u8]) -> rustix::io::Result<usize> {
+        match self {
+            Xattrs::Fd(f) => rustix::fs::fgetxattr(f, name, buf),
+            Xattrs::Path(p) => rustix::fs::lgetxattr(*p, name, buf),
+        }
+    }
+
+    fn set(&self, name: &OsStr, value: &[u8]) -> rustix::io::Result<()> {
+        match self {
+            Xattrs::Fd(f) => rustix::fs::fsetxattr(f, name, value, XattrFlags::empty()),
+            Xattrs::Path(p) => rustix::fs::lsetxattr(*p, name, value, XattrFlags::empty()),
+        }
+    }
+}
+
+/// Copies every xattr of `from` (the file at `s`) to `to` (the file at `d`; the paths name them in
+/// errors).
+fn copy_xattrs(from: &Xattrs<'_>, s: &Path, to: &Xattrs<'_>, d: &Path) -> Result<()> {
+    let size = match from.list_size() {
         Ok(0) => return Ok(()),
         Ok(n) => n,
         Err(rustix::io::Errno::NOTSUP) => return Ok(()),
-        Err(e) => return Err(Error::io("list xattrs of", s, e)),
+        Err(e) => return Err(Error::io("list xattrs of", s, io::Error::from(e))),
     };
     let mut names = vec![0u8; size];
-    let n = rustix::fs::llistxattr(s, &mut names[..]).map_err(|e| Error::io("list xattrs of", s, e))?;
+    let n = from
+        .list(&mut names[..])
+        .map_err(|e| Error::io("list xattrs of", s, io::Error::from(e)))?;
     names.truncate(n);
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let name = OsStr::from_bytes(name);
-        let len = match rustix::fs::lgetxattr_query(s, name) {
+        let len = match from.get_size(name) {
             Ok(l) => l,
             Err(rustix::io::Errno::NODATA) => continue,
-            Err(e) => return Err(Error::io("read xattr of", s, e)),
+            Err(e) => return Err(Error::io("read xattr of", s, io::Error::from(e))),
         };
         let mut value = vec![0u8; len];
-        let got =
-            rustix::fs::lgetxattr(s, name, &mut value[..]).map_err(|e| Error::io("read xattr of", s, e))?;
+        let got = from
+            .get(name, &mut value[..])
+            .map_err(|e| Error::io("read xattr of", s, io::Error::from(e)))?;
         value.truncate(got);
-        match rustix::fs::lsetxattr(d, name, &value, XattrFlags::empty()) {
+        match to.set(name, &value) {
             Ok(()) => {}
             Err(rustix::io::Errno::NOTSUP) => {
                 warn!(path = %d.display(), xattr = ?name, "the volume's filesystem does not support this xattr; skipped");
             }
-            Err(e) => return Err(Error::io("set xattr on", d, e)),
+            Err(e) => return Err(Error::io("set xattr on", d, io::Error::from(e))),
         }
     }
     Ok(())
