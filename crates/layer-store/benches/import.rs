@@ -408,15 +408,8 @@ fn bench_pair(c: &mut Criterion, p: &Pair<'_>, bytes: u64, sample: Duration) {
 
 fn bench(c: &mut Criterion) {
     if is_root() {
-        // SAFETY: CLONE_NEWNS affects only this thread's mount namespace (the benches run on it
-        // and on threads it spawns later); no fd table is unshared.
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-            .expect("unshare(CLONE_NEWNS)");
-        rustix::mount::mount_change(
-            "/",
-            rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
-        )
-        .expect("make / rprivate");
+        // Nothing the bench mounts is seen outside this process, nor outlives it.
+        mountkit_testutil::private_mount_ns();
     } else {
         println!(
             "not root: runs go to fresh directories in {} (no fresh filesystems)",

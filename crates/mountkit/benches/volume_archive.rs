@@ -375,15 +375,8 @@ fn bench(c: &mut Criterion) {
         eprintln!("SKIP volume_archive bench: needs root (fresh loop-mounted filesystems)");
         return;
     }
-    // SAFETY: CLONE_NEWNS affects only this thread's mount namespace (the bench runs on it, and the
-    // mount(8) processes it starts inherit it); no fd table is unshared.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .expect("unshare(CLONE_NEWNS)");
-    rustix::mount::mount_change(
-        "/",
-        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
-    )
-    .expect("make / rprivate");
+    // Nothing the bench mounts is seen outside this process, nor outlives it.
+    mountkit_testutil::private_mount_ns();
     let only = std::env::var("MOUNTKIT_BENCH_ONLY").unwrap_or_default();
     let wanted = |group: &str| group.contains(&only);
     let n: u64 = std::env::var("MOUNTKIT_BENCH_ROUNDS")

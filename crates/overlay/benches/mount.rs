@@ -15,15 +15,8 @@ fn private_namespace() -> bool {
         eprintln!("SKIP overlay mount bench: needs root");
         return false;
     }
-    // SAFETY: CLONE_NEWNS affects only this thread's mount namespace (the benches run on it and
-    // on threads it spawns later); no fd table is unshared.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .expect("unshare(CLONE_NEWNS)");
-    rustix::mount::mount_change(
-        "/",
-        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
-    )
-    .expect("make / rprivate");
+    // Nothing the bench mounts is seen outside this process, nor outlives it.
+    mountkit_testutil::private_mount_ns();
     true
 }
 

@@ -49,6 +49,21 @@ pub fn require_root() {
     );
 }
 
+/// Moves the calling thread (and the processes it starts later) into a new mount namespace whose
+/// mounts are all private: nothing mounted afterwards is seen outside, nor outlives the process. For
+/// benchmarks, which mount fresh filesystems; a test uses [`in_mount_ns`]. Panics if it cannot.
+pub fn private_mount_ns() {
+    unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("make / rprivate");
+}
+
 /// Runs `body` in a forked child with a new, recursively private mount namespace and panics (in the
 /// parent) with the child's panic message if the body panicked or the child died.
 ///
@@ -62,15 +77,7 @@ pub fn in_mount_ns<F: FnOnce()>(body: F) {
             drop(rd);
             let mut wr = std::fs::File::from(wr);
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-                mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )
-                .expect("make / rprivate");
+                private_mount_ns();
                 body();
             }));
             let code = match result {
