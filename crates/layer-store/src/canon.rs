@@ -27,6 +27,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use mountkit_safefs::XattrsOf as Xattrs;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Stat};
 use rustix::io::Errno;
 use tar::{EntryType, Header};
@@ -627,85 +628,18 @@ pub(crate) fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
     out.push(b'\n');
 }
 
-/// Whose xattrs to read: an open file's, or those of a path (not following a final symlink).
-#[derive(Clone, Copy)]
-enum Xattrs<'a> {
-    Fd(BorrowedFd<'a>),
-    Path(&'a Path),
-}
-
-impl Xattrs<'_> {
-    fn get_query(self, name: &str) -> rustix::io::Result<usize> {
-        match self {
-            Xattrs::Fd(fd) => rustix::fs::fgetxattr_query(fd, name),
-            Xattrs::Path(p) => rustix::fs::lgetxattr_query(p, name),
-        }
-    }
-
-    fn get(self, name: &str, buf: &mut [u8]) -> rustix::io::Result<usize> {
-        match self {
-            Xattrs::Fd(fd) => rustix::fs::fgetxattr(fd, name, buf),
-            Xattrs::Path(p) => rustix::fs::lgetxattr(p, name, buf),
-        }
-    }
-
-    fn list_query(self) -> rustix::io::Result<usize> {
-        match self {
-            Xattrs::Fd(fd) => rustix::fs::flistxattr_query(fd),
-            Xattrs::Path(p) => rustix::fs::llistxattr_query(p),
-        }
-    }
-
-    fn list(self, buf: &mut [u8]) -> rustix::io::Result<usize> {
-        match self {
-            Xattrs::Fd(fd) => rustix::fs::flistxattr(fd, buf),
-            Xattrs::Path(p) => rustix::fs::llistxattr(p, buf),
-        }
-    }
-}
-
 /// One xattr of `of` (at `path`, for messages), `None` when absent or unsupported.
 fn xattr_get(of: Xattrs<'_>, path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
-    loop {
-        let size = match of.get_query(name) {
-            Ok(n) => n,
-            Err(Errno::NODATA | Errno::NOTSUP) => return Ok(None),
-            Err(e) => return Err(Error::io("read xattr of", path, e)),
-        };
-        let mut buf = vec![0u8; size];
-        match of.get(name, &mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(Some(buf));
-            }
-            Err(Errno::RANGE) => continue, // grew meanwhile
-            Err(Errno::NODATA) => return Ok(None),
-            Err(e) => return Err(Error::io("read xattr of", path, e)),
-        }
-    }
+    of.get(std::ffi::OsStr::new(name))
+        .map_err(|e| Error::io("read xattr of", path, e))
 }
 
 /// All xattrs of `of` (at `path`, for messages) worth archiving (not `trusted.overlay.*`), sorted by
 /// name.
 fn xattrs_of(of: Xattrs<'_>, path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let names = loop {
-        let size = match of.list_query() {
-            Ok(0) | Err(Errno::NOTSUP) => return Ok(Vec::new()),
-            Ok(n) => n,
-            Err(e) => return Err(Error::io("list xattrs of", path, e)),
-        };
-        let mut buf = vec![0u8; size];
-        match of.list(&mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                break buf;
-            }
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(Error::io("list xattrs of", path, e)),
-        }
-    };
+    let names = of.names().map_err(|e| Error::io("list xattrs of", path, e))?;
     let mut out = Vec::new();
-    for raw in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    for raw in &names {
         let Ok(name) = std::str::from_utf8(raw) else {
             tracing::debug!(path = %path.display(), "skipping xattr with a non-UTF-8 name");
             continue;

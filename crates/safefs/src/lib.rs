@@ -48,6 +48,7 @@ mod mount_attr;
 mod mount_id;
 pub mod mountinfo;
 mod remove;
+mod xattr;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -61,6 +62,7 @@ pub use mount_attr::{
 };
 pub use mount_id::{FinalSymlink, mount_id, mount_id_at};
 pub use remove::{is_mount_point, mounts_under, mounts_under_canonical, remove_tree, remove_tree_checked};
+pub use xattr::XattrsOf;
 
 /// The error of every operation in this crate: what was being done, to which path, and why.
 #[derive(Debug, thiserror::Error)]

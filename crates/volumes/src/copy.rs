@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use mountkit_safefs::{FinalSymlink, mount_id_at};
-use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
+use mountkit_safefs::{FinalSymlink, XattrsOf, mount_id_at};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 use tracing::{trace, warn};
 
 use crate::{Error, Result};
@@ -130,7 +131,7 @@ fn copy_file(s: &Path, d: &Path, meta: &Metadata) -> Result<()> {
     .map_err(|e| Error::io("chown", d, io::Error::from(e)))?;
     rustix::fs::fchmod(&to, Mode::from_raw_mode(meta.mode() & 0o7777))
         .map_err(|e| Error::io("chmod", d, io::Error::from(e)))?;
-    copy_xattrs(&Xattrs::Fd(&from), s, &Xattrs::Fd(&to), d)?;
+    copy_xattrs(XattrsOf::Fd(from.as_fd()), s, XattrsOf::Fd(to.as_fd()), d)?;
     rustix::fs::futimens(&to, &timestamps(meta)).map_err(|e| Error::io("set times of", d, io::Error::from(e)))
 }
 
@@ -214,7 +215,7 @@ fn apply_meta(s: &Path, d: &Path, meta: &Metadata) -> Result<()> {
         fs::set_permissions(d, fs::Permissions::from_mode(meta.mode() & 0o7777))
             .map_err(|e| Error::io("chmod", d, e))?;
     }
-    copy_xattrs(&Xattrs::Path(s), s, &Xattrs::Path(d), d)?;
+    copy_xattrs(XattrsOf::Path(s), s, XattrsOf::Path(d), d)?;
     rustix::fs::utimensat(CWD, d, &timestamps(meta), AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| Error::io("set times of", d, e))
 }
@@ -233,75 +234,20 @@ fn timestamps(meta: &Metadata) -> Timestamps {
     }
 }
 
-/// Where xattrs are read or written: an open file, or a path (not followed if it is a symlink).
-enum Xattrs<'a> {
-    Fd(&'a File),
-    Path(&'a Path),
-}
-
-impl Xattrs<'_> {
-    fn list(&self, buf: &mut [u8]) -> rustix::io::Result<usize> {
-        match self {
-            Xattrs::Fd(f) => rustix::fs::flistxattr(f, buf),
-            Xattrs::Path(p) => rustix::fs::llistxattr(*p, buf),
-        }
-    }
-
-    fn list_size(&self) -> rustix::io::Result<usize> {
-        match self {
-            Xattrs::Fd(f) => rustix::fs::flistxattr_query(f),
-            Xattrs::Path(p) => rustix::fs::llistxattr_query(*p),
-        }
-    }
-
-    fn get_size(&self, name: &OsStr) -> rustix::io::Result<usize> {
-        match self {
-            Xattrs::Fd(f) => rustix::fs::fgetxattr_query(f, name),
-            Xattrs::Path(p) => rustix::fs::lgetxattr_query(*p, name),
-        }
-    }
-
-    fn get(&self, name: &OsStr, buf: &mut [u8]) -> rustix::io::Result<usize> {
-        match self {
-            Xattrs::Fd(f) => rustix::fs::fgetxattr(f, name, buf),
-            Xattrs::Path(p) => rustix::fs::lgetxattr(*p, name, buf),
-        }
-    }
-
-    fn set(&self, name: &OsStr, value: &[u8]) -> rustix::io::Result<()> {
-        match self {
-            Xattrs::Fd(f) => rustix::fs::fsetxattr(f, name, value, XattrFlags::empty()),
-            Xattrs::Path(p) => rustix::fs::lsetxattr(*p, name, value, XattrFlags::empty()),
-        }
-    }
-}
-
 /// Copies every xattr of `from` (the file at `s`) to `to` (the file at `d`; the paths name them in
 /// errors).
-fn copy_xattrs(from: &Xattrs<'_>, s: &Path, to: &Xattrs<'_>, d: &Path) -> Result<()> {
-    let size = match from.list_size() {
-        Ok(0) => return Ok(()),
-        Ok(n) => n,
-        Err(rustix::io::Errno::NOTSUP) => return Ok(()),
-        Err(e) => return Err(Error::io("list xattrs of", s, io::Error::from(e))),
-    };
-    let mut names = vec![0u8; size];
-    let n = from
-        .list(&mut names[..])
+fn copy_xattrs(from: XattrsOf<'_>, s: &Path, to: XattrsOf<'_>, d: &Path) -> Result<()> {
+    let names = from
+        .names()
         .map_err(|e| Error::io("list xattrs of", s, io::Error::from(e)))?;
-    names.truncate(n);
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    for name in &names {
         let name = OsStr::from_bytes(name);
-        let len = match from.get_size(name) {
-            Ok(l) => l,
-            Err(rustix::io::Errno::NODATA) => continue,
-            Err(e) => return Err(Error::io("read xattr of", s, io::Error::from(e))),
+        let Some(value) = from
+            .get(name)
+            .map_err(|e| Error::io("read xattr of", s, io::Error::from(e)))?
+        else {
+            continue;
         };
-        let mut value = vec![0u8; len];
-        let got = from
-            .get(name, &mut value[..])
-            .map_err(|e| Error::io("read xattr of", s, io::Error::from(e)))?;
-        value.truncate(got);
         match to.set(name, &value) {
             Ok(()) => {}
             Err(rustix::io::Errno::NOTSUP) => {
