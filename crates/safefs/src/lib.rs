@@ -20,6 +20,8 @@
 //!   remount of each mount keeping its other flags): the two ways a [`MountAttr`] (read-only, `nodev`,
 //!   ...) is added to a mount or a tree of mounts; [`set_read_only`] and [`remount_read_only`] for the
 //!   read-only case.
+//! - [`XattrsOf`]: an open file's or a path's extended attributes read whole (names, values; read again
+//!   when they grew meanwhile) and set, for the layer store's tar writer and the volumes' tree copy.
 //! - [`now_rfc3339`] (at a [`TimePrecision`]) for record timestamps, and [`boot_id`], read once.
 //! - [`inroot`]: resolves a path inside a root directory as if that directory were `/` (`..` and absolute
 //!   symlinks stay inside), creates missing directories and files the same way, and hands back `O_PATH`
