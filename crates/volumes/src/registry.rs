@@ -218,7 +218,8 @@ impl Registry {
     }
 
     /// The directory that holds the volume's content now, for an export: `_data` of a plain volume, or
-    /// of a driver volume whose mount is attached (a container uses it). A driver volume not attached is
+    /// of a driver volume whose mount is attached (a container uses it, or the caller acquired it after
+    /// [`needs_attach`](Registry::needs_attach)). A driver volume not attached is
     /// [`Error::NotAttached`], never an empty directory. Whether a running container writes there is for
     /// the caller to know (the registry does not record a plain volume's users).
     pub fn export_dir(&self, name: &str) -> Result<PathBuf> {
